@@ -1,0 +1,60 @@
+//! The admin HTTP port: `/metrics` (Prometheus text), `/healthz` (the process is up) and
+//! `/readyz` (the data directory is open and the Kafka listener is serving).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::broker::Broker;
+
+#[derive(Debug, Clone)]
+struct AdminState {
+    broker: Arc<Broker>,
+    ready: Arc<AtomicBool>,
+}
+
+/// Serves the admin endpoints until `shutdown` fires. `ready` flips `/readyz` to 200.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    ready: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(AdminState { broker, ready });
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        warn!(error = %e, "admin http server failed");
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.broker.metrics.render(),
+    )
+}
+
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}

@@ -1,0 +1,177 @@
+//! The broker's shared state: configuration, identity, topics, metrics and background tasks.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{BrokerConfig, Durability};
+use crate::error::BrokerError;
+use crate::group_commit::GroupCommit;
+use crate::metrics::Metrics;
+use crate::node_meta::NodeMeta;
+use crate::partition::Partition;
+use crate::topics::{NewTopic, Topic, TopicRegistry};
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub node: NodeMeta,
+    pub topics: TopicRegistry,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    /// Where clients are told to connect.
+    pub advertised: (String, u16),
+    /// Where sealed segments will be tiered to (opened and checked at startup).
+    pub object_store: Arc<dyn object_store::ObjectStore>,
+    group_commit: Option<GroupCommit>,
+}
+
+/// Background tasks the broker owns, stopped in order on shutdown.
+#[derive(Debug)]
+pub struct BrokerTasks {
+    group_commit: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    retention: (CancellationToken, tokio::task::JoinHandle<()>),
+}
+
+impl Broker {
+    /// Opens the data directory (recovering every partition) and starts background tasks.
+    /// `advertised` is where clients are told to connect (usually the bound listener).
+    pub async fn open(
+        config: BrokerConfig,
+        advertised: (String, u16),
+    ) -> Result<(Arc<Self>, BrokerTasks), BrokerError> {
+        let metrics = Arc::new(Metrics::new());
+        let object_store = crate::object_store_url::open(&config.object_store_url)
+            .map_err(|e| BrokerError::ObjectStoreUrl(Arc::new(e)))?;
+        let data_dir = config.data_dir.clone();
+        let node_id = config.node_id;
+        let defaults = config.topic_defaults.clone();
+        let (node, topics) = tokio::task::spawn_blocking(move || {
+            let _span = info_span!("recover_data_dir", data_dir = %data_dir.display()).entered();
+            let node = NodeMeta::open(&data_dir, node_id)?;
+            let topics = TopicRegistry::open(&data_dir, defaults)?;
+            Ok::<_, BrokerError>((node, topics))
+        })
+        .await
+        .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
+        info!(
+            cluster_id = node.cluster_id(),
+            topics = topics.all().len(),
+            "data directory opened"
+        );
+
+        let group_commit = (config.durability == Durability::Fsync).then(|| {
+            let cancel = CancellationToken::new();
+            let (handle, task) = GroupCommit::spawn(metrics.clone(), cancel.clone());
+            (handle, (cancel, task))
+        });
+        let (group_commit, group_commit_task) = match group_commit {
+            Some((handle, task)) => (Some(handle), Some(task)),
+            None => (None, None),
+        };
+        let broker = Arc::new(Self {
+            config,
+            node,
+            topics,
+            metrics,
+            clock: Arc::new(SystemClock),
+            advertised,
+            object_store,
+            group_commit,
+        });
+        let retention_cancel = CancellationToken::new();
+        let retention_task = tokio::spawn(retention_loop(broker.clone(), retention_cancel.clone()));
+        Ok((
+            broker,
+            BrokerTasks {
+                group_commit: group_commit_task,
+                retention: (retention_cancel, retention_task),
+            },
+        ))
+    }
+
+    /// Waits until `partition`'s appends are durable per the configured durability.
+    pub async fn make_durable(&self, partition: &Arc<Partition>) -> Result<(), BrokerError> {
+        match &self.group_commit {
+            Some(group_commit) => group_commit.sync(partition.clone()).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Creates a topic off the async runtime (it creates directories and fsyncs metadata).
+    pub async fn create_topic(self: &Arc<Self>, new: NewTopic) -> Result<Arc<Topic>, BrokerError> {
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || broker.topics.create(new))
+            .await
+            .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))?
+    }
+
+    /// Deletes a topic off the async runtime.
+    pub async fn delete_topic(self: &Arc<Self>, topic: Arc<Topic>) -> Result<(), BrokerError> {
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || broker.topics.delete(&topic))
+            .await
+            .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))?
+    }
+
+    /// Flushes every partition: the last step of an ordered shutdown.
+    pub fn flush_all(&self) {
+        for topic in self.topics.all() {
+            for partition in &topic.partitions {
+                if let Err(e) = partition.flush() {
+                    warn!(topic = %topic.name, partition = partition.index, error = %e, "flush at shutdown failed");
+                }
+            }
+        }
+    }
+}
+
+impl BrokerTasks {
+    /// Stops the background tasks. Call after client connections have drained.
+    pub async fn shutdown(self) {
+        let (cancel, task) = self.retention;
+        cancel.cancel();
+        let _ = task.await;
+        if let Some((cancel, task)) = self.group_commit {
+            cancel.cancel();
+            let _ = task.await;
+        }
+    }
+}
+
+/// Applies retention and time-based rolls on every partition, periodically.
+async fn retention_loop(broker: Arc<Broker>, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(broker.config.retention_check_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let pass = broker.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _span = info_span!("retention_pass").entered();
+            let now = pass.clock.now_ms();
+            let mut deleted = 0;
+            for topic in pass.topics.all() {
+                for partition in &topic.partitions {
+                    match partition.enforce_retention(now) {
+                        Ok(n) => deleted += n,
+                        Err(e) => warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed"),
+                    }
+                }
+            }
+            deleted
+        })
+        .await;
+        if let Ok(deleted) = outcome {
+            broker
+                .metrics
+                .retention_deleted_segments
+                .inc_by(deleted as u64);
+        }
+    }
+}

@@ -1,0 +1,568 @@
+//! Broker and topic configuration, named as Kafka names it.
+//!
+//! Every topic-level setting has a topic name (`retention.ms`) and a broker-wide default name
+//! (`log.retention.ms`), exactly as in Kafka. [`TOPIC_CONFIGS`] is the one table that knows
+//! both names, the type and the built-in default; [`TopicConfig`] is the resolved, typed view
+//! a partition log works with. A topic stores only its overrides, so changing a broker default
+//! changes every topic that did not override it, as Kafka users expect.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// A configuration value that could not be accepted.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("unknown config '{name}'")]
+    Unknown { name: String },
+    #[error("invalid value '{value}' for config '{name}': {reason}")]
+    Invalid {
+        name: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Whether a timestamp in a stored batch is the producer's or the broker's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// When a produce is acknowledged relative to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledge once the write reached the OS page cache: survives `kill -9`, not power loss.
+    Os,
+    /// Acknowledge after an fsync; concurrent produces share one fsync (group commit).
+    Fsync,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "os" => Ok(Self::Os),
+            "fsync" => Ok(Self::Fsync),
+            other => Err(format!("expected 'os' or 'fsync', got '{other}'")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A signed 64-bit number no smaller than the given minimum.
+    Long { min: i64 },
+    /// One of a fixed set of words.
+    Choice(&'static [&'static str]),
+    /// Free text (stored and described, not interpreted yet).
+    Text,
+}
+
+/// One topic-level setting: its topic name, its broker-wide default name and built-in default.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub broker_name: &'static str,
+    pub default: &'static str,
+    kind: Kind,
+}
+
+const fn def(
+    name: &'static str,
+    broker_name: &'static str,
+    default: &'static str,
+    kind: Kind,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        broker_name,
+        default,
+        kind,
+    }
+}
+
+/// Every topic-level setting the broker understands, with Kafka's defaults.
+pub const TOPIC_CONFIGS: &[ConfigDef] = &[
+    def(
+        "segment.bytes",
+        "log.segment.bytes",
+        "1073741824",
+        Kind::Long { min: 14 },
+    ),
+    def(
+        "segment.ms",
+        "log.roll.ms",
+        "604800000",
+        Kind::Long { min: 1 },
+    ),
+    def(
+        "retention.ms",
+        "log.retention.ms",
+        "604800000",
+        Kind::Long { min: -1 },
+    ),
+    def(
+        "retention.bytes",
+        "log.retention.bytes",
+        "-1",
+        Kind::Long { min: -1 },
+    ),
+    def(
+        "max.message.bytes",
+        "message.max.bytes",
+        "1048588",
+        Kind::Long { min: 0 },
+    ),
+    def(
+        "index.interval.bytes",
+        "log.index.interval.bytes",
+        "4096",
+        Kind::Long { min: 0 },
+    ),
+    def(
+        "message.timestamp.type",
+        "log.message.timestamp.type",
+        "CreateTime",
+        Kind::Choice(&["CreateTime", "LogAppendTime"]),
+    ),
+    def(
+        "message.timestamp.before.max.ms",
+        "log.message.timestamp.before.max.ms",
+        "9223372036854775807",
+        Kind::Long { min: 0 },
+    ),
+    def(
+        "message.timestamp.after.max.ms",
+        "log.message.timestamp.after.max.ms",
+        "3600000",
+        Kind::Long { min: 0 },
+    ),
+    def(
+        "cleanup.policy",
+        "log.cleanup.policy",
+        "delete",
+        Kind::Choice(&["delete", "compact", "compact,delete", "delete,compact"]),
+    ),
+    def(
+        "compression.type",
+        "compression.type",
+        "producer",
+        Kind::Choice(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
+    ),
+    def(
+        "min.insync.replicas",
+        "min.insync.replicas",
+        "1",
+        Kind::Long { min: 1 },
+    ),
+    def(
+        "local.retention.ms",
+        "log.local.retention.ms",
+        "-2",
+        Kind::Long { min: -2 },
+    ),
+    def(
+        "local.retention.bytes",
+        "log.local.retention.bytes",
+        "-2",
+        Kind::Long { min: -2 },
+    ),
+    def(
+        "remote.storage.enable",
+        "remote.storage.enable",
+        "true",
+        Kind::Choice(&["true", "false"]),
+    ),
+    def(
+        "message.downconversion.enable",
+        "log.message.downconversion.enable",
+        "true",
+        Kind::Choice(&["true", "false"]),
+    ),
+    def(
+        "preallocate",
+        "log.preallocate",
+        "false",
+        Kind::Choice(&["true", "false"]),
+    ),
+    def(
+        "flush.messages",
+        "log.flush.interval.messages",
+        "9223372036854775807",
+        Kind::Long { min: 1 },
+    ),
+    def(
+        "flush.ms",
+        "log.flush.interval.ms",
+        "9223372036854775807",
+        Kind::Long { min: 0 },
+    ),
+    def(
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable",
+        "false",
+        Kind::Choice(&["true", "false"]),
+    ),
+    def(
+        "delete.retention.ms",
+        "log.cleaner.delete.retention.ms",
+        "86400000",
+        Kind::Long { min: 0 },
+    ),
+    def(
+        "min.compaction.lag.ms",
+        "log.cleaner.min.compaction.lag.ms",
+        "0",
+        Kind::Long { min: 0 },
+    ),
+    def(
+        "max.compaction.lag.ms",
+        "log.cleaner.max.compaction.lag.ms",
+        "9223372036854775807",
+        Kind::Long { min: 1 },
+    ),
+    def(
+        "min.cleanable.dirty.ratio",
+        "log.cleaner.min.cleanable.ratio",
+        "0.5",
+        Kind::Text,
+    ),
+    def(
+        "file.delete.delay.ms",
+        "log.segment.delete.delay.ms",
+        "60000",
+        Kind::Long { min: 0 },
+    ),
+    def(
+        "segment.index.bytes",
+        "log.index.size.max.bytes",
+        "10485760",
+        Kind::Long { min: 4 },
+    ),
+    def(
+        "segment.jitter.ms",
+        "log.roll.jitter.ms",
+        "0",
+        Kind::Long { min: 0 },
+    ),
+    def(
+        "follower.replication.throttled.replicas",
+        "follower.replication.throttled.replicas",
+        "",
+        Kind::Text,
+    ),
+    def(
+        "leader.replication.throttled.replicas",
+        "leader.replication.throttled.replicas",
+        "",
+        Kind::Text,
+    ),
+];
+
+/// Looks a topic-level setting up by its topic name.
+pub fn topic_config_def(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+impl ConfigDef {
+    /// Checks a value against this setting's type; returns it normalised.
+    pub fn validate(&self, value: &str) -> Result<String, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            name: self.name.to_string(),
+            value: value.to_string(),
+            reason,
+        };
+        match self.kind {
+            Kind::Long { min } => {
+                let n: i64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("not a whole number".into()))?;
+                if n < min {
+                    return Err(invalid(format!("must be at least {min}")));
+                }
+                Ok(n.to_string())
+            }
+            Kind::Choice(words) => {
+                let v = value.trim();
+                if words.contains(&v) {
+                    Ok(v.to_string())
+                } else {
+                    Err(invalid(format!("must be one of {}", words.join(", "))))
+                }
+            }
+            Kind::Text => Ok(value.to_string()),
+        }
+    }
+}
+
+/// Topic-level values after overrides, broker defaults and built-in defaults are applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicConfig {
+    values: BTreeMap<&'static str, String>,
+}
+
+impl TopicConfig {
+    /// Resolves a topic's configuration: its own overrides first, then the broker's defaults.
+    /// Overrides must have been validated (see [`ConfigDef::validate`]).
+    pub fn resolve(broker_defaults: &TopicConfig, overrides: &BTreeMap<String, String>) -> Self {
+        let mut values = broker_defaults.values.clone();
+        for (name, value) in overrides {
+            if let Some(def) = topic_config_def(name) {
+                values.insert(def.name, value.clone());
+            }
+        }
+        Self { values }
+    }
+
+    /// Kafka's built-in defaults.
+    pub fn builtin() -> Self {
+        Self {
+            values: TOPIC_CONFIGS
+                .iter()
+                .map(|d| (d.name, d.default.to_string()))
+                .collect(),
+        }
+    }
+
+    /// The resolved value of a topic-level setting by its topic name.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// All resolved values, by topic name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.values.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+
+    fn long(&self, name: &str) -> i64 {
+        self.get(name)
+            .and_then(|v| v.parse().ok())
+            .expect("long-typed configs are validated before they are stored")
+    }
+
+    pub fn segment_bytes(&self) -> u64 {
+        self.long("segment.bytes").max(14) as u64
+    }
+    pub fn segment_ms(&self) -> i64 {
+        self.long("segment.ms")
+    }
+    /// `None` means unlimited (Kafka's -1).
+    pub fn retention_ms(&self) -> Option<i64> {
+        Some(self.long("retention.ms")).filter(|v| *v >= 0)
+    }
+    /// `None` means unlimited (Kafka's -1).
+    pub fn retention_bytes(&self) -> Option<i64> {
+        Some(self.long("retention.bytes")).filter(|v| *v >= 0)
+    }
+    pub fn max_message_bytes(&self) -> usize {
+        self.long("max.message.bytes").max(0) as usize
+    }
+    pub fn index_interval_bytes(&self) -> u32 {
+        self.long("index.interval.bytes")
+            .clamp(0, i64::from(u32::MAX)) as u32
+    }
+    pub fn timestamp_type(&self) -> TimestampType {
+        match self.get("message.timestamp.type") {
+            Some("LogAppendTime") => TimestampType::LogAppendTime,
+            _ => TimestampType::CreateTime,
+        }
+    }
+    pub fn timestamp_before_max_ms(&self) -> i64 {
+        self.long("message.timestamp.before.max.ms")
+    }
+    pub fn timestamp_after_max_ms(&self) -> i64 {
+        self.long("message.timestamp.after.max.ms")
+    }
+}
+
+/// Settings of the whole broker process.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    /// Where clients are told to connect; `None` means the bound Kafka listener address.
+    pub advertised_kafka: Option<(String, u16)>,
+    pub data_dir: PathBuf,
+    /// `file:///abs/path`, `memory://` or `s3://bucket/prefix`.
+    pub object_store_url: String,
+    /// Kafka's `socket.request.max.bytes`: the largest request frame accepted.
+    pub socket_request_max_bytes: usize,
+    /// Upper bound on a batch's size after decompression, checked while validating it.
+    pub max_decompressed_batch_bytes: usize,
+    pub auto_create_topics: bool,
+    pub num_partitions: i32,
+    pub durability: Durability,
+    /// How often retention and time-based segment rolls are checked.
+    pub retention_check_interval: Duration,
+    /// How long an ordered shutdown may take before the process exits anyway.
+    pub shutdown_timeout: Duration,
+    /// Broker-wide defaults for topic-level settings (from their `log.*` names).
+    pub topic_defaults: TopicConfig,
+}
+
+impl BrokerConfig {
+    /// The embedded single-node defaults rooted at `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        let object_store_url = format!("file://{}", absolute(&data_dir.join("objects")).display());
+        Self {
+            node_id: 1,
+            advertised_kafka: None,
+            data_dir,
+            object_store_url,
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            max_decompressed_batch_bytes: 256 * 1024 * 1024,
+            auto_create_topics: true,
+            num_partitions: 1,
+            durability: Durability::Os,
+            retention_check_interval: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+            topic_defaults: TopicConfig::builtin(),
+        }
+    }
+
+    /// Applies Kafka-named broker properties (`num.partitions`, `log.retention.ms`, ...).
+    pub fn apply_kafka_properties<'a>(
+        &mut self,
+        properties: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), ConfigError> {
+        for (name, value) in properties {
+            self.apply_kafka_property(name, value)?;
+        }
+        Ok(())
+    }
+
+    fn apply_kafka_property(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let invalid = |reason: &str| ConfigError::Invalid {
+            name: name.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        let positive = |v: &str| -> Result<u64, ConfigError> {
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| invalid("must be a positive whole number"))
+        };
+        match name {
+            "num.partitions" => {
+                self.num_partitions =
+                    i32::try_from(positive(value)?).map_err(|_| invalid("too large"))?;
+            }
+            "auto.create.topics.enable" => {
+                self.auto_create_topics = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("must be true or false"))?;
+            }
+            "socket.request.max.bytes" => {
+                self.socket_request_max_bytes = positive(value)? as usize;
+            }
+            "log.retention.check.interval.ms" => {
+                self.retention_check_interval = Duration::from_millis(positive(value)?);
+            }
+            // Kafka's coarser spellings of the retention and roll periods.
+            "log.retention.minutes" | "log.retention.hours" | "log.roll.hours" => {
+                let unit: i64 = if name.ends_with("minutes") {
+                    60_000
+                } else {
+                    3_600_000
+                };
+                let n: i64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("not a whole number"))?;
+                let target = if name.starts_with("log.roll") {
+                    "segment.ms"
+                } else {
+                    "retention.ms"
+                };
+                let ms = if n < 0 { -1 } else { n.saturating_mul(unit) };
+                self.set_topic_default(target, &ms.to_string())?;
+            }
+            _ => {
+                let def = TOPIC_CONFIGS
+                    .iter()
+                    .find(|d| d.broker_name == name)
+                    .ok_or_else(|| ConfigError::Unknown {
+                        name: name.to_string(),
+                    })?;
+                self.set_topic_default(def.name, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_topic_default(&mut self, topic_name: &str, value: &str) -> Result<(), ConfigError> {
+        let def = topic_config_def(topic_name).expect("callers name a known topic config");
+        let value = def.validate(value)?;
+        self.topic_defaults.values.insert(def.name, value);
+        Ok(())
+    }
+
+    /// The address advertised to clients given the address the listener actually bound.
+    pub fn advertised_address(&self, bound: SocketAddr) -> (String, u16) {
+        self.advertised_kafka
+            .clone()
+            .unwrap_or_else(|| (bound.ip().to_string(), bound.port()))
+    }
+}
+
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_names_set_topic_defaults_and_topic_overrides_win() {
+        let mut broker = BrokerConfig::new(PathBuf::from("/tmp/x"));
+        broker
+            .apply_kafka_properties([("log.retention.ms", "1000"), ("message.max.bytes", "2048")])
+            .expect("valid properties");
+        let overrides = BTreeMap::from([("retention.ms".to_string(), "5".to_string())]);
+        let topic = TopicConfig::resolve(&broker.topic_defaults, &overrides);
+        assert_eq!(topic.retention_ms(), Some(5));
+        assert_eq!(topic.max_message_bytes(), 2048);
+    }
+
+    #[test]
+    fn retention_hours_are_converted_to_milliseconds() {
+        let mut broker = BrokerConfig::new(PathBuf::from("/tmp/x"));
+        broker
+            .apply_kafka_properties([("log.retention.hours", "2")])
+            .expect("valid");
+        assert_eq!(broker.topic_defaults.retention_ms(), Some(7_200_000));
+    }
+
+    #[test]
+    fn unknown_and_invalid_properties_are_refused() {
+        let mut broker = BrokerConfig::new(PathBuf::from("/tmp/x"));
+        assert!(matches!(
+            broker.apply_kafka_properties([("no.such.thing", "1")]),
+            Err(ConfigError::Unknown { .. })
+        ));
+        assert!(matches!(
+            broker.apply_kafka_properties([("log.segment.bytes", "abc")]),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            broker.apply_kafka_properties([("log.message.timestamp.type", "Sometimes")]),
+            Err(ConfigError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn infinite_retention_is_none() {
+        let topic = TopicConfig::builtin();
+        assert_eq!(topic.retention_bytes(), None);
+        assert_eq!(topic.retention_ms(), Some(604_800_000));
+    }
+}

@@ -1,0 +1,141 @@
+//! The broker's errors and the one place they become Kafka error codes.
+//!
+//! [`BrokerError::response_error`] and the functions it calls match every variant without a
+//! wildcard, so a new failure forces a decision about what a client is told (and whether
+//! the client will retry).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use strata_log::{BatchError, LogError};
+use thiserror::Error;
+
+use crate::config::ConfigError;
+use crate::producer_state::SequenceError;
+
+/// Everything a request handler can fail with.
+#[derive(Debug, Clone, Error)]
+pub enum BrokerError {
+    #[error("storage error at {path}: {source}")]
+    Storage {
+        path: String,
+        source: Arc<std::io::Error>,
+    },
+    #[error(transparent)]
+    Log(Arc<LogError>),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("unknown topic id")]
+    UnknownTopicId,
+    #[error("topic '{name}' already exists")]
+    TopicAlreadyExists { name: String },
+    #[error("invalid topic '{name}': {reason}")]
+    InvalidTopic { name: String, reason: String },
+    #[error("number of partitions must be at least 1, got {partitions}")]
+    InvalidPartitions { partitions: i32 },
+    #[error("{reason}")]
+    InvalidReplicationFactor { reason: String },
+    #[error("{reason}")]
+    InvalidReplicaAssignment { reason: String },
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigError),
+    #[error("transactions are not supported yet")]
+    TransactionsUnsupported,
+    #[error("required acks must be -1, 0 or 1, got {acks}")]
+    InvalidRequiredAcks { acks: i16 },
+    #[error("leader epoch {requested} is newer than the partition's epoch {current}")]
+    UnknownLeaderEpoch { requested: i32, current: i32 },
+    #[error("leader epoch {requested} is older than the partition's epoch {current}")]
+    FencedLeaderEpoch { requested: i32, current: i32 },
+    #[error(transparent)]
+    ObjectStoreUrl(Arc<crate::object_store_url::ObjectStoreUrlError>),
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+impl From<LogError> for BrokerError {
+    fn from(e: LogError) -> Self {
+        Self::Log(Arc::new(e))
+    }
+}
+
+impl From<std::io::Error> for BrokerError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Storage {
+            path: String::new(),
+            source: Arc::new(e),
+        }
+    }
+}
+
+impl BrokerError {
+    pub fn storage(path: &Path, source: std::io::Error) -> Self {
+        Self::Storage {
+            path: path.display().to_string(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// The Kafka error code a client is told.
+    pub fn response_error(&self) -> ResponseError {
+        match self {
+            Self::Storage { .. } => ResponseError::KafkaStorageError,
+            Self::Log(e) => log_error_code(e),
+            Self::Batch(e) => batch_error_code(e),
+            Self::Sequence(SequenceError::StaleEpoch { .. }) => ResponseError::InvalidProducerEpoch,
+            Self::Sequence(SequenceError::OutOfOrder { .. }) => {
+                ResponseError::OutOfOrderSequenceNumber
+            }
+            Self::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+            Self::UnknownTopicId => ResponseError::UnknownTopicId,
+            Self::TopicAlreadyExists { .. } => ResponseError::TopicAlreadyExists,
+            Self::InvalidTopic { .. } => ResponseError::InvalidTopicException,
+            Self::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+            Self::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
+            Self::InvalidReplicaAssignment { .. } => ResponseError::InvalidReplicaAssignment,
+            Self::InvalidConfig(_) => ResponseError::InvalidConfig,
+            Self::TransactionsUnsupported => ResponseError::UnsupportedVersion,
+            Self::InvalidRequiredAcks { .. } => ResponseError::InvalidRequiredAcks,
+            Self::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
+            Self::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+            Self::ObjectStoreUrl(_) => ResponseError::KafkaStorageError,
+            Self::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        }
+    }
+
+    /// The code as it goes on the wire.
+    pub fn code(&self) -> i16 {
+        self.response_error().code()
+    }
+}
+
+fn log_error_code(e: &LogError) -> ResponseError {
+    match e {
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::Io { .. } | LogError::Corrupt { .. } | LogError::SegmentFull { .. } => {
+            ResponseError::KafkaStorageError
+        }
+    }
+}
+
+fn batch_error_code(e: &BatchError) -> ResponseError {
+    match e {
+        BatchError::TooShort { .. }
+        | BatchError::LengthMismatch { .. }
+        | BatchError::CrcMismatch { .. }
+        | BatchError::UnknownCompression { .. }
+        | BatchError::DecompressedTooLarge { .. }
+        | BatchError::Decompression { .. }
+        | BatchError::MalformedRecord { .. } => ResponseError::CorruptMessage,
+        BatchError::NotOneBatch
+        | BatchError::UnsupportedMagic { .. }
+        | BatchError::Invalid { .. } => ResponseError::InvalidRecord,
+        BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
+        BatchError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
+    }
+}

@@ -1,0 +1,115 @@
+//! Group commit: produce requests that must be durable wait here for an fsync, and every
+//! request that arrives while one fsync round runs is served by the next round, so a burst of
+//! concurrent produces costs one fsync per partition per round, never one per request.
+//!
+//! Correctness rests on ordering: a request is enqueued only after its append returned, and a
+//! round starts its fsyncs only after taking its requests, so each fsync covers every append
+//! of the requests it answers. On cancellation, queued requests are answered with
+//! `ShuttingDown`; nothing is acknowledged that was not synced.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug_span, warn};
+
+use crate::error::BrokerError;
+use crate::metrics::Metrics;
+use crate::partition::Partition;
+
+const QUEUE_DEPTH: usize = 4096;
+
+struct SyncRequest {
+    partition: Arc<Partition>,
+    done: oneshot::Sender<Result<(), BrokerError>>,
+}
+
+/// A handle to the group-commit task.
+#[derive(Debug, Clone)]
+pub struct GroupCommit {
+    requests: mpsc::Sender<SyncRequest>,
+}
+
+impl std::fmt::Debug for SyncRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncRequest")
+            .field("partition", &self.partition)
+            .finish()
+    }
+}
+
+impl GroupCommit {
+    /// Starts the group-commit task; it runs until `cancel` fires and its queue is drained.
+    pub fn spawn(
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (requests, queue) = mpsc::channel(QUEUE_DEPTH);
+        let task = tokio::spawn(run(queue, metrics, cancel));
+        (Self { requests }, task)
+    }
+
+    /// Waits until everything appended to `partition` so far is on stable storage.
+    pub async fn sync(&self, partition: Arc<Partition>) -> Result<(), BrokerError> {
+        let (done, wait) = oneshot::channel();
+        self.requests
+            .send(SyncRequest { partition, done })
+            .await
+            .map_err(|_| BrokerError::ShuttingDown)?;
+        wait.await.map_err(|_| BrokerError::ShuttingDown)?
+    }
+}
+
+async fn run(
+    mut queue: mpsc::Receiver<SyncRequest>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            request = queue.recv() => request,
+            () = cancel.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        let mut round = vec![first];
+        while let Ok(more) = queue.try_recv() {
+            round.push(more);
+        }
+        let started = Instant::now();
+        let waiters = round.len();
+        let mut partitions: Vec<Arc<Partition>> =
+            round.iter().map(|r| r.partition.clone()).collect();
+        partitions.sort_by_key(|p| Arc::as_ptr(p) as usize);
+        partitions.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        let span = debug_span!("group_commit", partitions = partitions.len(), waiters);
+        let outcome = tokio::task::spawn_blocking(move || {
+            partitions
+                .iter()
+                .map(|p| p.sync().map(|_| ()))
+                .collect::<Result<Vec<()>, _>>()
+        })
+        .instrument(span)
+        .await;
+        let outcome = match outcome {
+            Ok(result) => result.map(|_| ()),
+            Err(join) => Err(BrokerError::from(std::io::Error::other(join.to_string()))),
+        };
+        if let Err(e) = &outcome {
+            warn!(error = %e, "group commit fsync failed; produces in this round are answered with an error");
+        }
+        metrics.fsyncs.inc();
+        metrics
+            .fsync_duration
+            .observe(started.elapsed().as_secs_f64());
+        metrics.fsync_batch_waiters.observe(waiters as f64);
+        for request in round {
+            let _ = request.done.send(outcome.clone());
+        }
+    }
+    queue.close();
+    while let Ok(request) = queue.try_recv() {
+        let _ = request.done.send(Err(BrokerError::ShuttingDown));
+    }
+}

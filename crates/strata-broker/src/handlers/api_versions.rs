@@ -1,0 +1,33 @@
+//! ApiVersions: the versions of every API this broker serves.
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+
+use super::{RequestContext, RequestError, encode_response};
+
+/// The API versions advertised to clients: exactly what the bounds checker and handlers serve.
+pub fn advertised_api_versions() -> Vec<ApiVersion> {
+    strata_wire::supported_apis()
+        .map(|(api_key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(api_key)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
+pub fn handle(_ctx: &RequestContext<'_>, _request: ApiVersionsRequest) -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_api_keys(advertised_api_versions())
+}
+
+/// The answer to an ApiVersions request of a version this broker does not know: a v0
+/// response with UNSUPPORTED_VERSION and the supported list, as Kafka does (KIP-511).
+pub fn unsupported_version_response(correlation_id: i32) -> Result<Bytes, RequestError> {
+    let response = ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(advertised_api_versions());
+    encode_response(correlation_id, 0, &response)
+}

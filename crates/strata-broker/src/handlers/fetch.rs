@@ -1,0 +1,187 @@
+//! Fetch: read whole batches from each requested partition, long-polling until `min_bytes`
+//! are available or `max_wait_ms` passes.
+//!
+//! A fetch subscribes to each partition's high watermark before reading, so an append that
+//! lands between the read and the wait still wakes it. Fetch sessions (KIP-227) are not
+//! kept: every response carries session id 0, which tells clients to send full fetches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::debug;
+use uuid::Uuid;
+
+use super::RequestContext;
+use crate::error::BrokerError;
+use crate::partition::{LEADER_EPOCH, Partition};
+
+const API: &str = "fetch";
+
+/// One requested partition, resolved once per request.
+struct Wanted {
+    topic_index: usize,
+    index: i32,
+    partition: Result<Arc<Partition>, BrokerError>,
+    fetch_offset: i64,
+    max_bytes: usize,
+    current_leader_epoch: i32,
+}
+
+pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchResponse {
+    let by_id = ctx.version() >= 13;
+    let mut topics = Vec::with_capacity(request.topics.len());
+    let mut wanted = Vec::new();
+    for (topic_index, fetch_topic) in request.topics.into_iter().enumerate() {
+        let topic = if by_id {
+            ctx.broker.topics.get_by_id(fetch_topic.topic_id)
+        } else {
+            ctx.broker.topics.get(&fetch_topic.topic)
+        };
+        for p in &fetch_topic.partitions {
+            let partition = match &topic {
+                None if by_id => Err(BrokerError::UnknownTopicId),
+                None => Err(BrokerError::UnknownTopicOrPartition),
+                Some(topic) => usize::try_from(p.partition)
+                    .ok()
+                    .and_then(|i| topic.partitions.get(i).cloned())
+                    .ok_or(BrokerError::UnknownTopicOrPartition),
+            };
+            wanted.push(Wanted {
+                topic_index,
+                index: p.partition,
+                partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                current_leader_epoch: p.current_leader_epoch,
+            });
+        }
+        topics.push((fetch_topic.topic, fetch_topic.topic_id));
+    }
+
+    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(0);
+    let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    let deadline =
+        Instant::now() + Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
+    let mut watchers: Vec<watch::Receiver<i64>> = wanted
+        .iter()
+        .filter_map(|w| w.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
+        .collect();
+    loop {
+        let (partitions, total, any_error) = read_all(ctx, &wanted, max_bytes);
+        let done = total >= min_bytes
+            || any_error
+            || watchers.is_empty()
+            || Instant::now() >= deadline
+            || ctx.shutdown.is_cancelled();
+        if done {
+            ctx.broker.metrics.fetch_bytes.inc_by(total as u64);
+            return assemble(topics, partitions);
+        }
+        for w in &mut watchers {
+            w.borrow_and_update();
+        }
+        let woken = futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+        tokio::select! {
+            _ = woken => debug!("fetch woken by an append"),
+            () = tokio::time::sleep_until(deadline) => {}
+            () = ctx.shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// Reads every wanted partition once; returns their data, the bytes read and whether any
+/// partition answered an error (Kafka answers at once then).
+fn read_all(
+    ctx: &RequestContext<'_>,
+    wanted: &[Wanted],
+    max_bytes: usize,
+) -> (Vec<(usize, PartitionData)>, usize, bool) {
+    let mut total = 0usize;
+    let mut any_error = false;
+    let out = wanted
+        .iter()
+        .map(|w| {
+            let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
+            let data = match read_partition(w, budget, total == 0) {
+                Ok(data) => {
+                    total += data.records.as_ref().map_or(0, Bytes::len);
+                    data
+                }
+                Err(e) => {
+                    any_error = true;
+                    ctx.broker.metrics.count_error(API, e.response_error());
+                    let offsets = w.partition.as_ref().ok().map(|p| p.offsets());
+                    PartitionData::default()
+                        .with_partition_index(w.index)
+                        .with_error_code(e.code())
+                        .with_high_watermark(offsets.map_or(-1, |o| o.high_watermark))
+                        .with_last_stable_offset(offsets.map_or(-1, |o| o.high_watermark))
+                        .with_log_start_offset(offsets.map_or(-1, |o| o.log_start_offset))
+                        .with_records(Some(Bytes::new()))
+                }
+            };
+            (w.topic_index, data)
+        })
+        .collect();
+    (out, total, any_error)
+}
+
+fn read_partition(
+    w: &Wanted,
+    budget: usize,
+    at_least_one: bool,
+) -> Result<PartitionData, BrokerError> {
+    let partition = w.partition.as_ref().map_err(Clone::clone)?;
+    check_leader_epoch(w.current_leader_epoch)?;
+    let offsets = partition.offsets();
+    let records = if budget == 0 && !at_least_one {
+        Bytes::new()
+    } else {
+        partition.read(w.fetch_offset, budget, at_least_one)?
+    };
+    Ok(PartitionData::default()
+        .with_partition_index(w.index)
+        .with_high_watermark(offsets.high_watermark)
+        .with_last_stable_offset(offsets.high_watermark)
+        .with_log_start_offset(offsets.log_start_offset)
+        .with_records(Some(records)))
+}
+
+/// KIP-320: a client that knows a newer epoch than ours, or an older one, is told so.
+pub(super) fn check_leader_epoch(requested: i32) -> Result<(), BrokerError> {
+    match requested {
+        -1 => Ok(()),
+        e if e > LEADER_EPOCH => Err(BrokerError::UnknownLeaderEpoch {
+            requested: e,
+            current: LEADER_EPOCH,
+        }),
+        e if e < LEADER_EPOCH => Err(BrokerError::FencedLeaderEpoch {
+            requested: e,
+            current: LEADER_EPOCH,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn assemble(
+    topics: Vec<(TopicName, Uuid)>,
+    partitions: Vec<(usize, PartitionData)>,
+) -> FetchResponse {
+    let mut responses: Vec<FetchableTopicResponse> = topics
+        .into_iter()
+        .map(|(name, id)| {
+            FetchableTopicResponse::default()
+                .with_topic(name)
+                .with_topic_id(id)
+        })
+        .collect();
+    for (topic_index, data) in partitions {
+        responses[topic_index].partitions.push(data);
+    }
+    FetchResponse::default().with_responses(responses)
+}

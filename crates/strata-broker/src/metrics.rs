@@ -1,0 +1,189 @@
+//! Prometheus metrics of the broker, rendered in the text exposition format at `/metrics`.
+//!
+//! Names follow `strata_<subsystem>_<what>_<unit>`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub api: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub api: &'static str,
+    pub error: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~1.6 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// Every metric the broker exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<ApiLabels, Counter>,
+    pub request_errors: Family<ErrorLabels, Counter>,
+    pub request_duration: Family<ApiLabels, Histogram, fn() -> Histogram>,
+    pub connections_active: Gauge,
+    pub connections_rejected: Counter,
+    pub produce_bytes: Counter,
+    pub produce_records: Counter,
+    pub produce_duplicates: Counter,
+    pub fetch_bytes: Counter,
+    pub fsyncs: Counter,
+    pub fsync_duration: Histogram,
+    pub fsync_batch_waiters: Histogram,
+    pub retention_deleted_segments: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("strata");
+        let requests = Family::<ApiLabels, Counter>::default();
+        registry.register(
+            "kafka_requests",
+            "Kafka requests handled, by API",
+            requests.clone(),
+        );
+        let request_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "kafka_request_errors",
+            "Partition- or request-level errors answered, by API and Kafka error",
+            request_errors.clone(),
+        );
+        let request_duration =
+            Family::<ApiLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "kafka_request_duration_seconds",
+            "Time from a request's arrival to its response being written",
+            request_duration.clone(),
+        );
+        let connections_active = Gauge::default();
+        registry.register(
+            "kafka_connections_active",
+            "Open client connections",
+            connections_active.clone(),
+        );
+        let connections_rejected = Counter::default();
+        registry.register(
+            "kafka_connections_malformed",
+            "Connections closed because a request was malformed or too large",
+            connections_rejected.clone(),
+        );
+        let produce_bytes = Counter::default();
+        registry.register(
+            "produce_bytes",
+            "Record batch bytes appended",
+            produce_bytes.clone(),
+        );
+        let produce_records = Counter::default();
+        registry.register(
+            "produce_records",
+            "Records appended",
+            produce_records.clone(),
+        );
+        let produce_duplicates = Counter::default();
+        registry.register(
+            "produce_duplicate_batches",
+            "Idempotent retries answered with their original offsets",
+            produce_duplicates.clone(),
+        );
+        let fetch_bytes = Counter::default();
+        registry.register(
+            "fetch_bytes",
+            "Record batch bytes returned to fetches",
+            fetch_bytes.clone(),
+        );
+        let fsyncs = Counter::default();
+        registry.register("log_fsyncs", "Group-commit fsync rounds", fsyncs.clone());
+        let fsync_duration = latency_histogram();
+        registry.register(
+            "log_fsync_duration_seconds",
+            "Duration of one group-commit round",
+            fsync_duration.clone(),
+        );
+        let fsync_batch_waiters = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        registry.register(
+            "log_fsync_batch_waiters",
+            "Produce requests acknowledged by one group-commit round",
+            fsync_batch_waiters.clone(),
+        );
+        let retention_deleted_segments = Counter::default();
+        registry.register(
+            "log_retention_deleted_segments",
+            "Segments deleted by retention",
+            retention_deleted_segments.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_errors,
+            request_duration,
+            connections_active,
+            connections_rejected,
+            produce_bytes,
+            produce_records,
+            produce_duplicates,
+            fetch_bytes,
+            fsyncs,
+            fsync_duration,
+            fsync_batch_waiters,
+            retention_deleted_segments,
+        }
+    }
+
+    /// Renders every metric in the Prometheus/OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Counts a partition- or request-level error answered to a client.
+    pub fn count_error(&self, api: &'static str, error: kafka_protocol::error::ResponseError) {
+        let name = error_name(error);
+        self.request_errors
+            .get_or_create(&ErrorLabels { api, error: name })
+            .inc();
+    }
+}
+
+/// A stable, static label for an error (the enum's debug name).
+fn error_name(error: kafka_protocol::error::ResponseError) -> &'static str {
+    use kafka_protocol::error::ResponseError as E;
+    match error {
+        E::OffsetOutOfRange => "offset_out_of_range",
+        E::CorruptMessage => "corrupt_message",
+        E::UnknownTopicOrPartition => "unknown_topic_or_partition",
+        E::MessageTooLarge => "message_too_large",
+        E::InvalidRecord => "invalid_record",
+        E::InvalidTimestamp => "invalid_timestamp",
+        E::OutOfOrderSequenceNumber => "out_of_order_sequence_number",
+        E::InvalidProducerEpoch => "invalid_producer_epoch",
+        E::KafkaStorageError => "kafka_storage_error",
+        E::UnknownTopicId => "unknown_topic_id",
+        E::TopicAlreadyExists => "topic_already_exists",
+        E::InvalidTopicException => "invalid_topic",
+        E::InvalidConfig => "invalid_config",
+        E::InvalidPartitions => "invalid_partitions",
+        E::InvalidReplicationFactor => "invalid_replication_factor",
+        _ => "other",
+    }
+}

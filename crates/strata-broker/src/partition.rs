@@ -1,0 +1,215 @@
+//! One partition as the broker serves it: its log, its idempotent-producer state and a watch
+//! of its high watermark that wakes long-polling fetches.
+//!
+//! Invariants: offsets are assigned, the producer state consulted and the append made under
+//! one lock, so a retried idempotent batch can never be appended twice. Reads take the lock
+//! only to plan (which file, which position, how far) and do their I/O outside it.
+//! This broker is a single replica, so the high watermark is the log end offset; replication
+//! will make it the minimum over the ISR.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use strata_log::{LogConfig, PartitionLog, ValidatedBatch};
+use tokio::sync::watch;
+
+use crate::config::TopicConfig;
+use crate::error::BrokerError;
+use crate::producer_state::{AppendedRange, ProducerBatch, ProducerStates, SequenceCheck};
+
+/// The leader epoch of every partition until the control plane assigns epochs.
+pub const LEADER_EPOCH: i32 = 0;
+
+/// The result of a produce append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub range: AppendedRange,
+    pub log_start_offset: i64,
+    /// True when the batch was a retry of one already appended.
+    pub duplicate: bool,
+}
+
+/// Offsets of the log at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOffsets {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+}
+
+struct PartitionState {
+    log: PartitionLog,
+    producers: ProducerStates,
+}
+
+/// A partition of a topic hosted by this broker.
+pub struct Partition {
+    pub topic: Arc<str>,
+    pub index: i32,
+    state: Mutex<PartitionState>,
+    high_watermark: watch::Sender<i64>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partition")
+            .field("topic", &self.topic)
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+/// The log settings a topic's configuration implies.
+pub fn log_config(config: &TopicConfig) -> LogConfig {
+    LogConfig {
+        segment_bytes: config.segment_bytes(),
+        segment_ms: config.segment_ms(),
+        retention_ms: config.retention_ms(),
+        retention_bytes: config.retention_bytes(),
+        index_interval_bytes: config.index_interval_bytes(),
+    }
+}
+
+impl Partition {
+    /// Opens (recovering if needed) the partition's log in `dir` and rebuilds producer state.
+    pub fn open(
+        topic: Arc<str>,
+        index: i32,
+        dir: &Path,
+        config: &TopicConfig,
+    ) -> Result<Self, BrokerError> {
+        let log = PartitionLog::open(dir, log_config(config))?;
+        let mut producers = ProducerStates::default();
+        log.scan_batch_headers(|header| {
+            if header.producer_id >= 0 {
+                let batch = ProducerBatch {
+                    producer_id: header.producer_id,
+                    producer_epoch: header.producer_epoch,
+                    first_sequence: header.base_sequence,
+                    last_sequence: header.base_sequence.wrapping_add(header.last_offset_delta),
+                };
+                let range = AppendedRange {
+                    base_offset: header.base_offset,
+                    last_offset: header.last_offset(),
+                    log_append_time_ms: -1,
+                };
+                producers.record(batch, range);
+            }
+        })?;
+        let (high_watermark, _) = watch::channel(log.log_end_offset());
+        Ok(Self {
+            topic,
+            index,
+            state: Mutex::new(PartitionState { log, producers }),
+            high_watermark,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PartitionState> {
+        self.state
+            .lock()
+            .expect("a partition lock holder never panics")
+    }
+
+    /// Appends a validated batch, deduplicating idempotent retries.
+    pub fn append(
+        &self,
+        batch: &ValidatedBatch,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, BrokerError> {
+        let header = batch.header();
+        let producer = (header.producer_id >= 0).then(|| ProducerBatch {
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            first_sequence: header.base_sequence,
+            last_sequence: header.base_sequence.wrapping_add(header.last_offset_delta),
+        });
+        let mut state = self.lock();
+        if let Some(producer) = &producer {
+            if let SequenceCheck::Duplicate(range) = state.producers.check(producer)? {
+                return Ok(AppendOutcome {
+                    range,
+                    log_start_offset: state.log.log_start_offset(),
+                    duplicate: true,
+                });
+            }
+        }
+        let info = state.log.append(batch, LEADER_EPOCH, now_ms)?;
+        let range = AppendedRange {
+            base_offset: info.base_offset,
+            last_offset: info.last_offset,
+            log_append_time_ms: info.log_append_time_ms,
+        };
+        if let Some(producer) = producer {
+            state.producers.record(producer, range);
+        }
+        let log_start_offset = state.log.log_start_offset();
+        drop(state);
+        self.high_watermark.send_replace(range.last_offset + 1);
+        Ok(AppendOutcome {
+            range,
+            log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    /// Reads whole batches from `fetch_offset`, at most `max_bytes` unless `at_least_one` and
+    /// the first batch is larger. The file I/O runs outside the partition lock.
+    pub fn read(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+    ) -> Result<Bytes, BrokerError> {
+        let plan = self
+            .lock()
+            .log
+            .read_plan(fetch_offset, max_bytes, at_least_one)?;
+        Ok(plan.execute()?)
+    }
+
+    pub fn offsets(&self) -> LogOffsets {
+        let state = self.lock();
+        LogOffsets {
+            log_start_offset: state.log.log_start_offset(),
+            high_watermark: state.log.log_end_offset(),
+        }
+    }
+
+    /// The first offset whose timestamp is at least `timestamp`, with that timestamp.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, BrokerError> {
+        Ok(self.lock().log.offset_for_timestamp(timestamp)?)
+    }
+
+    /// The offset and timestamp of the record with the largest timestamp.
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, BrokerError> {
+        Ok(self.lock().log.max_timestamp()?)
+    }
+
+    /// Subscribes to high watermark changes (for fetch long-polling).
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Makes everything appended so far durable; returns the offset it is durable up to.
+    pub fn sync(&self) -> Result<i64, BrokerError> {
+        let handle = self.lock().log.sync_handle();
+        Ok(handle.sync()?)
+    }
+
+    /// Applies retention and time-based rolls; returns how many segments were deleted.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, BrokerError> {
+        Ok(self.lock().log.enforce_retention(now_ms)?.deleted_segments)
+    }
+
+    /// Flushes the log before shutdown.
+    pub fn flush(&self) -> Result<(), BrokerError> {
+        self.lock().log.flush()?;
+        Ok(())
+    }
+
+    /// How many producers have idempotence state here.
+    pub fn producer_count(&self) -> usize {
+        self.lock().producers.len()
+    }
+}

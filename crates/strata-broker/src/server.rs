@@ -1,0 +1,204 @@
+//! The Kafka listener: accepts connections and serves each one's requests in order.
+//!
+//! Kafka processes one request per connection at a time (the socket is muted until the
+//! response is sent), and clients rely on responses arriving in request order; this server
+//! does the same, with connections served concurrently.
+//!
+//! Framing is checked before anything is allocated from a length the peer claimed: a frame's
+//! buffer grows only as its bytes arrive, and a length over `socket.request.max.bytes` closes
+//! the connection. Any malformed request closes that one connection with a log line.
+//!
+//! Shutdown: when `shutdown` fires, the listener stops accepting; each connection finishes
+//! the request it is serving (long-poll fetches return early), writes its response and
+//! closes. [`serve`] returns when every connection has closed or `drain_timeout` passed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::broker::Broker;
+use crate::handlers::{self, RequestError};
+
+/// Why reading a frame ended the connection.
+#[derive(Debug, thiserror::Error)]
+enum FrameReadError {
+    #[error(transparent)]
+    Frame(#[from] strata_wire::FrameError),
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves Kafka clients on `listener` until `shutdown` fires, then drains connections.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+    drain_timeout: Duration,
+) {
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                connections.spawn(connection(stream, peer, broker.clone(), shutdown.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    connections.close();
+    let open = connections.len();
+    let started = Instant::now();
+    if tokio::time::timeout(drain_timeout, connections.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            still_open = connections.len(),
+            "connections did not drain in time"
+        );
+    } else {
+        info!(
+            connections = open,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "connections drained"
+        );
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
+    broker.metrics.connections_active.inc();
+    let (mut reader, writer) = stream.into_split();
+    let mut writer = BufWriter::new(writer);
+    let max = broker.config.socket_request_max_bytes;
+    loop {
+        let frame = tokio::select! {
+            () = shutdown.cancelled() => break,
+            frame = read_frame(&mut reader, max) => frame,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(FrameReadError::Io(e)) => {
+                debug!(%peer, error = %e, "connection read failed");
+                break;
+            }
+            Err(e) => {
+                broker.metrics.connections_rejected.inc();
+                warn!(%peer, error = %e, "closing connection: bad frame");
+                break;
+            }
+        };
+        match handlers::dispatch(&broker, frame, &shutdown).await {
+            Ok(Some(response)) => {
+                if let Err(e) = write_response(&mut writer, &response).await {
+                    debug!(%peer, error = %e, "connection write failed");
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(e @ RequestError::Internal(_)) => {
+                warn!(%peer, error = %e, "closing connection: internal error");
+                break;
+            }
+            Err(e) => {
+                broker.metrics.connections_rejected.inc();
+                warn!(%peer, error = %e, "closing connection: malformed request");
+                break;
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
+    broker.metrics.connections_active.dec();
+}
+
+async fn write_response<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut W,
+    response: &Bytes,
+) -> std::io::Result<()> {
+    writer.write_all(response).await?;
+    writer.flush().await
+}
+
+/// Reads one length-prefixed frame; `None` at a clean end of stream.
+async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<Bytes>, FrameReadError> {
+    let mut prefix = [0u8; 4];
+    match reader.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = strata_wire::frame_length(prefix, max)?;
+    // Grow with the bytes that actually arrive, so a lying prefix costs nothing.
+    let mut buf = BytesMut::with_capacity(len.min(64 * 1024));
+    let mut body = reader.take(len as u64);
+    while buf.len() < len {
+        if buf.capacity() == buf.len() {
+            buf.reserve((len - buf.len()).min(buf.len().max(64 * 1024)));
+        }
+        if body.read_buf(&mut buf).await? == 0 {
+            return Err(FrameReadError::Truncated);
+        }
+    }
+    Ok(Some(buf.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_frame_longer_than_the_limit_is_refused_before_reading_it() {
+        let mut input: &[u8] = &[0x7f, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            read_frame(&mut input, 1024).await,
+            Err(FrameReadError::Frame(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_frame_cut_short_is_truncated_and_a_clean_end_is_none() {
+        let mut input: &[u8] = &[0, 0, 0, 10, 1, 2, 3];
+        assert!(matches!(
+            read_frame(&mut input, 1024).await,
+            Err(FrameReadError::Truncated)
+        ));
+        let mut empty: &[u8] = &[];
+        assert!(matches!(read_frame(&mut empty, 1024).await, Ok(None)));
+    }
+
+    #[tokio::test]
+    async fn a_whole_frame_is_returned() {
+        let mut input: &[u8] = &[0, 0, 0, 3, 7, 8, 9, 0];
+        let frame = read_frame(&mut input, 1024)
+            .await
+            .expect("frame")
+            .expect("some");
+        assert_eq!(&frame[..], &[7, 8, 9]);
+    }
+}

@@ -1,0 +1,28 @@
+//! Errors of the local log.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A failure of the partition log. `Clone` so one failure can answer many waiters.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogError {
+    #[error("i/o error on {path}: {source}", path = path.display())]
+    Io {
+        path: PathBuf,
+        source: Arc<std::io::Error>,
+    },
+    #[error("offset {requested} is outside the log's range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        requested: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    #[error("segment at offset {base_offset} cannot grow past 4 GiB")]
+    SegmentFull { base_offset: i64 },
+    #[error("corrupt data in {path} at position {position}: {reason}", path = path.display())]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+}

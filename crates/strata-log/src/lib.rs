@@ -1,0 +1,20 @@
+//! The local partition log of a Strata broker: record batches (magic v2) stored exactly as
+//! produced, in segments with a sparse offset-and-time index, recovered after a crash by
+//! validating the last segment and cutting a torn tail.
+//!
+//! No async runtime here: the broker holds a [`PartitionLog`] in a mutex and executes
+//! [`ReadPlan`]s and [`SyncHandle`]s outside it.
+
+pub mod batch;
+mod error;
+mod partition_log;
+pub mod segment;
+
+pub use batch::{
+    BatchError, BatchHeader, BatchLimits, Compression, ValidatedBatch, needs_decompression,
+    validate_produce_batch,
+};
+pub use error::LogError;
+pub use partition_log::{
+    AppendInfo, LogConfig, PartitionLog, ReadPlan, RetentionOutcome, SyncHandle,
+};

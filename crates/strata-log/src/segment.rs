@@ -1,0 +1,443 @@
+//! One segment of a partition log: `<base offset>.log` holding batches back to back, and
+//! `<base offset>.index` holding its sparse offset-and-time index.
+//!
+//! Index entries are fixed-width (16 bytes, little-endian): the batch's offset relative to the
+//! segment base (u32), its file position (u32), and the largest timestamp of every batch
+//! *before* it (i64). An entry is appended each time `index.interval.bytes` have been written
+//! since the last one, so an offset lookup lands at most one interval before its batch, and a
+//! timestamp lookup may start at the last entry whose "before" timestamp is below the target.
+//! The entries are also kept in memory; the file lets a restart skip re-scanning old segments.
+//!
+//! Crash behaviour: the `.log` is the truth. A torn tail is cut by [`Segment::recover`]; an
+//! index file whose size is not a whole number of entries, or that points past the log, is
+//! rebuilt from the log.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::batch::{BatchHeader, HEADER_LEN, PREFIX_LEN};
+use crate::error::LogError;
+
+/// Bytes of one index entry.
+pub const INDEX_ENTRY_LEN: usize = 16;
+
+/// One sparse index entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub relative_offset: u32,
+    pub position: u32,
+    /// The largest timestamp of every batch before `position` in this segment (-1: none).
+    pub max_timestamp_before: i64,
+}
+
+impl IndexEntry {
+    fn encode(&self) -> [u8; INDEX_ENTRY_LEN] {
+        let mut out = [0u8; INDEX_ENTRY_LEN];
+        out[0..4].copy_from_slice(&self.relative_offset.to_le_bytes());
+        out[4..8].copy_from_slice(&self.position.to_le_bytes());
+        out[8..16].copy_from_slice(&self.max_timestamp_before.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Self {
+        Self {
+            relative_offset: u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")),
+            position: u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")),
+            max_timestamp_before: i64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
+        }
+    }
+}
+
+/// The file name of a segment's log for `base_offset`.
+pub fn log_file_name(base_offset: i64) -> String {
+    format!("{base_offset:020}.log")
+}
+
+/// A segment: its files, and what the broker needs to know about them without reading them.
+#[derive(Debug)]
+pub struct Segment {
+    pub base_offset: i64,
+    log_path: PathBuf,
+    index_path: PathBuf,
+    log: Arc<File>,
+    index_file: File,
+    index: Vec<IndexEntry>,
+    /// Bytes of complete batches; reads never go past it.
+    size: u64,
+    /// One past the last offset stored here (`base_offset` when empty).
+    next_offset: i64,
+    max_timestamp: i64,
+    bytes_since_index: u64,
+    /// Wall-clock time of the first append, for `segment.ms`.
+    created_ms: i64,
+}
+
+fn io_err(path: &Path, source: io::Error) -> LogError {
+    LogError::Io {
+        path: path.to_path_buf(),
+        source: Arc::new(source),
+    }
+}
+
+/// Reads a batch header at `position`, or `None` if fewer than a header's bytes remain.
+pub fn read_header_at(file: &File, position: u64, end: u64) -> io::Result<Option<BatchHeader>> {
+    if end.saturating_sub(position) < HEADER_LEN as u64 {
+        return Ok(None);
+    }
+    let mut buf = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut buf, position)?;
+    Ok(BatchHeader::parse(&buf))
+}
+
+impl Segment {
+    /// Creates a new, empty segment.
+    pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Self, LogError> {
+        let log_path = dir.join(log_file_name(base_offset));
+        let index_path = log_path.with_extension("index");
+        let log = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| io_err(&log_path, e))?;
+        let index_file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&index_path)
+            .map_err(|e| io_err(&index_path, e))?;
+        Ok(Self {
+            base_offset,
+            log_path,
+            index_path,
+            log: Arc::new(log),
+            index_file,
+            index: Vec::new(),
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            bytes_since_index: 0,
+            created_ms: now_ms,
+        })
+    }
+
+    /// Opens an existing segment. With `validate_tail`, every batch is read and its CRC
+    /// checked, and the log is truncated at the first torn or corrupt batch (use it for the
+    /// last segment, the only one a crash can tear). Otherwise the persisted index is trusted
+    /// when it is well-formed and only the batches after its last entry are walked.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u32,
+        validate_tail: bool,
+        now_ms: i64,
+    ) -> Result<Self, LogError> {
+        let mut segment = Self::create_handles(dir, base_offset, now_ms)?;
+        let log_len = segment
+            .log
+            .metadata()
+            .map_err(|e| io_err(&segment.log_path, e))?
+            .len();
+        let persisted = if validate_tail {
+            None
+        } else {
+            segment.load_index(log_len)
+        };
+        match persisted {
+            Some(index) => {
+                let start = index.last().map_or(0, |e| u64::from(e.position));
+                segment.max_timestamp = index.last().map_or(-1, |e| e.max_timestamp_before);
+                segment.index = index;
+                segment.scan_from(start, log_len, index_interval_bytes, false, false)?;
+            }
+            None => {
+                segment.scan_from(0, log_len, index_interval_bytes, validate_tail, true)?;
+                segment.rewrite_index()?;
+            }
+        }
+        Ok(segment)
+    }
+
+    fn create_handles(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Self, LogError> {
+        let log_path = dir.join(log_file_name(base_offset));
+        let index_path = log_path.with_extension("index");
+        let log = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| io_err(&log_path, e))?;
+        let index_file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&index_path)
+            .map_err(|e| io_err(&index_path, e))?;
+        Ok(Self {
+            base_offset,
+            log_path,
+            index_path,
+            log: Arc::new(log),
+            index_file,
+            index: Vec::new(),
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            bytes_since_index: 0,
+            created_ms: now_ms,
+        })
+    }
+
+    /// The persisted index if it is well-formed and consistent with a log of `log_len` bytes.
+    fn load_index(&self, log_len: u64) -> Option<Vec<IndexEntry>> {
+        let bytes = std::fs::read(&self.index_path).ok()?;
+        if bytes.len() % INDEX_ENTRY_LEN != 0 {
+            return None;
+        }
+        let entries: Vec<IndexEntry> = bytes
+            .chunks_exact(INDEX_ENTRY_LEN)
+            .map(IndexEntry::decode)
+            .collect();
+        let ordered = entries
+            .windows(2)
+            .all(|w| w[0].position < w[1].position && w[0].relative_offset <= w[1].relative_offset);
+        let inside = entries
+            .last()
+            .is_none_or(|e| u64::from(e.position) < log_len);
+        (ordered && inside).then_some(entries)
+    }
+
+    /// Walks batches from `start` to `end`, updating offsets, timestamps and (when
+    /// `rebuild_index`) the in-memory index. With `validate`, checks each batch's CRC and
+    /// truncates the log at the first bad one.
+    fn scan_from(
+        &mut self,
+        start: u64,
+        end: u64,
+        index_interval_bytes: u32,
+        validate: bool,
+        rebuild_index: bool,
+    ) -> Result<(), LogError> {
+        let mut position = start;
+        let mut expected_next = None::<i64>;
+        let mut cut = None;
+        while position < end {
+            let header = match read_header_at(&self.log, position, end)
+                .map_err(|e| io_err(&self.log_path, e))?
+            {
+                Some(h) => h,
+                None => {
+                    cut = Some((position, "a partial batch header"));
+                    break;
+                }
+            };
+            let len = match header.total_len() {
+                Some(len)
+                    if len >= HEADER_LEN && header.magic == 2 && position + len as u64 <= end =>
+                {
+                    len
+                }
+                _ => {
+                    cut = Some((
+                        position,
+                        "a batch whose length runs past the end or is invalid",
+                    ));
+                    break;
+                }
+            };
+            if expected_next.is_some_and(|next| header.base_offset < next)
+                || header.base_offset < self.base_offset
+            {
+                cut = Some((position, "a batch whose offsets go backwards"));
+                break;
+            }
+            if validate {
+                let mut body = vec![0u8; len];
+                self.log
+                    .read_exact_at(&mut body, position)
+                    .map_err(|e| io_err(&self.log_path, e))?;
+                if crc32c::crc32c(&body[21..]) != header.crc {
+                    cut = Some((position, "a batch whose CRC does not match"));
+                    break;
+                }
+            }
+            if rebuild_index {
+                self.maybe_index(&header, position as u32, index_interval_bytes, false)
+                    .map_err(|e| io_err(&self.index_path, e))?;
+            }
+            self.bytes_since_index += len as u64;
+            self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+            self.next_offset = header.last_offset() + 1;
+            expected_next = Some(self.next_offset);
+            position += len as u64;
+        }
+        self.size = position;
+        if let Some((at, what)) = cut {
+            warn!(segment = %self.log_path.display(), position = at, dropped_bytes = end - at, "truncating {what} left by a crash");
+            self.log
+                .set_len(at)
+                .map_err(|e| io_err(&self.log_path, e))?;
+            self.log.sync_all().map_err(|e| io_err(&self.log_path, e))?;
+        }
+        Ok(())
+    }
+
+    fn rewrite_index(&mut self) -> Result<(), LogError> {
+        let bytes: Vec<u8> = self.index.iter().flat_map(|e| e.encode()).collect();
+        std::fs::write(&self.index_path, bytes).map_err(|e| io_err(&self.index_path, e))?;
+        self.index_file = OpenOptions::new()
+            .append(true)
+            .open(&self.index_path)
+            .map_err(|e| io_err(&self.index_path, e))?;
+        Ok(())
+    }
+
+    /// Adds an index entry for the batch about to be stored at `position` if an interval has
+    /// passed (the first batch of a segment always gets one).
+    fn maybe_index(
+        &mut self,
+        header: &BatchHeader,
+        position: u32,
+        interval: u32,
+        persist: bool,
+    ) -> io::Result<()> {
+        if !self.index.is_empty() && self.bytes_since_index < u64::from(interval) {
+            return Ok(());
+        }
+        let entry = IndexEntry {
+            relative_offset: (header.base_offset - self.base_offset) as u32,
+            position,
+            max_timestamp_before: self.max_timestamp,
+        };
+        if persist {
+            self.index_file.write_all(&entry.encode())?;
+        }
+        self.index.push(entry);
+        self.bytes_since_index = 0;
+        Ok(())
+    }
+
+    /// Appends a batch whose first 16 bytes are replaced by `prefix`. The payload is written
+    /// from the caller's buffer; nothing is copied.
+    pub fn append(
+        &mut self,
+        prefix: &[u8; PREFIX_LEN],
+        batch: &[u8],
+        header: &BatchHeader,
+        interval: u32,
+    ) -> Result<(), LogError> {
+        let position = u32::try_from(self.size).map_err(|_| LogError::SegmentFull {
+            base_offset: self.base_offset,
+        })?;
+        self.maybe_index(header, position, interval, true)
+            .map_err(|e| io_err(&self.index_path, e))?;
+        let rest = &batch[PREFIX_LEN..];
+        let mut slices = [io::IoSlice::new(prefix), io::IoSlice::new(rest)];
+        write_all_vectored(&self.log, &mut slices).map_err(|e| io_err(&self.log_path, e))?;
+        self.size += batch.len() as u64;
+        self.bytes_since_index += batch.len() as u64;
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        self.next_offset = header.last_offset() + 1;
+        Ok(())
+    }
+
+    /// The file position to start scanning from for `offset`.
+    pub fn position_for_offset(&self, offset: i64) -> u64 {
+        let relative = offset
+            .saturating_sub(self.base_offset)
+            .clamp(0, i64::from(u32::MAX)) as u32;
+        let i = self
+            .index
+            .partition_point(|e| e.relative_offset <= relative);
+        i.checked_sub(1)
+            .map_or(0, |i| u64::from(self.index[i].position))
+    }
+
+    /// The file position to start scanning from for the first record at or after `timestamp`.
+    pub fn position_for_timestamp(&self, timestamp: i64) -> u64 {
+        // Entries' "before" timestamps never decrease: take the last one still below target.
+        let i = self
+            .index
+            .partition_point(|e| e.max_timestamp_before < timestamp);
+        i.checked_sub(1)
+            .map_or(0, |i| u64::from(self.index[i].position))
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+    pub fn created_ms(&self) -> i64 {
+        self.created_ms
+    }
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+    pub fn file(&self) -> &Arc<File> {
+        &self.log
+    }
+
+    /// fsyncs the log and index.
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.log
+            .sync_data()
+            .map_err(|e| io_err(&self.log_path, e))?;
+        self.index_file
+            .sync_data()
+            .map_err(|e| io_err(&self.index_path, e))
+    }
+
+    /// Cuts the segment so that it ends before `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        let mut position = self.position_for_offset(offset);
+        while let Some(header) =
+            read_header_at(&self.log, position, self.size).map_err(|e| io_err(&self.log_path, e))?
+        {
+            if header.base_offset >= offset {
+                break;
+            }
+            position += header.total_len().unwrap_or(0) as u64;
+        }
+        self.log
+            .set_len(position)
+            .map_err(|e| io_err(&self.log_path, e))?;
+        self.index.retain(|e| u64::from(e.position) < position);
+        self.size = position;
+        self.next_offset = offset.min(self.next_offset).max(self.base_offset);
+        self.rewrite_index()
+    }
+
+    /// Removes the segment's files.
+    pub fn delete(self) -> Result<(), LogError> {
+        std::fs::remove_file(&self.log_path).map_err(|e| io_err(&self.log_path, e))?;
+        match std::fs::remove_file(&self.index_path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&self.index_path, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn write_all_vectored(mut file: &File, slices: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+    let mut slices = &mut slices[..];
+    io::IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let written = file.write_vectored(slices)?;
+        if written == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "segment write returned zero",
+            ));
+        }
+        io::IoSlice::advance_slices(&mut slices, written);
+    }
+    Ok(())
+}

@@ -1,0 +1,346 @@
+//! The schemas are proved against `kafka-protocol` itself: requests it encodes, with every
+//! array non-empty, must pass the walk at every served version, and every truncation of them
+//! must fail it.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, Message, Request, StrBytes};
+use proptest::prelude::*;
+
+use crate::{BoundsError, check_request, peek_header, supported_apis, supported_range};
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn encode<R: Request + Encodable>(request: &R, version: i16) -> Bytes {
+    let mut buf = BytesMut::new();
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(42)
+        .with_client_id(Some(s("test-client")));
+    header
+        .encode(&mut buf, R::header_version(version))
+        .expect("header encodes");
+    request.encode(&mut buf, version).expect("request encodes");
+    buf.freeze()
+}
+
+/// Encodes at every served version, checks, decodes, and checks every truncation fails.
+fn prove<R: Request + Encodable + Decodable + Message + Clone>(request: R) {
+    prove_versioned(|_| request.clone());
+}
+
+/// Like [`prove`], for requests whose fields depend on the version.
+fn prove_versioned<R: Request + Encodable + Decodable + Message>(make: impl Fn(i16) -> R) {
+    let (min, max) = supported_range(R::KEY).expect("served");
+    assert!(
+        min >= R::VERSIONS.min && max <= R::VERSIONS.max,
+        "api {} serves versions the crate knows",
+        R::KEY
+    );
+    for version in min..=max {
+        let frame = encode(&make(version), version);
+        check_request(&frame).unwrap_or_else(|e| panic!("api {} v{version} rejected: {e}", R::KEY));
+        let mut body = frame.clone();
+        RequestHeader::decode(&mut body, R::header_version(version)).expect("header decodes");
+        R::decode(&mut body, version).expect("body decodes");
+        for cut in 0..frame.len() {
+            assert!(
+                check_request(&frame[..cut]).is_err(),
+                "api {} v{version} truncated to {cut} bytes passes",
+                R::KEY
+            );
+        }
+    }
+}
+
+fn topic(name: &str) -> TopicName {
+    TopicName(s(name))
+}
+
+#[test]
+fn produce_requests_of_every_version_pass_and_truncations_fail() {
+    let partition = produce_request::PartitionProduceData::default()
+        .with_index(1)
+        .with_records(Some(Bytes::from_static(b"batch")));
+    let data = produce_request::TopicProduceData::default()
+        .with_name(topic("t"))
+        .with_topic_id(uuid::Uuid::from_u128(7))
+        .with_partition_data(vec![partition.clone(), partition.with_records(None)]);
+    prove(
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![data]),
+    );
+}
+
+#[test]
+fn fetch_requests_of_every_version_pass_and_truncations_fail() {
+    prove_versioned(|version| {
+        let mut partition = fetch_request::FetchPartition::default()
+            .with_partition(2)
+            .with_fetch_offset(5)
+            .with_partition_max_bytes(1 << 20);
+        if version >= 17 {
+            partition = partition.with_replica_directory_id(uuid::Uuid::from_u128(3));
+        }
+        if version >= 18 {
+            partition = partition.with_high_watermark(9);
+        }
+        let mut fetch_topic = fetch_request::FetchTopic::default()
+            .with_partitions(vec![partition.clone(), partition]);
+        let mut forgotten = fetch_request::ForgottenTopic::default().with_partitions(vec![1, 2]);
+        if version >= 13 {
+            fetch_topic = fetch_topic.with_topic_id(uuid::Uuid::from_u128(1));
+            forgotten = forgotten.with_topic_id(uuid::Uuid::from_u128(2));
+        } else {
+            fetch_topic = fetch_topic.with_topic(topic("t"));
+            forgotten = forgotten.with_topic(topic("old"));
+        }
+        let mut request = FetchRequest::default()
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_topic]);
+        if version >= 7 {
+            request = request.with_forgotten_topics_data(vec![forgotten]);
+        }
+        if version >= 11 {
+            request = request.with_rack_id(s("rack"));
+        }
+        if version >= 12 {
+            request = request.with_cluster_id(Some(s("cluster")));
+        }
+        if version >= 15 {
+            request = request.with_replica_state(
+                fetch_request::ReplicaState::default()
+                    .with_replica_id(BrokerId(3))
+                    .with_replica_epoch(4),
+            );
+        }
+        request
+    });
+}
+
+#[test]
+fn list_offsets_requests_of_every_version_pass_and_truncations_fail() {
+    let partition = list_offsets_request::ListOffsetsPartition::default()
+        .with_partition_index(0)
+        .with_timestamp(-1);
+    let t = list_offsets_request::ListOffsetsTopic::default()
+        .with_name(topic("t"))
+        .with_partitions(vec![partition]);
+    prove(
+        ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![t])
+            .with_timeout_ms(100),
+    );
+}
+
+#[test]
+fn metadata_requests_of_every_version_pass_and_truncations_fail() {
+    let t = metadata_request::MetadataRequestTopic::default().with_name(Some(topic("t")));
+    prove(
+        MetadataRequest::default()
+            .with_topics(Some(vec![t.clone(), t]))
+            .with_allow_auto_topic_creation(true),
+    );
+    prove(MetadataRequest::default().with_topics(None));
+}
+
+#[test]
+fn api_versions_requests_of_every_version_pass_and_truncations_fail() {
+    prove(
+        ApiVersionsRequest::default()
+            .with_client_software_name(s("strata-test"))
+            .with_client_software_version(s("1.0")),
+    );
+}
+
+#[test]
+fn create_topics_requests_of_every_version_pass_and_truncations_fail() {
+    let assignment = create_topics_request::CreatableReplicaAssignment::default()
+        .with_broker_ids(vec![BrokerId(1)]);
+    let config = create_topics_request::CreatableTopicConfig::default()
+        .with_name(s("retention.ms"))
+        .with_value(Some(s("1")));
+    let t = create_topics_request::CreatableTopic::default()
+        .with_name(topic("t"))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+        .with_assignments(vec![assignment])
+        .with_configs(vec![config.clone(), config.with_value(None)]);
+    prove(
+        CreateTopicsRequest::default()
+            .with_topics(vec![t])
+            .with_timeout_ms(100),
+    );
+}
+
+#[test]
+fn delete_topics_requests_of_every_version_pass_and_truncations_fail() {
+    prove_versioned(|version| {
+        let request = DeleteTopicsRequest::default().with_timeout_ms(100);
+        if version >= 6 {
+            let by_name =
+                delete_topics_request::DeleteTopicState::default().with_name(Some(topic("t")));
+            let by_id = delete_topics_request::DeleteTopicState::default()
+                .with_topic_id(uuid::Uuid::from_u128(5));
+            request.with_topics(vec![by_name, by_id])
+        } else {
+            request.with_topic_names(vec![topic("a"), topic("b")])
+        }
+    });
+}
+
+#[test]
+fn init_producer_id_requests_of_every_version_pass_and_truncations_fail() {
+    prove(
+        InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s("tx"))))
+            .with_transaction_timeout_ms(100),
+    );
+}
+
+#[test]
+fn describe_cluster_requests_of_every_version_pass_and_truncations_fail() {
+    prove(DescribeClusterRequest::default().with_endpoint_type(1));
+}
+
+#[test]
+fn every_advertised_api_has_a_test_above() {
+    let tested = [0, 1, 2, 3, 18, 19, 20, 22, 60];
+    let served: Vec<i16> = supported_apis().map(|(k, _, _)| k).collect();
+    assert_eq!(served, tested);
+}
+
+#[test]
+fn the_fourteen_byte_request_claiming_two_billion_topics_is_refused() {
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&3i16.to_be_bytes()); // Metadata
+    frame.extend_from_slice(&1i16.to_be_bytes()); // v1
+    frame.extend_from_slice(&1i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+    frame.extend_from_slice(&0x7fff_ffffi32.to_be_bytes());
+    assert_eq!(frame.len(), 14);
+    assert!(matches!(
+        check_request(&frame),
+        Err(BoundsError::BadLength { .. })
+    ));
+}
+
+#[test]
+fn a_compact_array_count_beyond_the_bytes_is_refused() {
+    // Metadata v12: header v2, then topics as a compact array claiming 2^28 entries.
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&3i16.to_be_bytes());
+    frame.extend_from_slice(&12i16.to_be_bytes());
+    frame.extend_from_slice(&1i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    frame.push(0); // header tagged fields
+    frame.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x01]);
+    assert!(check_request(&frame).is_err());
+}
+
+#[test]
+fn headers_shorter_than_eight_bytes_are_errors_not_panics() {
+    for len in 0..8 {
+        assert!(peek_header(&[0u8; 8][..len]).is_err());
+        assert!(check_request(&[0u8; 8][..len]).is_err());
+    }
+}
+
+#[test]
+fn unserved_apis_and_versions_are_refused() {
+    let frame = encode(&ProduceRequest::default(), 3);
+    let mut bad = frame.to_vec();
+    bad[2..4].copy_from_slice(&99i16.to_be_bytes());
+    assert!(matches!(
+        check_request(&bad),
+        Err(BoundsError::UnsupportedApi { .. })
+    ));
+    bad[0..2].copy_from_slice(&999i16.to_be_bytes());
+    assert!(matches!(
+        check_request(&bad),
+        Err(BoundsError::UnsupportedApi { .. })
+    ));
+}
+
+fn sample_frames() -> Vec<Bytes> {
+    let t = metadata_request::MetadataRequestTopic::default().with_name(Some(topic("t")));
+    let mut frames = Vec::new();
+    for version in [1, 9, 12] {
+        frames.push(encode(
+            &MetadataRequest::default().with_topics(Some(vec![t.clone()])),
+            version,
+        ));
+    }
+    let partition = produce_request::PartitionProduceData::default()
+        .with_records(Some(Bytes::from_static(b"x")));
+    let data = produce_request::TopicProduceData::default()
+        .with_name(topic("t"))
+        .with_partition_data(vec![partition]);
+    for version in [3, 9, 13] {
+        frames.push(encode(
+            &ProduceRequest::default().with_topic_data(vec![data.clone()]),
+            version,
+        ));
+    }
+    frames
+}
+
+/// Decodes an accepted frame with kafka-protocol; it may fail, it must not abort.
+fn decode_accepted(frame: &[u8]) {
+    let Ok(start) = peek_header(frame) else {
+        return;
+    };
+    let Ok(api_key) = ApiKey::try_from(start.api_key) else {
+        return;
+    };
+    let mut body = Bytes::copy_from_slice(frame);
+    if RequestHeader::decode(&mut body, api_key.request_header_version(start.api_version)).is_err()
+    {
+        return;
+    }
+    let v = start.api_version;
+    let _ = match api_key {
+        ApiKey::Produce => ProduceRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::Fetch => FetchRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::ListOffsets => ListOffsetsRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::Metadata => MetadataRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::ApiVersions => ApiVersionsRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::CreateTopics => CreateTopicsRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::DeleteTopics => DeleteTopicsRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::InitProducerId => InitProducerIdRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::DescribeCluster => DescribeClusterRequest::decode(&mut body, v).map(|_| ()),
+        _ => Ok(()),
+    };
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        if check_request(&bytes).is_ok() {
+            decode_accepted(&bytes);
+        }
+    }
+
+    #[test]
+    fn mutated_requests_that_pass_decode_without_aborting(
+        which in 0usize..6,
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+    ) {
+        let mut frame = sample_frames()[which].to_vec();
+        for (at, value) in flips {
+            let at = at % frame.len();
+            frame[at] = value;
+        }
+        if check_request(&frame).is_ok() {
+            decode_accepted(&frame);
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Command-line interface. Every server flag can also come from `STRATA_<FLAG>` or the TOML
+//! file given by `--config`; the command line wins over the environment, which wins over the
+//! file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "A Kafka-compatible broker with its log tiered onto object storage"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a broker. With no flags: one embedded node on 127.0.0.1:9092, data under ./data.
+    Server(ServerArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerArgs {
+    /// A TOML file with any of these flags (as `kafka-listen = "..."`) and Kafka-named broker
+    /// settings (`num.partitions = 3`, `log.retention.ms = 86400000`, ...).
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This node's id. [default: 1]
+    #[arg(long, env = "STRATA_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Where Kafka clients connect; port 0 picks a free port. [default: 127.0.0.1:9092]
+    #[arg(long, env = "STRATA_KAFKA_LISTEN", value_name = "ADDR")]
+    pub kafka_listen: Option<String>,
+    /// The host:port clients are told to connect to. [default: the bound Kafka address]
+    #[arg(long, env = "STRATA_ADVERTISED_KAFKA", value_name = "HOST:PORT")]
+    pub advertised_kafka: Option<String>,
+    /// Where the admin HTTP port (/metrics, /healthz, /readyz) listens. [default: 127.0.0.1:9644]
+    #[arg(long, env = "STRATA_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// Where partition logs and metadata live. [default: ./data]
+    #[arg(long, env = "STRATA_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// file:///abs/path, memory:// or s3://bucket/prefix. [default: file://<data-dir>/objects]
+    #[arg(long, env = "STRATA_OBJECT_STORE", value_name = "URL")]
+    pub object_store: Option<String>,
+    /// A tracing filter such as `info` or `strata_broker=debug,info`. [default: info]
+    #[arg(long, env = "STRATA_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// When produces are acknowledged: `os` (written to the OS, survives kill -9) or `fsync`
+    /// (fsynced with group commit, survives power loss). [default: os]
+    #[arg(long, env = "STRATA_DURABILITY")]
+    pub durability: Option<String>,
+}

@@ -1,0 +1,46 @@
+//! `strata`: the Strata broker binary.
+
+mod cli;
+mod server_config;
+mod signals;
+mod telemetry;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::Server(args) => {
+            let settings = server_config::Settings::load(args)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(run_server(settings))
+        }
+    }
+}
+
+async fn run_server(settings: server_config::Settings) -> anyhow::Result<()> {
+    let telemetry = telemetry::init(&settings.log_level)?;
+    let result = serve(settings).await;
+    if let Err(e) = &result {
+        tracing::error!(error = %format!("{e:#}"), "strata server failed");
+    }
+    telemetry.shutdown();
+    result
+}
+
+async fn serve(settings: server_config::Settings) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let kafka = tokio::net::TcpListener::bind(&settings.kafka_listen)
+        .await
+        .with_context(|| format!("binding the Kafka listener on {}", settings.kafka_listen))?;
+    let admin = tokio::net::TcpListener::bind(&settings.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin listener on {}", settings.admin_listen))?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    signals::spawn_handler(shutdown.clone(), settings.broker.shutdown_timeout);
+    strata_broker::run(settings.broker, kafka, admin, shutdown).await?;
+    tracing::info!("strata stopped");
+    Ok(())
+}

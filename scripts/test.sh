@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need (idempotently), then runs the whole
+# gate — formatting, lints, unit tests, and end-to-end tests with real Kafka clients.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test dependencies"
+bash scripts/install-test-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "building the strata binary (the end-to-end tests run it)"
+cargo build -p strata --locked
+
+step "cargo test"
+STRATA_REQUIRE_CLIENTS=1 cargo test --workspace --locked -- --test-threads="${STRATA_TEST_THREADS:-2}"

@@ -1,0 +1,72 @@
+//! End-to-end tests: real Kafka clients (librdkafka through the `rdkafka` crate, and the
+//! Python, JavaScript, Java and kcat runners under `tests/clients`) against Strata brokers.
+
+mod clients;
+mod crash;
+mod hostile;
+mod produce_fetch;
+mod run_contract;
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::producer::FutureProducer;
+
+/// A small runtime for client futures (the in-process broker has its own).
+pub fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime")
+}
+
+pub fn producer(bootstrap: &str, settings: &[(&str, &str)]) -> FutureProducer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("message.timeout.ms", "30000");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    config.create().expect("producer")
+}
+
+pub fn consumer(bootstrap: &str, settings: &[(&str, &str)]) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.auto.commit", "false")
+        .set("check.crcs", "true")
+        .set("fetch.wait.max.ms", "100");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    config.create().expect("consumer")
+}
+
+pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client")
+}
+
+/// Creates a topic through the Kafka admin API and fails the test if the broker refuses.
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin = admin(bootstrap);
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&[topic], &options)
+        .await
+        .expect("create_topics request");
+    for result in results {
+        result.expect("topic created");
+    }
+}

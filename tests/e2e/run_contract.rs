@@ -1,0 +1,147 @@
+//! The `strata server` contract: port 0 and the startup line, the admin endpoints, flags from
+//! the environment and the config file, and SIGTERM's ordered shutdown.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_e2e::{BrokerProcess, strata_bin};
+
+use crate::{client_runtime, create_topic};
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect admin port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_server_reports_its_ports_serves_admin_endpoints_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::spawn(dir.path(), &[]).expect("broker starts");
+    assert_eq!(http_get(&broker.admin, "/healthz").0, 200);
+    assert_eq!(http_get(&broker.admin, "/readyz").0, 200);
+    client_runtime().block_on(create_topic(&broker.bootstrap, "contract", 1, &[]));
+    let (status, metrics) = http_get(&broker.admin, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("strata_kafka_requests_total"),
+        "request counters are exported:\n{metrics}"
+    );
+    assert!(metrics.contains("api=\"create_topics\""));
+
+    let mut broker = broker;
+    broker.signal("TERM").expect("SIGTERM");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = broker.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the broker stops after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "ordered shutdown exits 0, got {status}");
+    let log: Vec<String> = broker.log.try_iter().collect();
+    assert!(
+        log.iter().any(|l| l.contains("partitions flushed")),
+        "shutdown flushed partitions: {log:?}"
+    );
+}
+
+#[test]
+fn flags_come_from_the_environment_and_the_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("strata.toml");
+    std::fs::write(
+        &config,
+        "kafka-listen = \"127.0.0.1:0\"\nadmin-listen = \"127.0.0.1:0\"\nnum.partitions = 3\n",
+    )
+    .expect("config");
+    let mut child = Command::new(strata_bin().expect("binary"))
+        .args(["server", "--config"])
+        .arg(&config)
+        .env("STRATA_DATA_DIR", dir.path().join("data"))
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let line = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+        .map_while(Result::ok)
+        .find(|l| l.contains("strata listening"))
+        .expect("startup line");
+    let bootstrap = line
+        .split("kafka=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("kafka=")
+        .to_string();
+    assert!(
+        dir.path()
+            .join("data")
+            .join("meta")
+            .join("node.json")
+            .exists(),
+        "STRATA_DATA_DIR was used"
+    );
+    // num.partitions from the file applies to auto-created topics.
+    let consumer = crate::consumer(&bootstrap, &[("allow.auto.create.topics", "true")]);
+    let metadata = rdkafka::consumer::Consumer::fetch_metadata(
+        &consumer,
+        Some("auto-made"),
+        Duration::from_secs(5),
+    )
+    .expect("metadata");
+    assert_eq!(metadata.topics()[0].partitions().len(), 3);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_bad_setting_is_refused_at_startup_with_its_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("strata.toml");
+    std::fs::write(&config, "log.retention.ms = \"soon\"\n").expect("config");
+    let output = Command::new(strata_bin().expect("binary"))
+        .args(["server", "--config"])
+        .arg(&config)
+        .args([
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("retention.ms"),
+        "the error names the setting: {stderr}"
+    );
+}

@@ -1,0 +1,220 @@
+//! Test harness: Strata brokers on loopback ports the OS picks, in-process or as a child
+//! process of the `strata` binary (for kill -9 and the command-line contract).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use strata_broker::BrokerConfig;
+use tokio_util::sync::CancellationToken;
+
+/// A broker running inside the test process.
+pub struct InProcessBroker {
+    pub bootstrap: String,
+    pub admin: SocketAddr,
+    pub data_dir: PathBuf,
+    shutdown: CancellationToken,
+    runtime: Option<tokio::runtime::Runtime>,
+    task: Option<tokio::task::JoinHandle<Result<(), strata_broker::BrokerError>>>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl InProcessBroker {
+    /// Starts a broker with default settings on a fresh data directory.
+    pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {})
+    }
+
+    /// Starts a broker on a fresh data directory, letting the caller adjust its config.
+    pub fn start_with(adjust: impl FnOnce(&mut BrokerConfig)) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let mut broker = Self::start_in(temp.path(), adjust)?;
+        broker._temp = Some(temp);
+        Ok(broker)
+    }
+
+    /// Starts a broker on `data_dir` (which may hold an earlier broker's data).
+    pub fn start_in(
+        data_dir: &Path,
+        adjust: impl FnOnce(&mut BrokerConfig),
+    ) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let mut config = BrokerConfig::new(data_dir.to_path_buf());
+        config.shutdown_timeout = Duration::from_secs(5);
+        adjust(&mut config);
+        let (kafka, admin) = runtime.block_on(async {
+            let kafka = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            anyhow::Ok((kafka, admin))
+        })?;
+        let bootstrap = kafka.local_addr()?.to_string();
+        let admin_addr = admin.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let task = runtime.spawn(strata_broker::run(config, kafka, admin, shutdown.clone()));
+        let broker = Self {
+            bootstrap,
+            admin: admin_addr,
+            data_dir: data_dir.to_path_buf(),
+            shutdown,
+            runtime: Some(runtime),
+            task: Some(task),
+            _temp: None,
+        };
+        wait_for_port(&broker.bootstrap)?;
+        Ok(broker)
+    }
+
+    /// Performs the ordered shutdown and waits for it.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        if let (Some(runtime), Some(task)) = (self.runtime.take(), self.task.take()) {
+            runtime.block_on(task)??;
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for InProcessBroker {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+/// Waits until something accepts TCP connections at `addr`.
+pub fn wait_for_port(addr: &str) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    bail!("nothing listens on {addr}")
+}
+
+/// The `strata` binary built alongside these tests (`cargo build -p strata` first), or
+/// `STRATA_BIN` when set.
+pub fn strata_bin() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("STRATA_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/strata
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("strata"))
+        .context("cannot locate the target directory")?;
+    if !bin.exists() {
+        bail!(
+            "{} does not exist: run `cargo build -p strata` before the end-to-end tests",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A `strata server` child process.
+pub struct BrokerProcess {
+    pub child: Child,
+    pub bootstrap: String,
+    pub admin: String,
+    /// Lines the server wrote to stderr after the startup line.
+    pub log: mpsc::Receiver<String>,
+}
+
+impl BrokerProcess {
+    /// Runs `strata server --kafka-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir DIR`
+    /// plus `extra` arguments, and reads the bound addresses from its startup line.
+    pub fn spawn(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(strata_bin()?)
+            .args([
+                "server",
+                "--kafka-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().context("stderr is piped")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = match rx.recv_timeout(remaining) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    bail!("strata server did not log its listening line in time");
+                }
+            };
+            if line.contains("strata listening") {
+                let bootstrap = field(&line, "kafka").context("startup line has kafka=")?;
+                let admin = field(&line, "admin").context("startup line has admin=")?;
+                return Ok(Self {
+                    child,
+                    bootstrap,
+                    admin,
+                    log: rx,
+                });
+            }
+        }
+    }
+
+    /// SIGKILL, the crash of the crash tests.
+    pub fn kill9(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Sends a signal by PID (only to the process this test started).
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} failed");
+        Ok(())
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads `name=value` from a log line in tracing's default format.
+fn field(line: &str, name: &str) -> Option<String> {
+    let start = line.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &line[start..];
+    let end = rest.find(' ').unwrap_or(rest.len());
+    Some(rest[..end].trim_matches('"').to_string())
+}
