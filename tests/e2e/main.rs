@@ -38,6 +38,8 @@ pub fn consumer(bootstrap: &str, settings: &[(&str, &str)]) -> BaseConsumer {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
+        // librdkafka refuses assign() without a group id; nothing is committed to it.
+        .set("group.id", "strata-e2e")
         .set("enable.auto.commit", "false")
         .set("check.crcs", "true")
         .set("fetch.wait.max.ms", "100");
