@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests need, idempotently and without prompts: kcat (apt), a
+# Python venv with confluent-kafka (pip), kafkajs (npm ci), and the Java client's runner
+# (Maven). A second run only checks and takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${STRATA_CACHE:-$HOME/.cache/strata}"
+mkdir -p "$CACHE"
+say() { printf '  - %s\n' "$*"; }
+
+if command -v kcat >/dev/null 2>&1; then
+  say "kcat present ($(kcat -V 2>&1 | head -n1))"
+else
+  say "installing kcat (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends kcat >/dev/null
+fi
+
+VENV="$CACHE/venv"
+PY_REQS=tests/clients/python/requirements.txt
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating python venv at $VENV"
+  python3 -m venv "$VENV"
+fi
+if ! cmp -s "$PY_REQS" "$VENV/.strata-requirements" 2>/dev/null; then
+  say "installing python client packages (pip)"
+  "$VENV/bin/pip" install -q -r "$PY_REQS"
+  cp "$PY_REQS" "$VENV/.strata-requirements"
+else
+  say "python client packages present"
+fi
+
+JS=tests/clients/js
+if [ ! -d "$JS/node_modules" ] || ! cmp -s "$JS/package-lock.json" "$JS/node_modules/.strata-lock" 2>/dev/null; then
+  say "installing kafkajs (npm ci)"
+  (cd "$JS" && npm ci --silent --no-audit --no-fund)
+  cp "$JS/package-lock.json" "$JS/node_modules/.strata-lock"
+else
+  say "kafkajs present"
+fi
+
+JAVA=tests/clients/java
+if [ ! -f "$JAVA/target/classes/strata/Compat.class" ] || [ "$JAVA/pom.xml" -nt "$JAVA/target/classes/strata/Compat.class" ] \
+   || [ -n "$(find "$JAVA/src" -newer "$JAVA/target/classes/strata/Compat.class" -print -quit)" ]; then
+  say "building the Java client runner (mvn)"
+  (cd "$JAVA" && mvn -q -B package dependency:copy-dependencies -DoutputDirectory=target/dependency -DskipTests)
+else
+  say "Java client runner built"
+fi
+echo "test dependencies ready"
