@@ -578,3 +578,164 @@ fn check_timestamp(timestamp: i64, limits: &BatchLimits) -> Result<(), BatchErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_batches::{batch, batch_with_body, compress, fix_crc, record};
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn limits() -> BatchLimits {
+        BatchLimits {
+            max_message_bytes: 1 << 20,
+            max_decompressed_bytes: 1 << 20,
+            now_ms: NOW,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
+            log_append_time: false,
+        }
+    }
+
+    const CODECS: [Compression; 5] = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+
+    #[test]
+    fn valid_batches_of_every_codec_pass_unchanged() {
+        for codec in CODECS {
+            let bytes = batch(&[record("a"), record("bb"), record("ccc")], codec, NOW);
+            let validated = validate_produce_batch(bytes.clone(), &limits()).expect("valid");
+            assert_eq!(validated.bytes(), &bytes, "{codec:?} batch is stored as received");
+            assert_eq!(validated.header().records_count, 3);
+        }
+    }
+
+    #[test]
+    fn java_style_xerial_snappy_is_accepted() {
+        let mut body = b"\x82SNAPPY\x00".to_vec();
+        body.extend_from_slice(&1i32.to_be_bytes());
+        body.extend_from_slice(&1i32.to_be_bytes());
+        let records = [record("x"), record("y")];
+        let plain = {
+            // The same records, framed as xerial blocks.
+            let whole = batch(&records, Compression::None, NOW);
+            whole[HEADER_LEN..].to_vec()
+        };
+        let block = compress(Compression::Snappy, &plain);
+        body.extend_from_slice(&(block.len() as u32).to_be_bytes());
+        body.extend_from_slice(&block);
+        let bytes = batch_with_body(2, Compression::Snappy, NOW, &body, &records);
+        validate_produce_batch(bytes, &limits()).expect("xerial snappy");
+    }
+
+    #[test]
+    fn a_flipped_byte_fails_the_crc() {
+        let mut bytes = batch(&[record("a")], Compression::None, NOW).to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(matches!(validate_produce_batch(Bytes::from(bytes), &limits()), Err(BatchError::CrcMismatch { .. })));
+    }
+
+    #[test]
+    fn truncated_batches_and_two_batches_are_refused() {
+        let bytes = batch(&[record("a")], Compression::None, NOW);
+        for cut in [0, 10, HEADER_LEN, bytes.len() - 1] {
+            let err = validate_produce_batch(bytes.slice(..cut), &limits()).expect_err("truncated");
+            assert!(matches!(err, BatchError::TooShort { .. } | BatchError::LengthMismatch { .. }), "{cut}: {err}");
+        }
+        let mut two = bytes.to_vec();
+        two.extend_from_slice(&bytes);
+        assert_eq!(validate_produce_batch(Bytes::from(two), &limits()).expect_err("two"), BatchError::NotOneBatch);
+    }
+
+    #[test]
+    fn old_magic_is_refused() {
+        let mut bytes = batch(&[record("a")], Compression::None, NOW).to_vec();
+        bytes[MAGIC_OFFSET] = 1;
+        assert_eq!(validate_produce_batch(Bytes::from(bytes), &limits()).expect_err("magic"), BatchError::UnsupportedMagic { magic: 1 });
+    }
+
+    #[test]
+    fn a_record_count_that_does_not_match_the_records_is_refused() {
+        let mut bytes = batch(&[record("a"), record("b")], Compression::None, NOW).to_vec();
+        bytes[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4].copy_from_slice(&3i32.to_be_bytes());
+        bytes[23..27].copy_from_slice(&2i32.to_be_bytes());
+        fix_crc(&mut bytes);
+        assert!(validate_produce_batch(Bytes::from(bytes), &limits()).is_err());
+    }
+
+    #[test]
+    fn a_batch_over_max_message_bytes_is_too_large() {
+        let bytes = batch(&[record(&"x".repeat(2000))], Compression::None, NOW);
+        let small = BatchLimits { max_message_bytes: 1000, ..limits() };
+        assert!(matches!(validate_produce_batch(bytes, &small), Err(BatchError::TooLarge { max: 1000, .. })));
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_without_inflating_it() {
+        for codec in [Compression::Gzip, Compression::Lz4, Compression::Zstd, Compression::Snappy] {
+            let records = [record(&"z".repeat(4 << 20))];
+            let bytes = batch(&records, codec, NOW);
+            let capped = BatchLimits { max_message_bytes: 64 << 20, max_decompressed_bytes: 1 << 20, ..limits() };
+            assert_eq!(
+                validate_produce_batch(bytes, &capped).expect_err("bomb"),
+                BatchError::DecompressedTooLarge { limit: 1 << 20 },
+                "{codec:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_in_a_compressed_batch_is_a_decompression_error() {
+        let bytes = batch_with_body(1, Compression::Gzip, NOW, b"not gzip at all", &[record("a")]);
+        assert!(matches!(validate_produce_batch(bytes, &limits()), Err(BatchError::Decompression { .. })));
+    }
+
+    #[test]
+    fn timestamps_too_far_in_the_future_are_invalid() {
+        let bytes = batch(&[record("a")], Compression::None, NOW + 7_200_000);
+        assert!(matches!(validate_produce_batch(bytes, &limits()), Err(BatchError::InvalidTimestamp { .. })));
+        let old = batch(&[record("a")], Compression::None, NOW - 10_000);
+        let strict = BatchLimits { timestamp_before_max_ms: 5_000, ..limits() };
+        assert!(matches!(validate_produce_batch(old, &strict), Err(BatchError::InvalidTimestamp { .. })));
+    }
+
+    #[test]
+    fn log_append_time_stamps_the_batch_and_keeps_its_crc_valid() {
+        let bytes = batch(&[record("a")], Compression::Lz4, NOW - 5);
+        let stamped = validate_produce_batch(bytes, &BatchLimits { log_append_time: true, ..limits() }).expect("valid");
+        assert!(stamped.header().is_log_append_time());
+        assert_eq!(stamped.header().max_timestamp, NOW);
+        assert_eq!(crc32c::crc32c(&stamped.bytes()[ATTRIBUTES_OFFSET..]), stamped.header().crc);
+    }
+
+    #[test]
+    fn the_first_record_at_or_after_a_timestamp_is_found_in_any_codec() {
+        let mut records: Vec<_> = (0..10).map(|i| record(&i.to_string())).collect();
+        for (i, r) in records.iter_mut().enumerate() {
+            r.timestamp_delta = i as i64 * 10;
+        }
+        for codec in CODECS {
+            let bytes = batch(&records, codec, NOW);
+            assert_eq!(first_record_at_or_after(&bytes, NOW + 35, 1 << 20).expect("walk"), Some((4, NOW + 40)));
+            assert_eq!(first_record_at_or_after(&bytes, NOW + 1000, 1 << 20).expect("walk"), None);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = validate_produce_batch(Bytes::from(bytes), &limits());
+        }
+
+        #[test]
+        fn mutated_valid_batches_never_panic(at in 0usize..200, value in proptest::prelude::any::<u8>(), resign in proptest::prelude::any::<bool>()) {
+            let mut bytes = batch(&[record("abc"), record("de")], Compression::None, NOW).to_vec();
+            let at = at % bytes.len();
+            bytes[at] = value;
+            if resign {
+                fix_crc(&mut bytes);
+            }
+            let _ = validate_produce_batch(Bytes::from(bytes), &limits());
+        }
+    }
+}

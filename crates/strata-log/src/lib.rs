@@ -9,6 +9,8 @@ pub mod batch;
 mod error;
 mod partition_log;
 pub mod segment;
+#[cfg(test)]
+mod test_batches;
 
 pub use batch::{
     BatchError, BatchHeader, BatchLimits, Compression, ValidatedBatch, needs_decompression,

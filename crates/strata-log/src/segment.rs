@@ -396,23 +396,24 @@ impl Segment {
             .map_err(|e| io_err(&self.index_path, e))
     }
 
-    /// Cuts the segment so that it ends before `offset`.
+    /// Cuts the segment before the first batch holding `offset` or anything after it.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
-        let mut position = self.position_for_offset(offset);
-        while let Some(header) =
-            read_header_at(&self.log, position, self.size).map_err(|e| io_err(&self.log_path, e))?
-        {
-            if header.base_offset >= offset {
+        let mut position = 0;
+        let mut next_offset = self.base_offset;
+        let mut max_timestamp = -1;
+        while let Some(header) = read_header_at(&self.log, position, self.size).map_err(|e| io_err(&self.log_path, e))? {
+            if header.last_offset() >= offset {
                 break;
             }
-            position += header.total_len().unwrap_or(0) as u64;
+            position += header.total_len().unwrap_or(HEADER_LEN) as u64;
+            next_offset = header.last_offset() + 1;
+            max_timestamp = max_timestamp.max(header.max_timestamp);
         }
-        self.log
-            .set_len(position)
-            .map_err(|e| io_err(&self.log_path, e))?;
+        self.log.set_len(position).map_err(|e| io_err(&self.log_path, e))?;
         self.index.retain(|e| u64::from(e.position) < position);
         self.size = position;
-        self.next_offset = offset.min(self.next_offset).max(self.base_offset);
+        self.next_offset = next_offset;
+        self.max_timestamp = max_timestamp;
         self.rewrite_index()
     }
 
