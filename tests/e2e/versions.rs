@@ -24,8 +24,13 @@ struct Client {
 impl Client {
     fn connect(bootstrap: &str) -> Self {
         let stream = TcpStream::connect(bootstrap).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        Self { stream, correlation_id: 0 }
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        Self {
+            stream,
+            correlation_id: 0,
+        }
     }
 
     fn send<R: Request>(&mut self, request: &R, version: i16) -> R::Response {
@@ -37,15 +42,22 @@ impl Client {
             .with_request_api_version(version)
             .with_correlation_id(self.correlation_id)
             .with_client_id(Some(s("versions-test")));
-        header.encode(&mut buf, R::header_version(version)).expect("header");
+        header
+            .encode(&mut buf, R::header_version(version))
+            .expect("header");
         request.encode(&mut buf, version).expect("request");
         let len = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&buf).unwrap_or_else(|e| panic!("api {} v{version}: write: {e}", R::KEY));
-        let mut len = [0u8; 4];
         self.stream
-            .read_exact(&mut len)
-            .unwrap_or_else(|e| panic!("api {} v{version}: the broker closed instead of answering: {e}", R::KEY));
+            .write_all(&buf)
+            .unwrap_or_else(|e| panic!("api {} v{version}: write: {e}", R::KEY));
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).unwrap_or_else(|e| {
+            panic!(
+                "api {} v{version}: the broker closed instead of answering: {e}",
+                R::KEY
+            )
+        });
         let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
         self.stream.read_exact(&mut body).expect("response body");
         let mut body = Bytes::from(body);
@@ -54,7 +66,11 @@ impl Client {
         assert_eq!(header.correlation_id, self.correlation_id);
         let response = R::Response::decode(&mut body, version)
             .unwrap_or_else(|e| panic!("api {} v{version}: response does not decode: {e}", R::KEY));
-        assert!(!body.has_remaining(), "api {} v{version}: response has trailing bytes", R::KEY);
+        assert!(
+            !body.has_remaining(),
+            "api {} v{version}: response has trailing bytes",
+            R::KEY
+        );
         response
     }
 }
@@ -99,9 +115,18 @@ fn one_record_batch() -> Bytes {
 fn every_advertised_version_of_every_api_is_answered_and_decodes() {
     let broker = InProcessBroker::start().expect("broker");
     let mut client = Client::connect(&broker.bootstrap);
-    let advertised = client.send(&ApiVersionsRequest::default().with_client_software_name(s("t")).with_client_software_version(s("1")), 3);
+    let advertised = client.send(
+        &ApiVersionsRequest::default()
+            .with_client_software_name(s("t"))
+            .with_client_software_version(s("1")),
+        3,
+    );
     let range = |key: ApiKey| {
-        let v = advertised.api_keys.iter().find(|v| v.api_key == key as i16).expect("advertised");
+        let v = advertised
+            .api_keys
+            .iter()
+            .find(|v| v.api_key == key as i16)
+            .expect("advertised");
         v.min_version..=v.max_version
     };
     for version in range(ApiKey::ApiVersions) {
@@ -109,12 +134,20 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
         assert_eq!(response.error_code, 0, "ApiVersions v{version}");
     }
     for version in range(ApiKey::DescribeCluster) {
-        let response = client.send(&DescribeClusterRequest::default().with_endpoint_type(1), version);
+        let response = client.send(
+            &DescribeClusterRequest::default().with_endpoint_type(1),
+            version,
+        );
         assert_eq!(response.error_code, 0, "DescribeCluster v{version}");
         assert_eq!(response.brokers.len(), 1);
     }
     for version in range(ApiKey::InitProducerId) {
-        let response = client.send(&InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(1000), version);
+        let response = client.send(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(1000),
+            version,
+        );
         assert_eq!(response.error_code, 0, "InitProducerId v{version}");
         assert!(response.producer_id.0 >= 0);
     }
@@ -124,55 +157,115 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
             .with_name(TopicName(s(&name)))
             .with_num_partitions(2)
             .with_replication_factor(1);
-        let response = client.send(&CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(5000), version);
-        assert_eq!(response.topics[0].error_code, 0, "CreateTopics v{version}: {:?}", response.topics[0].error_message);
+        let response = client.send(
+            &CreateTopicsRequest::default()
+                .with_topics(vec![topic])
+                .with_timeout_ms(5000),
+            version,
+        );
+        assert_eq!(
+            response.topics[0].error_code, 0,
+            "CreateTopics v{version}: {:?}",
+            response.topics[0].error_message
+        );
     }
     let metadata = client.send(&MetadataRequest::default().with_topics(None), 12);
     let topic_id = |name: &str| {
-        metadata.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == name)).expect("listed").topic_id
+        metadata
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == name))
+            .expect("listed")
+            .topic_id
     };
     let (topic, id) = ("v7-topic", topic_id("v7-topic"));
     for version in range(ApiKey::Metadata) {
-        let request = MetadataRequest::default().with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(topic))))]));
+        let request = MetadataRequest::default().with_topics(Some(vec![
+            metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(topic)))),
+        ]));
         let response = client.send(&request, version);
         assert_eq!(response.topics[0].error_code, 0, "Metadata v{version}");
         assert_eq!(response.topics[0].partitions.len(), 2);
     }
     for version in range(ApiKey::Produce) {
-        let partition = produce_request::PartitionProduceData::default().with_index(0).with_records(Some(one_record_batch()));
-        let mut data = produce_request::TopicProduceData::default().with_partition_data(vec![partition]);
-        data = if version >= 13 { data.with_topic_id(id) } else { data.with_name(TopicName(s(topic))) };
-        let response = client.send(&ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![data]), version);
+        let partition = produce_request::PartitionProduceData::default()
+            .with_index(0)
+            .with_records(Some(one_record_batch()));
+        let mut data =
+            produce_request::TopicProduceData::default().with_partition_data(vec![partition]);
+        data = if version >= 13 {
+            data.with_topic_id(id)
+        } else {
+            data.with_name(TopicName(s(topic)))
+        };
+        let response = client.send(
+            &ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![data]),
+            version,
+        );
         let p = &response.responses[0].partition_responses[0];
         assert_eq!(p.error_code, 0, "Produce v{version}: {:?}", p.error_message);
     }
     let produced = i64::from(*range(ApiKey::Produce).end() - *range(ApiKey::Produce).start() + 1);
     for version in range(ApiKey::Fetch) {
-        let partition = fetch_request::FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20);
+        let partition = fetch_request::FetchPartition::default()
+            .with_partition(0)
+            .with_fetch_offset(0)
+            .with_partition_max_bytes(1 << 20);
         let mut fetch_topic = fetch_request::FetchTopic::default().with_partitions(vec![partition]);
-        fetch_topic = if version >= 13 { fetch_topic.with_topic_id(id) } else { fetch_topic.with_topic(TopicName(s(topic))) };
-        let request = FetchRequest::default().with_max_bytes(1 << 20).with_max_wait_ms(0).with_topics(vec![fetch_topic]);
+        fetch_topic = if version >= 13 {
+            fetch_topic.with_topic_id(id)
+        } else {
+            fetch_topic.with_topic(TopicName(s(topic)))
+        };
+        let request = FetchRequest::default()
+            .with_max_bytes(1 << 20)
+            .with_max_wait_ms(0)
+            .with_topics(vec![fetch_topic]);
         let response = client.send(&request, version);
         let p = &response.responses[0].partitions[0];
         assert_eq!(p.error_code, 0, "Fetch v{version}");
         assert_eq!(p.high_watermark, produced);
-        assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()), "Fetch v{version} returns records");
+        assert!(
+            p.records.as_ref().is_some_and(|r| !r.is_empty()),
+            "Fetch v{version} returns records"
+        );
     }
     for version in range(ApiKey::ListOffsets) {
-        let partition = list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1);
-        let t = list_offsets_request::ListOffsetsTopic::default().with_name(TopicName(s(topic))).with_partitions(vec![partition]);
-        let response = client.send(&ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![t]), version);
+        let partition = list_offsets_request::ListOffsetsPartition::default()
+            .with_partition_index(0)
+            .with_timestamp(-1);
+        let t = list_offsets_request::ListOffsetsTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(vec![partition]);
+        let response = client.send(
+            &ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![t]),
+            version,
+        );
         let p = &response.topics[0].partitions[0];
-        assert_eq!((p.error_code, p.offset), (0, produced), "ListOffsets v{version}");
+        assert_eq!(
+            (p.error_code, p.offset),
+            (0, produced),
+            "ListOffsets v{version}"
+        );
     }
     for version in range(ApiKey::DeleteTopics) {
         let name = TopicName(s(&format!("v{}-topic", version + 1)));
         let request = if version >= 6 {
-            DeleteTopicsRequest::default().with_topics(vec![delete_topics_request::DeleteTopicState::default().with_name(Some(name))])
+            DeleteTopicsRequest::default().with_topics(vec![
+                delete_topics_request::DeleteTopicState::default().with_name(Some(name)),
+            ])
         } else {
             DeleteTopicsRequest::default().with_topic_names(vec![name])
         };
         let response = client.send(&request.with_timeout_ms(5000), version);
-        assert_eq!(response.responses[0].error_code, 0, "DeleteTopics v{version}");
+        assert_eq!(
+            response.responses[0].error_code, 0,
+            "DeleteTopics v{version}"
+        );
     }
 }

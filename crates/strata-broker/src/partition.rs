@@ -125,14 +125,14 @@ impl Partition {
             last_sequence: header.base_sequence.wrapping_add(header.last_offset_delta),
         });
         let mut state = self.lock();
-        if let Some(producer) = &producer {
-            if let SequenceCheck::Duplicate(range) = state.producers.check(producer)? {
-                return Ok(AppendOutcome {
-                    range,
-                    log_start_offset: state.log.log_start_offset(),
-                    duplicate: true,
-                });
-            }
+        if let Some(producer) = &producer
+            && let SequenceCheck::Duplicate(range) = state.producers.check(producer)?
+        {
+            return Ok(AppendOutcome {
+                range,
+                log_start_offset: state.log.log_start_offset(),
+                duplicate: true,
+            });
         }
         let info = state.log.append(batch, LEADER_EPOCH, now_ms)?;
         let range = AppendedRange {

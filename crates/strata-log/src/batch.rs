@@ -597,14 +597,24 @@ mod tests {
         }
     }
 
-    const CODECS: [Compression; 5] = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+    const CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
 
     #[test]
     fn valid_batches_of_every_codec_pass_unchanged() {
         for codec in CODECS {
             let bytes = batch(&[record("a"), record("bb"), record("ccc")], codec, NOW);
             let validated = validate_produce_batch(bytes.clone(), &limits()).expect("valid");
-            assert_eq!(validated.bytes(), &bytes, "{codec:?} batch is stored as received");
+            assert_eq!(
+                validated.bytes(),
+                &bytes,
+                "{codec:?} batch is stored as received"
+            );
             assert_eq!(validated.header().records_count, 3);
         }
     }
@@ -632,7 +642,10 @@ mod tests {
         let mut bytes = batch(&[record("a")], Compression::None, NOW).to_vec();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        assert!(matches!(validate_produce_batch(Bytes::from(bytes), &limits()), Err(BatchError::CrcMismatch { .. })));
+        assert!(matches!(
+            validate_produce_batch(Bytes::from(bytes), &limits()),
+            Err(BatchError::CrcMismatch { .. })
+        ));
     }
 
     #[test]
@@ -640,18 +653,30 @@ mod tests {
         let bytes = batch(&[record("a")], Compression::None, NOW);
         for cut in [0, 10, HEADER_LEN, bytes.len() - 1] {
             let err = validate_produce_batch(bytes.slice(..cut), &limits()).expect_err("truncated");
-            assert!(matches!(err, BatchError::TooShort { .. } | BatchError::LengthMismatch { .. }), "{cut}: {err}");
+            assert!(
+                matches!(
+                    err,
+                    BatchError::TooShort { .. } | BatchError::LengthMismatch { .. }
+                ),
+                "{cut}: {err}"
+            );
         }
         let mut two = bytes.to_vec();
         two.extend_from_slice(&bytes);
-        assert_eq!(validate_produce_batch(Bytes::from(two), &limits()).expect_err("two"), BatchError::NotOneBatch);
+        assert_eq!(
+            validate_produce_batch(Bytes::from(two), &limits()).expect_err("two"),
+            BatchError::NotOneBatch
+        );
     }
 
     #[test]
     fn old_magic_is_refused() {
         let mut bytes = batch(&[record("a")], Compression::None, NOW).to_vec();
         bytes[MAGIC_OFFSET] = 1;
-        assert_eq!(validate_produce_batch(Bytes::from(bytes), &limits()).expect_err("magic"), BatchError::UnsupportedMagic { magic: 1 });
+        assert_eq!(
+            validate_produce_batch(Bytes::from(bytes), &limits()).expect_err("magic"),
+            BatchError::UnsupportedMagic { magic: 1 }
+        );
     }
 
     #[test]
@@ -666,16 +691,31 @@ mod tests {
     #[test]
     fn a_batch_over_max_message_bytes_is_too_large() {
         let bytes = batch(&[record(&"x".repeat(2000))], Compression::None, NOW);
-        let small = BatchLimits { max_message_bytes: 1000, ..limits() };
-        assert!(matches!(validate_produce_batch(bytes, &small), Err(BatchError::TooLarge { max: 1000, .. })));
+        let small = BatchLimits {
+            max_message_bytes: 1000,
+            ..limits()
+        };
+        assert!(matches!(
+            validate_produce_batch(bytes, &small),
+            Err(BatchError::TooLarge { max: 1000, .. })
+        ));
     }
 
     #[test]
     fn a_decompression_bomb_is_refused_without_inflating_it() {
-        for codec in [Compression::Gzip, Compression::Lz4, Compression::Zstd, Compression::Snappy] {
+        for codec in [
+            Compression::Gzip,
+            Compression::Lz4,
+            Compression::Zstd,
+            Compression::Snappy,
+        ] {
             let records = [record(&"z".repeat(4 << 20))];
             let bytes = batch(&records, codec, NOW);
-            let capped = BatchLimits { max_message_bytes: 64 << 20, max_decompressed_bytes: 1 << 20, ..limits() };
+            let capped = BatchLimits {
+                max_message_bytes: 64 << 20,
+                max_decompressed_bytes: 1 << 20,
+                ..limits()
+            };
             assert_eq!(
                 validate_produce_batch(bytes, &capped).expect_err("bomb"),
                 BatchError::DecompressedTooLarge { limit: 1 << 20 },
@@ -686,26 +726,54 @@ mod tests {
 
     #[test]
     fn garbage_in_a_compressed_batch_is_a_decompression_error() {
-        let bytes = batch_with_body(1, Compression::Gzip, NOW, b"not gzip at all", &[record("a")]);
-        assert!(matches!(validate_produce_batch(bytes, &limits()), Err(BatchError::Decompression { .. })));
+        let bytes = batch_with_body(
+            1,
+            Compression::Gzip,
+            NOW,
+            b"not gzip at all",
+            &[record("a")],
+        );
+        assert!(matches!(
+            validate_produce_batch(bytes, &limits()),
+            Err(BatchError::Decompression { .. })
+        ));
     }
 
     #[test]
     fn timestamps_too_far_in_the_future_are_invalid() {
         let bytes = batch(&[record("a")], Compression::None, NOW + 7_200_000);
-        assert!(matches!(validate_produce_batch(bytes, &limits()), Err(BatchError::InvalidTimestamp { .. })));
+        assert!(matches!(
+            validate_produce_batch(bytes, &limits()),
+            Err(BatchError::InvalidTimestamp { .. })
+        ));
         let old = batch(&[record("a")], Compression::None, NOW - 10_000);
-        let strict = BatchLimits { timestamp_before_max_ms: 5_000, ..limits() };
-        assert!(matches!(validate_produce_batch(old, &strict), Err(BatchError::InvalidTimestamp { .. })));
+        let strict = BatchLimits {
+            timestamp_before_max_ms: 5_000,
+            ..limits()
+        };
+        assert!(matches!(
+            validate_produce_batch(old, &strict),
+            Err(BatchError::InvalidTimestamp { .. })
+        ));
     }
 
     #[test]
     fn log_append_time_stamps_the_batch_and_keeps_its_crc_valid() {
         let bytes = batch(&[record("a")], Compression::Lz4, NOW - 5);
-        let stamped = validate_produce_batch(bytes, &BatchLimits { log_append_time: true, ..limits() }).expect("valid");
+        let stamped = validate_produce_batch(
+            bytes,
+            &BatchLimits {
+                log_append_time: true,
+                ..limits()
+            },
+        )
+        .expect("valid");
         assert!(stamped.header().is_log_append_time());
         assert_eq!(stamped.header().max_timestamp, NOW);
-        assert_eq!(crc32c::crc32c(&stamped.bytes()[ATTRIBUTES_OFFSET..]), stamped.header().crc);
+        assert_eq!(
+            crc32c::crc32c(&stamped.bytes()[ATTRIBUTES_OFFSET..]),
+            stamped.header().crc
+        );
     }
 
     #[test]
@@ -716,8 +784,14 @@ mod tests {
         }
         for codec in CODECS {
             let bytes = batch(&records, codec, NOW);
-            assert_eq!(first_record_at_or_after(&bytes, NOW + 35, 1 << 20).expect("walk"), Some((4, NOW + 40)));
-            assert_eq!(first_record_at_or_after(&bytes, NOW + 1000, 1 << 20).expect("walk"), None);
+            assert_eq!(
+                first_record_at_or_after(&bytes, NOW + 35, 1 << 20).expect("walk"),
+                Some((4, NOW + 40))
+            );
+            assert_eq!(
+                first_record_at_or_after(&bytes, NOW + 1000, 1 << 20).expect("walk"),
+                None
+            );
         }
     }
 

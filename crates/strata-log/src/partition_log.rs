@@ -348,7 +348,11 @@ impl PartitionLog {
     /// and `retention.bytes` (oldest segments go while the log is larger), and rolls the
     /// active segment when `segment.ms` has passed. The active segment is never deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
-        if self.active().created_ms().saturating_add(self.config.segment_ms) <= now_ms
+        if self
+            .active()
+            .created_ms()
+            .saturating_add(self.config.segment_ms)
+            <= now_ms
             && !self.active().is_empty()
         {
             self.roll(now_ms)?;
@@ -488,7 +492,13 @@ mod tests {
     const NOW: i64 = 1_700_000_000_000;
 
     fn config() -> LogConfig {
-        LogConfig { segment_bytes: 1 << 30, segment_ms: i64::MAX, retention_ms: None, retention_bytes: None, index_interval_bytes: 100 }
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: i64::MAX,
+            retention_ms: None,
+            retention_bytes: None,
+            index_interval_bytes: 100,
+        }
     }
 
     fn limits() -> BatchLimits {
@@ -503,20 +513,30 @@ mod tests {
     }
 
     fn validated(records: usize, timestamp: i64) -> ValidatedBatch {
-        let records: Vec<TestRecord> = (0..records).map(|i| record(&format!("value-{i}"))).collect();
-        validate_produce_batch(batch(&records, Compression::None, timestamp), &limits()).expect("valid batch")
+        let records: Vec<TestRecord> = (0..records)
+            .map(|i| record(&format!("value-{i}")))
+            .collect();
+        validate_produce_batch(batch(&records, Compression::None, timestamp), &limits())
+            .expect("valid batch")
     }
 
     fn read_all(log: &PartitionLog, from: i64) -> Vec<BatchHeader> {
         let mut out = Vec::new();
         let mut offset = from;
         while offset < log.log_end_offset() {
-            let bytes = log.read_plan(offset, 1 << 20, true).expect("plan").execute().expect("read");
+            let bytes = log
+                .read_plan(offset, 1 << 20, true)
+                .expect("plan")
+                .execute()
+                .expect("read");
             assert!(!bytes.is_empty(), "a read below the log end returns data");
             let mut at = 0;
             while at < bytes.len() {
                 let header = BatchHeader::parse(&bytes[at..]).expect("whole batch");
-                assert_eq!(crc32c::crc32c(&bytes[at + 21..at + header.total_len().expect("len")]), header.crc);
+                assert_eq!(
+                    crc32c::crc32c(&bytes[at + 21..at + header.total_len().expect("len")]),
+                    header.crc
+                );
                 at += header.total_len().expect("len");
                 offset = header.last_offset() + 1;
                 out.push(header);
@@ -535,7 +555,12 @@ mod tests {
         }
         let headers = read_all(&log, 0);
         assert_eq!(headers.len(), 10);
-        assert!(headers.iter().enumerate().all(|(i, h)| h.base_offset == i as i64 * 3 && h.partition_leader_epoch == 7));
+        assert!(
+            headers
+                .iter()
+                .enumerate()
+                .all(|(i, h)| h.base_offset == i as i64 * 3 && h.partition_leader_epoch == 7)
+        );
     }
 
     #[test]
@@ -545,7 +570,11 @@ mod tests {
         for _ in 0..20 {
             log.append(&validated(5, NOW), 0, NOW).expect("append");
         }
-        let bytes = log.read_plan(47, 1 << 20, true).expect("plan").execute().expect("read");
+        let bytes = log
+            .read_plan(47, 1 << 20, true)
+            .expect("plan")
+            .execute()
+            .expect("read");
         assert_eq!(BatchHeader::parse(&bytes).expect("header").base_offset, 45);
     }
 
@@ -555,18 +584,49 @@ mod tests {
         let mut log = PartitionLog::open(dir.path(), config()).expect("open");
         log.append(&validated(5, NOW), 0, NOW).expect("append");
         log.append(&validated(5, NOW), 0, NOW).expect("append");
-        let one = log.read_plan(0, 10, true).expect("plan").execute().expect("read");
+        let one = log
+            .read_plan(0, 10, true)
+            .expect("plan")
+            .execute()
+            .expect("read");
         let header = BatchHeader::parse(&one).expect("header");
-        assert_eq!(one.len(), header.total_len().expect("len"), "exactly one whole batch");
-        assert!(log.read_plan(0, 10, false).expect("plan").execute().expect("read").is_empty());
-        assert!(log.read_plan(10, 100, true).expect("plan").execute().expect("read").is_empty(), "log end reads nothing");
-        assert!(matches!(log.read_plan(11, 100, true), Err(LogError::OffsetOutOfRange { .. })));
+        assert_eq!(
+            one.len(),
+            header.total_len().expect("len"),
+            "exactly one whole batch"
+        );
+        assert!(
+            log.read_plan(0, 10, false)
+                .expect("plan")
+                .execute()
+                .expect("read")
+                .is_empty()
+        );
+        assert!(
+            log.read_plan(10, 100, true)
+                .expect("plan")
+                .execute()
+                .expect("read")
+                .is_empty(),
+            "log end reads nothing"
+        );
+        assert!(matches!(
+            log.read_plan(11, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
     }
 
     #[test]
     fn segments_roll_by_size_and_reads_cross_them() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(dir.path(), LogConfig { segment_bytes: 500, ..config() }).expect("open");
+        let mut log = PartitionLog::open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 500,
+                ..config()
+            },
+        )
+        .expect("open");
         for _ in 0..50 {
             log.append(&validated(2, NOW), 0, NOW).expect("append");
         }
@@ -579,27 +639,45 @@ mod tests {
     #[test]
     fn recovery_cuts_a_torn_tail_and_keeps_everything_before_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(dir.path(), LogConfig { segment_bytes: 2000, ..config() }).expect("open");
+        let mut log = PartitionLog::open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 2000,
+                ..config()
+            },
+        )
+        .expect("open");
         for _ in 0..30 {
             log.append(&validated(2, NOW), 0, NOW).expect("append");
         }
         let end = log.log_end_offset();
-        let active = dir.path().join(crate::segment::log_file_name(*log.segments.keys().next_back().expect("active")));
+        let active = dir.path().join(crate::segment::log_file_name(
+            *log.segments.keys().next_back().expect("active"),
+        ));
         drop(log);
         // A torn write: the last batch lost its final bytes.
         let len = std::fs::metadata(&active).expect("meta").len();
-        std::fs::OpenOptions::new().write(true).open(&active).expect("open").set_len(len - 7).expect("truncate");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&active)
+            .expect("open")
+            .set_len(len - 7)
+            .expect("truncate");
         let log = PartitionLog::open(dir.path(), config()).expect("recover");
         assert_eq!(log.log_end_offset(), end - 2, "the torn batch is gone");
         assert_eq!(read_all(&log, 0).len(), 29);
 
         // Garbage after the last batch is cut too, and appends continue after it.
         drop(log);
-        let mut file = std::fs::OpenOptions::new().append(true).open(&active).expect("open");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&active)
+            .expect("open");
         std::io::Write::write_all(&mut file, &[0xab; 100]).expect("garbage");
         let mut log = PartitionLog::open(dir.path(), config()).expect("recover");
         assert_eq!(log.log_end_offset(), end - 2);
-        log.append(&validated(2, NOW), 0, NOW).expect("append after recovery");
+        log.append(&validated(2, NOW), 0, NOW)
+            .expect("append after recovery");
         assert_eq!(read_all(&log, 0).len(), 30);
     }
 
@@ -623,7 +701,11 @@ mod tests {
     #[test]
     fn retention_by_bytes_and_time_advances_the_log_start() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = LogConfig { segment_bytes: 1000, retention_bytes: Some(3000), ..config() };
+        let cfg = LogConfig {
+            segment_bytes: 1000,
+            retention_bytes: Some(3000),
+            ..config()
+        };
         let mut log = PartitionLog::open(dir.path(), cfg).expect("open");
         for _ in 0..60 {
             log.append(&validated(2, NOW), 0, NOW).expect("append");
@@ -632,49 +714,106 @@ mod tests {
         assert!(outcome.deleted_segments > 0);
         assert!(log.size_bytes() <= 3000 + 1000);
         assert!(log.log_start_offset() > 0);
-        assert!(matches!(log.read_plan(0, 100, true), Err(LogError::OffsetOutOfRange { .. })));
-        assert_eq!(read_all(&log, log.log_start_offset()).first().expect("batch").base_offset, log.log_start_offset());
+        assert!(matches!(
+            log.read_plan(0, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(
+            read_all(&log, log.log_start_offset())
+                .first()
+                .expect("batch")
+                .base_offset,
+            log.log_start_offset()
+        );
 
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = LogConfig { segment_bytes: 1000, retention_ms: Some(1000), ..config() };
+        let cfg = LogConfig {
+            segment_bytes: 1000,
+            retention_ms: Some(1000),
+            ..config()
+        };
         let mut log = PartitionLog::open(dir.path(), cfg).expect("open");
         for i in 0..30 {
-            log.append(&validated(2, NOW + i * 100), 0, NOW).expect("append");
+            log.append(&validated(2, NOW + i * 100), 0, NOW)
+                .expect("append");
         }
-        let outcome = log.enforce_retention(NOW + 30 * 100 + 500).expect("retention");
+        let outcome = log
+            .enforce_retention(NOW + 30 * 100 + 500)
+            .expect("retention");
         assert!(outcome.deleted_segments > 0);
         let first = read_all(&log, log.log_start_offset());
-        assert!(first.iter().all(|h| h.max_timestamp >= NOW + 30 * 100 + 500 - 1000 - 1000), "only recent segments remain");
+        assert!(
+            first
+                .iter()
+                .all(|h| h.max_timestamp >= NOW + 30 * 100 + 500 - 1000 - 1000),
+            "only recent segments remain"
+        );
         drop(log);
         let reopened = PartitionLog::open(dir.path(), cfg).expect("reopen");
-        assert_eq!(reopened.log_start_offset(), outcome.log_start_offset, "the log start survives a restart");
+        assert_eq!(
+            reopened.log_start_offset(),
+            outcome.log_start_offset,
+            "the log start survives a restart"
+        );
     }
 
     #[test]
     fn timestamps_are_found_through_the_index_across_segments() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(dir.path(), LogConfig { segment_bytes: 1500, ..config() }).expect("open");
+        let mut log = PartitionLog::open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 1500,
+                ..config()
+            },
+        )
+        .expect("open");
         for i in 0..40 {
-            log.append(&validated(2, NOW + i * 10), 0, NOW).expect("append");
+            log.append(&validated(2, NOW + i * 10), 0, NOW)
+                .expect("append");
         }
-        assert_eq!(log.offset_for_timestamp(NOW + 205).expect("lookup"), Some((42, NOW + 210)));
-        assert_eq!(log.offset_for_timestamp(NOW - 5).expect("lookup"), Some((0, NOW)));
-        assert_eq!(log.offset_for_timestamp(NOW + 10_000).expect("lookup"), None);
+        assert_eq!(
+            log.offset_for_timestamp(NOW + 205).expect("lookup"),
+            Some((42, NOW + 210))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(NOW - 5).expect("lookup"),
+            Some((0, NOW))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(NOW + 10_000).expect("lookup"),
+            None
+        );
         assert_eq!(log.max_timestamp().expect("max"), Some((78, NOW + 390)));
         drop(log);
         let log = PartitionLog::open(dir.path(), config()).expect("reopen");
-        assert_eq!(log.offset_for_timestamp(NOW + 205).expect("lookup"), Some((42, NOW + 210)), "after reopening");
+        assert_eq!(
+            log.offset_for_timestamp(NOW + 205).expect("lookup"),
+            Some((42, NOW + 210)),
+            "after reopening"
+        );
     }
 
     #[test]
     fn truncation_removes_the_tail_for_followers() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(dir.path(), LogConfig { segment_bytes: 1000, ..config() }).expect("open");
+        let mut log = PartitionLog::open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 1000,
+                ..config()
+            },
+        )
+        .expect("open");
         for _ in 0..30 {
             log.append(&validated(2, NOW), 0, NOW).expect("append");
         }
         log.truncate_to(21).expect("truncate");
-        assert_eq!(log.log_end_offset(), 20, "cut at the batch boundary at or before 21");
+        assert_eq!(
+            log.log_end_offset(),
+            20,
+            "cut at the batch boundary at or before 21"
+        );
         log.append(&validated(2, NOW), 0, NOW).expect("append");
         assert_eq!(read_all(&log, 0).len(), 11);
     }

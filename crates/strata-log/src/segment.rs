@@ -401,7 +401,9 @@ impl Segment {
         let mut position = 0;
         let mut next_offset = self.base_offset;
         let mut max_timestamp = -1;
-        while let Some(header) = read_header_at(&self.log, position, self.size).map_err(|e| io_err(&self.log_path, e))? {
+        while let Some(header) =
+            read_header_at(&self.log, position, self.size).map_err(|e| io_err(&self.log_path, e))?
+        {
             if header.last_offset() >= offset {
                 break;
             }
@@ -409,7 +411,9 @@ impl Segment {
             next_offset = header.last_offset() + 1;
             max_timestamp = max_timestamp.max(header.max_timestamp);
         }
-        self.log.set_len(position).map_err(|e| io_err(&self.log_path, e))?;
+        self.log
+            .set_len(position)
+            .map_err(|e| io_err(&self.log_path, e))?;
         self.index.retain(|e| u64::from(e.position) < position);
         self.size = position;
         self.next_offset = next_offset;

@@ -16,7 +16,12 @@ pub(crate) struct TestRecord {
 }
 
 pub(crate) fn record(value: &str) -> TestRecord {
-    TestRecord { key: Some(b"k".to_vec()), value: Some(value.as_bytes().to_vec()), headers: vec![(b"h".to_vec(), Some(b"v".to_vec()))], timestamp_delta: 0 }
+    TestRecord {
+        key: Some(b"k".to_vec()),
+        value: Some(value.as_bytes().to_vec()),
+        headers: vec![(b"h".to_vec(), Some(b"v".to_vec()))],
+        timestamp_delta: 0,
+    }
 }
 
 fn varlong(buf: &mut BytesMut, v: i64) {
@@ -66,7 +71,9 @@ pub(crate) fn compress(codec: Compression, plain: &[u8]) -> Vec<u8> {
             e.write_all(plain).expect("gzip");
             e.finish().expect("gzip")
         }
-        Compression::Snappy => snap::raw::Encoder::new().compress_vec(plain).expect("snappy"),
+        Compression::Snappy => snap::raw::Encoder::new()
+            .compress_vec(plain)
+            .expect("snappy"),
         Compression::Lz4 => {
             let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
             e.write_all(plain).expect("lz4");
@@ -88,10 +95,22 @@ fn codec_bits(codec: Compression) -> i16 {
 
 /// A producer batch (base offset 0) with the given records, codec and base timestamp.
 pub(crate) fn batch(records: &[TestRecord], codec: Compression, base_timestamp: i64) -> Bytes {
-    batch_with_body(records.len() as i32, codec, base_timestamp, &compress(codec, &encode_records(records)), records)
+    batch_with_body(
+        records.len() as i32,
+        codec,
+        base_timestamp,
+        &compress(codec, &encode_records(records)),
+        records,
+    )
 }
 
-pub(crate) fn batch_with_body(count: i32, codec: Compression, base_timestamp: i64, body: &[u8], records: &[TestRecord]) -> Bytes {
+pub(crate) fn batch_with_body(
+    count: i32,
+    codec: Compression,
+    base_timestamp: i64,
+    body: &[u8],
+    records: &[TestRecord],
+) -> Bytes {
     let max_delta = records.iter().map(|r| r.timestamp_delta).max().unwrap_or(0);
     let mut b = BytesMut::new();
     b.put_i64(0);

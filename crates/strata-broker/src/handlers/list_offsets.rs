@@ -47,10 +47,13 @@ pub fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> ListOffs
                         .with_partition_index(p.partition_index);
                     match found {
                         // The leader epoch field exists from v4 on.
-                        Ok((offset, timestamp)) if ctx.version() >= 4 => {
-                            response.with_offset(offset).with_timestamp(timestamp).with_leader_epoch(LEADER_EPOCH)
+                        Ok((offset, timestamp)) if ctx.version() >= 4 => response
+                            .with_offset(offset)
+                            .with_timestamp(timestamp)
+                            .with_leader_epoch(LEADER_EPOCH),
+                        Ok((offset, timestamp)) => {
+                            response.with_offset(offset).with_timestamp(timestamp)
                         }
-                        Ok((offset, timestamp)) => response.with_offset(offset).with_timestamp(timestamp),
                         Err(e) => {
                             ctx.broker.metrics.count_error(API, e.response_error());
                             response
