@@ -1,0 +1,33 @@
+//! Any bytes as a request frame: the bounds walk must never panic, and whatever it accepts
+//! must decode with kafka-protocol without aborting (an error is fine).
+#![no_main]
+
+use bytes::Bytes;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::Decodable;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if strata_wire::check_request(data).is_err() {
+        return;
+    }
+    let Ok(start) = strata_wire::peek_header(data) else { return };
+    let Ok(api_key) = ApiKey::try_from(start.api_key) else { return };
+    let mut body = Bytes::copy_from_slice(data);
+    if RequestHeader::decode(&mut body, api_key.request_header_version(start.api_version)).is_err() {
+        return;
+    }
+    let v = start.api_version;
+    let _ = match api_key {
+        ApiKey::Produce => ProduceRequest::decode(&mut body, v).map(drop),
+        ApiKey::Fetch => FetchRequest::decode(&mut body, v).map(drop),
+        ApiKey::ListOffsets => ListOffsetsRequest::decode(&mut body, v).map(drop),
+        ApiKey::Metadata => MetadataRequest::decode(&mut body, v).map(drop),
+        ApiKey::ApiVersions => ApiVersionsRequest::decode(&mut body, v).map(drop),
+        ApiKey::CreateTopics => CreateTopicsRequest::decode(&mut body, v).map(drop),
+        ApiKey::DeleteTopics => DeleteTopicsRequest::decode(&mut body, v).map(drop),
+        ApiKey::InitProducerId => InitProducerIdRequest::decode(&mut body, v).map(drop),
+        ApiKey::DescribeCluster => DescribeClusterRequest::decode(&mut body, v).map(drop),
+        _ => Ok(()),
+    };
+});
