@@ -2,6 +2,7 @@
 # The one test command: installs what the tests need (idempotently), then runs the whole
 # gate — formatting, lints, unit tests, and end-to-end tests with real Kafka clients.
 set -euo pipefail
+shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -19,4 +20,8 @@ step "building the strata binary (the end-to-end tests run it)"
 cargo build -p strata --locked
 
 step "cargo test"
-STRATA_REQUIRE_CLIENTS=1 cargo test --workspace --locked -- --test-threads="${STRATA_TEST_THREADS:-2}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+STRATA_REQUIRE_CLIENTS=1 cargo test --workspace --locked -- --test-threads="${STRATA_TEST_THREADS:-2}" 2>&1 | tee "$log"
+# One closing line for the whole suite (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "\nsummary: %d passed, %d failed\n", p, f }' "$log"

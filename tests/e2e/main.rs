@@ -6,6 +6,7 @@ mod crash;
 mod hostile;
 mod produce_fetch;
 mod run_contract;
+mod telemetry;
 mod versions;
 
 use std::time::Duration;

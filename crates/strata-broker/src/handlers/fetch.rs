@@ -13,7 +13,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, debug_span};
 use uuid::Uuid;
 
 use super::RequestContext;
@@ -137,6 +137,7 @@ fn read_partition(
     at_least_one: bool,
 ) -> Result<PartitionData, BrokerError> {
     let partition = w.partition.as_ref().map_err(Clone::clone)?;
+    let _span = debug_span!("fetch_partition", topic = %partition.topic, partition = partition.index, fetch_offset = w.fetch_offset).entered();
     check_leader_epoch(w.current_leader_epoch)?;
     let offsets = partition.offsets();
     let records = if budget == 0 && !at_least_one {
