@@ -3,8 +3,8 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use strata_e2e::{BrokerProcess, strata_bin};
 
@@ -37,7 +37,7 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
 #[test]
 fn the_server_reports_its_ports_serves_admin_endpoints_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = BrokerProcess::spawn(dir.path(), &[]).expect("broker starts");
+    let mut broker = BrokerProcess::spawn(dir.path(), &[]).expect("broker starts");
     assert_eq!(http_get(&broker.admin, "/healthz").0, 200);
     assert_eq!(http_get(&broker.admin, "/readyz").0, 200);
     client_runtime().block_on(create_topic(&broker.bootstrap, "contract", 1, &[]));
@@ -49,19 +49,7 @@ fn the_server_reports_its_ports_serves_admin_endpoints_and_stops_on_sigterm() {
     );
     assert!(metrics.contains("api=\"create_topics\""));
 
-    let mut broker = broker;
-    broker.signal("TERM").expect("SIGTERM");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = broker.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the broker stops after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = broker.terminate().expect("the broker stops after SIGTERM");
     assert!(status.success(), "ordered shutdown exits 0, got {status}");
     let log: Vec<String> = broker.log.try_iter().collect();
     assert!(
@@ -79,36 +67,18 @@ fn flags_come_from_the_environment_and_the_config_file() {
         "kafka-listen = \"127.0.0.1:0\"\nadmin-listen = \"127.0.0.1:0\"\nnum.partitions = 3\n",
     )
     .expect("config");
-    let mut child = Command::new(strata_bin().expect("binary"))
+    let mut command = Command::new(strata_bin().expect("binary"));
+    command
         .args(["server", "--config"])
         .arg(&config)
-        .env("STRATA_DATA_DIR", dir.path().join("data"))
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let line = std::io::BufRead::lines(std::io::BufReader::new(stderr))
-        .map_while(Result::ok)
-        .find(|l| l.contains("strata listening"))
-        .expect("startup line");
-    let bootstrap = line
-        .split("kafka=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("kafka=")
-        .to_string();
+        .env("STRATA_DATA_DIR", dir.path().join("data"));
+    let broker = BrokerProcess::start(command).expect("broker starts");
     assert!(
-        dir.path()
-            .join("data")
-            .join("meta")
-            .join("node.json")
-            .exists(),
+        dir.path().join("data/meta/node.json").exists(),
         "STRATA_DATA_DIR was used"
     );
     // num.partitions from the file applies to auto-created topics.
-    let consumer = crate::consumer(&bootstrap, &[("allow.auto.create.topics", "true")]);
+    let consumer = crate::consumer(&broker.bootstrap, &[("allow.auto.create.topics", "true")]);
     let metadata = rdkafka::consumer::Consumer::fetch_metadata(
         &consumer,
         Some("auto-made"),
@@ -116,8 +86,6 @@ fn flags_come_from_the_environment_and_the_config_file() {
     )
     .expect("metadata");
     assert_eq!(metadata.topics()[0].partitions().len(), 3);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

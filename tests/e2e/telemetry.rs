@@ -2,11 +2,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use strata_e2e::strata_bin;
+use strata_e2e::{BrokerProcess, strata_bin};
 
 use crate::{client_runtime, create_topic};
 
@@ -53,7 +53,8 @@ fn spawn_sink() -> (String, mpsc::Receiver<(String, Vec<u8>)>) {
 fn request_spans_are_exported_over_otlp_http() {
     let (endpoint, received) = spawn_sink();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(strata_bin().expect("binary"))
+    let mut command = Command::new(strata_bin().expect("binary"));
+    command
         .args([
             "server",
             "--kafka-listen",
@@ -64,37 +65,11 @@ fn request_spans_are_exported_over_otlp_http() {
         ])
         .arg(dir.path())
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let line = BufReader::new(stderr)
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.contains("strata listening"))
-        .expect("startup line");
-    let bootstrap = line
-        .split("kafka=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("kafka=")
-        .to_string();
-    client_runtime().block_on(create_topic(&bootstrap, "traced", 1, &[]));
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+    let mut broker = BrokerProcess::start(command).expect("broker starts");
+    client_runtime().block_on(create_topic(&broker.bootstrap, "traced", 1, &[]));
     // SIGTERM: the ordered shutdown flushes the span exporter.
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let started = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        assert!(started.elapsed() < Duration::from_secs(20), "broker stops");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(broker.terminate().expect("stops").success());
     let mut found = false;
     while let Ok((path, body)) = received.recv_timeout(Duration::from_secs(2)) {
         assert_eq!(path, "/v1/traces");

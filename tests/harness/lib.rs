@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -138,7 +138,8 @@ impl BrokerProcess {
     /// Runs `strata server --kafka-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir DIR`
     /// plus `extra` arguments, and reads the bound addresses from its startup line.
     pub fn spawn(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(strata_bin()?)
+        let mut command = Command::new(strata_bin()?);
+        command
             .args([
                 "server",
                 "--kafka-listen",
@@ -149,7 +150,13 @@ impl BrokerProcess {
             ])
             .arg(data_dir)
             .args(extra)
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        Self::start(command)
+    }
+
+    /// Starts a prepared `strata` command and waits for its startup line.
+    pub fn start(mut command: Command) -> anyhow::Result<Self> {
+        let mut child = command
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -166,12 +173,9 @@ impl BrokerProcess {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let remaining = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = match rx.recv_timeout(remaining) {
-                Ok(line) => line,
-                Err(_) => {
-                    let _ = child.kill();
-                    bail!("strata server did not log its listening line in time");
-                }
+            let Ok(line) = rx.recv_timeout(remaining) else {
+                let _ = child.kill();
+                bail!("strata server did not log its listening line in time");
             };
             if line.contains("strata listening") {
                 let bootstrap = field(&line, "kafka").context("startup line has kafka=")?;
@@ -193,14 +197,24 @@ impl BrokerProcess {
         Ok(())
     }
 
-    /// Sends a signal by PID (only to the process this test started).
-    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+    /// SIGTERM (to the process this test started, by PID), then waits for the exit.
+    pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
         let status = Command::new("kill")
-            .arg(format!("-{signal}"))
+            .arg("-TERM")
             .arg(self.child.id().to_string())
             .status()?;
-        anyhow::ensure!(status.success(), "kill -{signal} failed");
-        Ok(())
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the broker did not stop within 20 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

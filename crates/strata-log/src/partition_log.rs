@@ -486,10 +486,8 @@ impl ReadPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{BatchLimits, Compression, validate_produce_batch};
-    use crate::test_batches::{TestRecord, batch, record};
-
-    const NOW: i64 = 1_700_000_000_000;
+    use crate::batch::{Compression, validate_produce_batch};
+    use crate::test_batches::{NOW, TestRecord, batch, limits, record};
 
     fn config() -> LogConfig {
         LogConfig {
@@ -498,17 +496,6 @@ mod tests {
             retention_ms: None,
             retention_bytes: None,
             index_interval_bytes: 100,
-        }
-    }
-
-    fn limits() -> BatchLimits {
-        BatchLimits {
-            max_message_bytes: 1 << 20,
-            max_decompressed_bytes: 1 << 20,
-            now_ms: NOW,
-            timestamp_before_max_ms: i64::MAX,
-            timestamp_after_max_ms: i64::MAX,
-            log_append_time: false,
         }
     }
 

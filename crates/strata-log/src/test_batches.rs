@@ -4,7 +4,7 @@ use std::io::Write;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::batch::Compression;
+use crate::batch::{BatchLimits, Compression};
 
 /// One record: key, value, headers, timestamp delta.
 #[derive(Debug, Clone)]
@@ -138,4 +138,19 @@ pub(crate) fn batch_with_body(
 pub(crate) fn fix_crc(bytes: &mut [u8]) {
     let crc = crc32c::crc32c(&bytes[21..]);
     bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// The broker's time in tests.
+pub(crate) const NOW: i64 = 1_700_000_000_000;
+
+/// Generous limits with no timestamp bounds.
+pub(crate) fn limits() -> BatchLimits {
+    BatchLimits {
+        max_message_bytes: 1 << 20,
+        max_decompressed_bytes: 1 << 20,
+        now_ms: NOW,
+        timestamp_before_max_ms: i64::MAX,
+        timestamp_after_max_ms: i64::MAX,
+        log_append_time: false,
+    }
 }
