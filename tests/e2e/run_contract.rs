@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use strata_e2e::{BrokerProcess, strata_bin};
+use strata_e2e::{BrokerProcess, server_command, strata_bin};
 
 use crate::{client_runtime, create_topic};
 
@@ -93,17 +93,10 @@ fn a_bad_setting_is_refused_at_startup_with_its_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("strata.toml");
     std::fs::write(&config, "log.retention.ms = \"soon\"\n").expect("config");
-    let output = Command::new(strata_bin().expect("binary"))
-        .args(["server", "--config"])
+    let output = server_command(dir.path())
+        .expect("binary")
+        .arg("--config")
         .arg(&config)
-        .args([
-            "--kafka-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
         .output()
         .expect("run");
     assert!(!output.status.success());

@@ -2,11 +2,10 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use strata_e2e::{BrokerProcess, strata_bin};
+use strata_e2e::{BrokerProcess, server_command};
 
 use crate::{client_runtime, create_topic};
 
@@ -53,17 +52,8 @@ fn spawn_sink() -> (String, mpsc::Receiver<(String, Vec<u8>)>) {
 fn request_spans_are_exported_over_otlp_http() {
     let (endpoint, received) = spawn_sink();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut command = Command::new(strata_bin().expect("binary"));
+    let mut command = server_command(dir.path()).expect("binary");
     command
-        .args([
-            "server",
-            "--kafka-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
     let mut broker = BrokerProcess::start(command).expect("broker starts");

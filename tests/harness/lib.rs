@@ -125,6 +125,22 @@ pub fn strata_bin() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// `strata server --kafka-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir DIR`.
+pub fn server_command(data_dir: &Path) -> anyhow::Result<Command> {
+    let mut command = Command::new(strata_bin()?);
+    command
+        .args([
+            "server",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir);
+    Ok(command)
+}
+
 /// A `strata server` child process.
 pub struct BrokerProcess {
     pub child: Child,
@@ -135,20 +151,11 @@ pub struct BrokerProcess {
 }
 
 impl BrokerProcess {
-    /// Runs `strata server --kafka-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir DIR`
-    /// plus `extra` arguments, and reads the bound addresses from its startup line.
+    /// Runs [`server_command`] plus `extra` arguments, and reads the bound addresses from its
+    /// startup line.
     pub fn spawn(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut command = Command::new(strata_bin()?);
+        let mut command = server_command(data_dir)?;
         command
-            .args([
-                "server",
-                "--kafka-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir)
             .args(extra)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
         Self::start(command)
