@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use strata_e2e::BrokerProcess;
+use strata_e2e::{BrokerProcess, strata_bin};
 
 use crate::{client_runtime, consumer, create_topic, producer};
 
@@ -135,4 +135,129 @@ fn acknowledged_records_survive_kill_9_with_os_durability() {
 #[test]
 fn acknowledged_records_survive_kill_9_with_fsync_durability() {
     crash_while_producing("fsync");
+}
+
+/// A port nothing listens on right now, so a restarted broker can reuse it.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[test]
+fn an_idempotent_producer_retrying_across_a_kill_9_leaves_no_duplicates() {
+    const RECORDS: usize = 20_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let start = || {
+        let mut command = std::process::Command::new(strata_bin().expect("binary"));
+        command
+            .args([
+                "server",
+                "--kafka-listen",
+                &listen,
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(dir.path());
+        BrokerProcess::start(command).expect("broker starts")
+    };
+    let broker = start();
+    client_runtime().block_on(create_topic(&listen, "idem-crash", 2, &[]));
+    let producer = producer(
+        &listen,
+        &[
+            ("enable.idempotence", "true"),
+            ("linger.ms", "2"),
+            ("message.timeout.ms", "60000"),
+            ("retry.backoff.ms", "100"),
+        ],
+    );
+    // Send steadily for about a second so the crash lands mid-stream.
+    let sender = {
+        let producer = producer.clone();
+        std::thread::spawn(move || {
+            let mut deliveries = Vec::with_capacity(RECORDS);
+            for chunk in 0..(RECORDS / 200) {
+                for i in chunk * 200..(chunk + 1) * 200 {
+                    let value = i.to_string();
+                    let record = FutureRecord::to("idem-crash")
+                        .partition((i % 2) as i32)
+                        .key("k")
+                        .payload(&value);
+                    deliveries.push(producer.send_result(record).expect("queue has room"));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            deliveries
+        })
+    };
+    // Crash the broker while batches are in flight, then bring it back on the same port.
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        !sender.is_finished(),
+        "the crash lands while records are still being sent"
+    );
+    broker.kill9().expect("kill -9");
+    std::thread::sleep(Duration::from_millis(500));
+    let broker = start();
+    let deliveries = sender.join().expect("sender");
+    let runtime = client_runtime();
+    let mut acked = HashMap::new();
+    for delivery in deliveries {
+        let d = runtime
+            .block_on(delivery)
+            .expect("reported")
+            .expect("every record is eventually acknowledged");
+        acked.insert((d.partition, d.offset), ());
+    }
+    assert_eq!(acked.len(), RECORDS, "every record got its own offset");
+
+    let consumer = consumer(&broker.bootstrap, &[]);
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..2 {
+        assignment
+            .add_partition_offset("idem-crash", p, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut seen = std::collections::HashSet::new();
+    let mut last_per_partition: HashMap<i32, usize> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < RECORDS {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {RECORDS}",
+            seen.len()
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message.expect("message");
+        let value: usize = std::str::from_utf8(message.payload().expect("payload"))
+            .expect("utf8")
+            .parse()
+            .expect("number");
+        assert!(seen.insert(value), "record {value} is stored twice");
+        if let Some(previous) = last_per_partition.insert(message.partition(), value) {
+            assert!(
+                value > previous,
+                "partition {} keeps the send order",
+                message.partition()
+            );
+        }
+    }
+    for p in 0..2 {
+        let (low, high) = consumer
+            .fetch_watermarks("idem-crash", p, Duration::from_secs(5))
+            .expect("watermarks");
+        assert_eq!(
+            high - low,
+            (RECORDS / 2) as i64,
+            "partition {p} holds exactly its records"
+        );
+    }
 }
