@@ -96,6 +96,15 @@ impl NodeMeta {
         Ok(id)
     }
 
+    /// Whether `producer_id` is one this node handed out (and may have its epoch bumped).
+    pub fn issued_producer_id(&self, producer_id: i64) -> bool {
+        let state = self
+            .state
+            .lock()
+            .expect("producer id lock is never poisoned");
+        (0..state.block_end).contains(&producer_id)
+    }
+
     fn persist(&self, block_end: i64) -> Result<(), BrokerError> {
         let state = self
             .state
@@ -136,6 +145,8 @@ mod tests {
         let a = first.allocate_producer_id().expect("id");
         let b = first.allocate_producer_id().expect("id");
         assert_eq!(b, a + 1);
+        assert!(first.issued_producer_id(a));
+        assert!(!first.issued_producer_id(1_000_000) && !first.issued_producer_id(-1));
         let cluster = first.cluster_id().to_string();
         drop(first);
         let second = NodeMeta::open(dir.path(), 1).expect("reopen");

@@ -21,6 +21,7 @@ use crate::error::BrokerError;
 use crate::partition::{LEADER_EPOCH, Partition};
 
 const API: &str = "fetch";
+const READ_COMMITTED: i8 = 1;
 
 /// One requested partition, resolved once per request.
 struct Wanted {
@@ -72,13 +73,19 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
         .filter_map(|w| w.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
         .collect();
     loop {
-        let (partitions, total, any_error) = read_all(ctx, &wanted, max_bytes);
+        let (mut partitions, total, any_error) = read_all(ctx, &wanted, max_bytes);
         let done = total >= min_bytes
             || any_error
             || watchers.is_empty()
             || Instant::now() >= deadline
             || ctx.shutdown.is_cancelled();
         if done {
+            // READ_COMMITTED readers get an explicit empty list: no transactions exist yet.
+            if request.isolation_level == READ_COMMITTED {
+                for (_, data) in &mut partitions {
+                    data.aborted_transactions = Some(Vec::new());
+                }
+            }
             ctx.broker.metrics.fetch_bytes.inc_by(total as u64);
             return assemble(topics, partitions);
         }
