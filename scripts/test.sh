@@ -16,8 +16,8 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "building the strata binary (the end-to-end tests run it)"
-cargo build -p strata --locked
+step "building the strata and strata-bench binaries (the end-to-end tests run them)"
+cargo build -p strata -p strata-bench --locked
 
 step "cargo test"
 log=$(mktemp)
