@@ -582,7 +582,7 @@ fn check_timestamp(timestamp: i64, limits: &BatchLimits) -> Result<(), BatchErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_batches::{NOW, batch, batch_with_body, compress, fix_crc, limits, record};
+    use crate::test_util::{NOW, batch, batch_with_body, compress, fix_crc, limits, record};
 
     const CODECS: [Compression; 5] = [
         Compression::None,

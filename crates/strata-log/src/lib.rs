@@ -9,8 +9,8 @@ pub mod batch;
 mod error;
 mod partition_log;
 pub mod segment;
-#[cfg(test)]
-mod test_batches;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 
 pub use batch::{
     BatchError, BatchHeader, BatchLimits, Compression, ValidatedBatch, needs_decompression,

@@ -487,7 +487,7 @@ impl ReadPlan {
 mod tests {
     use super::*;
     use crate::batch::{Compression, validate_produce_batch};
-    use crate::test_batches::{NOW, TestRecord, batch, limits, record};
+    use crate::test_util::{NOW, TestRecord, batch, limits, record};
 
     fn config() -> LogConfig {
         LogConfig {

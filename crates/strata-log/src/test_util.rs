@@ -1,4 +1,5 @@
-//! Builds valid v2 record batches for tests, independently of the validation code.
+//! Builds valid v2 record batches for tests and benchmarks, independently of the validation
+//! code. Compiled for tests and with the `test-util` feature only.
 
 use std::io::Write;
 
@@ -8,14 +9,14 @@ use crate::batch::{BatchLimits, Compression};
 
 /// One record: key, value, headers, timestamp delta.
 #[derive(Debug, Clone)]
-pub(crate) struct TestRecord {
+pub struct TestRecord {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     pub timestamp_delta: i64,
 }
 
-pub(crate) fn record(value: &str) -> TestRecord {
+pub fn record(value: &str) -> TestRecord {
     TestRecord {
         key: Some(b"k".to_vec()),
         value: Some(value.as_bytes().to_vec()),
@@ -63,7 +64,7 @@ fn encode_records(records: &[TestRecord]) -> Vec<u8> {
     out.to_vec()
 }
 
-pub(crate) fn compress(codec: Compression, plain: &[u8]) -> Vec<u8> {
+pub fn compress(codec: Compression, plain: &[u8]) -> Vec<u8> {
     match codec {
         Compression::None => plain.to_vec(),
         Compression::Gzip => {
@@ -94,7 +95,7 @@ fn codec_bits(codec: Compression) -> i16 {
 }
 
 /// A producer batch (base offset 0) with the given records, codec and base timestamp.
-pub(crate) fn batch(records: &[TestRecord], codec: Compression, base_timestamp: i64) -> Bytes {
+pub fn batch(records: &[TestRecord], codec: Compression, base_timestamp: i64) -> Bytes {
     batch_with_body(
         records.len() as i32,
         codec,
@@ -104,7 +105,7 @@ pub(crate) fn batch(records: &[TestRecord], codec: Compression, base_timestamp: 
     )
 }
 
-pub(crate) fn batch_with_body(
+pub fn batch_with_body(
     count: i32,
     codec: Compression,
     base_timestamp: i64,
@@ -135,16 +136,16 @@ pub(crate) fn batch_with_body(
 }
 
 /// Re-signs a batch after a test edited its bytes.
-pub(crate) fn fix_crc(bytes: &mut [u8]) {
+pub fn fix_crc(bytes: &mut [u8]) {
     let crc = crc32c::crc32c(&bytes[21..]);
     bytes[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// The broker's time in tests.
-pub(crate) const NOW: i64 = 1_700_000_000_000;
+pub const NOW: i64 = 1_700_000_000_000;
 
 /// Generous limits with no timestamp bounds.
-pub(crate) fn limits() -> BatchLimits {
+pub fn limits() -> BatchLimits {
     BatchLimits {
         max_message_bytes: 1 << 20,
         max_decompressed_bytes: 1 << 20,
