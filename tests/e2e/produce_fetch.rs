@@ -61,12 +61,11 @@ fn produce_records(
                 .await
                 .expect("delivery reported")
                 .expect("record acknowledged");
-            assert!(
-                landed
-                    .insert((delivery.partition, delivery.offset), sent)
-                    .is_none(),
-                "two records at one offset"
-            );
+            // acks=0 reports no offsets (librdkafka gives an invalid one): nothing to place.
+            if delivery.offset >= 0 {
+                let earlier = landed.insert((delivery.partition, delivery.offset), sent);
+                assert!(earlier.is_none(), "two records at one offset");
+            }
         }
         landed
     })

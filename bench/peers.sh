@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs and runs the peer brokers the benchmarks compare against, on loopback only.
+#
+#   bench/peers.sh install         resolve Apache Kafka 4.4 from Maven Central (idempotent)
+#   bench/peers.sh kafka-start DIR start a single-node KRaft (combined mode) Kafka with its data
+#                                  in DIR; prints "kafka bootstrap=HOST:PORT pid=PID" when ready
+#   bench/peers.sh stop PID        stop a peer this script started, by PID
+set -euo pipefail
+cd "$(dirname "$0")"
+CACHE="${STRATA_CACHE:-$HOME/.cache/strata}"
+LIBS="$CACHE/kafka-libs"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+case "${1:-}" in
+  install)
+    if [ -f "$LIBS/.done" ]; then echo "kafka libs present in $LIBS"; exit 0; fi
+    (cd kafka && mvn -q -B dependency:copy-dependencies -DoutputDirectory="$LIBS")
+    touch "$LIBS/.done"
+    echo "kafka libs installed in $LIBS"
+    ;;
+  kafka-start)
+    dir="${2:?data directory}"
+    mkdir -p "$dir"
+    port=$(free_port); controller=$(free_port)
+    cat > "$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/logs
+num.partitions=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+PROPS
+    cp="$LIBS/*"
+    # Static voters: format without --standalone.
+    java -cp "$cp" kafka.tools.StorageTool format -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid)" \
+      -c "$dir/server.properties" >"$dir/format.log" 2>&1
+    nohup java -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$cp" kafka.Kafka "$dir/server.properties" \
+      >"$dir/kafka.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 120); do
+      if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
+        echo "kafka bootstrap=127.0.0.1:$port pid=$pid"
+        exit 0
+      fi
+      sleep 0.5
+    done
+    echo "kafka did not start; see $dir/kafka.log" >&2
+    kill "$pid" 2>/dev/null || true
+    exit 1
+    ;;
+  stop)
+    kill "${2:?pid}"
+    ;;
+  *)
+    sed -n '2,9p' "$0"
+    exit 2
+    ;;
+esac
