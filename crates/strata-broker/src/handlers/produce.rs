@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use strata_log::{BatchLimits, ValidatedBatch, validate_produce_batch};
 use tracing::{Instrument, debug, info_span};
@@ -25,6 +25,13 @@ const API: &str = "produce";
 struct PartitionResult {
     response: PartitionProduceResponse,
     appended: Option<Arc<Partition>>,
+}
+
+/// One topic's part of the response, as the request named it.
+struct TopicResult {
+    name: TopicName,
+    topic_id: uuid::Uuid,
+    partitions: Vec<PartitionResult>,
 }
 
 pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option<ProduceResponse> {
@@ -61,22 +68,23 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option
             };
             partitions.push(result);
         }
-        topics.push((topic_data.name, topic_data.topic_id, partitions));
-    }
-
-    if acks != 0 {
-        make_durable(ctx, &mut topics).await;
+        topics.push(TopicResult {
+            name: topic_data.name,
+            topic_id: topic_data.topic_id,
+            partitions,
+        });
     }
     if acks == 0 {
         return None;
     }
+    make_durable(ctx, &mut topics).await;
     let responses = topics
         .into_iter()
-        .map(|(name, topic_id, partitions)| {
+        .map(|t| {
             TopicProduceResponse::default()
-                .with_name(name)
-                .with_topic_id(topic_id)
-                .with_partition_responses(partitions.into_iter().map(|p| p.response).collect())
+                .with_name(t.name)
+                .with_topic_id(t.topic_id)
+                .with_partition_responses(t.partitions.into_iter().map(|p| p.response).collect())
         })
         .collect();
     Some(ProduceResponse::default().with_responses(responses))
@@ -84,17 +92,10 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option
 
 /// Waits for every appended partition's group commit; a failed sync turns that partition's
 /// success into an error, so nothing is acknowledged that is not durable.
-async fn make_durable(
-    ctx: &RequestContext<'_>,
-    topics: &mut [(
-        kafka_protocol::messages::TopicName,
-        uuid::Uuid,
-        Vec<PartitionResult>,
-    )],
-) {
+async fn make_durable(ctx: &RequestContext<'_>, topics: &mut [TopicResult]) {
     let waits = topics
         .iter_mut()
-        .flat_map(|(_, _, partitions)| partitions.iter_mut())
+        .flat_map(|t| t.partitions.iter_mut())
         .filter_map(|result| {
             let partition = result.appended.take()?;
             Some(async move {
