@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs and runs the peer brokers the benchmarks compare against, on loopback only.
 #
-#   bench/peers.sh install         resolve Apache Kafka 4.4 from Maven Central (idempotent)
-#   bench/peers.sh kafka-start DIR start a single-node KRaft (combined mode) Kafka with its data
-#                                  in DIR; prints "kafka bootstrap=HOST:PORT pid=PID" when ready
-#   bench/peers.sh stop PID        stop a peer this script started, by PID
+#   bench/peers.sh install                 resolve Apache Kafka 4.4 from Maven Central (idempotent)
+#   bench/peers.sh kafka-config DIR [PORT] write a single-node KRaft (combined mode) config for
+#                                          DIR and format it; prints the bootstrap address
+#   bench/peers.sh kafka-exec DIR          run that Kafka in the foreground
+#   bench/peers.sh kafka-start DIR         config + run in the background; prints
+#                                          "kafka bootstrap=HOST:PORT pid=PID" when ready
+#   bench/peers.sh stop PID                stop a peer this script started, by PID
 set -euo pipefail
 cd "$(dirname "$0")"
 CACHE="${STRATA_CACHE:-$HOME/.cache/strata}"
@@ -19,10 +22,12 @@ case "${1:-}" in
     touch "$LIBS/.done"
     echo "kafka libs installed in $LIBS"
     ;;
-  kafka-start)
+  kafka-config)
+    # Writes DIR/server.properties (Kafka port PORT, or a free one) and formats the storage.
     dir="${2:?data directory}"
+    port="${3:-$(free_port)}"
+    controller=$(free_port)
     mkdir -p "$dir"
-    port=$(free_port); controller=$(free_port)
     cat > "$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
@@ -38,16 +43,25 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
 PROPS
-    cp="$LIBS/*"
     # Static voters: format without --standalone.
-    java -cp "$cp" kafka.tools.StorageTool format -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid)" \
+    java -cp "$LIBS/*" kafka.tools.StorageTool format -t "$(java -cp "$LIBS/*" kafka.tools.StorageTool random-uuid)" \
       -c "$dir/server.properties" >"$dir/format.log" 2>&1
-    nohup java -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$cp" kafka.Kafka "$dir/server.properties" \
-      >"$dir/kafka.log" 2>&1 &
+    echo "127.0.0.1:$port"
+    ;;
+  kafka-exec)
+    # Runs a configured Kafka in the foreground (what `strata-bench startup` times).
+    dir="${2:?data directory}"
+    exec java -cp "$LIBS/*" kafka.Kafka "$dir/server.properties"
+    ;;
+  kafka-start)
+    dir="${2:?data directory}"
+    bootstrap=$("$0" kafka-config "$dir")
+    nohup "$0" kafka-exec "$dir" >"$dir/kafka.log" 2>&1 &
     pid=$!
+    port="${bootstrap##*:}"
     for _ in $(seq 1 120); do
       if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
-        echo "kafka bootstrap=127.0.0.1:$port pid=$pid"
+        echo "kafka bootstrap=$bootstrap pid=$pid"
         exit 0
       fi
       sleep 0.5
@@ -60,7 +74,7 @@ PROPS
     kill "${2:?pid}"
     ;;
   *)
-    sed -n '2,9p' "$0"
+    sed -n '2,12p' "$0"
     exit 2
     ;;
 esac

@@ -5,6 +5,7 @@
 mod baseline;
 mod broker_stats;
 mod report;
+mod startup;
 mod workload;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ enum Command {
     /// The machine's limits: sequential writes to a directory (buffered and fsync'd) and
     /// loopback TCP throughput.
     Baseline(baseline::BaselineArgs),
+    /// Start a broker command and time its first answered request; then its idle RSS.
+    Startup(startup::StartupArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,8 +43,11 @@ fn main() -> anyhow::Result<()> {
         Command::E2e(args) => workload::run(workload::Mode::EndToEnd, &args)?,
         Command::Consume(args) => workload::run(workload::Mode::Consume, &args)?,
         Command::Baseline(args) => {
-            let result = baseline::run(&args)?;
-            println!("{}", serde_json::to_string_pretty(&result)?);
+            println!("{}", serde_json::to_string_pretty(&baseline::run(&args)?)?);
+            return Ok(());
+        }
+        Command::Startup(args) => {
+            println!("{}", serde_json::to_string_pretty(&startup::run(&args)?)?);
             return Ok(());
         }
     };

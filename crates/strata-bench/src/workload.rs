@@ -237,6 +237,11 @@ pub fn run(mode: Mode, args: &WorkloadArgs) -> anyhow::Result<Report> {
             peak_rss = peak_rss.max(broker_stats::sample(pid)?.rss_bytes);
         }
     }
+    // Throughput is what completed inside the load window; what drains after it still
+    // counts for latency.
+    let window_s = started.elapsed().as_secs_f64();
+    let window_records = totals.records.load(Ordering::Relaxed);
+    let window_bytes = totals.bytes.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     for producer in producers {
         producer
@@ -286,8 +291,9 @@ pub fn run(mode: Mode, args: &WorkloadArgs) -> anyhow::Result<Report> {
         bytes,
         errors: totals.errors.load(Ordering::Relaxed),
         elapsed_s,
-        mb_per_s: bytes as f64 / 1e6 / elapsed_s,
-        records_per_s: records as f64 / elapsed_s,
+        window_s,
+        mb_per_s: window_bytes as f64 / 1e6 / window_s,
+        records_per_s: window_records as f64 / window_s,
         produce_latency_us: percentiles(&produce_latency),
         e2e_latency_us: percentiles(&e2e_latency),
         broker,
