@@ -33,7 +33,22 @@ impl Client {
         }
     }
 
-    fn send<R: Request>(&mut self, request: &R, version: i16) -> R::Response {
+    /// Writes a request that expects no response (acks=0 produce).
+    fn send_only<R: Request>(&mut self, request: &R, version: i16) {
+        let frame = self.frame(request, version);
+        self.stream.write_all(&frame).expect("write");
+    }
+
+    /// True once the broker has closed this connection.
+    fn closed(&mut self) -> bool {
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+
+    fn frame<R: Request>(&mut self, request: &R, version: i16) -> BytesMut {
         self.correlation_id += 1;
         let mut buf = BytesMut::new();
         buf.put_i32(0);
@@ -48,6 +63,11 @@ impl Client {
         request.encode(&mut buf, version).expect("request");
         let len = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&len.to_be_bytes());
+        buf
+    }
+
+    fn send<R: Request>(&mut self, request: &R, version: i16) -> R::Response {
+        let buf = self.frame(request, version);
         self.stream
             .write_all(&buf)
             .unwrap_or_else(|e| panic!("api {} v{version}: write: {e}", R::KEY));
@@ -268,4 +288,40 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
             "DeleteTopics v{version}"
         );
     }
+}
+
+fn produce_request(topic: &str, acks: i16) -> ProduceRequest {
+    let partition = produce_request::PartitionProduceData::default()
+        .with_index(0)
+        .with_records(Some(one_record_batch()));
+    let data = produce_request::TopicProduceData::default()
+        .with_name(TopicName(s(topic)))
+        .with_partition_data(vec![partition]);
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![data])
+}
+
+#[test]
+fn a_failed_acks_0_produce_closes_the_connection_and_a_good_one_does_not() {
+    let broker = InProcessBroker::start().expect("broker");
+    let mut client = Client::connect(&broker.bootstrap);
+    let topic = create_topics_request::CreatableTopic::default()
+        .with_name(TopicName(s("zero")))
+        .with_num_partitions(1)
+        .with_replication_factor(1);
+    client.send(&CreateTopicsRequest::default().with_topics(vec![topic]), 7);
+    client.send_only(&produce_request("zero", 0), 9);
+    // Still open: the next request is answered.
+    let response = client.send(&produce_request("zero", 1), 9);
+    assert_eq!(
+        response.responses[0].partition_responses[0].base_offset, 1,
+        "the acks=0 record was stored first"
+    );
+    client.send_only(&produce_request("no-such-topic", 0), 9);
+    assert!(
+        client.closed(),
+        "a failed acks=0 produce closes the connection"
+    );
 }

@@ -158,16 +158,19 @@ impl Metrics {
 
     /// Counts a partition- or request-level error answered to a client.
     pub fn count_error(&self, api: &'static str, error: kafka_protocol::error::ResponseError) {
-        let name = error_name(error);
+        let name = error_name(error.code());
         self.request_errors
             .get_or_create(&ErrorLabels { api, error: name })
             .inc();
     }
 }
 
-/// A stable, static label for an error (the enum's debug name).
-fn error_name(error: kafka_protocol::error::ResponseError) -> &'static str {
+/// A stable, static label for a Kafka error code.
+pub fn error_name(code: i16) -> &'static str {
     use kafka_protocol::error::ResponseError as E;
+    let Some(error) = E::try_from_code(code) else {
+        return "none";
+    };
     match error {
         E::OffsetOutOfRange => "offset_out_of_range",
         E::CorruptMessage => "corrupt_message",

@@ -119,6 +119,10 @@ async fn connection(
                 }
             }
             Ok(None) => {}
+            Err(e @ RequestError::FailedWithoutAcks { .. }) => {
+                debug!(%peer, error = %e, "closing connection so the acks=0 producer notices");
+                break;
+            }
             Err(e @ RequestError::Internal(_)) => {
                 warn!(%peer, error = %e, "closing connection: internal error");
                 break;

@@ -50,6 +50,10 @@ pub enum RequestError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// Kafka closes an acks=0 producer's connection when a produce fails, since the producer
+    /// gets no response: the reconnect makes it refresh metadata.
+    #[error("acks=0 produce failed: {error}")]
+    FailedWithoutAcks { error: &'static str },
 }
 
 /// What every handler knows about the request it serves.
@@ -139,13 +143,13 @@ pub async fn dispatch(
         match api_key {
             ApiKey::ApiVersions => {
                 run::<ApiVersionsRequest, _>(&ctx, body, |r| async {
-                    Some(api_versions::handle(&ctx, r))
+                    Ok(Some(api_versions::handle(&ctx, r)))
                 })
                 .await
             }
             ApiKey::Metadata => {
                 run::<MetadataRequest, _>(&ctx, body, |r| async {
-                    Some(metadata::handle(&ctx, r).await)
+                    Ok(Some(metadata::handle(&ctx, r).await))
                 })
                 .await
             }
@@ -153,36 +157,38 @@ pub async fn dispatch(
                 run::<ProduceRequest, _>(&ctx, body, |r| produce::handle(&ctx, r)).await
             }
             ApiKey::Fetch => {
-                run::<FetchRequest, _>(&ctx, body, |r| async { Some(fetch::handle(&ctx, r).await) })
-                    .await
+                run::<FetchRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(fetch::handle(&ctx, r).await))
+                })
+                .await
             }
             ApiKey::ListOffsets => {
                 run::<ListOffsetsRequest, _>(&ctx, body, |r| async {
-                    Some(list_offsets::handle(&ctx, r))
+                    Ok(Some(list_offsets::handle(&ctx, r)))
                 })
                 .await
             }
             ApiKey::CreateTopics => {
                 run::<CreateTopicsRequest, _>(&ctx, body, |r| async {
-                    Some(create_topics::handle(&ctx, r).await)
+                    Ok(Some(create_topics::handle(&ctx, r).await))
                 })
                 .await
             }
             ApiKey::DeleteTopics => {
                 run::<DeleteTopicsRequest, _>(&ctx, body, |r| async {
-                    Some(delete_topics::handle(&ctx, r).await)
+                    Ok(Some(delete_topics::handle(&ctx, r).await))
                 })
                 .await
             }
             ApiKey::DescribeCluster => {
                 run::<DescribeClusterRequest, _>(&ctx, body, |r| async {
-                    Some(describe_cluster::handle(&ctx, r))
+                    Ok(Some(describe_cluster::handle(&ctx, r)))
                 })
                 .await
             }
             ApiKey::InitProducerId => {
                 run::<InitProducerIdRequest, _>(&ctx, body, |r| async {
-                    Some(init_producer_id::handle(&ctx, r))
+                    Ok(Some(init_producer_id::handle(&ctx, r)))
                 })
                 .await
             }
@@ -212,7 +218,7 @@ async fn run<R, F>(
 ) -> Result<Option<Bytes>, RequestError>
 where
     R: Request,
-    F: Future<Output = Option<R::Response>>,
+    F: Future<Output = Result<Option<R::Response>, RequestError>>,
 {
     let version = ctx.version();
     let request = R::decode(&mut body, version).map_err(|e| RequestError::Decode {
@@ -220,7 +226,7 @@ where
         api_version: version,
         reason: e.to_string(),
     })?;
-    match handler(request).await {
+    match handler(request).await? {
         Some(response) => encode_response(ctx.header.correlation_id, version, &response).map(Some),
         None => Ok(None),
     }

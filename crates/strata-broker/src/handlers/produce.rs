@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use strata_log::{BatchLimits, ValidatedBatch, validate_produce_batch};
 use tracing::{Instrument, debug, info_span};
 
-use super::RequestContext;
+use super::{RequestContext, RequestError};
 use crate::config::TimestampType;
 use crate::error::BrokerError;
 use crate::partition::{AppendOutcome, Partition};
@@ -34,7 +34,10 @@ struct TopicResult {
     partitions: Vec<PartitionResult>,
 }
 
-pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: ProduceRequest,
+) -> Result<Option<ProduceResponse>, RequestError> {
     let acks = request.acks;
     let request_error = if !matches!(acks, -1..=1) {
         Some(BrokerError::InvalidRequiredAcks { acks })
@@ -75,7 +78,16 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option
         });
     }
     if acks == 0 {
-        return None;
+        let failed = topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.response.error_code != 0);
+        return match failed {
+            Some(p) => Err(RequestError::FailedWithoutAcks {
+                error: crate::metrics::error_name(p.response.error_code),
+            }),
+            None => Ok(None),
+        };
     }
     make_durable(ctx, &mut topics).await;
     let responses = topics
@@ -87,7 +99,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ProduceRequest) -> Option
                 .with_partition_responses(t.partitions.into_iter().map(|p| p.response).collect())
         })
         .collect();
-    Some(ProduceResponse::default().with_responses(responses))
+    Ok(Some(ProduceResponse::default().with_responses(responses)))
 }
 
 /// Waits for every appended partition's group commit; a failed sync turns that partition's
