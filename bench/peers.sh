@@ -7,6 +7,8 @@
 #   bench/peers.sh kafka-exec DIR          run that Kafka in the foreground
 #   bench/peers.sh kafka-start DIR         config + run in the background; prints
 #                                          "kafka bootstrap=HOST:PORT pid=PID" when ready
+#   bench/peers.sh tansu-install           cargo install Tansu (the Rust peer) into the cache
+#   bench/peers.sh tansu-exec PORT [URL]   run Tansu in the foreground (default memory engine)
 #   bench/peers.sh stop PID                stop a peer this script started, by PID
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -70,11 +72,22 @@ PROPS
     kill "$pid" 2>/dev/null || true
     exit 1
     ;;
+  tansu-install)
+    # Nisshi/Tansu, the Rust peer, with its durable engines (~20 min on 2 cores, once).
+    if [ -x "$CACHE/tansu/bin/tansu" ]; then echo "tansu present"; exit 0; fi
+    CARGO_TARGET_DIR="$CACHE/tansu-target" cargo install tansu --locked --features dynostore --root "$CACHE/tansu"
+    ;;
+  tansu-exec)
+    # Runs Tansu in the foreground on 127.0.0.1:PORT (it binds 0.0.0.0 unless told).
+    port="${2:?port}"; engine="${3:-memory://tansu/}"
+    exec "$CACHE/tansu/bin/tansu" broker --listener-url "tcp://127.0.0.1:$port" \
+      --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine "$engine"
+    ;;
   stop)
     kill "${2:?pid}"
     ;;
   *)
-    sed -n '2,12p' "$0"
+    sed -n '2,14p' "$0"
     exit 2
     ;;
 esac

@@ -154,6 +154,15 @@ fn ensure_topic(args: &WorkloadArgs, topic: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn delete_topic(args: &WorkloadArgs, topic: &str) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(args).create()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in block_on(admin.delete_topics(&[topic], &options))? {
+        result.map_err(|(name, code)| anyhow::anyhow!("deleting topic {name}: {code}"))?;
+    }
+    Ok(())
+}
+
 /// rdkafka's admin futures complete on librdkafka's threads; a tiny executor is enough.
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     use std::task::{Context, Poll, Wake, Waker};
@@ -271,6 +280,10 @@ pub fn run(mode: Mode, args: &WorkloadArgs) -> anyhow::Result<Report> {
         }
         _ => None,
     };
+    if args.topic.is_none() {
+        // A generated topic served this run only: free the broker's disk for the next one.
+        delete_topic(args, &topic)?;
+    }
     let percentiles =
         |h: &Arc<Mutex<Histogram<u64>>>| h.lock().ok().and_then(|h| Percentiles::of(&h));
     Ok(Report {

@@ -337,7 +337,14 @@ impl Segment {
             .map_err(|e| io_err(&self.index_path, e))?;
         let rest = &batch[PREFIX_LEN..];
         let mut slices = [io::IoSlice::new(prefix), io::IoSlice::new(rest)];
-        write_all_vectored(&self.log, &mut slices).map_err(|e| io_err(&self.log_path, e))?;
+        if let Err(e) = write_all_vectored(&self.log, &mut slices) {
+            // A write cut short (a full disk) must not leave half a batch for the next append
+            // to land behind: cut the file back to the last whole batch.
+            if let Err(cut) = self.log.set_len(self.size) {
+                warn!(segment = %self.log_path.display(), error = %cut, "could not remove a partial write");
+            }
+            return Err(io_err(&self.log_path, e));
+        }
         self.size += batch.len() as u64;
         self.bytes_since_index += batch.len() as u64;
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
