@@ -13,7 +13,7 @@ mod schema;
 mod walk;
 
 pub use frame::{FrameError, frame_length};
-pub use walk::{RequestStart, check_request, peek_header};
+pub use walk::{MAX_REQUEST_ELEMENTS, RequestStart, check_request, peek_header};
 
 /// Why a request was refused before decoding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +38,8 @@ pub enum BoundsError {
         declared: usize,
         extra: usize,
     },
+    #[error("{field} takes the request past {max} array elements")]
+    TooManyElements { field: &'static str, max: usize },
     #[error("api key {api_key} version {api_version} is not served")]
     UnsupportedApi { api_key: i16, api_version: i16 },
 }

@@ -344,3 +344,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_request_with_more_elements_than_the_budget_is_refused() {
+    // Metadata v12 with 2^20 + 1 empty (compact) topic names: 1 byte each on the wire.
+    let count = crate::MAX_REQUEST_ELEMENTS + 1;
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&3i16.to_be_bytes());
+    frame.extend_from_slice(&12i16.to_be_bytes());
+    frame.extend_from_slice(&1i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    frame.push(0); // header tagged fields
+    let mut n = count as u32 + 1;
+    while n >= 0x80 {
+        frame.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    frame.push(n as u8);
+    // Each topic: a null uuid (16 bytes), an empty compact name, no tagged fields.
+    for _ in 0..count {
+        frame.extend_from_slice(&[0u8; 16]);
+        frame.push(1);
+        frame.push(0);
+    }
+    frame.extend_from_slice(&[0, 0, 0]);
+    assert!(matches!(
+        check_request(&frame),
+        Err(BoundsError::TooManyElements { .. })
+    ));
+}

@@ -42,111 +42,139 @@ pub fn check_request(frame: &[u8]) -> Result<(), BoundsError> {
     cursor.skip(8, "request header")?;
     // The header's client id is a classic nullable string even in flexible versions.
     walk_str(&mut cursor, false, "client_id")?;
+    let mut walk = Walk {
+        version,
+        elements_left: MAX_REQUEST_ELEMENTS,
+    };
     if flexible {
-        walk_tagged(&mut cursor, &[], version, "request header")?;
+        walk.tagged(&mut cursor, &[], "request header")?;
     }
-    walk_struct(&mut cursor, schema.fields, version, flexible)
+    walk.fields(&mut cursor, schema.fields, flexible)
 }
 
-fn walk_struct(
-    cursor: &mut Cursor<'_>,
-    fields: &[Field],
+/// The most array elements (strings, structs) one request may hold. The decoder allocates
+/// each element in memory (an empty compact string is 1 byte on the wire but 32 decoded),
+/// so the element count, not the frame size, bounds what decoding a request can allocate.
+/// Kafka's largest real requests (fetches of every partition a broker leads) hold tens of
+/// thousands.
+pub const MAX_REQUEST_ELEMENTS: usize = 1 << 20;
+
+/// One walk of a request: its version and the element budget it has left.
+struct Walk {
     version: i16,
-    flexible: bool,
-) -> Result<(), BoundsError> {
-    for field in fields
-        .iter()
-        .filter(|f| f.tag.is_none() && f.in_version(version))
-    {
-        walk_ty(cursor, &field.ty, version, flexible, field.name)?;
-    }
-    if flexible {
-        walk_tagged(cursor, fields, version, "tagged fields")?;
-    }
-    Ok(())
+    elements_left: usize,
 }
 
-fn walk_tagged(
-    cursor: &mut Cursor<'_>,
-    fields: &[Field],
-    version: i16,
-    context: &'static str,
-) -> Result<(), BoundsError> {
-    let count = cursor.uvarint(context)?;
-    if count as usize > cursor.remaining() {
-        return Err(BoundsError::BadLength {
-            field: context,
-            len: i64::from(count),
-            remaining: cursor.remaining(),
-        });
-    }
-    for _ in 0..count {
-        let tag = cursor.uvarint(context)?;
-        let size = cursor.uvarint(context)? as usize;
-        let mut payload = cursor.take(size, context)?;
-        let declared = fields
+impl Walk {
+    fn fields(
+        &mut self,
+        cursor: &mut Cursor<'_>,
+        fields: &[Field],
+        flexible: bool,
+    ) -> Result<(), BoundsError> {
+        let version = self.version;
+        for field in fields
             .iter()
-            .find(|f| f.tag == Some(tag) && f.in_version(version));
-        if let Some(field) = declared {
-            // kafka-protocol decodes a known tag from the stream, not from `size` bytes.
-            walk_ty(&mut payload, &field.ty, version, true, field.name)?;
-            if payload.remaining() != 0 {
-                return Err(BoundsError::TaggedSizeMismatch {
-                    field: field.name,
-                    declared: size,
-                    extra: payload.remaining(),
-                });
-            }
+            .filter(|f| f.tag.is_none() && f.in_version(version))
+        {
+            self.ty(cursor, &field.ty, flexible, field.name)?;
         }
+        if flexible {
+            self.tagged(cursor, fields, "tagged fields")?;
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-fn walk_ty(
-    cursor: &mut Cursor<'_>,
-    ty: &Ty,
-    version: i16,
-    flexible: bool,
-    field: &'static str,
-) -> Result<(), BoundsError> {
-    match ty {
-        Ty::Fixed(n) => cursor.skip(*n, field),
-        Ty::Str => walk_str(cursor, flexible, field),
-        Ty::Bytes => {
-            let len = if flexible {
-                compact_len(cursor, field)?
-            } else {
-                i64::from(cursor.i32(field)?)
-            };
-            skip_len(cursor, len, field)
+    fn tagged(
+        &mut self,
+        cursor: &mut Cursor<'_>,
+        fields: &[Field],
+        context: &'static str,
+    ) -> Result<(), BoundsError> {
+        let count = cursor.uvarint(context)?;
+        if count as usize > cursor.remaining() {
+            return Err(BoundsError::BadLength {
+                field: context,
+                len: i64::from(count),
+                remaining: cursor.remaining(),
+            });
         }
-        Ty::Array(element) => {
-            let count = if flexible {
-                compact_len(cursor, field)?
-            } else {
-                i64::from(cursor.i32(field)?)
-            };
-            if count < 0 {
-                return check_null(count, field, cursor.remaining());
+        for _ in 0..count {
+            let tag = cursor.uvarint(context)?;
+            let size = cursor.uvarint(context)? as usize;
+            let mut payload = cursor.take(size, context)?;
+            let declared = fields
+                .iter()
+                .find(|f| f.tag == Some(tag) && f.in_version(self.version));
+            if let Some(field) = declared {
+                // kafka-protocol decodes a known tag from the stream, not from `size` bytes.
+                self.ty(&mut payload, &field.ty, true, field.name)?;
+                if payload.remaining() != 0 {
+                    return Err(BoundsError::TaggedSizeMismatch {
+                        field: field.name,
+                        declared: size,
+                        extra: payload.remaining(),
+                    });
+                }
             }
-            // Every element takes at least one byte: a count above the bytes left is a lie.
-            let count = usize::try_from(count).unwrap_or(usize::MAX);
-            if count > cursor.remaining() {
-                return Err(BoundsError::BadLength {
-                    field,
-                    len: count as i64,
-                    remaining: cursor.remaining(),
-                });
-            }
-            if let Ty::Fixed(n) = element {
-                return cursor.skip(count.saturating_mul(*n), field);
-            }
-            for _ in 0..count {
-                walk_ty(cursor, element, version, flexible, field)?;
-            }
-            Ok(())
         }
-        Ty::Struct(fields) => walk_struct(cursor, fields, version, flexible),
+        Ok(())
+    }
+
+    fn ty(
+        &mut self,
+        cursor: &mut Cursor<'_>,
+        ty: &Ty,
+        flexible: bool,
+        field: &'static str,
+    ) -> Result<(), BoundsError> {
+        match ty {
+            Ty::Fixed(n) => cursor.skip(*n, field),
+            Ty::Str => walk_str(cursor, flexible, field),
+            Ty::Bytes => {
+                let len = if flexible {
+                    compact_len(cursor, field)?
+                } else {
+                    i64::from(cursor.i32(field)?)
+                };
+                skip_len(cursor, len, field)
+            }
+            Ty::Array(element) => {
+                let count = if flexible {
+                    compact_len(cursor, field)?
+                } else {
+                    i64::from(cursor.i32(field)?)
+                };
+                if count < 0 {
+                    return check_null(count, field, cursor.remaining());
+                }
+                // Every element takes at least one byte: a count above the bytes left is a lie.
+                let count = usize::try_from(count).unwrap_or(usize::MAX);
+                if count > cursor.remaining() {
+                    return Err(BoundsError::BadLength {
+                        field,
+                        len: count as i64,
+                        remaining: cursor.remaining(),
+                    });
+                }
+                if let Ty::Fixed(n) = element {
+                    // Fixed-width elements decode no larger than they are on the wire.
+                    return cursor.skip(count.saturating_mul(*n), field);
+                }
+                self.elements_left =
+                    self.elements_left
+                        .checked_sub(count)
+                        .ok_or(BoundsError::TooManyElements {
+                            field,
+                            max: MAX_REQUEST_ELEMENTS,
+                        })?;
+                for _ in 0..count {
+                    self.ty(cursor, element, flexible, field)?;
+                }
+                Ok(())
+            }
+            Ty::Struct(fields) => self.fields(cursor, fields, flexible),
+        }
     }
 }
 
