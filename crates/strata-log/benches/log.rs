@@ -4,24 +4,14 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use strata_log::test_util::{NOW, batch, limits, record};
-use strata_log::{Compression, LogConfig, PartitionLog, validate_produce_batch};
+use strata_log::test_util::{NOW, batch, limits, record, unbounded_log_config};
+use strata_log::{Compression, PartitionLog, validate_produce_batch};
 
 /// A ~1 MiB producer batch: 1000 records of 1 KiB.
 fn big_batch(codec: Compression) -> bytes::Bytes {
     let value = "x".repeat(1024);
     let records: Vec<_> = (0..1000).map(|_| record(&value)).collect();
     batch(&records, codec, NOW)
-}
-
-fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 1 << 30,
-        segment_ms: i64::MAX,
-        retention_ms: None,
-        retention_bytes: None,
-        index_interval_bytes: 4096,
-    }
 }
 
 fn validation(c: &mut Criterion) {
@@ -43,7 +33,7 @@ fn validation(c: &mut Criterion) {
 
 fn append(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+    let mut log = PartitionLog::open(dir.path(), unbounded_log_config(4096)).expect("open");
     let small: Vec<_> = (0..16).map(|_| record(&"y".repeat(1024))).collect();
     let batch =
         validate_produce_batch(batch(&small, Compression::None, NOW), &limits()).expect("valid");
@@ -57,7 +47,7 @@ fn append(c: &mut Criterion) {
 
 fn reads(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+    let mut log = PartitionLog::open(dir.path(), unbounded_log_config(4096)).expect("open");
     let records: Vec<_> = (0..16).map(|_| record(&"z".repeat(1024))).collect();
     let batch =
         validate_produce_batch(batch(&records, Compression::None, NOW), &limits()).expect("valid");

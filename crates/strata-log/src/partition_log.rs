@@ -487,16 +487,10 @@ impl ReadPlan {
 mod tests {
     use super::*;
     use crate::batch::{Compression, validate_produce_batch};
-    use crate::test_util::{NOW, TestRecord, batch, limits, record};
+    use crate::test_util::{NOW, TestRecord, batch, limits, record, unbounded_log_config};
 
     fn config() -> LogConfig {
-        LogConfig {
-            segment_bytes: 1 << 30,
-            segment_ms: i64::MAX,
-            retention_ms: None,
-            retention_bytes: None,
-            index_interval_bytes: 100,
-        }
+        unbounded_log_config(100)
     }
 
     fn validated(records: usize, timestamp: i64) -> ValidatedBatch {

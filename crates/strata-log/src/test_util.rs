@@ -6,6 +6,7 @@ use std::io::Write;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::batch::{BatchLimits, Compression};
+use crate::partition_log::LogConfig;
 
 /// One record: key, value, headers, timestamp delta.
 #[derive(Debug, Clone)]
@@ -153,5 +154,16 @@ pub fn limits() -> BatchLimits {
         timestamp_before_max_ms: i64::MAX,
         timestamp_after_max_ms: i64::MAX,
         log_append_time: false,
+    }
+}
+
+/// A log that never rolls by time and never deletes, indexing every `index_interval_bytes`.
+pub fn unbounded_log_config(index_interval_bytes: u32) -> LogConfig {
+    LogConfig {
+        segment_bytes: 1 << 30,
+        segment_ms: i64::MAX,
+        retention_ms: None,
+        retention_bytes: None,
+        index_interval_bytes,
     }
 }

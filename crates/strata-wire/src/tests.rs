@@ -233,15 +233,21 @@ fn the_fourteen_byte_request_claiming_two_billion_topics_is_refused() {
     ));
 }
 
-#[test]
-fn a_compact_array_count_beyond_the_bytes_is_refused() {
-    // Metadata v12: header v2, then topics as a compact array claiming 2^28 entries.
+/// The header of a Metadata v12 request (header v2: null client id, no tagged fields).
+fn metadata_v12_header() -> Vec<u8> {
     let mut frame = Vec::new();
     frame.extend_from_slice(&3i16.to_be_bytes());
     frame.extend_from_slice(&12i16.to_be_bytes());
     frame.extend_from_slice(&1i32.to_be_bytes());
     frame.extend_from_slice(&(-1i16).to_be_bytes());
-    frame.push(0); // header tagged fields
+    frame.push(0);
+    frame
+}
+
+#[test]
+fn a_compact_array_count_beyond_the_bytes_is_refused() {
+    // Topics as a compact array claiming 2^28 entries.
+    let mut frame = metadata_v12_header();
     frame.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x01]);
     assert!(check_request(&frame).is_err());
 }
@@ -349,12 +355,7 @@ proptest! {
 fn a_request_with_more_elements_than_the_budget_is_refused() {
     // Metadata v12 with 2^20 + 1 empty (compact) topic names: 1 byte each on the wire.
     let count = crate::MAX_REQUEST_ELEMENTS + 1;
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&3i16.to_be_bytes());
-    frame.extend_from_slice(&12i16.to_be_bytes());
-    frame.extend_from_slice(&1i32.to_be_bytes());
-    frame.extend_from_slice(&(-1i16).to_be_bytes());
-    frame.push(0); // header tagged fields
+    let mut frame = metadata_v12_header();
     let mut n = count as u32 + 1;
     while n >= 0x80 {
         frame.push((n as u8) | 0x80);
