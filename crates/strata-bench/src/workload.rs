@@ -53,9 +53,11 @@ pub struct WorkloadArgs {
     /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: String,
-    #[arg(long, default_value_t = 5)]
+    /// librdkafka's `linger.ms`; 1 as in the OpenMessaging Benchmark's Kafka driver.
+    #[arg(long, default_value_t = 1)]
     pub linger_ms: u64,
-    #[arg(long, default_value_t = 1_000_000)]
+    /// librdkafka's `batch.size`; 1 MiB as in the OpenMessaging Benchmark's Kafka driver.
+    #[arg(long, default_value_t = 1 << 20)]
     pub batch_size: u64,
     /// The broker's PID, to report its CPU core-seconds per GiB and peak RSS.
     #[arg(long)]

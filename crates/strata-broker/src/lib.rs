@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 mod durable_file;
 pub mod error;
+pub mod frame_reader;
 mod group_commit;
 pub mod handlers;
 pub mod metrics;

@@ -16,26 +16,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
+use bytes::Bytes;
+use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
+use crate::frame_reader::{FrameReadError, FrameReader};
 use crate::handlers::{self, RequestError};
-
-/// Why reading a frame ended the connection.
-#[derive(Debug, thiserror::Error)]
-enum FrameReadError {
-    #[error(transparent)]
-    Frame(#[from] strata_wire::FrameError),
-    #[error("connection closed in the middle of a frame")]
-    Truncated,
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
 
 /// Serves Kafka clients on `listener` until `shutdown` fires, then drains connections.
 pub async fn serve(
@@ -90,13 +80,13 @@ async fn connection(
     shutdown: CancellationToken,
 ) {
     broker.metrics.connections_active.inc();
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    let mut frames = FrameReader::new(reader, broker.config.socket_request_max_bytes);
     let mut writer = BufWriter::new(writer);
-    let max = broker.config.socket_request_max_bytes;
     loop {
         let frame = tokio::select! {
             () = shutdown.cancelled() => break,
-            frame = read_frame(&mut reader, max) => frame,
+            frame = frames.next_frame() => frame,
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
@@ -144,65 +134,4 @@ async fn write_response<W: tokio::io::AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     writer.write_all(response).await?;
     writer.flush().await
-}
-
-/// Reads one length-prefixed frame; `None` at a clean end of stream.
-async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max: usize,
-) -> Result<Option<Bytes>, FrameReadError> {
-    let mut prefix = [0u8; 4];
-    match reader.read_exact(&mut prefix).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let len = strata_wire::frame_length(prefix, max)?;
-    // Grow with the bytes that actually arrive, so a lying prefix costs nothing.
-    let mut buf = BytesMut::with_capacity(len.min(64 * 1024));
-    let mut body = reader.take(len as u64);
-    while buf.len() < len {
-        if buf.capacity() == buf.len() {
-            buf.reserve((len - buf.len()).min(buf.len().max(64 * 1024)));
-        }
-        if body.read_buf(&mut buf).await? == 0 {
-            return Err(FrameReadError::Truncated);
-        }
-    }
-    Ok(Some(buf.freeze()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_frame_longer_than_the_limit_is_refused_before_reading_it() {
-        let mut input: &[u8] = &[0x7f, 0xff, 0xff, 0xff];
-        assert!(matches!(
-            read_frame(&mut input, 1024).await,
-            Err(FrameReadError::Frame(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_frame_cut_short_is_truncated_and_a_clean_end_is_none() {
-        let mut input: &[u8] = &[0, 0, 0, 10, 1, 2, 3];
-        assert!(matches!(
-            read_frame(&mut input, 1024).await,
-            Err(FrameReadError::Truncated)
-        ));
-        let mut empty: &[u8] = &[];
-        assert!(matches!(read_frame(&mut empty, 1024).await, Ok(None)));
-    }
-
-    #[tokio::test]
-    async fn a_whole_frame_is_returned() {
-        let mut input: &[u8] = &[0, 0, 0, 3, 7, 8, 9, 0];
-        let frame = read_frame(&mut input, 1024)
-            .await
-            .expect("frame")
-            .expect("some");
-        assert_eq!(&frame[..], &[7, 8, 9]);
-    }
 }
