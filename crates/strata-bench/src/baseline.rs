@@ -20,6 +20,9 @@ pub struct BaselineArgs {
     /// MiB sent per loopback measurement.
     #[arg(long, default_value_t = 4096)]
     pub loopback_mib: u64,
+    /// Times each measurement is taken; the median is reported (a VM's disk is erratic).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -33,10 +36,18 @@ const CHUNK: usize = 1 << 20;
 
 pub fn run(args: &BaselineArgs) -> anyhow::Result<Baseline> {
     Ok(Baseline {
-        disk_buffered_mb_per_s: disk(args, false)?,
-        disk_fsync_mb_per_s: disk(args, true)?,
-        loopback_tcp_mb_per_s: loopback(args.loopback_mib)?,
+        disk_buffered_mb_per_s: median_of(args.repeat, || disk(args, false))?,
+        disk_fsync_mb_per_s: median_of(args.repeat, || disk(args, true))?,
+        loopback_tcp_mb_per_s: median_of(args.repeat, || loopback(args.loopback_mib))?,
     })
+}
+
+fn median_of(times: usize, measure: impl Fn() -> anyhow::Result<f64>) -> anyhow::Result<f64> {
+    let mut values = (0..times.max(1))
+        .map(|_| measure())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    values.sort_by(f64::total_cmp);
+    Ok(values[values.len() / 2])
 }
 
 fn disk(args: &BaselineArgs, fsync: bool) -> anyhow::Result<f64> {

@@ -52,8 +52,9 @@ pub struct Report {
     pub errors: u64,
     /// From start until every record was acknowledged (or consumed) after the load stopped.
     pub elapsed_s: f64,
-    /// The load window that `mb_per_s` and `records_per_s` are measured over.
-    pub window_s: f64,
+    /// From the first send until the last record was acknowledged (or consumed): what
+    /// `mb_per_s` and `records_per_s` are measured over.
+    pub busy_s: f64,
     pub mb_per_s: f64,
     pub records_per_s: f64,
     pub produce_latency_us: Option<Percentiles>,

@@ -19,7 +19,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::broker_stats;
@@ -93,11 +93,38 @@ fn histogram() -> Histogram<u64> {
 }
 
 /// Counters every thread updates.
-#[derive(Default)]
 struct Totals {
     records: AtomicU64,
     bytes: AtomicU64,
     errors: AtomicU64,
+    /// When the last record was counted, in nanoseconds since `epoch`.
+    last_counted_ns: AtomicU64,
+    epoch: Instant,
+}
+
+impl Totals {
+    fn new() -> Self {
+        Self {
+            records: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            last_counted_ns: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn count(&self, bytes: u64) {
+        self.records.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_counted_ns.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Seconds from `started` until the last record was counted.
+    fn busy_seconds_since(&self, started: Instant) -> f64 {
+        let last = self.epoch + Duration::from_nanos(self.last_counted_ns.load(Ordering::Relaxed));
+        last.saturating_duration_since(started).as_secs_f64()
+    }
 }
 
 struct DeliveryContext {
@@ -114,10 +141,7 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, sent_at: Box<Instant>) {
         match result {
             Ok(_) => {
-                self.totals.records.fetch_add(1, Ordering::Relaxed);
-                self.totals
-                    .bytes
-                    .fetch_add(self.record_size, Ordering::Relaxed);
+                self.totals.count(self.record_size);
                 let micros = sent_at.elapsed().as_micros().max(1) as u64;
                 if let Ok(mut h) = self.latency.lock() {
                     let _ = h.record(micros);
@@ -200,7 +224,7 @@ pub fn run(mode: Mode, args: &WorkloadArgs) -> anyhow::Result<Report> {
     if mode != Mode::Consume || args.topic.is_none() {
         ensure_topic(args, &topic)?;
     }
-    let totals = Arc::new(Totals::default());
+    let totals = Arc::new(Totals::new());
     let produce_latency = Arc::new(Mutex::new(histogram()));
     let e2e_latency = Arc::new(Mutex::new(histogram()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -248,11 +272,6 @@ pub fn run(mode: Mode, args: &WorkloadArgs) -> anyhow::Result<Report> {
             peak_rss = peak_rss.max(broker_stats::sample(pid)?.rss_bytes);
         }
     }
-    // Throughput is what completed inside the load window; what drains after it still
-    // counts for latency.
-    let window_s = started.elapsed().as_secs_f64();
-    let window_records = totals.records.load(Ordering::Relaxed);
-    let window_bytes = totals.bytes.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     for producer in producers {
         producer
@@ -269,6 +288,10 @@ pub fn run(mode: Mode, args: &WorkloadArgs) -> anyhow::Result<Report> {
 
     let records = totals.records.load(Ordering::Relaxed);
     let bytes = totals.bytes.load(Ordering::Relaxed);
+    // Throughput counts everything sent, over the time until its last record was counted:
+    // the broker is saturated for all of it in a max-rate run, and a window that stopped
+    // counting when sending stops would drop what the client still had queued.
+    let busy_s = totals.busy_seconds_since(started);
     let broker = match (args.broker_pid, broker_before) {
         (Some(pid), Some(before)) => {
             let after = broker_stats::sample(pid)?;
@@ -306,9 +329,9 @@ pub fn run(mode: Mode, args: &WorkloadArgs) -> anyhow::Result<Report> {
         bytes,
         errors: totals.errors.load(Ordering::Relaxed),
         elapsed_s,
-        window_s,
-        mb_per_s: window_bytes as f64 / 1e6 / window_s,
-        records_per_s: window_records as f64 / window_s,
+        busy_s,
+        mb_per_s: bytes as f64 / 1e6 / busy_s.max(f64::EPSILON),
+        records_per_s: records as f64 / busy_s.max(f64::EPSILON),
         produce_latency_us: percentiles(&produce_latency),
         e2e_latency_us: percentiles(&e2e_latency),
         broker,
@@ -330,14 +353,16 @@ fn spawn_producer(
     let context = DeliveryContext {
         // End-to-end mode counts at the consumer, so producer deliveries only time acks.
         totals: if mode == Mode::EndToEnd {
-            Arc::new(Totals::default())
+            Arc::new(Totals::new())
         } else {
             totals.clone()
         },
         latency: latency.clone(),
         record_size: args.record_size as u64,
     };
-    let producer: BaseProducer<DeliveryContext> = client_config(args)
+    // A threaded producer serves delivery reports on its own thread as they arrive; polling
+    // from the send loop served one report event per call and let them pile up.
+    let producer: ThreadedProducer<DeliveryContext> = client_config(args)
         .set("acks", &args.acks)
         .set("compression.type", &args.compression)
         .set("linger.ms", args.linger_ms.to_string())
@@ -359,7 +384,7 @@ fn spawn_producer(
             if per_thread_rate > 0.0 {
                 let due = (started.elapsed().as_secs_f64() * per_thread_rate) as u64;
                 if sent >= due {
-                    producer.poll(Duration::from_micros(200));
+                    std::thread::sleep(Duration::from_micros(200));
                     continue;
                 }
             }
@@ -371,11 +396,9 @@ fn spawn_producer(
             match producer.send::<(), [u8]>(record) {
                 Ok(()) => sent += 1,
                 Err((_, _)) => {
-                    producer.poll(Duration::from_millis(1));
+                    // The local queue is full: let the broker catch up.
+                    std::thread::sleep(Duration::from_micros(500));
                 }
-            }
-            if sent.is_multiple_of(1024) {
-                producer.poll(Duration::ZERO);
             }
         }
         producer
@@ -422,10 +445,7 @@ fn spawn_consumer(
                 Some(Ok(message)) => {
                     idle_since = Instant::now();
                     let payload = message.payload().unwrap_or_default();
-                    totals.records.fetch_add(1, Ordering::Relaxed);
-                    totals
-                        .bytes
-                        .fetch_add(payload.len() as u64, Ordering::Relaxed);
+                    totals.count(payload.len() as u64);
                     if mode == Mode::EndToEnd && payload.len() >= 8 {
                         let sent = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
                         let micros = now_nanos().saturating_sub(sent) / 1000;
