@@ -3,7 +3,8 @@
 # baselines (disk buffered and fsync'd, loopback TCP), each broker's time to first answer and
 # idle RSS, then the OMB-like matrix (bench/omb.sh) cell by cell, brokers taking turns within
 # a cell so that drift in a shared machine's noise falls on all of them alike. Each broker
-# starts on a fresh data directory for each cell and is stopped after it.
+# starts on a fresh data directory for each cell, gets one unrecorded warm-up run, and is
+# stopped after the cell.
 #
 #   bench/report.sh OUT [DURATION_S] [RUNS] [BROKERS]
 #   CELLS="16:1:none" bench/report.sh ...     only these cells (see bench/omb.sh)
@@ -105,6 +106,10 @@ for cell in $cells; do
     $(broker_command "$broker" "$dir" "$port") >"$scratch/$broker.log" 2>&1 &
     broker_pid=$!
     wait_for_port "$port"
+    # One unrecorded run first, so a JIT (Kafka's) is warm when measuring starts.
+    IFS=: read -r partitions acks codec <<<"$cell"
+    "$bench" produce --bootstrap "127.0.0.1:$port" --partitions "$partitions" --acks "$acks" \
+      --compression "$codec" --duration "$duration" --quiet >/dev/null 2>&1 || true
     CELLS=$cell bench/omb.sh "127.0.0.1:$port" "$broker_pid" "$broker" "$out" "$duration" "$runs"
     kill "$broker_pid"; wait "$broker_pid" 2>/dev/null || true; broker_pid=
     if [ -n "$s3_pid" ]; then stop_s3; fi

@@ -18,13 +18,12 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::config::{ConfigError, TopicConfig, topic_config_def};
+use crate::config::TopicConfig;
 use crate::durable_file::write_atomic;
 use crate::error::BrokerError;
 use crate::partition::Partition;
-
-/// Kafka's limit on topic name length.
-pub const MAX_TOPIC_NAME_LEN: usize = 249;
+pub use strata_meta::names::{MAX_TOPIC_NAME_LEN, validate_topic_name};
+pub use strata_meta::topic_config::validate_overrides;
 
 /// A topic and its partitions.
 #[derive(Debug)]
@@ -69,44 +68,6 @@ pub struct TopicRegistry {
     topics: RwLock<Topics>,
     /// Serialises creates and deletes so two creates of one name cannot both commit.
     admin: std::sync::Mutex<()>,
-}
-
-/// Checks a topic name the way Kafka does.
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("topic name is empty".into());
-    }
-    if name == "." || name == ".." {
-        return Err("topic name cannot be '.' or '..'".into());
-    }
-    if name.len() > MAX_TOPIC_NAME_LEN {
-        return Err(format!(
-            "topic name is longer than {MAX_TOPIC_NAME_LEN} characters"
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "topic name contains '{c}'; only ASCII letters, digits, '.', '_' and '-' are allowed"
-        ));
-    }
-    Ok(())
-}
-
-/// Validates topic-level overrides by their topic names.
-pub fn validate_overrides(
-    overrides: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, ConfigError> {
-    overrides
-        .iter()
-        .map(|(name, value)| {
-            let def = topic_config_def(name)
-                .ok_or_else(|| ConfigError::Unknown { name: name.clone() })?;
-            Ok((name.clone(), def.validate(value)?))
-        })
-        .collect()
 }
 
 impl TopicRegistry {

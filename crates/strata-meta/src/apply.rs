@@ -1,0 +1,448 @@
+//! Validating and applying commands. Every check runs before the first change, so a refused
+//! command leaves the state exactly as it was.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use uuid::Uuid;
+
+use crate::command::{
+    AlterConfigs, BrokerHeartbeat, CommitSegment, ConfigResource, CreatePartitions, CreateTopic,
+    FenceBroker, MetaCommand, RegisterBroker,
+};
+use crate::error::MetaError;
+use crate::names::validate_topic_name;
+use crate::state::{
+    BrokerRecord, CommandOutcome, MetadataState, NO_LEADER, PartitionRecord, SegmentEntry,
+    TopicRecord,
+};
+use crate::topic_config::{ConfigError, broker_config_def, topic_config_def, validate_overrides};
+
+/// The most partitions a topic may have.
+const MAX_PARTITIONS: usize = 1 << 16;
+
+fn too_many_partitions() -> MetaError {
+    MetaError::InvalidPartitions {
+        reason: format!("a topic has at most {MAX_PARTITIONS} partitions"),
+    }
+}
+
+impl MetadataState {
+    /// Applies one committed command, or refuses it without changing anything.
+    pub fn apply(&mut self, command: &MetaCommand) -> Result<CommandOutcome, MetaError> {
+        let applied = |result: Result<(), MetaError>| result.map(|()| CommandOutcome::Applied);
+        match command {
+            MetaCommand::InitCluster { cluster_id } => applied(self.init_cluster(cluster_id)),
+            MetaCommand::RegisterBroker(c) => applied(self.register_broker(c)),
+            MetaCommand::BrokerHeartbeat(c) => applied(self.heartbeat(c)),
+            MetaCommand::FenceBroker(c) => applied(self.fence_broker(c)),
+            MetaCommand::CreateTopic(c) => applied(self.create_topic(c)),
+            MetaCommand::DeleteTopic { topic_id } => applied(self.delete_topic(*topic_id)),
+            MetaCommand::CreatePartitions(c) => applied(self.create_partitions(c)),
+            MetaCommand::AlterConfigs(c) => applied(self.alter_configs(c)),
+            MetaCommand::AllocateProducerIds { broker_id, count } => {
+                self.allocate_producer_ids(*broker_id, *count)
+            }
+            MetaCommand::CommitSegment(c) => applied(self.commit_segment(c)),
+        }
+    }
+
+    fn init_cluster(&mut self, cluster_id: &str) -> Result<(), MetaError> {
+        match &self.cluster_id {
+            None => self.cluster_id = Some(cluster_id.to_string()),
+            Some(existing) if existing == cluster_id => {}
+            Some(existing) => {
+                return Err(MetaError::ClusterIdMismatch {
+                    existing: existing.clone(),
+                    requested: cluster_id.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn register_broker(&mut self, c: &RegisterBroker) -> Result<(), MetaError> {
+        let invalid = |reason: &str| MetaError::InvalidRegistration {
+            reason: reason.to_string(),
+        };
+        if c.broker_id < 0 {
+            return Err(invalid("broker ids are non-negative"));
+        }
+        if c.endpoints.is_empty() {
+            return Err(invalid("a broker needs at least one endpoint"));
+        }
+        if c.endpoints.iter().any(|e| e.port == 0 || e.host.is_empty()) {
+            return Err(invalid("every endpoint needs a host and a non-zero port"));
+        }
+        let restarted = self
+            .brokers
+            .get(&c.broker_id)
+            .is_some_and(|b| b.incarnation != c.incarnation);
+        self.brokers.insert(
+            c.broker_id,
+            BrokerRecord {
+                broker_id: c.broker_id,
+                incarnation: c.incarnation,
+                endpoints: c.endpoints.clone(),
+                rack: c.rack.clone(),
+                fenced: false,
+                last_heartbeat_ms: c.now_ms,
+            },
+        );
+        if restarted {
+            // The old process may still be finishing writes under its leader epochs: move
+            // every epoch it led under on, so those writes are refused.
+            self.for_each_partition_mut(|p| {
+                if p.leader == c.broker_id {
+                    p.leader_epoch += 1;
+                    p.partition_epoch += 1;
+                }
+            });
+        }
+        self.elect_offline_leaders(c.broker_id);
+        Ok(())
+    }
+
+    fn heartbeat(&mut self, c: &BrokerHeartbeat) -> Result<(), MetaError> {
+        let broker = self.current_broker_mut(c.broker_id, c.incarnation)?;
+        broker.last_heartbeat_ms = broker.last_heartbeat_ms.max(c.now_ms);
+        if broker.fenced {
+            broker.fenced = false;
+            self.elect_offline_leaders(c.broker_id);
+        }
+        Ok(())
+    }
+
+    fn fence_broker(&mut self, c: &FenceBroker) -> Result<(), MetaError> {
+        let broker = self.current_broker_mut(c.broker_id, c.incarnation)?;
+        if broker.fenced {
+            return Ok(());
+        }
+        broker.fenced = true;
+        let live: BTreeSet<i32> = self.live_brokers().map(|b| b.broker_id).collect();
+        let fenced = c.broker_id;
+        self.for_each_partition_mut(|p| {
+            // The last ISR member stays in the ISR: it holds every acknowledged record, so it
+            // is the one that may lead again when it returns.
+            let shrink = p.isr.contains(&fenced) && p.isr.len() > 1;
+            if shrink {
+                p.isr.retain(|&b| b != fenced);
+            }
+            let was_leader = p.leader == fenced;
+            if was_leader {
+                p.leader = p
+                    .isr
+                    .iter()
+                    .copied()
+                    .find(|b| live.contains(b))
+                    .unwrap_or(NO_LEADER);
+                p.leader_epoch += 1;
+            }
+            if shrink || was_leader {
+                p.partition_epoch += 1;
+            }
+        });
+        Ok(())
+    }
+
+    fn create_topic(&mut self, c: &CreateTopic) -> Result<(), MetaError> {
+        validate_topic_name(&c.name).map_err(|reason| MetaError::InvalidTopicName {
+            name: c.name.clone(),
+            reason,
+        })?;
+        if self.topic_ids.contains_key(&c.name) || self.topics.contains_key(&c.topic_id) {
+            return Err(MetaError::TopicAlreadyExists {
+                name: c.name.clone(),
+            });
+        }
+        if c.topic_id.is_nil() {
+            return Err(MetaError::InvalidTopicId);
+        }
+        if c.assignments.is_empty() {
+            return Err(MetaError::InvalidPartitions {
+                reason: "a topic needs at least one partition".into(),
+            });
+        }
+        let replication_factor = c.assignments[0].len();
+        self.check_assignments(&c.assignments, replication_factor)?;
+        let configs = validate_overrides(&c.configs)?;
+        let partitions = c
+            .assignments
+            .iter()
+            .map(|replicas| self.new_partition(replicas))
+            .collect();
+        self.topic_ids.insert(c.name.clone(), c.topic_id);
+        self.topics.insert(
+            c.topic_id,
+            TopicRecord {
+                topic_id: c.topic_id,
+                name: c.name.clone(),
+                configs,
+                partitions,
+            },
+        );
+        Ok(())
+    }
+
+    fn delete_topic(&mut self, topic_id: Uuid) -> Result<(), MetaError> {
+        let topic = self
+            .topics
+            .remove(&topic_id)
+            .ok_or(MetaError::UnknownTopicId { topic_id })?;
+        self.topic_ids.remove(&topic.name);
+        self.manifest.remove(&topic_id);
+        Ok(())
+    }
+
+    fn create_partitions(&mut self, c: &CreatePartitions) -> Result<(), MetaError> {
+        let topic = self
+            .topics
+            .get(&c.topic_id)
+            .ok_or(MetaError::UnknownTopicId {
+                topic_id: c.topic_id,
+            })?;
+        if c.new_assignments.is_empty() {
+            return Err(MetaError::InvalidPartitions {
+                reason: format!(
+                    "topic '{}' already has {} partitions; the new count must be larger",
+                    topic.name,
+                    topic.partitions.len()
+                ),
+            });
+        }
+        let replication_factor = topic.partitions.first().map_or(0, |p| p.replicas.len());
+        if topic.partitions.len() + c.new_assignments.len() > MAX_PARTITIONS {
+            return Err(too_many_partitions());
+        }
+        self.check_assignments(&c.new_assignments, replication_factor)?;
+        let added: Vec<_> = c
+            .new_assignments
+            .iter()
+            .map(|replicas| self.new_partition(replicas))
+            .collect();
+        if let Some(topic) = self.topics.get_mut(&c.topic_id) {
+            topic.partitions.extend(added);
+        }
+        Ok(())
+    }
+
+    fn alter_configs(&mut self, c: &AlterConfigs) -> Result<(), MetaError> {
+        let validate = |name: &str, value: &str| -> Result<String, ConfigError> {
+            let def = match c.resource {
+                ConfigResource::Topic(_) => topic_config_def(name),
+                ConfigResource::Broker(_) | ConfigResource::ClusterDefault => {
+                    broker_config_def(name)
+                }
+            };
+            def.ok_or_else(|| ConfigError::Unknown {
+                name: name.to_string(),
+            })?
+            .validate(value)
+        };
+        let set = c
+            .set
+            .iter()
+            .map(|(name, value)| Ok((name.clone(), validate(name, value)?)))
+            .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+        for name in &c.remove {
+            // Removing an override is valid for any known name, set or not.
+            if let Err(ConfigError::Unknown { .. }) = validate(name, "") {
+                return Err(ConfigError::Unknown { name: name.clone() }.into());
+            }
+        }
+        let configs = match c.resource {
+            ConfigResource::Topic(topic_id) => {
+                &mut self
+                    .topics
+                    .get_mut(&topic_id)
+                    .ok_or(MetaError::UnknownTopicId { topic_id })?
+                    .configs
+            }
+            ConfigResource::Broker(broker_id) => {
+                if !self.brokers.contains_key(&broker_id) {
+                    return Err(MetaError::UnknownBroker { broker_id });
+                }
+                self.broker_configs.entry(broker_id).or_default()
+            }
+            ConfigResource::ClusterDefault => &mut self.cluster_configs,
+        };
+        if c.replace {
+            configs.clear();
+        }
+        for name in &c.remove {
+            configs.remove(name);
+        }
+        configs.extend(set);
+        if let ConfigResource::Broker(broker_id) = c.resource {
+            self.broker_configs
+                .retain(|id, configs| *id != broker_id || !configs.is_empty());
+        }
+        Ok(())
+    }
+
+    fn allocate_producer_ids(
+        &mut self,
+        broker_id: i32,
+        count: u32,
+    ) -> Result<CommandOutcome, MetaError> {
+        if !self.brokers.contains_key(&broker_id) {
+            return Err(MetaError::UnknownBroker { broker_id });
+        }
+        if count == 0 {
+            return Err(MetaError::InvalidProducerIdBlock);
+        }
+        let first_id = self.next_producer_id;
+        self.next_producer_id = first_id
+            .checked_add(i64::from(count))
+            .ok_or(MetaError::ProducerIdsExhausted)?;
+        Ok(CommandOutcome::ProducerIdBlock { first_id, count })
+    }
+
+    fn commit_segment(&mut self, c: &CommitSegment) -> Result<(), MetaError> {
+        let partition = self
+            .topics
+            .get(&c.topic_id)
+            .ok_or(MetaError::UnknownTopicId {
+                topic_id: c.topic_id,
+            })?
+            .partitions
+            .get(usize::try_from(c.partition).unwrap_or(usize::MAX))
+            .ok_or(MetaError::UnknownPartition {
+                topic_id: c.topic_id,
+                partition: c.partition,
+            })?;
+        if c.leader_epoch != partition.leader_epoch {
+            return Err(MetaError::FencedLeaderEpoch {
+                given: c.leader_epoch,
+                current: partition.leader_epoch,
+            });
+        }
+        let invalid = |reason: String| Err(MetaError::InvalidSegment { reason });
+        if c.base_offset < 0 || c.last_offset < c.base_offset {
+            return invalid(format!(
+                "offsets {}..={} are not a range",
+                c.base_offset, c.last_offset
+            ));
+        }
+        if c.byte_len == 0 || c.object.is_empty() {
+            return invalid("a segment needs an object and a non-empty byte range".into());
+        }
+        let entry = SegmentEntry {
+            last_offset: c.last_offset,
+            object: c.object.clone(),
+            byte_offset: c.byte_offset,
+            byte_len: c.byte_len,
+            max_timestamp_ms: c.max_timestamp_ms,
+            leader_epoch: c.leader_epoch,
+        };
+        let segments = self
+            .manifest
+            .entry(c.topic_id)
+            .or_default()
+            .entry(c.partition)
+            .or_default();
+        // A retried commit of the same segment (its answer was lost) is already done.
+        if segments.get(&c.base_offset) == Some(&entry) {
+            return Ok(());
+        }
+        // Entries never overlap, so only the last one starting at or before our end can.
+        if let Some((base, existing)) = segments.range(..=c.last_offset).next_back()
+            && existing.last_offset >= c.base_offset
+        {
+            return invalid(format!(
+                "offsets {}..={} overlap the committed segment {}..={}",
+                c.base_offset, c.last_offset, base, existing.last_offset
+            ));
+        }
+        segments.insert(c.base_offset, entry);
+        Ok(())
+    }
+
+    /// The registered broker `broker_id`, if `incarnation` is its current process.
+    fn current_broker_mut(
+        &mut self,
+        broker_id: i32,
+        incarnation: Uuid,
+    ) -> Result<&mut BrokerRecord, MetaError> {
+        let broker = self
+            .brokers
+            .get_mut(&broker_id)
+            .ok_or(MetaError::UnknownBroker { broker_id })?;
+        if broker.incarnation != incarnation {
+            return Err(MetaError::StaleBrokerIncarnation { broker_id });
+        }
+        Ok(broker)
+    }
+
+    /// Checks placements: `replication_factor` distinct registered brokers per partition.
+    fn check_assignments(
+        &self,
+        assignments: &[Vec<i32>],
+        replication_factor: usize,
+    ) -> Result<(), MetaError> {
+        if assignments.len() > MAX_PARTITIONS {
+            return Err(too_many_partitions());
+        }
+        for (index, replicas) in assignments.iter().enumerate() {
+            if replicas.is_empty() || replicas.len() != replication_factor {
+                return Err(MetaError::InvalidReplicationFactor {
+                    reason: format!(
+                        "partition {index} has {} replicas; every partition needs {replication_factor} (and at least one)",
+                        replicas.len()
+                    ),
+                });
+            }
+            let distinct: BTreeSet<_> = replicas.iter().collect();
+            if distinct.len() != replicas.len() {
+                return Err(MetaError::InvalidReplicaAssignment {
+                    reason: format!("partition {index} lists a broker twice: {replicas:?}"),
+                });
+            }
+            if let Some(unknown) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
+                return Err(MetaError::InvalidReplicaAssignment {
+                    reason: format!(
+                        "partition {index} names broker {unknown}, which is not registered"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A new partition: its ISR is its live replicas, led by the first of them.
+    fn new_partition(&self, replicas: &[i32]) -> PartitionRecord {
+        let live: Vec<i32> = replicas
+            .iter()
+            .copied()
+            .filter(|b| self.brokers.get(b).is_some_and(|b| !b.fenced))
+            .collect();
+        let isr = if live.is_empty() {
+            replicas.to_vec()
+        } else {
+            live.clone()
+        };
+        PartitionRecord {
+            replicas: replicas.to_vec(),
+            isr,
+            leader: live.first().copied().unwrap_or(NO_LEADER),
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+
+    /// Gives `broker_id` the leadership of every offline partition whose ISR holds it.
+    fn elect_offline_leaders(&mut self, broker_id: i32) {
+        self.for_each_partition_mut(|p| {
+            if p.leader == NO_LEADER && p.isr.contains(&broker_id) {
+                p.leader = broker_id;
+                p.leader_epoch += 1;
+                p.partition_epoch += 1;
+            }
+        });
+    }
+
+    fn for_each_partition_mut(&mut self, mut f: impl FnMut(&mut PartitionRecord)) {
+        for topic in self.topics.values_mut() {
+            topic.partitions.iter_mut().for_each(&mut f);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The typed changes the metadata log carries.
+//!
+//! Anything a replica could compute differently (a time, a new id, where partitions go) is
+//! decided by the proposer and carried in the command; applying it is then a pure function of
+//! the state and the command.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One change to the cluster's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaCommand {
+    /// Names the cluster; only the first one takes, so a cluster id never changes.
+    InitCluster {
+        cluster_id: String,
+    },
+    RegisterBroker(RegisterBroker),
+    BrokerHeartbeat(BrokerHeartbeat),
+    FenceBroker(FenceBroker),
+    CreateTopic(CreateTopic),
+    DeleteTopic {
+        topic_id: Uuid,
+    },
+    CreatePartitions(CreatePartitions),
+    AlterConfigs(AlterConfigs),
+    /// Hands a block of `count` producer ids to a broker, unique across the cluster.
+    AllocateProducerIds {
+        broker_id: i32,
+        count: u32,
+    },
+    CommitSegment(CommitSegment),
+}
+
+/// Where a broker serves one listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// A broker announcing itself. A new incarnation (a restart) replaces the old one and unfences
+/// the broker; the same incarnation registering again is a harmless repeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterBroker {
+    pub broker_id: i32,
+    pub incarnation: Uuid,
+    pub endpoints: Vec<Endpoint>,
+    pub rack: Option<String>,
+    pub now_ms: i64,
+}
+
+/// A broker saying it is alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerHeartbeat {
+    pub broker_id: i32,
+    pub incarnation: Uuid,
+    pub now_ms: i64,
+}
+
+/// The controller deciding a broker missed its session timeout. Names the incarnation, so a
+/// decision about a broker that has since restarted does not fence the new process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceBroker {
+    pub broker_id: i32,
+    pub incarnation: Uuid,
+}
+
+/// A new topic with its partitions already placed: `assignments[p]` lists partition `p`'s
+/// replicas, the first being its preferred leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTopic {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub assignments: Vec<Vec<i32>>,
+    /// Topic-level overrides, by Kafka's topic config names.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// More partitions for a topic, placed like [`CreateTopic::assignments`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatePartitions {
+    pub topic_id: Uuid,
+    pub new_assignments: Vec<Vec<i32>>,
+}
+
+/// Whose configuration a change is to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ConfigResource {
+    Topic(Uuid),
+    Broker(i32),
+    /// The default for every broker (Kafka's broker resource with an empty name).
+    ClusterDefault,
+}
+
+/// A configuration change: with `replace`, the resource's overrides become exactly `set`
+/// (Kafka's AlterConfigs); without, `set` is merged in and `remove` taken out
+/// (IncrementalAlterConfigs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterConfigs {
+    pub resource: ConfigResource,
+    pub set: BTreeMap<String, String>,
+    pub remove: BTreeSet<String>,
+    pub replace: bool,
+}
+
+/// A partition leader recording that `object` holds the partition's offsets
+/// `base_offset..=last_offset`. Fenced by the leader epoch: a leader that has been replaced
+/// cannot commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitSegment {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The object's key in the object store.
+    pub object: String,
+    /// Where the segment's bytes are inside the object.
+    pub byte_offset: u64,
+    pub byte_len: u64,
+    pub max_timestamp_ms: i64,
+}

@@ -1,0 +1,34 @@
+//! The cluster's metadata as a state machine: brokers, topics, partitions, the segment
+//! manifest, producer-id blocks and dynamic configs.
+//!
+//! Every change is a typed [`MetaCommand`]. [`MetadataState::apply`] validates it against the
+//! current state and either changes the state or refuses with a [`MetaError`], and does so
+//! deterministically: it reads no clock and draws no random number (times, ids and placements
+//! travel inside the command, chosen by whoever proposed it), and iterates only ordered maps.
+//! Replaying the same commands from the same state therefore gives the same state on every
+//! node, which is what lets a raft log carry them.
+//!
+//! A refused command is still a committed log entry: it changes nothing, and every replica
+//! refuses it the same way. That is how two concurrent creates of one topic resolve: both are
+//! committed, the first applied wins, the second gets `TopicAlreadyExists`.
+
+mod apply;
+mod command;
+mod error;
+pub mod names;
+mod placement;
+mod state;
+pub mod topic_config;
+
+pub use command::{
+    AlterConfigs, BrokerHeartbeat, CommitSegment, ConfigResource, CreatePartitions, CreateTopic,
+    Endpoint, FenceBroker, MetaCommand, RegisterBroker,
+};
+pub use error::MetaError;
+pub use state::{
+    BrokerRecord, CommandOutcome, MetadataState, NO_LEADER, PartitionRecord, SegmentEntry,
+    TopicRecord,
+};
+
+#[cfg(test)]
+mod tests;

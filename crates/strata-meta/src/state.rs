@@ -1,0 +1,137 @@
+//! The metadata every node holds, and the reads brokers serve from it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::command::Endpoint;
+
+/// A partition's leader when no replica can lead it (it is offline).
+pub const NO_LEADER: i32 = -1;
+
+/// A registered broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRecord {
+    pub broker_id: i32,
+    /// Changes on every process start, so decisions about an old process can be told apart.
+    pub incarnation: Uuid,
+    pub endpoints: Vec<Endpoint>,
+    pub rack: Option<String>,
+    /// Missed its session timeout: it leads nothing and is left out of Metadata.
+    pub fenced: bool,
+    pub last_heartbeat_ms: i64,
+}
+
+/// One partition's replicas and leadership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// The broker serving the partition, or [`NO_LEADER`].
+    pub leader: i32,
+    /// Bumped on every leader change; fences a deposed leader's writes.
+    pub leader_epoch: i32,
+    /// Bumped on every change to the partition (leader or ISR).
+    pub partition_epoch: i32,
+}
+
+/// A topic and its partitions, indexed by partition number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub topic_id: Uuid,
+    pub name: String,
+    /// The topic's own overrides, validated; everything else comes from broker defaults.
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionRecord>,
+}
+
+/// Where a committed segment of a partition lives in the object store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentEntry {
+    pub last_offset: i64,
+    pub object: String,
+    pub byte_offset: u64,
+    pub byte_len: u64,
+    pub max_timestamp_ms: i64,
+    /// The epoch of the leader that committed it.
+    pub leader_epoch: i32,
+}
+
+/// What an applied command produced, beyond the state change itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandOutcome {
+    Applied,
+    /// Producer ids `first_id..first_id + count` now belong to the requesting broker.
+    ProducerIdBlock {
+        first_id: i64,
+        count: u32,
+    },
+}
+
+/// The whole metadata state. Only [`MetadataState::apply`] changes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataState {
+    pub(crate) cluster_id: Option<String>,
+    pub(crate) brokers: BTreeMap<i32, BrokerRecord>,
+    pub(crate) topics: BTreeMap<Uuid, TopicRecord>,
+    pub(crate) topic_ids: BTreeMap<String, Uuid>,
+    /// Dynamic config overrides of one broker, by Kafka's broker config names.
+    pub(crate) broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    /// Dynamic config overrides for every broker.
+    pub(crate) cluster_configs: BTreeMap<String, String>,
+    pub(crate) next_producer_id: i64,
+    /// Committed segments by topic, partition and base offset.
+    pub(crate) manifest: BTreeMap<Uuid, BTreeMap<i32, BTreeMap<i64, SegmentEntry>>>,
+}
+
+impl MetadataState {
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
+    }
+
+    pub fn broker(&self, broker_id: i32) -> Option<&BrokerRecord> {
+        self.brokers.get(&broker_id)
+    }
+
+    /// Every registered broker, fenced or not, by id.
+    pub fn brokers(&self) -> impl Iterator<Item = &BrokerRecord> {
+        self.brokers.values()
+    }
+
+    /// The brokers that are not fenced, by id: the ones Metadata lists.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRecord> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    pub fn topic(&self, topic_id: Uuid) -> Option<&TopicRecord> {
+        self.topics.get(&topic_id)
+    }
+
+    pub fn topic_by_name(&self, name: &str) -> Option<&TopicRecord> {
+        self.topic_ids.get(name).and_then(|id| self.topics.get(id))
+    }
+
+    /// Every topic, by id.
+    pub fn topics(&self) -> impl Iterator<Item = &TopicRecord> {
+        self.topics.values()
+    }
+
+    pub fn broker_configs(&self, broker_id: i32) -> Option<&BTreeMap<String, String>> {
+        self.broker_configs.get(&broker_id)
+    }
+
+    pub fn cluster_configs(&self) -> &BTreeMap<String, String> {
+        &self.cluster_configs
+    }
+
+    /// The first producer id not yet handed out.
+    pub fn next_producer_id(&self) -> i64 {
+        self.next_producer_id
+    }
+
+    /// A partition's committed segments, by base offset.
+    pub fn segments(&self, topic_id: Uuid, partition: i32) -> Option<&BTreeMap<i64, SegmentEntry>> {
+        self.manifest.get(&topic_id)?.get(&partition)
+    }
+}

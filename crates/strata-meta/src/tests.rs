@@ -1,0 +1,502 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use uuid::Uuid;
+
+use crate::*;
+
+fn incarnation(broker_id: i32, generation: u8) -> Uuid {
+    Uuid::from_u128(((broker_id as u128) << 8) | u128::from(generation) | 1 << 100)
+}
+
+fn register(broker_id: i32, generation: u8, rack: Option<&str>) -> MetaCommand {
+    MetaCommand::RegisterBroker(RegisterBroker {
+        broker_id,
+        incarnation: incarnation(broker_id, generation),
+        endpoints: vec![Endpoint {
+            listener: "PLAINTEXT".into(),
+            host: "127.0.0.1".into(),
+            port: 9092 + broker_id as u16,
+        }],
+        rack: rack.map(str::to_string),
+        now_ms: 1_000,
+    })
+}
+
+fn fence(broker_id: i32, generation: u8) -> MetaCommand {
+    MetaCommand::FenceBroker(FenceBroker {
+        broker_id,
+        incarnation: incarnation(broker_id, generation),
+    })
+}
+
+fn create(name: &str, id: u128, assignments: Vec<Vec<i32>>) -> MetaCommand {
+    MetaCommand::CreateTopic(CreateTopic {
+        name: name.into(),
+        topic_id: Uuid::from_u128(id),
+        assignments,
+        configs: BTreeMap::new(),
+    })
+}
+
+fn commit(topic: u128, leader_epoch: i32, base_offset: i64, last_offset: i64) -> MetaCommand {
+    MetaCommand::CommitSegment(CommitSegment {
+        topic_id: Uuid::from_u128(topic),
+        partition: 0,
+        leader_epoch,
+        base_offset,
+        last_offset,
+        object: format!("segments/{base_offset}"),
+        byte_offset: 0,
+        byte_len: 100,
+        max_timestamp_ms: 0,
+    })
+}
+
+/// A state with `brokers` registered brokers (ids 1..=n).
+fn cluster(brokers: i32) -> MetadataState {
+    let mut state = MetadataState::default();
+    state
+        .apply(&MetaCommand::InitCluster {
+            cluster_id: "test-cluster".into(),
+        })
+        .expect("init");
+    for id in 1..=brokers {
+        state.apply(&register(id, 0, None)).expect("register");
+    }
+    state
+}
+
+fn apply_all(
+    state: &mut MetadataState,
+    commands: &[MetaCommand],
+) -> Vec<Result<CommandOutcome, MetaError>> {
+    commands.iter().map(|c| state.apply(c)).collect()
+}
+
+#[test]
+fn concurrent_creates_of_one_name_exactly_one_wins() {
+    let mut state = cluster(3);
+    // Two controllers' proposals for the same name, with different ids, both committed.
+    let results = apply_all(
+        &mut state,
+        &[
+            create("orders", 1, vec![vec![1]]),
+            create("orders", 2, vec![vec![2]]),
+        ],
+    );
+    assert!(results[0].is_ok());
+    assert_eq!(
+        results[1],
+        Err(MetaError::TopicAlreadyExists {
+            name: "orders".into()
+        })
+    );
+    assert_eq!(state.topics().count(), 1);
+    assert_eq!(
+        state.topic_by_name("orders").map(|t| t.topic_id),
+        Some(Uuid::from_u128(1))
+    );
+}
+
+#[test]
+fn a_manifest_write_with_a_stale_leader_epoch_is_refused() {
+    let mut state = cluster(2);
+    state
+        .apply(&create("t", 7, vec![vec![1, 2]]))
+        .expect("create");
+    state
+        .apply(&commit(7, 0, 0, 99))
+        .expect("the current leader commits");
+    // Broker 1 is fenced; broker 2 leads under epoch 1.
+    state.apply(&fence(1, 0)).expect("fence");
+    let partition = &state.topic(Uuid::from_u128(7)).expect("topic").partitions[0];
+    assert_eq!((partition.leader, partition.leader_epoch), (2, 1));
+    assert_eq!(
+        state.apply(&commit(7, 0, 100, 199)),
+        Err(MetaError::FencedLeaderEpoch {
+            given: 0,
+            current: 1
+        })
+    );
+    state
+        .apply(&commit(7, 1, 100, 199))
+        .expect("the new leader commits");
+    let segments = state.segments(Uuid::from_u128(7), 0).expect("segments");
+    assert_eq!(segments.keys().copied().collect::<Vec<_>>(), vec![0, 100]);
+}
+
+#[test]
+fn manifest_entries_never_overlap_and_a_retried_commit_is_accepted() {
+    let mut state = cluster(1);
+    state.apply(&create("t", 7, vec![vec![1]])).expect("create");
+    state.apply(&commit(7, 0, 100, 199)).expect("commit");
+    state
+        .apply(&commit(7, 0, 100, 199))
+        .expect("the same commit again");
+    for (base, last) in [(150, 250), (0, 100), (199, 300), (120, 130)] {
+        assert!(
+            matches!(
+                state.apply(&commit(7, 0, base, last)),
+                Err(MetaError::InvalidSegment { .. })
+            ),
+            "{base}..={last} overlaps"
+        );
+    }
+    state.apply(&commit(7, 0, 0, 99)).expect("adjacent below");
+    state
+        .apply(&commit(7, 0, 200, 299))
+        .expect("adjacent above");
+}
+
+#[test]
+fn a_fenced_leader_of_a_single_replica_partition_leaves_it_offline_until_it_returns() {
+    let mut state = cluster(2);
+    state
+        .apply(&create("t", 7, vec![vec![1], vec![2]]))
+        .expect("create");
+    state.apply(&fence(1, 0)).expect("fence");
+    let topic = state.topic(Uuid::from_u128(7)).expect("topic");
+    assert_eq!(topic.partitions[0].leader, NO_LEADER);
+    assert_eq!(
+        topic.partitions[0].isr,
+        vec![1],
+        "the last ISR member stays"
+    );
+    assert_eq!(
+        topic.partitions[1].leader, 2,
+        "other brokers' partitions are untouched"
+    );
+    assert_eq!(
+        state
+            .live_brokers()
+            .map(|b| b.broker_id)
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
+
+    // A fencing decision about an older process does not touch a restarted one.
+    state.apply(&register(1, 1, None)).expect("restart");
+    let p0 = state.topic(Uuid::from_u128(7)).expect("topic").partitions[0].clone();
+    assert_eq!((p0.leader, p0.leader_epoch), (1, 2));
+    assert_eq!(
+        state.apply(&fence(1, 0)),
+        Err(MetaError::StaleBrokerIncarnation { broker_id: 1 })
+    );
+    assert!(!state.broker(1).expect("broker").fenced);
+}
+
+#[test]
+fn a_heartbeat_from_a_fenced_broker_brings_its_partitions_back() {
+    let mut state = cluster(1);
+    state.apply(&create("t", 7, vec![vec![1]])).expect("create");
+    state.apply(&fence(1, 0)).expect("fence");
+    state
+        .apply(&MetaCommand::BrokerHeartbeat(BrokerHeartbeat {
+            broker_id: 1,
+            incarnation: incarnation(1, 0),
+            now_ms: 5_000,
+        }))
+        .expect("heartbeat");
+    let broker = state.broker(1).expect("broker");
+    assert!(!broker.fenced);
+    assert_eq!(broker.last_heartbeat_ms, 5_000);
+    assert_eq!(
+        state.topic(Uuid::from_u128(7)).expect("topic").partitions[0].leader,
+        1
+    );
+}
+
+#[test]
+fn a_restarted_leader_moves_to_a_new_epoch() {
+    let mut state = cluster(1);
+    state.apply(&create("t", 7, vec![vec![1]])).expect("create");
+    state.apply(&register(1, 1, None)).expect("restart");
+    assert_eq!(
+        state.topic(Uuid::from_u128(7)).expect("topic").partitions[0].leader_epoch,
+        1
+    );
+    assert!(matches!(
+        state.apply(&commit(7, 0, 0, 9)),
+        Err(MetaError::FencedLeaderEpoch { .. })
+    ));
+    // Registering the same incarnation again is a repeat, not a restart.
+    state.apply(&register(1, 1, None)).expect("repeat");
+    assert_eq!(
+        state.topic(Uuid::from_u128(7)).expect("topic").partitions[0].leader_epoch,
+        1
+    );
+}
+
+#[test]
+fn topics_are_validated_before_anything_changes() {
+    let mut state = cluster(2);
+    let cases = [
+        (create("bad name", 1, vec![vec![1]]), "name"),
+        (create("t", 0, vec![vec![1]]), "nil id"),
+        (create("t", 1, vec![]), "no partitions"),
+        (
+            create("t", 1, vec![vec![1], vec![1, 2]]),
+            "uneven replication",
+        ),
+        (create("t", 1, vec![vec![1, 1]]), "duplicate replica"),
+        (create("t", 1, vec![vec![9]]), "unknown broker"),
+        (
+            MetaCommand::CreateTopic(CreateTopic {
+                name: "t".into(),
+                topic_id: Uuid::from_u128(1),
+                assignments: vec![vec![1]],
+                configs: BTreeMap::from([("retention.ms".into(), "soon".into())]),
+            }),
+            "bad config",
+        ),
+    ];
+    for (command, why) in cases {
+        let before = state.clone();
+        assert!(state.apply(&command).is_err(), "{why} is refused");
+        assert_eq!(state, before, "{why} changes nothing");
+    }
+}
+
+#[test]
+fn configs_are_validated_merged_and_replaced() {
+    let mut state = cluster(1);
+    state.apply(&create("t", 7, vec![vec![1]])).expect("create");
+    let topic = ConfigResource::Topic(Uuid::from_u128(7));
+    let alter = |resource, set: &[(&str, &str)], remove: &[&str], replace| {
+        MetaCommand::AlterConfigs(AlterConfigs {
+            resource,
+            set: set
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            remove: remove
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<BTreeSet<_>>(),
+            replace,
+        })
+    };
+    state
+        .apply(&alter(
+            topic,
+            &[("retention.ms", " 1000"), ("cleanup.policy", "delete")],
+            &[],
+            false,
+        ))
+        .expect("set");
+    state
+        .apply(&alter(topic, &[], &["cleanup.policy"], false))
+        .expect("remove");
+    let configs = &state.topic(Uuid::from_u128(7)).expect("topic").configs;
+    assert_eq!(
+        configs,
+        &BTreeMap::from([("retention.ms".to_string(), "1000".to_string())])
+    );
+    state
+        .apply(&alter(topic, &[("segment.ms", "60000")], &[], true))
+        .expect("replace");
+    assert_eq!(
+        state
+            .topic(Uuid::from_u128(7))
+            .expect("topic")
+            .configs
+            .keys()
+            .collect::<Vec<_>>(),
+        vec!["segment.ms"]
+    );
+    assert!(matches!(
+        state.apply(&alter(topic, &[("no.such.config", "1")], &[], false)),
+        Err(MetaError::InvalidConfig(_))
+    ));
+    assert!(
+        matches!(
+            state.apply(&alter(topic, &[("log.retention.ms", "1")], &[], false)),
+            Err(MetaError::InvalidConfig(_)),
+        ),
+        "broker names are not topic names"
+    );
+    state
+        .apply(&alter(
+            ConfigResource::ClusterDefault,
+            &[("log.retention.ms", "5000")],
+            &[],
+            false,
+        ))
+        .expect("cluster default");
+    assert_eq!(
+        state
+            .cluster_configs()
+            .get("log.retention.ms")
+            .map(String::as_str),
+        Some("5000")
+    );
+    assert_eq!(
+        state.apply(&alter(
+            ConfigResource::Broker(9),
+            &[("log.retention.ms", "1")],
+            &[],
+            false
+        )),
+        Err(MetaError::UnknownBroker { broker_id: 9 })
+    );
+}
+
+#[test]
+fn producer_id_blocks_are_disjoint_and_contiguous() {
+    let mut state = cluster(2);
+    let mut blocks = Vec::new();
+    for broker_id in [1, 2, 1] {
+        match state.apply(&MetaCommand::AllocateProducerIds {
+            broker_id,
+            count: 1000,
+        }) {
+            Ok(CommandOutcome::ProducerIdBlock { first_id, count }) => {
+                blocks.push((first_id, count))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(blocks, vec![(0, 1000), (1000, 1000), (2000, 1000)]);
+    assert_eq!(
+        state.apply(&MetaCommand::AllocateProducerIds {
+            broker_id: 5,
+            count: 1
+        }),
+        Err(MetaError::UnknownBroker { broker_id: 5 })
+    );
+}
+
+#[test]
+fn the_cluster_id_never_changes() {
+    let mut state = cluster(0);
+    let init = |id: &str| MetaCommand::InitCluster {
+        cluster_id: id.into(),
+    };
+    state
+        .apply(&init("test-cluster"))
+        .expect("the same id again");
+    assert!(matches!(
+        state.apply(&init("other")),
+        Err(MetaError::ClusterIdMismatch { .. })
+    ));
+    assert_eq!(state.cluster_id(), Some("test-cluster"));
+}
+
+#[test]
+fn placement_spreads_leaders_over_brokers_and_replicas_over_racks() {
+    let mut state = MetadataState::default();
+    for (id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")] {
+        state.apply(&register(id, 0, Some(rack))).expect("register");
+    }
+    let rack = |id: i32| state.broker(id).and_then(|b| b.rack.clone());
+    let placed = state.place_partitions(6, 3, 0).expect("placement");
+    let leaders: BTreeSet<i32> = placed.iter().map(|r| r[0]).collect();
+    assert_eq!(
+        leaders.len(),
+        6,
+        "every broker leads one of six partitions: {placed:?}"
+    );
+    for replicas in &placed {
+        let racks: BTreeSet<_> = replicas.iter().map(|&b| rack(b)).collect();
+        assert_eq!(
+            racks.len(),
+            3,
+            "three replicas on three racks: {replicas:?}"
+        );
+    }
+    assert!(matches!(
+        state.place_partitions(1, 7, 0),
+        Err(MetaError::InvalidReplicationFactor { .. })
+    ));
+    // Fenced brokers get nothing.
+    state.apply(&fence(6, 0)).expect("fence");
+    let placed = state.place_partitions(10, 1, 3).expect("placement");
+    assert!(placed.iter().all(|r| r[0] != 6));
+}
+
+/// Commands over a small universe of ids so that sequences collide often.
+fn arb_command() -> impl Strategy<Value = MetaCommand> {
+    let broker = 0..4i32;
+    let topic = 1..4u128;
+    prop_oneof![
+        (broker.clone(), 0..2u8).prop_map(|(b, g)| register(b, g, None)),
+        (broker.clone(), 0..2u8).prop_map(|(b, g)| fence(b, g)),
+        (broker.clone(), 0..2u8, 0..10_000i64).prop_map(|(b, g, now_ms)| {
+            MetaCommand::BrokerHeartbeat(BrokerHeartbeat {
+                broker_id: b,
+                incarnation: incarnation(b, g),
+                now_ms,
+            })
+        }),
+        (
+            topic.clone(),
+            prop::collection::vec(prop::collection::vec(broker.clone(), 1..3), 0..4)
+        )
+            .prop_map(|(t, a)| create(&format!("t{}", t % 2), t, a)),
+        topic.clone().prop_map(|t| MetaCommand::DeleteTopic {
+            topic_id: Uuid::from_u128(t)
+        }),
+        (
+            topic.clone(),
+            prop::collection::vec(prop::collection::vec(broker.clone(), 1..3), 0..3)
+        )
+            .prop_map(|(t, a)| MetaCommand::CreatePartitions(CreatePartitions {
+                topic_id: Uuid::from_u128(t),
+                new_assignments: a,
+            })),
+        (topic.clone(), 0..3i32, 0..300i64, 0..100i64).prop_map(|(t, epoch, base, len)| commit(
+            t,
+            epoch,
+            base,
+            base + len
+        )),
+        (broker, 0..3u32)
+            .prop_map(|(broker_id, count)| MetaCommand::AllocateProducerIds { broker_id, count }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn replaying_the_same_commands_gives_the_same_state(
+        commands in prop::collection::vec(arb_command(), 0..60)
+    ) {
+        let mut first = MetadataState::default();
+        let first_results = apply_all(&mut first, &commands);
+        // The second replica receives the commands as the log carries them: serialized.
+        let wire = serde_json::to_vec(&commands).expect("encode");
+        let replayed: Vec<MetaCommand> = serde_json::from_slice(&wire).expect("decode");
+        let mut second = MetadataState::default();
+        let second_results = apply_all(&mut second, &replayed);
+        prop_assert_eq!(first_results, second_results);
+        prop_assert_eq!(first, second);
+    }
+
+    #[test]
+    fn a_refused_command_changes_nothing(commands in prop::collection::vec(arb_command(), 0..60)) {
+        let mut state = MetadataState::default();
+        for command in &commands {
+            let before = state.clone();
+            if state.apply(command).is_err() {
+                prop_assert_eq!(&state, &before);
+            }
+        }
+    }
+
+    #[test]
+    fn invariants_hold_after_any_sequence(commands in prop::collection::vec(arb_command(), 0..60)) {
+        let mut state = MetadataState::default();
+        apply_all(&mut state, &commands);
+        for topic in state.topics() {
+            prop_assert_eq!(state.topic_by_name(&topic.name).map(|t| t.topic_id), Some(topic.topic_id));
+            for p in &topic.partitions {
+                prop_assert!(!p.isr.is_empty());
+                prop_assert!(p.isr.iter().all(|b| p.replicas.contains(b)));
+                if p.leader != NO_LEADER {
+                    prop_assert!(p.isr.contains(&p.leader));
+                    prop_assert!(state.broker(p.leader).is_some_and(|b| !b.fenced));
+                }
+            }
+        }
+    }
+}
