@@ -9,7 +9,6 @@ pub mod admin_http;
 pub mod broker;
 pub mod clock;
 pub mod config;
-mod durable_file;
 pub mod error;
 pub mod frame_reader;
 mod group_commit;

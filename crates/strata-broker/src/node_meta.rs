@@ -10,8 +10,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::durable_file::{read_optional, write_atomic};
 use crate::error::BrokerError;
+use strata_log::durable_file::{read_optional, write_atomic};
 
 const PRODUCER_ID_BLOCK: i64 = 1000;
 

@@ -19,9 +19,9 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::config::TopicConfig;
-use crate::durable_file::write_atomic;
 use crate::error::BrokerError;
 use crate::partition::Partition;
+use strata_log::durable_file::write_atomic;
 pub use strata_meta::names::{MAX_TOPIC_NAME_LEN, validate_topic_name};
 pub use strata_meta::topic_config::validate_overrides;
 

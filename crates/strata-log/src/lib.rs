@@ -2,10 +2,14 @@
 //! produced, in segments with a sparse offset-and-time index, recovered after a crash by
 //! validating the last segment and cutting a torn tail.
 //!
+//! Also the small durable-file helpers every on-disk structure of the node shares
+//! ([`durable_file`]).
+//!
 //! No async runtime here: the broker holds a [`PartitionLog`] in a mutex and executes
 //! [`ReadPlan`]s and [`SyncHandle`]s outside it.
 
 pub mod batch;
+pub mod durable_file;
 mod error;
 mod partition_log;
 pub mod segment;

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use crate::topic_config::ConfigError;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum MetaError {
     #[error("the cluster id is {existing}, not {requested}")]
     ClusterIdMismatch { existing: String, requested: String },

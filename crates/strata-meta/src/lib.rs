@@ -17,6 +17,7 @@ mod command;
 mod error;
 pub mod names;
 mod placement;
+pub mod snapshot;
 mod state;
 pub mod topic_config;
 

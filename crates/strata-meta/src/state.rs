@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -11,7 +12,9 @@ use crate::command::Endpoint;
 pub const NO_LEADER: i32 = -1;
 
 /// A registered broker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize,
+)]
 pub struct BrokerRecord {
     pub broker_id: i32,
     /// Changes on every process start, so decisions about an old process can be told apart.
@@ -24,7 +27,9 @@ pub struct BrokerRecord {
 }
 
 /// One partition's replicas and leadership.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize,
+)]
 pub struct PartitionRecord {
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
@@ -37,7 +42,9 @@ pub struct PartitionRecord {
 }
 
 /// A topic and its partitions, indexed by partition number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize,
+)]
 pub struct TopicRecord {
     pub topic_id: Uuid,
     pub name: String,
@@ -47,7 +54,9 @@ pub struct TopicRecord {
 }
 
 /// Where a committed segment of a partition lives in the object store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize,
+)]
 pub struct SegmentEntry {
     pub last_offset: i64,
     pub object: String,
@@ -70,7 +79,18 @@ pub enum CommandOutcome {
 }
 
 /// The whole metadata state. Only [`MetadataState::apply`] changes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Archive,
+    RkyvSerialize,
+    RkyvDeserialize,
+)]
 pub struct MetadataState {
     pub(crate) cluster_id: Option<String>,
     pub(crate) brokers: BTreeMap<i32, BrokerRecord>,

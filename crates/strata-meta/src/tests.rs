@@ -75,6 +75,31 @@ fn apply_all(
 }
 
 #[test]
+fn a_damaged_or_foreign_snapshot_is_refused() {
+    let mut state = cluster(2);
+    state
+        .apply(&create("t", 7, vec![vec![1, 2]]))
+        .expect("create");
+    let bytes = snapshot::encode_snapshot(&state).expect("encode");
+    assert!(matches!(
+        snapshot::decode_snapshot(b"hello"),
+        Err(snapshot::SnapshotError::NotASnapshot)
+    ));
+    let mut future = bytes.clone();
+    future[8] = 9;
+    assert!(matches!(
+        snapshot::decode_snapshot(&future),
+        Err(snapshot::SnapshotError::UnsupportedVersion(9))
+    ));
+    for cut in [12, bytes.len() / 2, bytes.len() - 1] {
+        assert!(
+            snapshot::decode_snapshot(&bytes[..cut]).is_err(),
+            "cut at {cut}"
+        );
+    }
+}
+
+#[test]
 fn concurrent_creates_of_one_name_exactly_one_wins() {
     let mut state = cluster(3);
     // Two controllers' proposals for the same name, with different ids, both committed.
@@ -470,6 +495,16 @@ proptest! {
         let second_results = apply_all(&mut second, &replayed);
         prop_assert_eq!(first_results, second_results);
         prop_assert_eq!(first, second);
+    }
+
+    #[test]
+    fn a_snapshot_decodes_to_the_state_it_was_taken_of(
+        commands in prop::collection::vec(arb_command(), 0..60)
+    ) {
+        let mut state = MetadataState::default();
+        apply_all(&mut state, &commands);
+        let bytes = snapshot::encode_snapshot(&state).expect("encode");
+        prop_assert_eq!(snapshot::decode_snapshot(&bytes).expect("decode"), state);
     }
 
     #[test]

@@ -1,0 +1,66 @@
+//! The state machine's snapshot format: what a node writes to disk and what a raft leader
+//! sends a lagging follower.
+//!
+//! ```text
+//! magic "STRATASM" (8 bytes) | format version (u32 LE) | rkyv archive of MetadataState
+//! ```
+//!
+//! The version names the archive's layout: a node refuses a version it does not know instead
+//! of misreading it, and a layout change comes with a new version and a converter. The
+//! archive is validated (bytecheck) before use, so a corrupt or hostile snapshot is an error,
+//! never undefined behaviour.
+
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+
+use crate::state::MetadataState;
+
+const MAGIC: &[u8; 8] = b"STRATASM";
+/// The layout written today.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = MAGIC.len() + 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("not a Strata metadata snapshot")]
+    NotASnapshot,
+    #[error(
+        "snapshot format version {0} is not supported (this build reads {SNAPSHOT_FORMAT_VERSION})"
+    )]
+    UnsupportedVersion(u32),
+    #[error("snapshot archive is invalid: {0}")]
+    Invalid(String),
+}
+
+/// Encodes `state` as a versioned snapshot.
+pub fn encode_snapshot(state: &MetadataState) -> Result<Vec<u8>, SnapshotError> {
+    let archive = rkyv::to_bytes::<rancor::Error>(state)
+        .map_err(|e| SnapshotError::Invalid(e.to_string()))?;
+    let mut bytes = Vec::with_capacity(HEADER_LEN + archive.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&archive);
+    Ok(bytes)
+}
+
+/// Decodes a snapshot written by [`encode_snapshot`].
+pub fn decode_snapshot(bytes: &[u8]) -> Result<MetadataState, SnapshotError> {
+    let (magic, rest) = bytes
+        .split_first_chunk::<8>()
+        .ok_or(SnapshotError::NotASnapshot)?;
+    if magic != MAGIC {
+        return Err(SnapshotError::NotASnapshot);
+    }
+    let (version, archive) = rest
+        .split_first_chunk::<4>()
+        .ok_or(SnapshotError::NotASnapshot)?;
+    let version = u32::from_le_bytes(*version);
+    if version != SNAPSHOT_FORMAT_VERSION {
+        return Err(SnapshotError::UnsupportedVersion(version));
+    }
+    // The archive's root must be aligned; the bytes came from a file or the network.
+    let mut aligned = AlignedVec::<16>::with_capacity(archive.len());
+    aligned.extend_from_slice(archive);
+    rkyv::from_bytes::<MetadataState, rancor::Error>(&aligned)
+        .map_err(|e| SnapshotError::Invalid(e.to_string()))
+}

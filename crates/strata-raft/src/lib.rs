@@ -1,0 +1,41 @@
+//! The metadata quorum: openraft over the [`strata_meta`] state machine.
+//!
+//! - [`LogStore`]: the raft log and vote, durable on the local disk (`docs/formats/raft.md`).
+//! - [`StateMachineStore`]: applies committed [`MetaCommand`]s to a [`MetadataState`] and
+//!   takes, stores and installs snapshots in the versioned format of
+//!   [`strata_meta::snapshot`].
+//!
+//! Every node keeps a full replica of the state machine, so metadata reads never leave the
+//! process; only writes go through the raft leader.
+
+use std::io::Cursor;
+
+use strata_meta::{CommandOutcome, MetaCommand, MetaError};
+
+mod log_store;
+mod state_machine;
+
+pub use log_store::LogStore;
+pub use state_machine::{StateMachineStore, StateReader};
+
+/// A node's id in the quorum (the same number as its Kafka broker id).
+pub type NodeId = u64;
+/// How to reach a node: its controller address.
+pub type Node = openraft::BasicNode;
+/// What applying one command answers: the proposer learns whether the state machine took it.
+pub type MetaResponse = Result<CommandOutcome, MetaError>;
+
+openraft::declare_raft_types!(
+    /// The raft types of the metadata quorum.
+    pub TypeConfig:
+        D = MetaCommand,
+        R = MetaResponse,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+#[cfg(test)]
+mod tests;

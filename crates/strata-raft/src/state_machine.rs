@@ -1,0 +1,264 @@
+//! The state machine openraft drives: committed commands applied to a [`MetadataState`],
+//! snapshots taken, stored in `snapshot` under the raft directory and installed.
+//!
+//! The state itself lives in memory. What makes it durable is the raft log plus the last
+//! snapshot: on start the snapshot is loaded, and openraft re-applies the committed entries
+//! after it. The snapshot file is `[meta length u32 LE][meta JSON][snapshot]`, the snapshot in
+//! the versioned format of [`strata_meta::snapshot`], replaced atomically.
+
+use std::io::{self, Cursor};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership};
+use strata_log::durable_file::{read_optional, write_atomic};
+use strata_meta::snapshot::{decode_snapshot, encode_snapshot};
+use strata_meta::{CommandOutcome, MetadataState};
+use tracing::debug_span;
+
+use crate::{Entry, LogId, MetaResponse, Node, NodeId, StorageError, TypeConfig};
+
+type Meta = SnapshotMeta<NodeId, Node>;
+
+/// The state machine and what raft needs to know about it.
+#[derive(Debug, Clone, Default)]
+struct Applied {
+    state: MetadataState,
+    last_applied: Option<LogId>,
+    membership: StoredMembership<NodeId, Node>,
+}
+
+/// A snapshot as stored: its meta and its encoded bytes.
+#[derive(Debug, Clone)]
+struct StoredSnapshot {
+    meta: Meta,
+    data: Vec<u8>,
+}
+
+/// The state machine store. Reads of the metadata go through [`StateReader`]s.
+pub struct StateMachineStore {
+    dir: PathBuf,
+    applied: Arc<RwLock<Applied>>,
+    current: Arc<Mutex<Option<StoredSnapshot>>>,
+}
+
+/// A read-only view of the applied metadata, for the broker's request handlers.
+#[derive(Clone)]
+pub struct StateReader {
+    applied: Arc<RwLock<Applied>>,
+}
+
+impl StateReader {
+    /// Runs `read` on the metadata as applied so far.
+    pub fn read<T>(&self, read: impl FnOnce(&MetadataState) -> T) -> T {
+        read(
+            &self
+                .applied
+                .read()
+                .expect("the state lock holder never panics")
+                .state,
+        )
+    }
+
+    /// The log id of the last applied command.
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.applied
+            .read()
+            .expect("the state lock holder never panics")
+            .last_applied
+    }
+}
+
+impl StateMachineStore {
+    /// Opens the state machine in `dir`, starting from the stored snapshot if there is one.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let current = read_optional(&dir.join("snapshot"))?
+            .map(|bytes| decode_stored(&bytes))
+            .transpose()?;
+        let applied = match &current {
+            Some(snapshot) => Applied {
+                state: decode_snapshot(&snapshot.data).map_err(io::Error::other)?,
+                last_applied: snapshot.meta.last_log_id,
+                membership: snapshot.meta.last_membership.clone(),
+            },
+            None => Applied::default(),
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            applied: Arc::new(RwLock::new(applied)),
+            current: Arc::new(Mutex::new(current)),
+        })
+    }
+
+    pub fn reader(&self) -> StateReader {
+        StateReader {
+            applied: self.applied.clone(),
+        }
+    }
+
+    fn store(&self, snapshot: StoredSnapshot) -> io::Result<()> {
+        store_snapshot(&self.dir, &snapshot)?;
+        *self
+            .current
+            .lock()
+            .expect("the snapshot lock holder never panics") = Some(snapshot);
+        Ok(())
+    }
+}
+
+/// Takes a snapshot of the state as it was when the builder was made: openraft builds it
+/// while later entries are being applied.
+pub struct SnapshotBuilder {
+    frozen: Applied,
+    dir: PathBuf,
+    current: Arc<Mutex<Option<StoredSnapshot>>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let _span = debug_span!("build_snapshot").entered();
+        let data = encode_snapshot(&self.frozen.state)
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let snapshot_id = match self.frozen.last_applied {
+            Some(id) => format!("{}-{}", id.leader_id.term, id.index),
+            None => "empty".to_string(),
+        };
+        let snapshot = StoredSnapshot {
+            meta: Meta {
+                last_log_id: self.frozen.last_applied,
+                last_membership: self.frozen.membership.clone(),
+                snapshot_id,
+            },
+            data,
+        };
+        store_snapshot(&self.dir, &snapshot)
+            .map_err(|e| StorageIOError::write_snapshot(Some(snapshot.meta.signature()), &e))?;
+        *self
+            .current
+            .lock()
+            .expect("the snapshot lock holder never panics") = Some(snapshot.clone());
+        Ok(to_openraft(snapshot))
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership<NodeId, Node>), StorageError> {
+        let applied = self
+            .applied
+            .read()
+            .expect("the state lock holder never panics");
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<MetaResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut applied = self
+            .applied
+            .write()
+            .expect("the state lock holder never panics");
+        let responses = entries
+            .into_iter()
+            .map(|entry| {
+                applied.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => Ok(CommandOutcome::Applied),
+                    EntryPayload::Normal(command) => {
+                        let _span = debug_span!("apply", index = entry.log_id.index).entered();
+                        applied.state.apply(&command)
+                    }
+                    EntryPayload::Membership(membership) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+                        Ok(CommandOutcome::Applied)
+                    }
+                }
+            })
+            .collect();
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            frozen: self
+                .applied
+                .read()
+                .expect("the state lock holder never panics")
+                .clone(),
+            dir: self.dir.clone(),
+            current: self.current.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let state = decode_snapshot(&data)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        self.store(StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        })
+        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        *self
+            .applied
+            .write()
+            .expect("the state lock holder never panics") = Applied {
+            state,
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        Ok(self
+            .current
+            .lock()
+            .expect("the snapshot lock holder never panics")
+            .clone()
+            .map(to_openraft))
+    }
+}
+
+fn to_openraft(snapshot: StoredSnapshot) -> Snapshot<TypeConfig> {
+    Snapshot {
+        meta: snapshot.meta,
+        snapshot: Box::new(Cursor::new(snapshot.data)),
+    }
+}
+
+fn store_snapshot(dir: &Path, snapshot: &StoredSnapshot) -> io::Result<()> {
+    let meta = serde_json::to_vec(&snapshot.meta)?;
+    let meta_len = u32::try_from(meta.len()).map_err(io::Error::other)?;
+    let mut bytes = Vec::with_capacity(4 + meta.len() + snapshot.data.len());
+    bytes.extend_from_slice(&meta_len.to_le_bytes());
+    bytes.extend_from_slice(&meta);
+    bytes.extend_from_slice(&snapshot.data);
+    write_atomic(&dir.join("snapshot"), &bytes)
+}
+
+fn decode_stored(bytes: &[u8]) -> io::Result<StoredSnapshot> {
+    let corrupt = || io::Error::other("the stored metadata snapshot is corrupt");
+    let (len, rest) = bytes.split_first_chunk::<4>().ok_or_else(corrupt)?;
+    let len = u32::from_le_bytes(*len) as usize;
+    let (meta, data) = (rest.get(..len).ok_or_else(corrupt)?, &rest[len..]);
+    Ok(StoredSnapshot {
+        meta: serde_json::from_slice(meta).map_err(io::Error::other)?,
+        data: data.to_vec(),
+    })
+}

@@ -1,0 +1,117 @@
+use openraft::testing::{StoreBuilder, Suite};
+
+use crate::{LogStore, StateMachineStore, StorageError, TypeConfig};
+
+/// A fresh, empty log store and state machine in a temporary directory per case.
+struct FreshStores;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for FreshStores {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let log = LogStore::open(&dir.path().join("log")).expect("open the log");
+        let state_machine =
+            StateMachineStore::open(&dir.path().join("state")).expect("open the state machine");
+        Ok((dir, log, state_machine))
+    }
+}
+
+/// openraft's own storage suite (it starts its own runtime, so a plain test).
+#[test]
+fn openraft_storage_suite_passes() {
+    if let Err(e) = Suite::test_all(FreshStores) {
+        panic!("openraft's storage suite failed: {e}");
+    }
+}
+
+mod restarts {
+    use std::io::Write;
+
+    use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+    use openraft::{CommittedLeaderId, EntryPayload, RaftLogReader, RaftSnapshotBuilder, Vote};
+    use strata_meta::MetaCommand;
+
+    use crate::{Entry, LogId, LogStore, StateMachineStore};
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    fn entries(indexes: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+        indexes
+            .map(|index| Entry {
+                log_id: log_id(index),
+                payload: EntryPayload::Normal(MetaCommand::InitCluster {
+                    cluster_id: format!("cluster-{index}"),
+                }),
+            })
+            .collect()
+    }
+
+    async fn indexes(log: &mut LogStore) -> Vec<u64> {
+        log.try_get_log_entries(..)
+            .await
+            .expect("read")
+            .iter()
+            .map(|e| e.log_id.index)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_log_and_vote_survive_a_restart_and_only_a_torn_tail_is_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = LogStore::open(dir.path()).expect("open");
+        log.blocking_append(entries(1..=5)).await.expect("append");
+        log.save_vote(&Vote::new(3, 1)).await.expect("vote");
+        drop(log);
+        // A crash in the middle of the next append leaves part of a frame.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("log"))
+            .and_then(|mut f| f.write_all(&[0, 0, 0, 50, 1, 2, 3]))
+            .expect("torn tail");
+
+        let mut log = LogStore::open(dir.path()).expect("reopen");
+        assert_eq!(indexes(&mut log).await, vec![1, 2, 3, 4, 5]);
+        assert_eq!(log.read_vote().await.expect("vote"), Some(Vote::new(3, 1)));
+        log.blocking_append(entries(6..=7))
+            .await
+            .expect("append after the cut");
+        log.truncate(log_id(7)).await.expect("truncate");
+        log.purge(log_id(3)).await.expect("purge");
+        drop(log);
+
+        let mut log = LogStore::open(dir.path()).expect("reopen");
+        assert_eq!(indexes(&mut log).await, vec![4, 5, 6]);
+        let state = log.get_log_state().await.expect("state");
+        assert_eq!(state.last_purged_log_id, Some(log_id(3)));
+        assert_eq!(state.last_log_id, Some(log_id(6)));
+    }
+
+    #[tokio::test]
+    async fn the_state_machine_restarts_from_its_last_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut machine = StateMachineStore::open(dir.path()).expect("open");
+        let responses = machine.apply(entries(1..=2)).await.expect("apply");
+        assert!(responses[0].is_ok());
+        assert!(responses[1].is_err(), "a second cluster id is refused");
+        machine
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot");
+        drop(machine);
+
+        let mut machine = StateMachineStore::open(dir.path()).expect("reopen");
+        let (applied, _) = machine.applied_state().await.expect("applied");
+        assert_eq!(applied, Some(log_id(2)));
+        assert_eq!(
+            machine
+                .reader()
+                .read(|s| s.cluster_id().map(str::to_string)),
+            Some("cluster-1".to_string())
+        );
+    }
+}
