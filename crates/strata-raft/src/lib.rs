@@ -5,6 +5,9 @@
 //!   takes, stores and installs snapshots in the versioned format of
 //!   [`strata_meta::snapshot`].
 //!
+//! - [`network`]: raft RPCs between controllers over HTTP.
+//! - [`Controller`]: a node's raft, its state replica and its write path.
+//!
 //! Every node keeps a full replica of the state machine, so metadata reads never leave the
 //! process; only writes go through the raft leader.
 
@@ -12,10 +15,14 @@ use std::io::Cursor;
 
 use strata_meta::{CommandOutcome, MetaCommand, MetaError};
 
+mod controller;
 mod log_store;
+pub mod network;
 mod state_machine;
 
+pub use controller::{Controller, ControllerError};
 pub use log_store::LogStore;
+pub use network::raft_routes;
 pub use state_machine::{StateMachineStore, StateReader};
 
 /// A node's id in the quorum (the same number as its Kafka broker id).

@@ -1,0 +1,179 @@
+//! Three controllers on loopback: a quorum forms, commands replicate to every replica, a new
+//! leader takes over when the leader stops, and a restarted node catches up.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use strata_meta::{CreateTopic, Endpoint, MetaCommand, RegisterBroker};
+use strata_raft::{Controller, NodeId, raft_routes};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Member {
+    controller: Controller,
+    server: JoinHandle<()>,
+}
+
+async fn start(id: NodeId, dir: PathBuf, listener: TcpListener) -> Member {
+    let controller = Controller::start(id, &dir).await.expect("start controller");
+    let routes = raft_routes(controller.raft.clone());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, routes).await;
+    });
+    Member { controller, server }
+}
+
+async fn stop(member: Member) {
+    member.controller.shutdown().await;
+    member.server.abort();
+    let _ = member.server.await;
+}
+
+async fn leader_among(members: &[&Member]) -> NodeId {
+    let first = &members[0].controller;
+    first
+        .raft
+        .wait(Some(WAIT))
+        .metrics(|m| m.current_leader.is_some(), "a leader")
+        .await
+        .expect("a leader is elected");
+    first.leader().expect("leader")
+}
+
+async fn write_at_leader(members: &[&Member], command: MetaCommand) -> u64 {
+    let leader = leader_among(members).await;
+    let member = members
+        .iter()
+        .find(|m| m.controller.id == leader)
+        .expect("the leader is a member");
+    member
+        .controller
+        .write(command)
+        .await
+        .expect("committed")
+        .expect("applied");
+    member
+        .controller
+        .state
+        .last_applied()
+        .expect("applied")
+        .index
+}
+
+async fn wait_applied(member: &Member, index: u64) {
+    member
+        .controller
+        .raft
+        .wait(Some(WAIT))
+        .applied_index_at_least(Some(index), "caught up")
+        .await
+        .expect("the member applies the entry");
+}
+
+fn register(id: i32) -> MetaCommand {
+    MetaCommand::RegisterBroker(RegisterBroker {
+        broker_id: id,
+        incarnation: uuid::Uuid::from_u128(id as u128 + 1),
+        endpoints: vec![Endpoint {
+            listener: "PLAINTEXT".into(),
+            host: "127.0.0.1".into(),
+            port: 9000 + id as u16,
+        }],
+        rack: None,
+        now_ms: 0,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_controllers_replicate_fail_over_and_catch_up() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut listeners = Vec::new();
+    let mut voters = BTreeMap::new();
+    for id in 1..=3u64 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        voters.insert(id, listener.local_addr().expect("addr").to_string());
+        listeners.push(listener);
+    }
+    let mut members = Vec::new();
+    for (id, listener) in (1..=3u64).zip(listeners) {
+        members.push(start(id, root.path().join(id.to_string()), listener).await);
+    }
+    members[0]
+        .controller
+        .initialize(voters.clone())
+        .await
+        .expect("initialize");
+
+    let all: Vec<&Member> = members.iter().collect();
+    let index = write_at_leader(
+        &all,
+        MetaCommand::InitCluster {
+            cluster_id: "c1".into(),
+        },
+    )
+    .await;
+    for member in &members {
+        wait_applied(member, index).await;
+        assert_eq!(
+            member
+                .controller
+                .state
+                .read(|s| s.cluster_id().map(str::to_string)),
+            Some("c1".to_string())
+        );
+    }
+
+    // The leader stops: the other two elect a new one and keep committing.
+    let old_leader = leader_among(&all).await;
+    let position = members
+        .iter()
+        .position(|m| m.controller.id == old_leader)
+        .expect("leader");
+    let stopped = members.remove(position);
+    let old_dir = root.path().join(old_leader.to_string());
+    stop(stopped).await;
+    let survivors: Vec<&Member> = members.iter().collect();
+    for member in &survivors {
+        member
+            .controller
+            .raft
+            .wait(Some(WAIT))
+            .metrics(
+                |m| m.current_leader.is_some() && m.current_leader != Some(old_leader),
+                "a new leader",
+            )
+            .await
+            .expect("a new leader is elected");
+    }
+    write_at_leader(&survivors, register(7)).await;
+    let index = write_at_leader(
+        &survivors,
+        MetaCommand::CreateTopic(CreateTopic {
+            name: "orders".into(),
+            topic_id: uuid::Uuid::from_u128(42),
+            assignments: vec![vec![7]],
+            configs: BTreeMap::new(),
+        }),
+    )
+    .await;
+
+    // The stopped node restarts from its directory on its old address and catches up.
+    let listener = TcpListener::bind(&voters[&old_leader])
+        .await
+        .expect("rebind");
+    let restarted = start(old_leader, old_dir, listener).await;
+    wait_applied(&restarted, index).await;
+    assert!(
+        restarted
+            .controller
+            .state
+            .read(|s| s.topic_by_name("orders").is_some())
+    );
+    stop(restarted).await;
+    for member in members {
+        stop(member).await;
+    }
+}
