@@ -4,18 +4,26 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use serde::{Deserialize, Serialize};
 use strata_meta::MetaCommand;
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, debug, info, info_span};
 
-use crate::network::HttpNetwork;
+use crate::network::{HttpNetwork, raft_routes};
 use crate::{LogStore, MetaResponse, Node, NodeId, Raft, StateMachineStore, StateReader};
 
-#[derive(Debug, thiserror::Error)]
+/// How long [`Controller::propose`] keeps trying while leadership is moving.
+const PROPOSE_DEADLINE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum ControllerError {
     #[error("opening the raft storage: {0}")]
-    Io(#[from] std::io::Error),
+    Io(String),
     #[error("invalid raft configuration: {0}")]
     Config(String),
     #[error("raft stopped: {0}")]
@@ -25,6 +33,14 @@ pub enum ControllerError {
         leader: Option<NodeId>,
         address: Option<String>,
     },
+    #[error("no controller leader answered within {PROPOSE_DEADLINE:?}: {last}")]
+    NoLeader { last: String },
+}
+
+impl From<std::io::Error> for ControllerError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e.to_string())
+    }
 }
 
 /// The quorum's timing: heartbeats every 250 ms and an election after 1–2 s without one,
@@ -53,6 +69,8 @@ pub struct Controller {
     pub id: NodeId,
     pub raft: Raft,
     pub state: StateReader,
+    /// Forwards proposals to the leader.
+    client: reqwest::Client,
 }
 
 impl Controller {
@@ -71,7 +89,22 @@ impl Controller {
         )
         .await
         .map_err(|e| ControllerError::Fatal(e.to_string()))?;
-        Ok(Self { id, raft, state })
+        Ok(Self {
+            id,
+            raft,
+            state,
+            client: reqwest::Client::new(),
+        })
+    }
+
+    /// Everything this node serves its peers: raft RPCs and forwarded proposals
+    /// (`/meta/write`).
+    pub fn routes(self: &Arc<Self>) -> Router {
+        raft_routes(self.raft.clone()).merge(
+            Router::new()
+                .route("/meta/write", post(forwarded_write))
+                .with_state(self.clone()),
+        )
     }
 
     /// Forms a new quorum of `voters` (id → controller address). A node whose quorum already
@@ -121,6 +154,60 @@ impl Controller {
         .await
     }
 
+    /// Proposes `command` through whichever controller leads, from any node: locally when
+    /// this node leads, else forwarded to the leader, retrying while leadership moves.
+    ///
+    /// A retry after a lost answer can apply a command twice. Commands are made so that a
+    /// repeat is harmless (a registration of the same incarnation) or recognisable (a
+    /// repeated create answers `TopicAlreadyExists` for the topic id the caller chose).
+    pub async fn propose(&self, command: MetaCommand) -> Result<MetaResponse, ControllerError> {
+        let started = Instant::now();
+        let mut last = ControllerError::NotLeader {
+            leader: None,
+            address: None,
+        };
+        while started.elapsed() < PROPOSE_DEADLINE {
+            let attempt = match &last {
+                ControllerError::NotLeader {
+                    address: Some(address),
+                    leader: Some(leader),
+                } if *leader != self.id => self.forward(address, &command).await,
+                _ => self.write(command.clone()).await,
+            };
+            match attempt {
+                Err(e @ (ControllerError::NotLeader { .. } | ControllerError::NoLeader { .. })) => {
+                    debug!(error = %e, "proposal not taken yet; retrying");
+                    last = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+        Err(ControllerError::NoLeader {
+            last: last.to_string(),
+        })
+    }
+
+    async fn forward(
+        &self,
+        address: &str,
+        command: &MetaCommand,
+    ) -> Result<MetaResponse, ControllerError> {
+        let unreachable = |e: reqwest::Error| ControllerError::NoLeader {
+            last: format!("forwarding to {address}: {e}"),
+        };
+        self.client
+            .post(format!("http://{address}/meta/write"))
+            .timeout(PROPOSE_DEADLINE)
+            .json(command)
+            .send()
+            .await
+            .map_err(unreachable)?
+            .json::<Result<MetaResponse, ControllerError>>()
+            .await
+            .map_err(unreachable)?
+    }
+
     /// The current controller leader, as this node knows it.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
@@ -130,4 +217,12 @@ impl Controller {
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
     }
+}
+
+/// A proposal forwarded by another node: written here if this node leads.
+async fn forwarded_write(
+    State(controller): State<Arc<Controller>>,
+    Json(command): Json<MetaCommand>,
+) -> Json<Result<MetaResponse, ControllerError>> {
+    Json(controller.write(command).await)
 }

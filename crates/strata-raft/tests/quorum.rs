@@ -5,21 +5,23 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use strata_meta::{CreateTopic, Endpoint, MetaCommand, RegisterBroker};
-use strata_raft::{Controller, NodeId, raft_routes};
+use std::sync::Arc;
+
+use strata_meta::{CreateTopic, Endpoint, MetaCommand, MetaError, RegisterBroker};
+use strata_raft::{Controller, NodeId};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 struct Member {
-    controller: Controller,
+    controller: Arc<Controller>,
     server: JoinHandle<()>,
 }
 
 async fn start(id: NodeId, dir: PathBuf, listener: TcpListener) -> Member {
-    let controller = Controller::start(id, &dir).await.expect("start controller");
-    let routes = raft_routes(controller.raft.clone());
+    let controller = Arc::new(Controller::start(id, &dir).await.expect("start controller"));
+    let routes = controller.routes();
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, routes).await;
     });
@@ -148,7 +150,31 @@ async fn three_controllers_replicate_fail_over_and_catch_up() {
             .await
             .expect("a new leader is elected");
     }
-    write_at_leader(&survivors, register(7)).await;
+    // Any node can propose: a follower forwards to the leader.
+    let follower = survivors
+        .iter()
+        .find(|m| Some(m.controller.id) != m.controller.leader())
+        .expect("a follower");
+    follower
+        .controller
+        .propose(register(7))
+        .await
+        .expect("forwarded")
+        .expect("applied");
+    assert_eq!(
+        follower
+            .controller
+            .propose(MetaCommand::InitCluster {
+                cluster_id: "c2".into()
+            })
+            .await
+            .expect("forwarded"),
+        Err(MetaError::ClusterIdMismatch {
+            existing: "c1".into(),
+            requested: "c2".into()
+        }),
+        "the state machine's verdict comes back to the proposer"
+    );
     let index = write_at_leader(
         &survivors,
         MetaCommand::CreateTopic(CreateTopic {
