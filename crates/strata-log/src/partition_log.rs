@@ -83,7 +83,7 @@ impl PartitionLog {
     /// Opens the log in `dir`, creating it if needed and recovering from a crash if one
     /// happened.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Self, LogError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        crate::durable_file::create_dir_all_durable(dir).map_err(|e| io_err(dir, e))?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
             let path = entry.map_err(|e| io_err(dir, e))?.path();

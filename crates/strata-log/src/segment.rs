@@ -111,6 +111,9 @@ impl Segment {
             .write(true)
             .open(&index_path)
             .map_err(|e| io_err(&index_path, e))?;
+        // Without this, an fsync'd append to a segment created after the last directory sync
+        // could vanish with its file on power loss.
+        crate::durable_file::sync_dir(dir).map_err(|e| io_err(dir, e))?;
         Ok(Self {
             base_offset,
             log_path,
