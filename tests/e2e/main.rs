@@ -3,6 +3,7 @@
 
 mod bench_smoke;
 mod clients;
+mod cluster;
 mod crash;
 mod hostile;
 mod produce_fetch;

@@ -49,15 +49,18 @@ impl InProcessBroker {
         let mut config = BrokerConfig::new(data_dir.to_path_buf());
         config.shutdown_timeout = Duration::from_secs(5);
         adjust(&mut config);
-        let (kafka, admin) = runtime.block_on(async {
-            let kafka = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            anyhow::Ok((kafka, admin))
+        let listeners = runtime.block_on(async {
+            let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+            anyhow::Ok(strata_broker::Listeners {
+                kafka: bind().await?,
+                admin: bind().await?,
+                controller: bind().await?,
+            })
         })?;
-        let bootstrap = kafka.local_addr()?.to_string();
-        let admin_addr = admin.local_addr()?;
+        let bootstrap = listeners.kafka.local_addr()?.to_string();
+        let admin_addr = listeners.admin.local_addr()?;
         let shutdown = CancellationToken::new();
-        let task = runtime.spawn(strata_broker::run(config, kafka, admin, shutdown.clone()));
+        let task = runtime.spawn(strata_broker::run(config, listeners, shutdown.clone()));
         let broker = Self {
             bootstrap,
             admin: admin_addr,

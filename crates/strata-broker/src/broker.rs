@@ -7,6 +7,7 @@ use tracing::{info, info_span, warn};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{BrokerConfig, Durability};
+use crate::control_plane::MetadataView;
 use crate::error::BrokerError;
 use crate::group_commit::GroupCommit;
 use crate::metrics::Metrics;
@@ -26,6 +27,8 @@ pub struct Broker {
     pub advertised: (String, u16),
     /// Where sealed segments will be tiered to (opened and checked at startup).
     pub object_store: Arc<dyn object_store::ObjectStore>,
+    /// This node's replica of the cluster metadata.
+    pub metadata: MetadataView,
     group_commit: Option<GroupCommit>,
 }
 
@@ -42,6 +45,7 @@ impl Broker {
     pub async fn open(
         config: BrokerConfig,
         advertised: (String, u16),
+        metadata: MetadataView,
     ) -> Result<(Arc<Self>, BrokerTasks), BrokerError> {
         let metrics = Arc::new(Metrics::new());
         let object_store = crate::object_store_url::open(&config.object_store_url)
@@ -80,6 +84,7 @@ impl Broker {
             clock: Arc::new(SystemClock),
             advertised,
             object_store,
+            metadata,
             group_commit,
         });
         let retention_cancel = CancellationToken::new();

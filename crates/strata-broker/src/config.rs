@@ -141,6 +141,9 @@ pub struct BrokerConfig {
     pub shutdown_timeout: Duration,
     /// Broker-wide defaults for topic-level settings (from their `log.*` names).
     pub topic_defaults: TopicConfig,
+    /// The metadata quorum's voters, by node id, at their controller addresses. Empty: this
+    /// node alone (the embedded default).
+    pub controller_quorum: BTreeMap<u64, String>,
 }
 
 impl BrokerConfig {
@@ -160,6 +163,7 @@ impl BrokerConfig {
             retention_check_interval: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             topic_defaults: TopicConfig::builtin(),
+            controller_quorum: BTreeMap::new(),
         }
     }
 
@@ -255,6 +259,30 @@ fn absolute(path: &std::path::Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// Parses `--controller-quorum`: `ID@HOST:PORT` entries separated by commas, as Kafka's
+/// `controller.quorum.voters`.
+pub fn parse_controller_quorum(value: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut voters = BTreeMap::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, address) = entry
+            .split_once('@')
+            .ok_or_else(|| format!("'{entry}' is not ID@HOST:PORT"))?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| format!("'{id}' in '{entry}' is not a node id"))?;
+        let port_ok = address.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !port_ok {
+            return Err(format!("'{address}' in '{entry}' is not HOST:PORT"));
+        }
+        if voters.insert(id, address.to_string()).is_some() {
+            return Err(format!("node {id} is named twice"));
+        }
+    }
+    Ok(voters)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,5 +330,27 @@ mod tests {
         let topic = TopicConfig::builtin();
         assert_eq!(topic.retention_bytes(), None);
         assert_eq!(topic.retention_ms(), Some(604_800_000));
+    }
+
+    #[test]
+    fn controller_quorums_parse_like_kafkas_voter_lists() {
+        assert_eq!(
+            parse_controller_quorum("1@a:9093, 2@b:9093,3@10.0.0.3:19093"),
+            Ok(BTreeMap::from([
+                (1, "a:9093".to_string()),
+                (2, "b:9093".to_string()),
+                (3, "10.0.0.3:19093".to_string()),
+            ]))
+        );
+        for bad in [
+            "1a:9093",
+            "x@a:9093",
+            "1@a",
+            "1@:9093",
+            "1@a:0",
+            "1@a:1,1@b:2",
+        ] {
+            assert!(parse_controller_quorum(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -56,6 +56,10 @@ pub enum BrokerError {
     ObjectStoreUrl(Arc<crate::object_store_url::ObjectStoreUrlError>),
     #[error("the broker is shutting down")]
     ShuttingDown,
+    #[error("metadata quorum: {0}")]
+    ControlPlane(strata_raft::ControllerError),
+    #[error("the metadata quorum refused this broker's registration: {0}")]
+    Registration(String),
 }
 
 impl From<LogError> for BrokerError {
@@ -105,6 +109,8 @@ impl BrokerError {
             Self::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
             Self::ObjectStoreUrl(_) => ResponseError::KafkaStorageError,
             Self::ShuttingDown => ResponseError::NotLeaderOrFollower,
+            Self::ControlPlane(_) => ResponseError::NotController,
+            Self::Registration(_) => ResponseError::UnknownServerError,
         }
     }
 

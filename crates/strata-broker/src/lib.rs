@@ -9,6 +9,7 @@ pub mod admin_http;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod control_plane;
 pub mod error;
 pub mod frame_reader;
 mod group_commit;
@@ -31,36 +32,61 @@ use tracing::info;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;
+use control_plane::ControlPlane;
 pub use error::BrokerError;
 
-/// Runs a broker on the given listeners until `shutdown` fires, then shuts down in order.
+/// The sockets a node serves, bound by the caller (so port 0 works and errors come early).
+pub struct Listeners {
+    pub kafka: TcpListener,
+    pub admin: TcpListener,
+    /// Where the node's controller serves its peers (raft RPCs, forwarded proposals).
+    pub controller: TcpListener,
+}
+
+/// Runs a node on the given listeners until `shutdown` fires, then shuts down in order.
 pub async fn run(
     config: BrokerConfig,
-    kafka_listener: TcpListener,
-    admin_listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), BrokerError> {
+    let Listeners {
+        kafka: kafka_listener,
+        admin: admin_listener,
+        controller: controller_listener,
+    } = listeners;
     let kafka_addr = kafka_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let advertised = config.advertised_address(kafka_addr);
     let drain_timeout = config.shutdown_timeout;
     let ready = Arc::new(AtomicBool::new(false));
     let admin_shutdown = CancellationToken::new();
-    let (broker, tasks) = Broker::open(config, advertised.clone()).await?;
+    let control_plane = ControlPlane::start(&config, controller_listener).await?;
+    let (broker, tasks) = Broker::open(config, advertised.clone(), control_plane.view()).await?;
     let admin = tokio::spawn(admin_http::serve(
         admin_listener,
         broker.clone(),
         ready.clone(),
         admin_shutdown.clone(),
     ));
-    // One line that scripts can parse for the bound addresses.
+    // One line that scripts can parse for the bound addresses, logged before joining the
+    // quorum: the other voters may still be starting.
     info!(
         kafka = %kafka_addr,
         admin = %admin_addr,
+        controller = %control_plane.address,
         advertised = %format!("{}:{}", advertised.0, advertised.1),
         node_id = broker.config.node_id,
         "strata listening"
     );
+    control_plane
+        .register(
+            broker.node.cluster_id(),
+            broker.config.node_id,
+            &advertised,
+            broker.clock.now_ms(),
+            &shutdown,
+        )
+        .await?;
     ready.store(true, Ordering::Release);
     server::serve(
         kafka_listener,
@@ -85,6 +111,7 @@ pub async fn run(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "partitions flushed"
     );
+    control_plane.stop().await;
     admin_shutdown.cancel();
     let _ = admin.await;
     Ok(())

@@ -113,6 +113,16 @@ impl Controller {
         &self,
         voters: BTreeMap<NodeId, String>,
     ) -> Result<(), ControllerError> {
+        // Asking an initialized raft to initialize again is refused (and logged as an error
+        // by openraft), so a restart skips it.
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| ControllerError::Fatal(e.to_string()))?
+        {
+            return Ok(());
+        }
         let members: BTreeMap<NodeId, Node> = voters
             .into_iter()
             .map(|(id, addr)| (id, Node { addr }))

@@ -47,9 +47,18 @@ pub struct ServerArgs {
     /// file:///abs/path, memory:// or s3://bucket/prefix. [default: file://<data-dir>/objects]
     #[arg(long, env = "STRATA_OBJECT_STORE", value_name = "URL")]
     pub object_store: Option<String>,
-    /// A tracing filter such as `info` or `strata_broker=debug,info`. [default: info]
+    /// A tracing filter such as `info` or `strata_broker=debug,info`. [default:
+    /// info,openraft=error]
     #[arg(long, env = "STRATA_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// The metadata quorum's voters as `ID@HOST:PORT,...` (Kafka's `controller.quorum.voters`).
+    /// [default: this node alone]
+    #[arg(long, env = "STRATA_CONTROLLER_QUORUM", value_name = "VOTERS")]
+    pub controller_quorum: Option<String>,
+    /// Where this node's controller listens for its peers. [default: its address in
+    /// --controller-quorum, or an OS-picked loopback port for a quorum of one]
+    #[arg(long, env = "STRATA_CONTROLLER_LISTEN", value_name = "ADDR")]
+    pub controller_listen: Option<String>,
     /// When produces are acknowledged: `os` (written to the OS, survives kill -9) or `fsync`
     /// (fsynced with group commit, survives power loss). [default: os]
     #[arg(long, env = "STRATA_DURABILITY")]

@@ -38,9 +38,22 @@ async fn serve(settings: server_config::Settings) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(&settings.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener on {}", settings.admin_listen))?;
+    let controller = tokio::net::TcpListener::bind(&settings.controller_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the controller listener on {}",
+                settings.controller_listen
+            )
+        })?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     signals::spawn_handler(shutdown.clone(), settings.broker.shutdown_timeout);
-    strata_broker::run(settings.broker, kafka, admin, shutdown).await?;
+    let listeners = strata_broker::Listeners {
+        kafka,
+        admin,
+        controller,
+    };
+    strata_broker::run(settings.broker, listeners, shutdown).await?;
     tracing::info!("strata stopped");
     Ok(())
 }

@@ -19,9 +19,13 @@ use crate::cli::ServerArgs;
 pub struct Settings {
     pub kafka_listen: String,
     pub admin_listen: String,
+    pub controller_listen: String,
     pub log_level: String,
     pub broker: BrokerConfig,
 }
+
+/// openraft narrates every election at info and warn; its errors (an unreachable peer) stay.
+const DEFAULT_LOG_LEVEL: &str = "info,openraft=error";
 
 const FLAG_KEYS: &[&str] = &[
     "node-id",
@@ -32,6 +36,8 @@ const FLAG_KEYS: &[&str] = &[
     "object-store",
     "log-level",
     "durability",
+    "controller-listen",
+    "controller-quorum",
 ];
 
 impl Settings {
@@ -73,10 +79,32 @@ impl Settings {
                 .map_err(anyhow::Error::msg)
                 .context("--durability")?;
         }
+        if broker.node_id < 0 {
+            bail!("--node-id must be 0 or more, got {}", broker.node_id);
+        }
+        if let Some(quorum) = args.controller_quorum {
+            broker.controller_quorum = strata_broker::config::parse_controller_quorum(&quorum)
+                .map_err(anyhow::Error::msg)
+                .context("--controller-quorum")?;
+        }
+        let own_voter_address = broker
+            .controller_quorum
+            .get(&u64::try_from(broker.node_id).unwrap_or_default());
+        if !broker.controller_quorum.is_empty() && own_voter_address.is_none() {
+            bail!(
+                "node {} is not in --controller-quorum; every node is a controller voter for now",
+                broker.node_id
+            );
+        }
+        // A quorum of one needs no known address; a voter listens where the others expect it.
+        let controller_listen = args.controller_listen.unwrap_or_else(|| {
+            own_voter_address.map_or_else(|| "127.0.0.1:0".into(), Clone::clone)
+        });
         Ok(Self {
+            controller_listen,
             kafka_listen: args.kafka_listen.unwrap_or_else(|| "127.0.0.1:9092".into()),
             admin_listen: args.admin_listen.unwrap_or_else(|| "127.0.0.1:9644".into()),
-            log_level: args.log_level.unwrap_or_else(|| "info".into()),
+            log_level: args.log_level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.into()),
             broker,
         })
     }
@@ -103,6 +131,8 @@ fn fill_from_file(args: &mut ServerArgs, flag: &str, value: String) -> anyhow::R
         "object-store" => set(&mut args.object_store, value),
         "log-level" => set(&mut args.log_level, value),
         "durability" => set(&mut args.durability, value),
+        "controller-listen" => set(&mut args.controller_listen, value),
+        "controller-quorum" => set(&mut args.controller_quorum, value),
         other => bail!("'{other}' is not a setting"),
     }
     Ok(())

@@ -23,7 +23,6 @@ const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> MetadataResponse {
     let broker = ctx.broker;
     let node_id = BrokerId(broker.config.node_id);
-    let (host, port) = &broker.advertised;
     let topics = match request.topics {
         None => broker
             .topics
@@ -45,15 +44,22 @@ pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> Metad
             out
         }
     };
-    MetadataResponse::default()
-        .with_brokers(vec![
+    let brokers = broker
+        .metadata
+        .live_brokers()
+        .into_iter()
+        .map(|b| {
             MetadataResponseBroker::default()
-                .with_node_id(node_id)
-                .with_host(str_bytes(host.clone()))
-                .with_port(i32::from(*port)),
-        ])
-        .with_cluster_id(Some(str_bytes(broker.node.cluster_id())))
-        .with_controller_id(node_id)
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect();
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(broker.metadata.cluster_id().map(str_bytes))
+        .with_controller_id(BrokerId(broker.metadata.controller_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

@@ -1,0 +1,211 @@
+//! This node's part in the metadata quorum: it runs a controller on its controller listener,
+//! forms or joins the quorum, and registers its broker there. Metadata and DescribeCluster
+//! read brokers and the cluster id from the node's own replica of the state.
+//!
+//! With no `--controller-quorum`, the node is a quorum of one (the embedded default). Every
+//! voter initializes the quorum with the same voter list; openraft treats the second and later
+//! initializations as no-ops, so no node has to be "first".
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_meta::{Endpoint, MetaCommand, RegisterBroker};
+use strata_raft::{Controller, ControllerError, NodeId};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+
+/// A running controller and the server its peers reach it through.
+pub struct ControlPlane {
+    pub controller: Arc<Controller>,
+    pub address: SocketAddr,
+    server: JoinHandle<()>,
+    stop_server: CancellationToken,
+}
+
+impl ControlPlane {
+    /// Starts this node's controller under `<data-dir>/raft`, serves it on `listener`, and
+    /// forms (or rejoins) the quorum.
+    pub async fn start(config: &BrokerConfig, listener: TcpListener) -> Result<Self, BrokerError> {
+        let address = listener.local_addr()?;
+        let id = node_id(config.node_id);
+        let controller = Arc::new(
+            Controller::start(id, &config.data_dir.join("raft"))
+                .await
+                .map_err(BrokerError::from)?,
+        );
+        let stop_server = CancellationToken::new();
+        let routes = controller.routes();
+        let stopping = stop_server.clone();
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, routes)
+                .with_graceful_shutdown(async move { stopping.cancelled().await });
+            if let Err(e) = serve.await {
+                warn!(error = %e, "the controller listener failed");
+            }
+        });
+        let voters: BTreeMap<NodeId, String> = if config.controller_quorum.is_empty() {
+            BTreeMap::from([(id, address.to_string())])
+        } else {
+            config.controller_quorum.clone()
+        };
+        let single = voters.len() == 1;
+        controller
+            .initialize(voters)
+            .await
+            .map_err(BrokerError::from)?;
+        if single {
+            // A quorum of one need not wait out an election timeout after a restart.
+            let _ = controller.raft.trigger().elect().await;
+        }
+        Ok(Self {
+            controller,
+            address,
+            server,
+            stop_server,
+        })
+    }
+
+    /// Records the cluster id (the first node's wins) and this broker, retrying until a
+    /// quorum answers or `shutdown` fires.
+    pub async fn register(
+        &self,
+        cluster_id: &str,
+        broker_id: i32,
+        advertised: &(String, u16),
+        now_ms: i64,
+        shutdown: &CancellationToken,
+    ) -> Result<(), BrokerError> {
+        let registration = RegisterBroker {
+            broker_id,
+            incarnation: Uuid::new_v4(),
+            endpoints: vec![Endpoint {
+                listener: "PLAINTEXT".into(),
+                host: advertised.0.clone(),
+                port: advertised.1,
+            }],
+            rack: None,
+            now_ms,
+        };
+        let commands = [
+            MetaCommand::InitCluster {
+                cluster_id: cluster_id.to_string(),
+            },
+            MetaCommand::RegisterBroker(registration),
+        ];
+        for command in commands {
+            loop {
+                let proposal = tokio::select! {
+                    () = shutdown.cancelled() => return Err(BrokerError::ShuttingDown),
+                    proposal = self.controller.propose(command.clone()) => proposal,
+                };
+                match proposal {
+                    // The first node to name the cluster wins; the others adopt its id.
+                    Ok(Ok(_) | Err(strata_meta::MetaError::ClusterIdMismatch { .. })) => break,
+                    Ok(Err(refused)) => {
+                        return Err(BrokerError::Registration(refused.to_string()));
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "no controller quorum yet; retrying registration");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+        info!(
+            broker_id,
+            cluster_id = self.view().cluster_id().unwrap_or_default(),
+            "broker registered with the metadata quorum"
+        );
+        Ok(())
+    }
+
+    /// What request handlers read: this node's replica of the metadata.
+    pub fn view(&self) -> MetadataView {
+        MetadataView {
+            controller: self.controller.clone(),
+        }
+    }
+
+    /// Stops the controller and its listener.
+    pub async fn stop(self) {
+        self.controller.shutdown().await;
+        self.stop_server.cancel();
+        let _ = self.server.await;
+    }
+}
+
+/// A live broker as Metadata and DescribeCluster present it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
+/// Reads of the replicated metadata, answered locally without a round trip.
+#[derive(Clone)]
+pub struct MetadataView {
+    controller: Arc<Controller>,
+}
+
+impl std::fmt::Debug for MetadataView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetadataView")
+            .field("node_id", &self.controller.id)
+            .finish()
+    }
+}
+
+impl MetadataView {
+    /// The cluster id the quorum agreed on.
+    pub fn cluster_id(&self) -> Option<String> {
+        self.controller
+            .state
+            .read(|s| s.cluster_id().map(str::to_string))
+    }
+
+    /// The brokers that are not fenced, by id, where clients reach them.
+    pub fn live_brokers(&self) -> Vec<BrokerAddress> {
+        self.controller.state.read(|s| {
+            s.live_brokers()
+                .filter_map(|b| {
+                    let endpoint = b.endpoints.first()?;
+                    Some(BrokerAddress {
+                        id: b.broker_id,
+                        host: endpoint.host.clone(),
+                        port: endpoint.port,
+                        rack: b.rack.clone(),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// The controller leader's id as Kafka clients see it, or -1 while there is none.
+    pub fn controller_id(&self) -> i32 {
+        self.controller
+            .leader()
+            .and_then(|id| i32::try_from(id).ok())
+            .unwrap_or(-1)
+    }
+}
+
+/// Broker ids are non-negative `i32`s (validated with the config); raft ids are `u64`.
+fn node_id(broker_id: i32) -> NodeId {
+    u64::try_from(broker_id).unwrap_or_default()
+}
+
+impl From<ControllerError> for BrokerError {
+    fn from(e: ControllerError) -> Self {
+        Self::ControlPlane(e)
+    }
+}

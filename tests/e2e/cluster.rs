@@ -1,0 +1,88 @@
+//! Several `strata server` processes on loopback forming one metadata quorum.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use strata_e2e::BrokerProcess;
+
+use crate::consumer;
+
+/// A loopback port that was free a moment ago (the quorum's addresses must be known before
+/// any node starts).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The broker ids `bootstrap`'s Metadata lists, once it lists `expected` (or what it last
+/// listed when time runs out).
+fn brokers_listed_by(bootstrap: &str, expected: &[i32]) -> Vec<i32> {
+    let client = consumer(bootstrap, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut ids: Vec<i32> = client
+            .fetch_metadata(None, Duration::from_secs(5))
+            .map(|m| m.brokers().iter().map(|b| b.id()).collect())
+            .unwrap_or_default();
+        ids.sort_unstable();
+        if ids == expected || Instant::now() > deadline {
+            return ids;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Starts node `i + 1` on `dirs[i]`. Each logs its startup line before the quorum forms, so
+/// they can start one after another.
+fn start_cluster(dirs: &[tempfile::TempDir], quorum: &str) -> anyhow::Result<Vec<BrokerProcess>> {
+    (1..)
+        .zip(dirs)
+        .map(|(id, dir): (i32, _)| {
+            let id = id.to_string();
+            BrokerProcess::spawn(
+                dir.path(),
+                &["--node-id", &id, "--controller-quorum", quorum],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn three_nodes_form_one_quorum_and_every_node_lists_every_broker() -> anyhow::Result<()> {
+    let dirs = [
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    ];
+    let quorum = (1..=3)
+        .map(|id| format!("{id}@127.0.0.1:{}", free_port()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes = start_cluster(&dirs, &quorum)?;
+    for node in &nodes {
+        assert_eq!(
+            brokers_listed_by(&node.bootstrap, &[1, 2, 3]),
+            vec![1, 2, 3],
+            "Metadata from {} lists every broker",
+            node.bootstrap
+        );
+    }
+    // A whole-cluster restart keeps the quorum: the nodes rejoin from their raft directories
+    // and register again at their new Kafka ports.
+    for node in &mut nodes {
+        node.terminate()?;
+    }
+    let mut restarted = start_cluster(&dirs, &quorum)?;
+    for node in &restarted {
+        assert_eq!(
+            brokers_listed_by(&node.bootstrap, &[1, 2, 3]),
+            vec![1, 2, 3]
+        );
+    }
+    for node in &mut restarted {
+        node.terminate()?;
+    }
+    Ok(())
+}
