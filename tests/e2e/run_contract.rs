@@ -39,7 +39,16 @@ fn the_server_reports_its_ports_serves_admin_endpoints_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut broker = BrokerProcess::spawn(dir.path(), &[]).expect("broker starts");
     assert_eq!(http_get(&broker.admin, "/healthz").0, 200);
-    assert_eq!(http_get(&broker.admin, "/readyz").0, 200);
+    // The startup line comes once the listeners are bound; ready means the node has also
+    // joined the metadata quorum and registered, which takes a moment more.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while http_get(&broker.admin, "/readyz").0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never turned ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     client_runtime().block_on(create_topic(&broker.bootstrap, "contract", 1, &[]));
     let (status, metrics) = http_get(&broker.admin, "/metrics");
     assert_eq!(status, 200);
