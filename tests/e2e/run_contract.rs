@@ -57,6 +57,20 @@ fn the_server_reports_its_ports_serves_admin_endpoints_and_stops_on_sigterm() {
         "request counters are exported:\n{metrics}"
     );
     assert!(metrics.contains("api=\"create_topics\""));
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("{name} is exported:\n{metrics}"))
+    };
+    assert!(value("strata_quorum_term") >= 1);
+    assert_eq!(
+        value("strata_quorum_leader"),
+        1,
+        "a quorum of one leads itself"
+    );
+    assert_eq!(value("strata_quorum_live_brokers"), 1);
+    assert_eq!(value("strata_quorum_apply_lag"), 0);
 
     let status = broker.terminate().expect("the broker stops after SIGTERM");
     assert!(status.success(), "ordered shutdown exits 0, got {status}");

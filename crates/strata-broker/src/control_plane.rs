@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::metrics::Metrics;
 
 /// A running controller and the server its peers reach it through.
 pub struct ControlPlane {
@@ -57,12 +58,12 @@ impl ControlPlane {
             config.controller_quorum.clone()
         };
         let single = voters.len() == 1;
-        controller
+        let formed = controller
             .initialize(voters)
             .await
             .map_err(BrokerError::from)?;
-        if single {
-            // A quorum of one need not wait out an election timeout after a restart.
+        if single && !formed {
+            // A restarted quorum of one need not wait out an election timeout.
             let _ = controller.raft.trigger().elect().await;
         }
         Ok(Self {
@@ -125,6 +126,41 @@ impl ControlPlane {
             "broker registered with the metadata quorum"
         );
         Ok(())
+    }
+
+    /// Keeps `metrics` in step with this node's raft until the raft stops.
+    pub fn spawn_metrics(&self, metrics: Arc<Metrics>) -> JoinHandle<()> {
+        let controller = self.controller.clone();
+        tokio::spawn(async move {
+            let mut watch = controller.raft.metrics();
+            let mut leader = None;
+            loop {
+                let current = watch.borrow_and_update().clone();
+                let quorum = &metrics.quorum;
+                let last_log = current.last_log_index.unwrap_or(0);
+                let applied = current.last_applied.map_or(0, |id| id.index);
+                quorum.term.set(gauge(current.current_term));
+                quorum.last_log_index.set(gauge(last_log));
+                quorum.last_applied_index.set(gauge(applied));
+                quorum
+                    .apply_lag
+                    .set(gauge(last_log.saturating_sub(applied)));
+                quorum
+                    .leader
+                    .set(i64::from(current.current_leader == Some(controller.id)));
+                if current.current_leader != leader {
+                    leader = current.current_leader;
+                    quorum.leader_changes.inc();
+                }
+                let live = controller.state.read(|s| s.live_brokers().count());
+                quorum
+                    .live_brokers
+                    .set(i64::try_from(live).unwrap_or(i64::MAX));
+                if watch.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
     }
 
     /// What request handlers read: this node's replica of the metadata.
@@ -208,4 +244,8 @@ impl From<ControllerError> for BrokerError {
     fn from(e: ControllerError) -> Self {
         Self::ControlPlane(e)
     }
+}
+
+fn gauge(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }

@@ -62,6 +62,8 @@ pub async fn run(
     let admin_shutdown = CancellationToken::new();
     let control_plane = ControlPlane::start(&config, controller_listener).await?;
     let (broker, tasks) = Broker::open(config, advertised.clone(), control_plane.view()).await?;
+    // Ends by itself when the controller stops.
+    let _quorum_metrics = control_plane.spawn_metrics(broker.metrics.clone());
     let admin = tokio::spawn(admin_http::serve(
         admin_listener,
         broker.clone(),

@@ -42,6 +42,59 @@ pub struct Metrics {
     pub fsync_duration: Histogram,
     pub fsync_batch_waiters: Histogram,
     pub retention_deleted_segments: Counter,
+    pub quorum: QuorumMetrics,
+}
+
+/// The metadata quorum as this node sees it.
+#[derive(Debug, Default)]
+pub struct QuorumMetrics {
+    pub term: Gauge,
+    pub last_log_index: Gauge,
+    pub last_applied_index: Gauge,
+    /// Entries in this node's log that it has not applied yet.
+    pub apply_lag: Gauge,
+    /// 1 while this node is the controller leader.
+    pub leader: Gauge,
+    pub leader_changes: Counter,
+    /// Registered brokers that are not fenced.
+    pub live_brokers: Gauge,
+}
+
+impl QuorumMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let quorum = registry.sub_registry_with_prefix("quorum");
+        quorum.register("term", "The raft term", self.term.clone());
+        quorum.register(
+            "last_log_index",
+            "Index of the last entry in this node's raft log",
+            self.last_log_index.clone(),
+        );
+        quorum.register(
+            "last_applied_index",
+            "Index of the last entry applied to this node's metadata",
+            self.last_applied_index.clone(),
+        );
+        quorum.register(
+            "apply_lag",
+            "Entries in this node's raft log not yet applied",
+            self.apply_lag.clone(),
+        );
+        quorum.register(
+            "leader",
+            "1 while this node is the controller leader",
+            self.leader.clone(),
+        );
+        quorum.register(
+            "leader_changes",
+            "Times the controller leader this node knows of changed",
+            self.leader_changes.clone(),
+        );
+        quorum.register(
+            "live_brokers",
+            "Registered brokers that are not fenced",
+            self.live_brokers.clone(),
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -130,8 +183,11 @@ impl Metrics {
             "Segments deleted by retention",
             retention_deleted_segments.clone(),
         );
+        let quorum = QuorumMetrics::default();
+        quorum.register(&mut registry);
         Self {
             registry,
+            quorum,
             requests,
             request_errors,
             request_duration,

@@ -107,12 +107,12 @@ impl Controller {
         )
     }
 
-    /// Forms a new quorum of `voters` (id → controller address). A node whose quorum already
-    /// exists (a restart) is left as it is.
+    /// Forms a new quorum of `voters` (id → controller address) and answers true; a node
+    /// whose quorum already exists (a restart) is left as it is and answers false.
     pub async fn initialize(
         &self,
         voters: BTreeMap<NodeId, String>,
-    ) -> Result<(), ControllerError> {
+    ) -> Result<bool, ControllerError> {
         // Asking an initialized raft to initialize again is refused (and logged as an error
         // by openraft), so a restart skips it.
         if self
@@ -121,7 +121,7 @@ impl Controller {
             .await
             .map_err(|e| ControllerError::Fatal(e.to_string()))?
         {
-            return Ok(());
+            return Ok(false);
         }
         let members: BTreeMap<NodeId, Node> = voters
             .into_iter()
@@ -130,9 +130,9 @@ impl Controller {
         match self.raft.initialize(members).await {
             Ok(()) => {
                 info!(node_id = self.id, "formed a new metadata quorum");
-                Ok(())
+                Ok(true)
             }
-            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),
             Err(e) => Err(ControllerError::Fatal(e.to_string())),
         }
     }
