@@ -2,10 +2,12 @@
 
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::{DescribeClusterRequest, InitProducerIdRequest};
 use rdkafka::consumer::Consumer;
 use strata_e2e::BrokerProcess;
 
 use crate::consumer;
+use crate::raw::Client;
 
 /// A loopback port that was free a moment ago (the quorum's addresses must be known before
 /// any node starts).
@@ -69,6 +71,33 @@ fn three_nodes_form_one_quorum_and_every_node_lists_every_broker() -> anyhow::Re
             node.bootstrap
         );
     }
+    // One cluster id everywhere, and producer ids unique across the cluster.
+    let mut cluster_ids = Vec::new();
+    let mut producer_ids = Vec::new();
+    for node in &nodes {
+        let mut client = Client::connect(&node.bootstrap);
+        let described = client.send(&DescribeClusterRequest::default(), 0);
+        assert_eq!(described.brokers.len(), 3);
+        cluster_ids.push(described.cluster_id.to_string());
+        for _ in 0..2 {
+            // An idempotent (not transactional) producer asking for a new id.
+            let request = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+                .with_producer_epoch(-1);
+            let answer = client.send(&request, 4);
+            assert_eq!(answer.error_code, 0);
+            producer_ids.push(answer.producer_id.0);
+        }
+    }
+    cluster_ids.dedup();
+    assert_eq!(cluster_ids.len(), 1, "one cluster id: {cluster_ids:?}");
+    let distinct: std::collections::BTreeSet<_> = producer_ids.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        producer_ids.len(),
+        "unique producer ids: {producer_ids:?}"
+    );
     // A whole-cluster restart keeps the quorum: the nodes rejoin from their raft directories
     // and register again at their new Kafka ports.
     for node in &mut nodes {

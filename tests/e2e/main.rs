@@ -7,6 +7,7 @@ mod cluster;
 mod crash;
 mod hostile;
 mod produce_fetch;
+mod raw;
 mod run_contract;
 mod telemetry;
 mod versions;

@@ -13,6 +13,7 @@ use crate::group_commit::GroupCommit;
 use crate::metrics::Metrics;
 use crate::node_meta::NodeMeta;
 use crate::partition::Partition;
+use crate::producer_ids::ProducerIds;
 use crate::topics::{NewTopic, Topic, TopicRegistry};
 
 /// Everything a request handler needs.
@@ -29,6 +30,7 @@ pub struct Broker {
     pub object_store: Arc<dyn object_store::ObjectStore>,
     /// This node's replica of the cluster metadata.
     pub metadata: MetadataView,
+    pub producer_ids: ProducerIds,
     group_commit: Option<GroupCommit>,
 }
 
@@ -46,6 +48,7 @@ impl Broker {
         config: BrokerConfig,
         advertised: (String, u16),
         metadata: MetadataView,
+        producer_ids: ProducerIds,
     ) -> Result<(Arc<Self>, BrokerTasks), BrokerError> {
         let metrics = Arc::new(Metrics::new());
         let object_store = crate::object_store_url::open(&config.object_store_url)
@@ -85,6 +88,7 @@ impl Broker {
             advertised,
             object_store,
             metadata,
+            producer_ids,
             group_commit,
         });
         let retention_cancel = CancellationToken::new();

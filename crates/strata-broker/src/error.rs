@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use crate::config::ConfigError;
 use crate::producer_state::SequenceError;
+use strata_meta::MetaError;
 
 /// Everything a request handler can fail with.
 #[derive(Debug, Clone, Error)]
@@ -60,6 +61,8 @@ pub enum BrokerError {
     ControlPlane(strata_raft::ControllerError),
     #[error("the metadata quorum refused this broker's registration: {0}")]
     Registration(String),
+    #[error(transparent)]
+    Metadata(strata_meta::MetaError),
 }
 
 impl From<LogError> for BrokerError {
@@ -111,12 +114,35 @@ impl BrokerError {
             Self::ShuttingDown => ResponseError::NotLeaderOrFollower,
             Self::ControlPlane(_) => ResponseError::NotController,
             Self::Registration(_) => ResponseError::UnknownServerError,
+            Self::Metadata(e) => meta_error_code(e),
         }
     }
 
     /// The code as it goes on the wire.
     pub fn code(&self) -> i16 {
         self.response_error().code()
+    }
+}
+
+fn meta_error_code(e: &MetaError) -> ResponseError {
+    match e {
+        MetaError::ClusterIdMismatch { .. } => ResponseError::InconsistentClusterId,
+        MetaError::UnknownBroker { .. } => ResponseError::BrokerIdNotRegistered,
+        MetaError::StaleBrokerIncarnation { .. } => ResponseError::StaleBrokerEpoch,
+        MetaError::InvalidRegistration { .. }
+        | MetaError::InvalidTopicId
+        | MetaError::InvalidSegment { .. }
+        | MetaError::InvalidProducerIdBlock => ResponseError::InvalidRequest,
+        MetaError::InvalidTopicName { .. } => ResponseError::InvalidTopicException,
+        MetaError::TopicAlreadyExists { .. } => ResponseError::TopicAlreadyExists,
+        MetaError::UnknownTopicId { .. } => ResponseError::UnknownTopicId,
+        MetaError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
+        MetaError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+        MetaError::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
+        MetaError::InvalidReplicaAssignment { .. } => ResponseError::InvalidReplicaAssignment,
+        MetaError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        MetaError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+        MetaError::ProducerIdsExhausted => ResponseError::UnknownServerError,
     }
 }
 

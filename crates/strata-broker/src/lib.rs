@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod node_meta;
 pub mod object_store_url;
 pub mod partition;
+pub mod producer_ids;
 pub mod producer_state;
 pub mod server;
 pub mod topics;
@@ -34,6 +35,7 @@ pub use broker::Broker;
 pub use config::BrokerConfig;
 use control_plane::ControlPlane;
 pub use error::BrokerError;
+use producer_ids::ProducerIds;
 
 /// The sockets a node serves, bound by the caller (so port 0 works and errors come early).
 pub struct Listeners {
@@ -61,7 +63,14 @@ pub async fn run(
     let ready = Arc::new(AtomicBool::new(false));
     let admin_shutdown = CancellationToken::new();
     let control_plane = ControlPlane::start(&config, controller_listener).await?;
-    let (broker, tasks) = Broker::open(config, advertised.clone(), control_plane.view()).await?;
+    let producer_ids = ProducerIds::new(control_plane.controller.clone(), config.node_id);
+    let (broker, tasks) = Broker::open(
+        config,
+        advertised.clone(),
+        control_plane.view(),
+        producer_ids,
+    )
+    .await?;
     // Ends by itself when the controller stops.
     let _quorum_metrics = control_plane.spawn_metrics(broker.metrics.clone());
     let admin = tokio::spawn(admin_http::serve(
@@ -88,6 +97,10 @@ pub async fn run(
             broker.clock.now_ms(),
             &shutdown,
         )
+        .await?;
+    broker
+        .producer_ids
+        .adopt_local_ids(broker.node.legacy_producer_id_end())
         .await?;
     ready.store(true, Ordering::Release);
     server::serve(

@@ -1,41 +1,32 @@
-//! Identity of this node that must survive restarts: the cluster id (created once) and the
-//! producer-id high-water mark, so ids handed to idempotent producers are never reused.
+//! Identity of this node that must survive restarts: its node id and the cluster id it
+//! proposes when it first joins the metadata quorum (the first one committed names the
+//! cluster).
 //!
-//! Producer ids are reserved in blocks: the end of the current block is persisted before any
-//! id from it is handed out, so after a crash allocation resumes past every id ever given.
-//! (The control plane will replace this with cluster-wide blocks recorded in raft.)
+//! Data directories written before producer ids came from the quorum also hold the end of
+//! the last producer-id block this node reserved; the broker moves the quorum's counter past
+//! it once, so no id is ever handed out twice.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::BrokerError;
 use strata_log::durable_file::{read_optional, write_atomic};
 
-const PRODUCER_ID_BLOCK: i64 = 1000;
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PersistedMeta {
     version: u32,
     cluster_id: String,
     node_id: i32,
+    /// Ids below this were handed out by this node before the quorum kept producer ids.
     producer_id_block_end: i64,
 }
 
-/// The node's persisted identity and its producer-id allocator.
+/// The node's persisted identity.
 #[derive(Debug)]
 pub struct NodeMeta {
-    path: PathBuf,
     cluster_id: String,
-    state: Mutex<ProducerIdState>,
-}
-
-#[derive(Debug)]
-struct ProducerIdState {
-    next: i64,
-    block_end: i64,
-    node_id: i32,
+    legacy_producer_id_end: i64,
 }
 
 impl NodeMeta {
@@ -46,12 +37,18 @@ impl NodeMeta {
         let meta = match existing {
             Some(bytes) => serde_json::from_slice::<PersistedMeta>(&bytes)
                 .map_err(|e| BrokerError::storage(&path, std::io::Error::other(e)))?,
-            None => PersistedMeta {
-                version: 1,
-                cluster_id: new_cluster_id(),
-                node_id,
-                producer_id_block_end: 0,
-            },
+            None => {
+                let meta = PersistedMeta {
+                    version: 1,
+                    cluster_id: new_cluster_id(),
+                    node_id,
+                    producer_id_block_end: 0,
+                };
+                // Persist at once so the cluster id is fixed from the first start on.
+                let bytes = serde_json::to_vec_pretty(&meta).expect("plain struct serializes");
+                write_atomic(&path, &bytes).map_err(|e| BrokerError::storage(&path, e))?;
+                meta
+            }
         };
         if meta.node_id != node_id {
             return Err(BrokerError::storage(
@@ -62,66 +59,19 @@ impl NodeMeta {
                 )),
             ));
         }
-        let this = Self {
-            path,
-            cluster_id: meta.cluster_id.clone(),
-            state: Mutex::new(ProducerIdState {
-                next: meta.producer_id_block_end,
-                block_end: meta.producer_id_block_end,
-                node_id,
-            }),
-        };
-        // Persist at once so the cluster id is fixed from the first start on.
-        this.persist(meta.producer_id_block_end)?;
-        Ok(this)
+        Ok(Self {
+            cluster_id: meta.cluster_id,
+            legacy_producer_id_end: meta.producer_id_block_end,
+        })
     }
 
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
     }
 
-    /// Hands out a producer id never given before by this data directory.
-    pub fn allocate_producer_id(&self) -> Result<i64, BrokerError> {
-        let mut state = self
-            .state
-            .lock()
-            .expect("producer id lock is never poisoned");
-        if state.next >= state.block_end {
-            let block_end = state.block_end + PRODUCER_ID_BLOCK;
-            self.persist_locked(&state, block_end)?;
-            state.block_end = block_end;
-        }
-        let id = state.next;
-        state.next += 1;
-        Ok(id)
-    }
-
-    /// Whether `producer_id` is one this node handed out (and may have its epoch bumped).
-    pub fn issued_producer_id(&self, producer_id: i64) -> bool {
-        let state = self
-            .state
-            .lock()
-            .expect("producer id lock is never poisoned");
-        (0..state.block_end).contains(&producer_id)
-    }
-
-    fn persist(&self, block_end: i64) -> Result<(), BrokerError> {
-        let state = self
-            .state
-            .lock()
-            .expect("producer id lock is never poisoned");
-        self.persist_locked(&state, block_end)
-    }
-
-    fn persist_locked(&self, state: &ProducerIdState, block_end: i64) -> Result<(), BrokerError> {
-        let meta = PersistedMeta {
-            version: 1,
-            cluster_id: self.cluster_id.clone(),
-            node_id: state.node_id,
-            producer_id_block_end: block_end,
-        };
-        let bytes = serde_json::to_vec_pretty(&meta).expect("plain struct serializes");
-        write_atomic(&self.path, &bytes).map_err(|e| BrokerError::storage(&self.path, e))
+    /// The end of the producer ids this node handed out on its own (0 for a new node).
+    pub fn legacy_producer_id_end(&self) -> i64 {
+        self.legacy_producer_id_end
     }
 }
 
@@ -139,19 +89,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cluster_id_persists_and_producer_ids_are_never_reused_across_restarts() {
+    fn the_cluster_id_persists_across_restarts() {
         let dir = tempfile::tempdir().expect("tempdir");
         let first = NodeMeta::open(dir.path(), 1).expect("open");
-        let a = first.allocate_producer_id().expect("id");
-        let b = first.allocate_producer_id().expect("id");
-        assert_eq!(b, a + 1);
-        assert!(first.issued_producer_id(a));
-        assert!(!first.issued_producer_id(1_000_000) && !first.issued_producer_id(-1));
-        let cluster = first.cluster_id().to_string();
-        drop(first);
+        assert_eq!(first.cluster_id().len(), 22);
+        assert_eq!(first.legacy_producer_id_end(), 0);
         let second = NodeMeta::open(dir.path(), 1).expect("reopen");
-        assert_eq!(second.cluster_id(), cluster);
-        assert!(second.allocate_producer_id().expect("id") > b);
+        assert_eq!(second.cluster_id(), first.cluster_id());
     }
 
     #[test]

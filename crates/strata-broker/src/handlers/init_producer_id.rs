@@ -6,7 +6,10 @@ use tracing::warn;
 use super::RequestContext;
 use crate::error::BrokerError;
 
-pub fn handle(ctx: &RequestContext<'_>, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default();
     if request.transactional_id.is_some() {
         return response.with_error_code(BrokerError::TransactionsUnsupported.code());
@@ -21,7 +24,7 @@ pub fn handle(ctx: &RequestContext<'_>, request: InitProducerIdRequest) -> InitP
             .with_producer_id(request.producer_id)
             .with_producer_epoch(request.producer_epoch + 1);
     }
-    match ctx.broker.node.allocate_producer_id() {
+    match ctx.broker.producer_ids.allocate().await {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

@@ -188,7 +188,7 @@ pub async fn dispatch(
             }
             ApiKey::InitProducerId => {
                 run::<InitProducerIdRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(init_producer_id::handle(&ctx, r)))
+                    Ok(Some(init_producer_id::handle(&ctx, r).await))
                 })
                 .await
             }
