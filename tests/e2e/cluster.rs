@@ -36,6 +36,20 @@ fn brokers_listed_by(bootstrap: &str, expected: &[i32]) -> Vec<i32> {
     }
 }
 
+/// Data directories for nodes 1–3 and a quorum naming a free controller port for each.
+fn three_node_layout() -> anyhow::Result<([tempfile::TempDir; 3], String)> {
+    let dirs = [
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    ];
+    let quorum = (1..=3)
+        .map(|id| format!("{id}@127.0.0.1:{}", free_port()))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok((dirs, quorum))
+}
+
 /// Starts node `i + 1` on `dirs[i]`. Each logs its startup line before the quorum forms, so
 /// they can start one after another.
 fn start_cluster(dirs: &[tempfile::TempDir], quorum: &str) -> anyhow::Result<Vec<BrokerProcess>> {
@@ -53,15 +67,7 @@ fn start_cluster(dirs: &[tempfile::TempDir], quorum: &str) -> anyhow::Result<Vec
 
 #[test]
 fn three_nodes_form_one_quorum_and_every_node_lists_every_broker() -> anyhow::Result<()> {
-    let dirs = [
-        tempfile::tempdir()?,
-        tempfile::tempdir()?,
-        tempfile::tempdir()?,
-    ];
-    let quorum = (1..=3)
-        .map(|id| format!("{id}@127.0.0.1:{}", free_port()))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (dirs, quorum) = three_node_layout()?;
     let mut nodes = start_cluster(&dirs, &quorum)?;
     for node in &nodes {
         assert_eq!(
@@ -111,6 +117,37 @@ fn three_nodes_form_one_quorum_and_every_node_lists_every_broker() -> anyhow::Re
         );
     }
     for node in &mut restarted {
+        node.terminate()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_killed_broker_is_fenced_out_of_metadata_and_returns_when_restarted() -> anyhow::Result<()> {
+    let (dirs, quorum) = three_node_layout()?;
+    let mut nodes = start_cluster(&dirs, &quorum)?;
+    assert_eq!(
+        brokers_listed_by(&nodes[0].bootstrap, &[1, 2, 3]),
+        vec![1, 2, 3]
+    );
+    // Node 3 dies without a word: its heartbeats stop and the controller leader fences it
+    // after the session timeout (9 s).
+    nodes.pop().expect("node 3").kill9()?;
+    assert_eq!(
+        brokers_listed_by(&nodes[0].bootstrap, &[1, 2]),
+        vec![1, 2],
+        "the dead broker leaves Metadata"
+    );
+    let mut restarted = BrokerProcess::spawn(
+        dirs[2].path(),
+        &["--node-id", "3", "--controller-quorum", &quorum],
+    )?;
+    assert_eq!(
+        brokers_listed_by(&nodes[0].bootstrap, &[1, 2, 3]),
+        vec![1, 2, 3]
+    );
+    restarted.terminate()?;
+    for node in &mut nodes {
         node.terminate()?;
     }
     Ok(())

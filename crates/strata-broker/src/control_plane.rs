@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::liveness::Registration;
 use crate::metrics::Metrics;
 
 /// A running controller and the server its peers reach it through.
@@ -75,7 +76,7 @@ impl ControlPlane {
     }
 
     /// Records the cluster id (the first node's wins) and this broker, retrying until a
-    /// quorum answers or `shutdown` fires.
+    /// quorum answers or `shutdown` fires; answers the incarnation it registered.
     pub async fn register(
         &self,
         cluster_id: &str,
@@ -83,10 +84,11 @@ impl ControlPlane {
         advertised: &(String, u16),
         now_ms: i64,
         shutdown: &CancellationToken,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<Registration, BrokerError> {
+        let incarnation = Uuid::new_v4();
         let registration = RegisterBroker {
             broker_id,
-            incarnation: Uuid::new_v4(),
+            incarnation,
             endpoints: vec![Endpoint {
                 listener: "PLAINTEXT".into(),
                 host: advertised.0.clone(),
@@ -125,7 +127,10 @@ impl ControlPlane {
             cluster_id = self.view().cluster_id().unwrap_or_default(),
             "broker registered with the metadata quorum"
         );
-        Ok(())
+        Ok(Registration {
+            broker_id,
+            incarnation,
+        })
     }
 
     /// Keeps `metrics` in step with this node's raft until the raft stops.

@@ -14,6 +14,7 @@ pub mod error;
 pub mod frame_reader;
 mod group_commit;
 pub mod handlers;
+mod liveness;
 pub mod metrics;
 pub mod node_meta;
 pub mod object_store_url;
@@ -89,7 +90,7 @@ pub async fn run(
         node_id = broker.config.node_id,
         "strata listening"
     );
-    control_plane
+    let registration = control_plane
         .register(
             broker.node.cluster_id(),
             broker.config.node_id,
@@ -98,6 +99,12 @@ pub async fn run(
             &shutdown,
         )
         .await?;
+    let liveness = liveness::spawn(
+        control_plane.controller.clone(),
+        registration,
+        broker.clock.clone(),
+        shutdown.clone(),
+    );
     broker
         .producer_ids
         .adopt_local_ids(broker.node.legacy_producer_id_end())
@@ -126,6 +133,7 @@ pub async fn run(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "partitions flushed"
     );
+    let _ = liveness.await;
     control_plane.stop().await;
     admin_shutdown.cancel();
     let _ = admin.await;

@@ -104,7 +104,9 @@ impl MetadataState {
 
     fn heartbeat(&mut self, c: &BrokerHeartbeat) -> Result<(), MetaError> {
         let broker = self.current_broker_mut(c.broker_id, c.incarnation)?;
-        broker.last_heartbeat_ms = broker.last_heartbeat_ms.max(c.now_ms);
+        // The latest, not the largest: the controller watches it change, so a broker whose
+        // clock stepped back must not look silent.
+        broker.last_heartbeat_ms = c.now_ms;
         if broker.fenced {
             broker.fenced = false;
             self.elect_offline_leaders(c.broker_id);

@@ -1,0 +1,126 @@
+//! Broker liveness: every broker heartbeats through the metadata quorum, and the controller
+//! leader fences a broker whose heartbeats stopped, so Metadata stops sending clients to it.
+//!
+//! The leader judges silence by its own clock only: it notes when it last saw each broker's
+//! recorded heartbeat change, and fences a broker after [`SESSION_TIMEOUT`] without a change.
+//! A broker's own timestamps are never compared with the leader's clock (no skew problem),
+//! and a new leader starts every broker's silence from its own election, so a change of
+//! leader never fences a healthy broker. The fencing names the broker's incarnation: a
+//! broker that restarted meanwhile is not touched. A fenced broker that is alive (a healed
+//! partition) is unfenced by its next heartbeat.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_meta::{BrokerHeartbeat, FenceBroker, MetaCommand};
+use strata_raft::Controller;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+
+/// Kafka's `broker.heartbeat.interval.ms` default.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+/// Kafka's `broker.session.timeout.ms` default.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(9);
+
+/// What identifies this broker's process to the quorum.
+pub struct Registration {
+    pub broker_id: i32,
+    pub incarnation: Uuid,
+}
+
+/// Heartbeats for this broker and, while this node leads the quorum, fences silent brokers;
+/// until `shutdown` fires.
+pub fn spawn(
+    controller: Arc<Controller>,
+    me: Registration,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
+        let mut watch = SilenceWatch::default();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            // A proposal may wait for a leader for a while; shutdown does not.
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = beat_and_fence(&controller, &me, clock.as_ref(), &mut watch) => {}
+            }
+        }
+    })
+}
+
+async fn beat_and_fence(
+    controller: &Controller,
+    me: &Registration,
+    clock: &dyn Clock,
+    watch: &mut SilenceWatch,
+) {
+    let heartbeat = MetaCommand::BrokerHeartbeat(BrokerHeartbeat {
+        broker_id: me.broker_id,
+        incarnation: me.incarnation,
+        now_ms: clock.now_ms(),
+    });
+    match controller.propose(heartbeat).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(refused)) => warn!(error = %refused, "heartbeat refused"),
+        Err(e) => debug!(error = %e, "heartbeat not delivered"),
+    }
+    for (broker_id, incarnation) in watch.silent_brokers(controller) {
+        info!(broker_id, "fencing a broker that stopped heartbeating");
+        let fence = MetaCommand::FenceBroker(FenceBroker {
+            broker_id,
+            incarnation,
+        });
+        if let Err(e) = controller.write(fence).await {
+            debug!(error = %e, broker_id, "fencing not committed");
+        }
+    }
+}
+
+/// The leader's view of when each live broker last showed a sign of life.
+#[derive(Default)]
+struct SilenceWatch {
+    /// Per broker: its incarnation and recorded heartbeat, and when the leader saw them change.
+    seen: HashMap<i32, (Uuid, i64, Instant)>,
+}
+
+impl SilenceWatch {
+    /// The live brokers silent for longer than the session timeout; nothing unless this node
+    /// leads (and forgets what it saw when it does not, so a new term starts afresh).
+    fn silent_brokers(&mut self, controller: &Controller) -> Vec<(i32, Uuid)> {
+        if controller.leader() != Some(controller.id) {
+            self.seen.clear();
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let live: Vec<(i32, Uuid, i64)> = controller.state.read(|s| {
+            s.live_brokers()
+                .map(|b| (b.broker_id, b.incarnation, b.last_heartbeat_ms))
+                .collect()
+        });
+        self.seen
+            .retain(|id, _| live.iter().any(|(b, _, _)| b == id));
+        let mut silent = Vec::new();
+        for (broker_id, incarnation, heartbeat) in live {
+            let entry = self
+                .seen
+                .entry(broker_id)
+                .or_insert((incarnation, heartbeat, now));
+            if (entry.0, entry.1) != (incarnation, heartbeat) {
+                *entry = (incarnation, heartbeat, now);
+            } else if now.duration_since(entry.2) > SESSION_TIMEOUT {
+                silent.push((broker_id, incarnation));
+            }
+        }
+        silent
+    }
+}
