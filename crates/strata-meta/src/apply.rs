@@ -196,12 +196,7 @@ impl MetadataState {
     }
 
     fn create_partitions(&mut self, c: &CreatePartitions) -> Result<(), MetaError> {
-        let topic = self
-            .topics
-            .get(&c.topic_id)
-            .ok_or(MetaError::UnknownTopicId {
-                topic_id: c.topic_id,
-            })?;
+        let topic = self.known_topic(c.topic_id)?;
         if c.new_assignments.is_empty() {
             return Err(MetaError::InvalidPartitions {
                 reason: format!(
@@ -301,11 +296,7 @@ impl MetadataState {
 
     fn commit_segment(&mut self, c: &CommitSegment) -> Result<(), MetaError> {
         let partition = self
-            .topics
-            .get(&c.topic_id)
-            .ok_or(MetaError::UnknownTopicId {
-                topic_id: c.topic_id,
-            })?
+            .known_topic(c.topic_id)?
             .partitions
             .get(usize::try_from(c.partition).unwrap_or(usize::MAX))
             .ok_or(MetaError::UnknownPartition {
@@ -357,6 +348,12 @@ impl MetadataState {
         }
         segments.insert(c.base_offset, entry);
         Ok(())
+    }
+
+    fn known_topic(&self, topic_id: Uuid) -> Result<&TopicRecord, MetaError> {
+        self.topics
+            .get(&topic_id)
+            .ok_or(MetaError::UnknownTopicId { topic_id })
     }
 
     /// The registered broker `broker_id`, if `incarnation` is its current process.
