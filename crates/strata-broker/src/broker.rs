@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::node_meta::NodeMeta;
 use crate::partition::Partition;
 use crate::producer_ids::ProducerIds;
-use crate::topics::{NewTopic, Topic, TopicRegistry};
+use crate::topics::TopicRegistry;
 
 /// Everything a request handler needs.
 #[derive(Debug)]
@@ -55,20 +55,15 @@ impl Broker {
             .map_err(|e| BrokerError::ObjectStoreUrl(Arc::new(e)))?;
         let data_dir = config.data_dir.clone();
         let node_id = config.node_id;
-        let defaults = config.topic_defaults.clone();
         let (node, topics) = tokio::task::spawn_blocking(move || {
             let _span = info_span!("recover_data_dir", data_dir = %data_dir.display()).entered();
             let node = NodeMeta::open(&data_dir, node_id)?;
-            let topics = TopicRegistry::open(&data_dir, defaults)?;
+            let topics = TopicRegistry::open(&data_dir)?;
             Ok::<_, BrokerError>((node, topics))
         })
         .await
         .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
-        info!(
-            cluster_id = node.cluster_id(),
-            topics = topics.all().len(),
-            "data directory opened"
-        );
+        info!(cluster_id = node.cluster_id(), "data directory opened");
 
         let group_commit = (config.durability == Durability::Fsync).then(|| {
             let cancel = CancellationToken::new();
@@ -110,26 +105,10 @@ impl Broker {
         }
     }
 
-    /// Creates a topic off the async runtime (it creates directories and fsyncs metadata).
-    pub async fn create_topic(self: &Arc<Self>, new: NewTopic) -> Result<Arc<Topic>, BrokerError> {
-        let broker = self.clone();
-        tokio::task::spawn_blocking(move || broker.topics.create(new))
-            .await
-            .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))?
-    }
-
-    /// Deletes a topic off the async runtime.
-    pub async fn delete_topic(self: &Arc<Self>, topic: Arc<Topic>) -> Result<(), BrokerError> {
-        let broker = self.clone();
-        tokio::task::spawn_blocking(move || broker.topics.delete(&topic))
-            .await
-            .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))?
-    }
-
     /// Flushes every partition: the last step of an ordered shutdown.
     pub fn flush_all(&self) {
         for topic in self.topics.all() {
-            for partition in &topic.partitions {
+            for partition in topic.partitions.values() {
                 if let Err(e) = partition.flush() {
                     warn!(topic = %topic.name, partition = partition.index, error = %e, "flush at shutdown failed");
                 }
@@ -166,7 +145,7 @@ async fn retention_loop(broker: Arc<Broker>, cancel: CancellationToken) {
             let now = pass.clock.now_ms();
             let mut deleted = 0;
             for topic in pass.topics.all() {
-                for partition in &topic.partitions {
+                for partition in topic.partitions.values() {
                     match partition.enforce_retention(now) {
                         Ok(n) => deleted += n,
                         Err(e) => warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed"),

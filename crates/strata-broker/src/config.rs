@@ -58,6 +58,18 @@ impl TopicConfig {
         Self { values }
     }
 
+    /// These defaults with dynamic broker settings (by their `log.*` names, validated by the
+    /// quorum) laid over them.
+    pub fn with_broker_settings(&self, settings: &BTreeMap<String, String>) -> Self {
+        let mut values = self.values.clone();
+        for (name, value) in settings {
+            if let Some(def) = strata_meta::topic_config::broker_config_def(name) {
+                values.insert(def.name, value.clone());
+            }
+        }
+        Self { values }
+    }
+
     /// Kafka's built-in defaults.
     pub fn builtin() -> Self {
         Self {

@@ -11,9 +11,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_meta::{Endpoint, MetaCommand, RegisterBroker};
+use strata_meta::{CommandOutcome, Endpoint, MetaCommand, MetadataState, RegisterBroker};
 use strata_raft::{Controller, ControllerError, NodeId};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -24,10 +25,14 @@ use crate::error::BrokerError;
 use crate::liveness::Registration;
 use crate::metrics::Metrics;
 
+/// How long a node waits for its replica to apply what the quorum committed.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// A running controller and the server its peers reach it through.
 pub struct ControlPlane {
     pub controller: Arc<Controller>,
     pub address: SocketAddr,
+    reconciled: Arc<watch::Sender<u64>>,
     server: JoinHandle<()>,
     stop_server: CancellationToken,
 }
@@ -70,6 +75,7 @@ impl ControlPlane {
         Ok(Self {
             controller,
             address,
+            reconciled: Arc::new(watch::channel(0).0),
             server,
             stop_server,
         })
@@ -103,6 +109,7 @@ impl ControlPlane {
             },
             MetaCommand::RegisterBroker(registration),
         ];
+        let mut registered_at = 0;
         for command in commands {
             loop {
                 let proposal = tokio::select! {
@@ -110,17 +117,27 @@ impl ControlPlane {
                     proposal = self.controller.propose(command.clone()) => proposal,
                 };
                 match proposal {
-                    // The first node to name the cluster wins; the others adopt its id.
-                    Ok(Ok(_) | Err(strata_meta::MetaError::ClusterIdMismatch { .. })) => break,
-                    Ok(Err(refused)) => {
-                        return Err(BrokerError::Registration(refused.to_string()));
-                    }
+                    Ok(committed) => match committed.response {
+                        // The first node to name the cluster wins; the others adopt its id.
+                        Ok(_) | Err(strata_meta::MetaError::ClusterIdMismatch { .. }) => {
+                            registered_at = committed.log_index;
+                            break;
+                        }
+                        Err(refused) => {
+                            return Err(BrokerError::Registration(refused.to_string()));
+                        }
+                    },
                     Err(e) => {
                         warn!(error = %e, "no controller quorum yet; retrying registration");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
             }
+        }
+        // Caught up: everything committed before this broker's registration is applied here.
+        tokio::select! {
+            () = shutdown.cancelled() => return Err(BrokerError::ShuttingDown),
+            caught_up = self.controller.wait_applied(registered_at, CATCH_UP_TIMEOUT) => caught_up?,
         }
         info!(
             broker_id,
@@ -172,6 +189,7 @@ impl ControlPlane {
     pub fn view(&self) -> MetadataView {
         MetadataView {
             controller: self.controller.clone(),
+            reconciled: self.reconciled.clone(),
         }
     }
 
@@ -192,10 +210,39 @@ pub struct BrokerAddress {
     pub rack: Option<String>,
 }
 
-/// Reads of the replicated metadata, answered locally without a round trip.
+/// Reads of the replicated metadata, answered locally without a round trip, and the way
+/// request handlers change it.
 #[derive(Clone)]
 pub struct MetadataView {
     controller: Arc<Controller>,
+    /// The applied index the hosted partitions were last brought in line with.
+    reconciled: Arc<watch::Sender<u64>>,
+}
+
+/// Wakes on every metadata change applied here.
+pub struct MetadataChanges {
+    metrics: watch::Receiver<strata_raft::RaftMetrics>,
+    applied: Option<u64>,
+}
+
+impl MetadataChanges {
+    /// Waits for the applied index to move; false once the raft has stopped.
+    pub async fn next(&mut self) -> bool {
+        loop {
+            let applied = self
+                .metrics
+                .borrow_and_update()
+                .last_applied
+                .map(|id| id.index);
+            if applied != self.applied {
+                self.applied = applied;
+                return true;
+            }
+            if self.metrics.changed().await.is_err() {
+                return false;
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for MetadataView {
@@ -207,6 +254,60 @@ impl std::fmt::Debug for MetadataView {
 }
 
 impl MetadataView {
+    /// Runs `read` on this node's replica of the metadata.
+    pub fn read<T>(&self, read: impl FnOnce(&MetadataState) -> T) -> T {
+        self.controller.state.read(read)
+    }
+
+    /// The index of the last command applied here.
+    pub fn applied_index(&self) -> u64 {
+        self.controller
+            .state
+            .last_applied()
+            .map_or(0, |id| id.index)
+    }
+
+    /// Subscribes to applied changes.
+    pub fn changes(&self) -> MetadataChanges {
+        MetadataChanges {
+            metrics: self.controller.raft.metrics(),
+            applied: None,
+        }
+    }
+
+    /// Proposes `command` through the quorum and waits until this node has applied it, so
+    /// reads here see it; a refusal comes back as [`BrokerError::Metadata`]. Answers the
+    /// command's log index with its outcome.
+    pub async fn propose(
+        &self,
+        command: MetaCommand,
+    ) -> Result<(u64, CommandOutcome), BrokerError> {
+        let committed = self.controller.propose(command).await?;
+        self.controller
+            .wait_applied(committed.log_index, CATCH_UP_TIMEOUT)
+            .await?;
+        let outcome = committed.response.map_err(BrokerError::Metadata)?;
+        Ok((committed.log_index, outcome))
+    }
+
+    /// Records that the hosted partitions reflect the metadata up to `index`.
+    pub fn mark_reconciled(&self, index: u64) {
+        self.reconciled.send_if_modified(|current| {
+            let newer = index > *current;
+            if newer {
+                *current = index;
+            }
+            newer
+        });
+    }
+
+    /// Waits (up to a bound) until the hosted partitions reflect the metadata up to `index`.
+    pub async fn wait_reconciled(&self, index: u64) {
+        let mut reconciled = self.reconciled.subscribe();
+        let _ = tokio::time::timeout(CATCH_UP_TIMEOUT, reconciled.wait_for(|done| *done >= index))
+            .await;
+    }
+
     /// The cluster id the quorum agreed on.
     pub fn cluster_id(&self) -> Option<String> {
         self.controller

@@ -33,16 +33,6 @@ pub enum BrokerError {
     UnknownTopicOrPartition,
     #[error("unknown topic id")]
     UnknownTopicId,
-    #[error("topic '{name}' already exists")]
-    TopicAlreadyExists { name: String },
-    #[error("invalid topic '{name}': {reason}")]
-    InvalidTopic { name: String, reason: String },
-    #[error("number of partitions must be at least 1, got {partitions}")]
-    InvalidPartitions { partitions: i32 },
-    #[error("{reason}")]
-    InvalidReplicationFactor { reason: String },
-    #[error("{reason}")]
-    InvalidReplicaAssignment { reason: String },
     #[error(transparent)]
     InvalidConfig(#[from] ConfigError),
     #[error("transactions are not supported yet")]
@@ -57,12 +47,14 @@ pub enum BrokerError {
     ObjectStoreUrl(Arc<crate::object_store_url::ObjectStoreUrlError>),
     #[error("the broker is shutting down")]
     ShuttingDown,
+    #[error("this broker does not lead the partition; refresh metadata to find its leader")]
+    NotLeaderOrFollower,
     #[error("metadata quorum: {0}")]
     ControlPlane(strata_raft::ControllerError),
     #[error("the metadata quorum refused this broker's registration: {0}")]
     Registration(String),
     #[error(transparent)]
-    Metadata(strata_meta::MetaError),
+    Metadata(#[from] MetaError),
 }
 
 impl From<LogError> for BrokerError {
@@ -100,18 +92,13 @@ impl BrokerError {
             }
             Self::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
             Self::UnknownTopicId => ResponseError::UnknownTopicId,
-            Self::TopicAlreadyExists { .. } => ResponseError::TopicAlreadyExists,
-            Self::InvalidTopic { .. } => ResponseError::InvalidTopicException,
-            Self::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
-            Self::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
-            Self::InvalidReplicaAssignment { .. } => ResponseError::InvalidReplicaAssignment,
             Self::InvalidConfig(_) => ResponseError::InvalidConfig,
             Self::TransactionsUnsupported => ResponseError::UnsupportedVersion,
             Self::InvalidRequiredAcks { .. } => ResponseError::InvalidRequiredAcks,
             Self::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
             Self::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
             Self::ObjectStoreUrl(_) => ResponseError::KafkaStorageError,
-            Self::ShuttingDown => ResponseError::NotLeaderOrFollower,
+            Self::ShuttingDown | Self::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
             Self::ControlPlane(_) => ResponseError::NotController,
             Self::Registration(_) => ResponseError::UnknownServerError,
             Self::Metadata(e) => meta_error_code(e),

@@ -14,6 +14,7 @@ pub mod error;
 pub mod frame_reader;
 mod group_commit;
 pub mod handlers;
+mod legacy_topics;
 mod liveness;
 pub mod metrics;
 pub mod node_meta;
@@ -21,7 +22,9 @@ pub mod object_store_url;
 pub mod partition;
 pub mod producer_ids;
 pub mod producer_state;
+pub mod reconciler;
 pub mod server;
+pub mod topic_admin;
 pub mod topics;
 
 use std::sync::Arc;
@@ -105,6 +108,14 @@ pub async fn run(
         broker.clock.clone(),
         shutdown.clone(),
     );
+    legacy_topics::adopt(
+        &broker.config.data_dir,
+        broker.config.node_id,
+        &broker.metadata,
+    )
+    .await?;
+    let hosted = reconciler::first_pass(&broker).await?;
+    let reconciler = reconciler::spawn(broker.clone(), hosted, shutdown.clone());
     broker
         .producer_ids
         .adopt_local_ids(broker.node.legacy_producer_id_end())
@@ -120,6 +131,7 @@ pub async fn run(
 
     let started = Instant::now();
     ready.store(false, Ordering::Release);
+    let _ = reconciler.await;
     tasks.shutdown().await;
     info!(
         elapsed_ms = started.elapsed().as_millis() as u64,

@@ -69,7 +69,7 @@ async fn beat_and_fence(
         incarnation: me.incarnation,
         now_ms: clock.now_ms(),
     });
-    match controller.propose(heartbeat).await {
+    match controller.propose(heartbeat).await.map(|c| c.response) {
         Ok(Ok(_)) => {}
         Ok(Err(refused)) => warn!(error = %refused, "heartbeat refused"),
         Err(e) => debug!(error = %e, "heartbeat not delivered"),

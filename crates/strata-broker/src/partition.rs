@@ -6,6 +6,11 @@
 //! only to plan (which file, which position, how far) and do their I/O outside it.
 //! This broker is a single replica, so the high watermark is the log end offset; replication
 //! will make it the minimum over the ISR.
+//!
+//! Leadership comes from the replicated metadata (see [`crate::reconciler`]): a partition
+//! accepts appends and serves reads only while this broker leads it, and stamps batches with
+//! the leader epoch it leads under. It is checked under the same lock as the append, so no
+//! append lands after the broker learned it lost the leadership.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,9 +22,6 @@ use tokio::sync::watch;
 use crate::config::TopicConfig;
 use crate::error::BrokerError;
 use crate::producer_state::{AppendedRange, ProducerBatch, ProducerStates, SequenceCheck};
-
-/// The leader epoch of every partition until the control plane assigns epochs.
-pub const LEADER_EPOCH: i32 = 0;
 
 /// The result of a produce append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,8 @@ pub struct LogOffsets {
 struct PartitionState {
     log: PartitionLog,
     producers: ProducerStates,
+    /// The epoch this broker leads the partition under; `None` while it does not lead it.
+    leader_epoch: Option<i32>,
 }
 
 /// A partition of a topic hosted by this broker.
@@ -100,7 +104,11 @@ impl Partition {
         Ok(Self {
             topic,
             index,
-            state: Mutex::new(PartitionState { log, producers }),
+            state: Mutex::new(PartitionState {
+                log,
+                producers,
+                leader_epoch: None,
+            }),
             high_watermark,
         })
     }
@@ -125,6 +133,7 @@ impl Partition {
             last_sequence: header.base_sequence.wrapping_add(header.last_offset_delta),
         });
         let mut state = self.lock();
+        let leader_epoch = state.leader_epoch.ok_or(BrokerError::NotLeaderOrFollower)?;
         if let Some(producer) = &producer
             && let SequenceCheck::Duplicate(range) = state.producers.check(producer)?
         {
@@ -134,7 +143,7 @@ impl Partition {
                 duplicate: true,
             });
         }
-        let info = state.log.append(batch, LEADER_EPOCH, now_ms)?;
+        let info = state.log.append(batch, leader_epoch, now_ms)?;
         let range = AppendedRange {
             base_offset: info.base_offset,
             last_offset: info.last_offset,
@@ -166,6 +175,21 @@ impl Partition {
             .log
             .read_plan(fetch_offset, max_bytes, at_least_one)?;
         Ok(plan.execute()?)
+    }
+
+    /// Makes this broker the partition's leader under `epoch`, or (with `None`) not its leader.
+    pub fn set_leadership(&self, epoch: Option<i32>) {
+        self.lock().leader_epoch = epoch;
+    }
+
+    /// The epoch this broker leads the partition under, if it leads it.
+    pub fn leader_epoch(&self) -> Option<i32> {
+        self.lock().leader_epoch
+    }
+
+    /// Applies a changed topic configuration to the log.
+    pub fn set_config(&self, config: &TopicConfig) {
+        self.lock().log.set_config(log_config(config));
     }
 
     pub fn offsets(&self) -> LogOffsets {

@@ -84,7 +84,7 @@ impl ProducerIds {
             broker_id: self.broker_id,
             count,
         };
-        match self.controller.propose(command).await? {
+        match self.controller.propose(command).await?.response {
             Ok(CommandOutcome::ProducerIdBlock { first_id, count }) => {
                 Ok(first_id..first_id + i64::from(count))
             }

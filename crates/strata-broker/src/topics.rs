@@ -1,56 +1,58 @@
-//! The topics this broker hosts and where their data lives on disk.
+//! The partitions this broker hosts and where their data lives on disk.
 //!
-//! Layout under the data directory:
-//! - `meta/topics/<topic id>.json`: a topic's name, id, partition count and config overrides.
-//!   Writing it (atomically) is the commit point of a create; removing it is the commit point
-//!   of a delete.
-//! - `log/<topic name>.<topic id>/<partition>/`: each partition's segments. The id in the
-//!   directory name keeps a re-created topic of the same name from inheriting old data.
+//! The metadata quorum decides which topics exist and which broker hosts and leads each
+//! partition; [`crate::reconciler`] turns every change into a [`TopicRegistry::reconcile`]
+//! call with what this broker should host. Each partition's data is in
+//! `log/<topic name>.<topic id>/<partition>/`: the id in the directory name keeps a re-created
+//! topic of the same name from inheriting old data.
 //!
-//! On start, log directories without a metadata file (a delete or create cut short by a crash)
-//! are removed. The control plane will move topic metadata into raft; the log layout stays.
+//! Data is deleted only when the metadata says so: a topic (or partition) this broker hosted
+//! and the metadata no longer lists. A directory the metadata has never heard of, found at
+//! startup, is renamed `<dir>.stray` instead: the metadata may have been lost or restored
+//! from elsewhere, and whether that data matters is the operator's call.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use crate::config::TopicConfig;
 use crate::error::BrokerError;
 use crate::partition::Partition;
-use strata_log::durable_file::write_atomic;
-pub use strata_meta::names::{MAX_TOPIC_NAME_LEN, validate_topic_name};
-pub use strata_meta::topic_config::validate_overrides;
 
-/// A topic and its partitions.
+/// A topic as this broker hosts it: the partitions placed here.
 #[derive(Debug)]
 pub struct Topic {
     pub name: Arc<str>,
     pub id: Uuid,
-    pub partitions: Vec<Arc<Partition>>,
-    /// The settings the topic set itself; everything else comes from broker defaults.
-    pub overrides: BTreeMap<String, String>,
+    /// The partitions this broker hosts, by index.
+    pub partitions: BTreeMap<i32, Arc<Partition>>,
     pub config: TopicConfig,
 }
 
-/// What a topic create asks for, already defaulted.
-#[derive(Debug, Clone)]
-pub struct NewTopic {
-    pub name: String,
-    pub partitions: i32,
-    pub overrides: BTreeMap<String, String>,
+impl Topic {
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        self.partitions.get(&index)
+    }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct PersistedTopic {
-    version: u32,
-    name: String,
-    id: Uuid,
-    partitions: i32,
-    overrides: BTreeMap<String, String>,
+/// What the metadata says this broker hosts of one topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostedTopic {
+    pub id: Uuid,
+    pub name: String,
+    pub config: TopicConfig,
+    pub partitions: Vec<HostedPartition>,
+}
+
+/// One partition placed on this broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostedPartition {
+    pub index: i32,
+    /// `Some(epoch)` when this broker leads the partition.
+    pub leader_epoch: Option<i32>,
 }
 
 #[derive(Debug, Default)]
@@ -59,211 +61,159 @@ struct Topics {
     by_id: HashMap<Uuid, Arc<Topic>>,
 }
 
-/// All topics of this broker, by name and by id.
+/// All topics this broker hosts, by name and by id.
 #[derive(Debug)]
 pub struct TopicRegistry {
-    meta_dir: PathBuf,
     log_dir: PathBuf,
-    broker_defaults: TopicConfig,
     topics: RwLock<Topics>,
-    /// Serialises creates and deletes so two creates of one name cannot both commit.
-    admin: std::sync::Mutex<()>,
 }
 
 impl TopicRegistry {
-    /// Loads every topic under `data_dir`, recovering their logs.
-    pub fn open(data_dir: &Path, broker_defaults: TopicConfig) -> Result<Self, BrokerError> {
-        let meta_dir = data_dir.join("meta").join("topics");
+    /// A registry over `<data_dir>/log`, hosting nothing until the first reconcile.
+    pub fn open(data_dir: &Path) -> Result<Self, BrokerError> {
         let log_dir = data_dir.join("log");
-        for dir in [&meta_dir, &log_dir] {
-            std::fs::create_dir_all(dir).map_err(|e| BrokerError::storage(dir, e))?;
-        }
-        let registry = Self {
-            meta_dir,
+        std::fs::create_dir_all(&log_dir).map_err(|e| BrokerError::storage(&log_dir, e))?;
+        Ok(Self {
             log_dir,
-            broker_defaults,
             topics: RwLock::new(Topics::default()),
-            admin: std::sync::Mutex::new(()),
-        };
-        let mut live_dirs = Vec::new();
-        for entry in read_dir(&registry.meta_dir)? {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "tmp") {
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            let bytes = std::fs::read(&path).map_err(|e| BrokerError::storage(&path, e))?;
-            let persisted: PersistedTopic = serde_json::from_slice(&bytes)
-                .map_err(|e| BrokerError::storage(&path, std::io::Error::other(e)))?;
-            let topic = registry.open_topic(
-                persisted.name,
-                persisted.id,
-                persisted.partitions,
-                persisted.overrides,
-            )?;
-            live_dirs.push(registry.topic_dir(&topic.name, topic.id));
-            registry.insert(topic);
-        }
-        registry.remove_orphan_log_dirs(&live_dirs)?;
-        Ok(registry)
+        })
     }
 
     fn topic_dir(&self, name: &str, id: Uuid) -> PathBuf {
         self.log_dir.join(format!("{name}.{}", id.simple()))
     }
 
-    fn meta_path(&self, id: Uuid) -> PathBuf {
-        self.meta_dir.join(format!("{}.json", id.simple()))
-    }
-
-    fn open_topic(
-        &self,
-        name: String,
-        id: Uuid,
-        partitions: i32,
-        overrides: BTreeMap<String, String>,
-    ) -> Result<Topic, BrokerError> {
-        let config = TopicConfig::resolve(&self.broker_defaults, &overrides);
-        let name: Arc<str> = name.into();
-        let dir = self.topic_dir(&name, id);
-        let partitions = (0..partitions)
-            .map(|index| {
-                Partition::open(name.clone(), index, &dir.join(index.to_string()), &config)
-                    .map(Arc::new)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Topic {
-            name,
-            id,
-            partitions,
-            overrides,
-            config,
-        })
-    }
-
-    fn insert(&self, topic: Topic) -> Arc<Topic> {
-        let topic = Arc::new(topic);
-        let mut topics = self
-            .topics
-            .write()
-            .expect("topic map lock is never poisoned");
-        topics.by_name.insert(topic.name.clone(), topic.clone());
-        topics.by_id.insert(topic.id, topic.clone());
-        topic
-    }
-
-    fn remove_orphan_log_dirs(&self, live: &[PathBuf]) -> Result<(), BrokerError> {
-        for entry in read_dir(&self.log_dir)? {
-            let path = entry.path();
-            if !live.contains(&path) {
-                warn!(dir = %path.display(), "removing log directory of a topic that no longer exists");
-                std::fs::remove_dir_all(&path).map_err(|e| BrokerError::storage(&path, e))?;
-            }
-        }
-        Ok(())
-    }
-
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics
-            .read()
-            .expect("topic map lock is never poisoned")
-            .by_name
-            .get(name)
-            .cloned()
+        self.read().by_name.get(name).cloned()
     }
 
     pub fn get_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
-        self.topics
-            .read()
-            .expect("topic map lock is never poisoned")
-            .by_id
-            .get(&id)
-            .cloned()
+        self.read().by_id.get(&id).cloned()
     }
 
-    /// Every topic, sorted by name.
+    /// Every hosted topic, sorted by name.
     pub fn all(&self) -> Vec<Arc<Topic>> {
-        let mut all: Vec<_> = self
-            .topics
-            .read()
-            .expect("topic map lock is never poisoned")
-            .by_name
-            .values()
-            .cloned()
-            .collect();
+        let mut all: Vec<_> = self.read().by_name.values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
-    /// Checks a create request without creating anything.
-    pub fn check_new(&self, new: &NewTopic) -> Result<BTreeMap<String, String>, BrokerError> {
-        validate_topic_name(&new.name).map_err(|reason| BrokerError::InvalidTopic {
-            name: new.name.clone(),
-            reason,
-        })?;
-        if new.partitions < 1 {
-            return Err(BrokerError::InvalidPartitions {
-                partitions: new.partitions,
-            });
-        }
-        if self.get(&new.name).is_some() {
-            return Err(BrokerError::TopicAlreadyExists {
-                name: new.name.clone(),
-            });
-        }
-        Ok(validate_overrides(&new.overrides)?)
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
+        self.topics
+            .read()
+            .expect("topic map lock is never poisoned")
     }
 
-    /// Creates a topic: its partitions' directories first, then the metadata file that makes
-    /// it exist.
-    pub fn create(&self, new: NewTopic) -> Result<Arc<Topic>, BrokerError> {
-        let _admin = self.admin.lock().expect("admin lock is never poisoned");
-        let overrides = self.check_new(&new)?;
-        let id = Uuid::new_v4();
-        let topic = self.open_topic(new.name, id, new.partitions, overrides)?;
-        let persisted = PersistedTopic {
-            version: 1,
-            name: topic.name.to_string(),
-            id,
-            partitions: new.partitions,
-            overrides: topic.overrides.clone(),
+    /// Brings the hosted partitions in line with `desired`: opens new ones (recovering their
+    /// logs), updates leadership and configs, and deletes what is no longer placed here.
+    /// A partition that fails to open is left out (and logged); the next call retries it.
+    /// Blocking: call off the async runtime.
+    pub fn reconcile(&self, desired: &[HostedTopic]) {
+        let current: HashMap<Uuid, Arc<Topic>> = self.read().by_id.clone();
+        let mut next = Topics::default();
+        for hosted in desired {
+            let existing = current.get(&hosted.id);
+            let topic = Arc::new(self.reconcile_topic(hosted, existing));
+            next.by_name.insert(topic.name.clone(), topic.clone());
+            next.by_id.insert(topic.id, topic);
+        }
+        let gone: Vec<Arc<Topic>> = current
+            .values()
+            .filter(|t| !next.by_id.contains_key(&t.id))
+            .cloned()
+            .collect();
+        *self
+            .topics
+            .write()
+            .expect("topic map lock is never poisoned") = next;
+        for topic in gone {
+            for partition in topic.partitions.values() {
+                partition.set_leadership(None);
+            }
+            self.remove_dir(&self.topic_dir(&topic.name, topic.id));
+            info!(topic = %topic.name, topic_id = %topic.id, "topic deleted");
+        }
+    }
+
+    fn reconcile_topic(&self, hosted: &HostedTopic, existing: Option<&Arc<Topic>>) -> Topic {
+        let name: Arc<str> = match existing {
+            Some(topic) => topic.name.clone(),
+            None => hosted.name.as_str().into(),
         };
-        let path = self.meta_path(id);
-        let bytes = serde_json::to_vec_pretty(&persisted).expect("plain struct serializes");
-        write_atomic(&path, &bytes).map_err(|e| BrokerError::storage(&path, e))?;
-        info!(topic = %topic.name, topic_id = %id, partitions = new.partitions, "topic created");
-        Ok(self.insert(topic))
+        let dir = self.topic_dir(&name, hosted.id);
+        let config_changed = existing.is_some_and(|t| t.config != hosted.config);
+        let mut partitions = BTreeMap::new();
+        for wanted in &hosted.partitions {
+            let partition = match existing.and_then(|t| t.partition(wanted.index)) {
+                Some(partition) => {
+                    if config_changed {
+                        partition.set_config(&hosted.config);
+                    }
+                    partition.clone()
+                }
+                None => {
+                    let path = dir.join(wanted.index.to_string());
+                    match Partition::open(name.clone(), wanted.index, &path, &hosted.config) {
+                        Ok(partition) => Arc::new(partition),
+                        Err(e) => {
+                            error!(topic = %name, partition = wanted.index, error = %e, "could not open a partition placed on this broker");
+                            continue;
+                        }
+                    }
+                }
+            };
+            partition.set_leadership(wanted.leader_epoch);
+            partitions.insert(wanted.index, partition);
+        }
+        if let Some(topic) = existing {
+            for (index, partition) in &topic.partitions {
+                if !partitions.contains_key(index) {
+                    partition.set_leadership(None);
+                    self.remove_dir(&dir.join(index.to_string()));
+                }
+            }
+        }
+        Topic {
+            name,
+            id: hosted.id,
+            partitions,
+            config: hosted.config.clone(),
+        }
     }
 
-    /// Deletes a topic: the metadata file goes first (the commit point), then its data.
-    pub fn delete(&self, topic: &Topic) -> Result<(), BrokerError> {
-        let _admin = self.admin.lock().expect("admin lock is never poisoned");
-        let path = self.meta_path(topic.id);
-        std::fs::remove_file(&path).map_err(|e| BrokerError::storage(&path, e))?;
-        {
-            let mut topics = self
-                .topics
-                .write()
-                .expect("topic map lock is never poisoned");
-            topics.by_name.remove(&topic.name);
-            topics.by_id.remove(&topic.id);
+    /// Renames every topic directory that `known` (the ids the metadata lists) does not
+    /// account for to `<dir>.stray`, so it is neither served nor mistaken for a new topic's.
+    pub fn set_aside_strays(&self, known: &HashSet<Uuid>) -> Result<(), BrokerError> {
+        let entries = std::fs::read_dir(&self.log_dir)
+            .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| BrokerError::storage(&self.log_dir, e))?;
+        for entry in entries {
+            let path = entry.path();
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str() else {
+                continue;
+            };
+            if name.ends_with(".stray") {
+                continue;
+            }
+            let id = name
+                .rsplit_once('.')
+                .and_then(|(_, id)| Uuid::try_parse(id).ok());
+            if id.is_some_and(|id| known.contains(&id)) {
+                continue;
+            }
+            let stray = self.log_dir.join(format!("{name}.stray"));
+            warn!(dir = %path.display(), renamed = %stray.display(), "the metadata does not know this topic directory; setting it aside");
+            std::fs::rename(&path, &stray).map_err(|e| BrokerError::storage(&path, e))?;
         }
-        let dir = self.topic_dir(&topic.name, topic.id);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            // The topic is gone either way; the next start removes what is left.
-            warn!(dir = %dir.display(), error = %e, "could not remove a deleted topic's data");
-        }
-        info!(topic = %topic.name, topic_id = %topic.id, "topic deleted");
         Ok(())
     }
 
-    pub fn broker_defaults(&self) -> &TopicConfig {
-        &self.broker_defaults
+    fn remove_dir(&self, dir: &Path) {
+        if let Err(e) = std::fs::remove_dir_all(dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(dir = %dir.display(), error = %e, "could not remove data the metadata no longer places here");
+        }
     }
-}
-
-fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>, BrokerError> {
-    std::fs::read_dir(dir)
-        .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| BrokerError::storage(dir, e))
 }

@@ -120,6 +120,12 @@ impl PartitionLog {
         Ok(log)
     }
 
+    /// Takes new settings (a topic config change). They apply from the next append, roll or
+    /// retention pass; open segments keep the index interval they were opened with.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
     fn active(&self) -> &Segment {
         self.segments
             .values()

@@ -18,7 +18,7 @@ use crate::state::{
 use crate::topic_config::{ConfigError, broker_config_def, topic_config_def, validate_overrides};
 
 /// The most partitions a topic may have.
-const MAX_PARTITIONS: usize = 1 << 16;
+pub const MAX_PARTITIONS: usize = 1 << 16;
 
 fn too_many_partitions() -> MetaError {
     MetaError::InvalidPartitions {

@@ -21,6 +21,7 @@ pub mod snapshot;
 mod state;
 pub mod topic_config;
 
+pub use apply::MAX_PARTITIONS;
 pub use command::{
     AlterConfigs, BrokerHeartbeat, CommitSegment, ConfigResource, CreatePartitions, CreateTopic,
     Endpoint, FenceBroker, MetaCommand, RegisterBroker,

@@ -64,6 +64,13 @@ fn raft_config() -> Result<Arc<openraft::Config>, ControllerError> {
     ))
 }
 
+/// A command the quorum committed: its place in the log, and the state machine's verdict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Committed {
+    pub log_index: u64,
+    pub response: MetaResponse,
+}
+
 /// A running member of the quorum.
 pub struct Controller {
     pub id: NodeId,
@@ -139,7 +146,7 @@ impl Controller {
 
     /// Proposes `command` and waits until it is committed and applied here; the answer says
     /// whether the state machine took it. Only the leader can propose.
-    pub async fn write(&self, command: MetaCommand) -> Result<MetaResponse, ControllerError> {
+    pub async fn write(&self, command: MetaCommand) -> Result<Committed, ControllerError> {
         let span = info_span!(
             "raft_write",
             node_id = self.id,
@@ -149,7 +156,10 @@ impl Controller {
             match self.raft.client_write(command).await {
                 Ok(response) => {
                     tracing::Span::current().record("index", response.log_id.index);
-                    Ok(response.data)
+                    Ok(Committed {
+                        log_index: response.log_id.index,
+                        response: response.data,
+                    })
                 }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                     Err(ControllerError::NotLeader {
@@ -170,7 +180,7 @@ impl Controller {
     /// A retry after a lost answer can apply a command twice. Commands are made so that a
     /// repeat is harmless (a registration of the same incarnation) or recognisable (a
     /// repeated create answers `TopicAlreadyExists` for the topic id the caller chose).
-    pub async fn propose(&self, command: MetaCommand) -> Result<MetaResponse, ControllerError> {
+    pub async fn propose(&self, command: MetaCommand) -> Result<Committed, ControllerError> {
         let started = Instant::now();
         let mut last = ControllerError::NotLeader {
             leader: None,
@@ -202,7 +212,7 @@ impl Controller {
         &self,
         address: &str,
         command: &MetaCommand,
-    ) -> Result<MetaResponse, ControllerError> {
+    ) -> Result<Committed, ControllerError> {
         let unreachable = |e: reqwest::Error| ControllerError::NoLeader {
             last: format!("forwarding to {address}: {e}"),
         };
@@ -213,9 +223,26 @@ impl Controller {
             .send()
             .await
             .map_err(unreachable)?
-            .json::<Result<MetaResponse, ControllerError>>()
+            .json::<Result<Committed, ControllerError>>()
             .await
             .map_err(unreachable)?
+    }
+
+    /// Waits until this node's replica has applied the log up to `log_index`, so a read here
+    /// sees a command committed elsewhere.
+    pub async fn wait_applied(
+        &self,
+        log_index: u64,
+        timeout: Duration,
+    ) -> Result<(), ControllerError> {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(log_index), "the local replica catches up")
+            .await
+            .map(drop)
+            .map_err(|e| ControllerError::NoLeader {
+                last: e.to_string(),
+            })
     }
 
     /// The current controller leader, as this node knows it.
@@ -233,6 +260,6 @@ impl Controller {
 async fn forwarded_write(
     State(controller): State<Arc<Controller>>,
     Json(command): Json<MetaCommand>,
-) -> Json<Result<MetaResponse, ControllerError>> {
+) -> Json<Result<Committed, ControllerError>> {
     Json(controller.write(command).await)
 }

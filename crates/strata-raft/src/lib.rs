@@ -20,7 +20,7 @@ mod log_store;
 pub mod network;
 mod state_machine;
 
-pub use controller::{Controller, ControllerError};
+pub use controller::{Committed, Controller, ControllerError};
 pub use log_store::LogStore;
 pub use network::raft_routes;
 pub use state_machine::{StateMachineStore, StateReader};
@@ -43,6 +43,7 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub type Entry = openraft::Entry<TypeConfig>;
 pub type LogId = openraft::LogId<NodeId>;
 pub type StorageError = openraft::StorageError<NodeId>;
+pub type RaftMetrics = openraft::RaftMetrics<NodeId, Node>;
 
 #[cfg(test)]
 mod tests;

@@ -51,18 +51,9 @@ async fn write_at_leader(members: &[&Member], command: MetaCommand) -> u64 {
         .iter()
         .find(|m| m.controller.id == leader)
         .expect("the leader is a member");
-    member
-        .controller
-        .write(command)
-        .await
-        .expect("committed")
-        .expect("applied");
-    member
-        .controller
-        .state
-        .last_applied()
-        .expect("applied")
-        .index
+    let committed = member.controller.write(command).await.expect("committed");
+    committed.response.expect("applied");
+    committed.log_index
 }
 
 async fn wait_applied(member: &Member, index: u64) {
@@ -160,6 +151,7 @@ async fn three_controllers_replicate_fail_over_and_catch_up() {
         .propose(register(7))
         .await
         .expect("forwarded")
+        .response
         .expect("applied");
     assert_eq!(
         follower
@@ -168,7 +160,8 @@ async fn three_controllers_replicate_fail_over_and_catch_up() {
                 cluster_id: "c2".into()
             })
             .await
-            .expect("forwarded"),
+            .expect("forwarded")
+            .response,
         Err(MetaError::ClusterIdMismatch {
             existing: "c1".into(),
             requested: "c2".into()

@@ -1,18 +1,21 @@
-//! CreateTopics: validated like Kafka, including `validate_only`.
+//! CreateTopics: validated like Kafka, including `validate_only`, and committed through the
+//! metadata quorum (see [`crate::topic_admin`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
-use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
+use strata_meta::MetaError;
 use tracing::warn;
 
 use super::{RequestContext, str_bytes};
 use crate::config::TopicConfig;
 use crate::error::BrokerError;
-use crate::topics::NewTopic;
+use crate::reconciler::effective_defaults;
+use crate::topic_admin::{NewTopic, create_topic};
 
 const API: &str = "create_topics";
 
@@ -25,15 +28,15 @@ pub async fn handle(
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for topic in request.topics {
         let name = topic.name.clone();
         // Kafka refuses a request naming one topic twice, for each mention.
         if !seen.insert(name.clone()) {
-            let e = BrokerError::InvalidTopic {
+            let e = BrokerError::Metadata(MetaError::InvalidTopicName {
                 name: name.to_string(),
                 reason: "named more than once in the request".into(),
-            };
+            });
             results.push(error_result(ctx, topic.name, &e));
             continue;
         }
@@ -48,7 +51,7 @@ pub async fn handle(
 
 fn error_result(
     ctx: &RequestContext<'_>,
-    name: kafka_protocol::messages::TopicName,
+    name: TopicName,
     e: &BrokerError,
 ) -> CreatableTopicResult {
     ctx.broker.metrics.count_error(API, e.response_error());
@@ -66,57 +69,24 @@ async fn create(
     validate_only: bool,
 ) -> Result<CreatableTopicResult, BrokerError> {
     let broker = ctx.broker;
-    let node_id = broker.config.node_id;
-    let partitions = if !topic.assignments.is_empty() {
-        if topic.num_partitions != -1 || topic.replication_factor != -1 {
-            return Err(BrokerError::InvalidReplicaAssignment {
-                reason: "give either replica assignments or partition count and replication factor"
-                    .into(),
-            });
+    let assignments = (!topic.assignments.is_empty()).then(|| {
+        topic
+            .assignments
+            .iter()
+            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+            .collect()
+    });
+    if topic
+        .assignments
+        .iter()
+        .zip(0..)
+        .any(|(a, i)| a.partition_index != i)
+    {
+        return Err(MetaError::InvalidReplicaAssignment {
+            reason: "partitions must be numbered 0, 1, 2, ...".into(),
         }
-        for (i, assignment) in topic.assignments.iter().enumerate() {
-            if assignment.partition_index != i32::try_from(i).unwrap_or(-1) {
-                return Err(BrokerError::InvalidReplicaAssignment {
-                    reason: "partitions must be numbered 0, 1, 2, ...".into(),
-                });
-            }
-            if assignment
-                .broker_ids
-                .iter()
-                .map(|b| b.0)
-                .collect::<Vec<_>>()
-                != [node_id]
-            {
-                return Err(BrokerError::InvalidReplicaAssignment {
-                    reason: format!(
-                        "this single-node cluster can only place replicas on broker {node_id}"
-                    ),
-                });
-            }
-        }
-        i32::try_from(topic.assignments.len()).unwrap_or(i32::MAX)
-    } else {
-        match topic.replication_factor {
-            -1 | 1 => {}
-            rf if rf < 1 => {
-                return Err(BrokerError::InvalidReplicationFactor {
-                    reason: format!("replication factor must be at least 1, got {rf}"),
-                });
-            }
-            rf => {
-                return Err(BrokerError::InvalidReplicationFactor {
-                    reason: format!(
-                        "replication factor {rf} is larger than the 1 available broker"
-                    ),
-                });
-            }
-        }
-        if topic.num_partitions == -1 {
-            broker.config.num_partitions
-        } else {
-            topic.num_partitions
-        }
-    };
+        .into());
+    }
     let mut overrides = BTreeMap::new();
     for config in &topic.configs {
         // A null value means "use the default" in Kafka.
@@ -126,27 +96,29 @@ async fn create(
     }
     let new = NewTopic {
         name: topic.name.to_string(),
-        partitions,
+        num_partitions: (topic.num_partitions != -1).then_some(topic.num_partitions),
+        replication_factor: (topic.replication_factor != -1).then_some(topic.replication_factor),
+        assignments,
         overrides,
     };
-    let (id, overrides) = if validate_only {
-        (uuid::Uuid::nil(), broker.topics.check_new(&new)?)
-    } else {
-        let created = broker.create_topic(new).await.inspect_err(|e| {
-            if matches!(e, BrokerError::Storage { .. } | BrokerError::Log(_)) {
+    let created = create_topic(broker, new, validate_only)
+        .await
+        .inspect_err(|e| {
+            if matches!(e, BrokerError::ControlPlane(_)) {
                 warn!(topic = %topic.name.0, error = %e, "topic creation failed");
             }
         })?;
-        (created.id, created.overrides.clone())
-    };
-    let resolved = TopicConfig::resolve(broker.topics.broker_defaults(), &overrides);
+    let defaults = broker.metadata.read(|state| {
+        effective_defaults(state, broker.config.node_id, &broker.config.topic_defaults)
+    });
+    let resolved = TopicConfig::resolve(&defaults, &created.overrides);
     let configs = resolved
         .iter()
         .map(|(name, value)| {
             CreatableTopicConfigs::default()
                 .with_name(str_bytes(name))
                 .with_value(Some(str_bytes(value)))
-                .with_config_source(if overrides.contains_key(name) {
+                .with_config_source(if created.overrides.contains_key(name) {
                     SOURCE_TOPIC
                 } else {
                     SOURCE_DEFAULT
@@ -155,8 +127,8 @@ async fn create(
         .collect();
     Ok(CreatableTopicResult::default()
         .with_name(topic.name)
-        .with_topic_id(id)
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)
+        .with_topic_id(created.id)
+        .with_num_partitions(created.partitions)
+        .with_replication_factor(created.replication_factor)
         .with_configs(Some(configs)))
 }

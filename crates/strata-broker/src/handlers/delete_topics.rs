@@ -1,4 +1,4 @@
-//! DeleteTopics: by name (all versions) or by topic id (v6+).
+//! DeleteTopics: by name (all versions) or by topic id (v6+), through the metadata quorum.
 
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::{RequestContext, str_bytes};
 use crate::error::BrokerError;
+use crate::topic_admin::delete_topic;
 
 const API: &str = "delete_topics";
 
@@ -29,20 +30,17 @@ pub async fn handle(
     };
     let mut results = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
-        let topic = match &name {
-            Some(name) => ctx.broker.topics.get(name),
-            None => ctx.broker.topics.get_by_id(id),
-        };
-        let outcome = match topic {
+        let found = ctx.broker.metadata.read(|state| {
+            let topic = match &name {
+                Some(name) => state.topic_by_name(name),
+                None => state.topic(id),
+            };
+            topic.map(|t| (TopicName(str_bytes(t.name.clone())), t.topic_id))
+        });
+        let outcome = match found {
             None if name.is_none() => Err(BrokerError::UnknownTopicId),
             None => Err(BrokerError::UnknownTopicOrPartition),
-            Some(topic) => {
-                let id = topic.id;
-                let name = TopicName(kafka_protocol::protocol::StrBytes::from_string(
-                    topic.name.to_string(),
-                ));
-                ctx.broker.delete_topic(topic).await.map(|()| (name, id))
-            }
+            Some((name, id)) => delete_topic(ctx.broker, id).await.map(|()| (name, id)),
         };
         results.push(match outcome {
             Ok((name, id)) => DeletableTopicResult::default()

@@ -16,9 +16,9 @@ use tokio::time::Instant;
 use tracing::{debug, debug_span};
 use uuid::Uuid;
 
-use super::RequestContext;
+use super::{RequestContext, TopicRef, led_partition};
 use crate::error::BrokerError;
-use crate::partition::{LEADER_EPOCH, Partition};
+use crate::partition::Partition;
 
 const API: &str = "fetch";
 const READ_COMMITTED: i8 = 1;
@@ -39,23 +39,15 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
     let mut wanted = Vec::new();
     for (topic_index, fetch_topic) in request.topics.into_iter().enumerate() {
         let topic = if by_id {
-            ctx.broker.topics.get_by_id(fetch_topic.topic_id)
+            TopicRef::Id(fetch_topic.topic_id)
         } else {
-            ctx.broker.topics.get(&fetch_topic.topic)
+            TopicRef::Name(&fetch_topic.topic)
         };
         for p in &fetch_topic.partitions {
-            let partition = match &topic {
-                None if by_id => Err(BrokerError::UnknownTopicId),
-                None => Err(BrokerError::UnknownTopicOrPartition),
-                Some(topic) => usize::try_from(p.partition)
-                    .ok()
-                    .and_then(|i| topic.partitions.get(i).cloned())
-                    .ok_or(BrokerError::UnknownTopicOrPartition),
-            };
             wanted.push(Wanted {
                 topic_index,
                 index: p.partition,
-                partition,
+                partition: led_partition(ctx.broker, topic, p.partition).map(|led| led.partition),
                 fetch_offset: p.fetch_offset,
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
                 current_leader_epoch: p.current_leader_epoch,
@@ -145,7 +137,11 @@ fn read_partition(
 ) -> Result<PartitionData, BrokerError> {
     let partition = w.partition.as_ref().map_err(Clone::clone)?;
     let _span = debug_span!("fetch_partition", topic = %partition.topic, partition = partition.index, fetch_offset = w.fetch_offset).entered();
-    check_leader_epoch(w.current_leader_epoch)?;
+    // Leadership can move while a fetch waits: check it on every read.
+    let leader_epoch = partition
+        .leader_epoch()
+        .ok_or(BrokerError::NotLeaderOrFollower)?;
+    check_leader_epoch(w.current_leader_epoch, leader_epoch)?;
     let offsets = partition.offsets();
     let records = if budget == 0 && !at_least_one {
         Bytes::new()
@@ -161,16 +157,16 @@ fn read_partition(
 }
 
 /// KIP-320: a client that knows a newer epoch than ours, or an older one, is told so.
-pub(super) fn check_leader_epoch(requested: i32) -> Result<(), BrokerError> {
+pub(super) fn check_leader_epoch(requested: i32, current: i32) -> Result<(), BrokerError> {
     match requested {
         -1 => Ok(()),
-        e if e > LEADER_EPOCH => Err(BrokerError::UnknownLeaderEpoch {
+        e if e > current => Err(BrokerError::UnknownLeaderEpoch {
             requested: e,
-            current: LEADER_EPOCH,
+            current,
         }),
-        e if e < LEADER_EPOCH => Err(BrokerError::FencedLeaderEpoch {
+        e if e < current => Err(BrokerError::FencedLeaderEpoch {
             requested: e,
-            current: LEADER_EPOCH,
+            current,
         }),
         _ => Ok(()),
     }

@@ -5,10 +5,10 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::RequestContext;
 use super::fetch::check_leader_epoch;
+use super::{RequestContext, TopicRef, led_partition};
 use crate::error::BrokerError;
-use crate::partition::{LEADER_EPOCH, Partition};
+use crate::partition::Partition;
 
 const API: &str = "list_offsets";
 
@@ -26,32 +26,26 @@ pub fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> ListOffs
         .topics
         .into_iter()
         .map(|t| {
-            let topic = ctx.broker.topics.get(&t.name);
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let found = topic
-                        .as_ref()
-                        .and_then(|topic| {
-                            usize::try_from(p.partition_index)
-                                .ok()
-                                .and_then(|i| topic.partitions.get(i))
-                        })
-                        .ok_or(BrokerError::UnknownTopicOrPartition)
-                        .and_then(|partition| {
-                            check_leader_epoch(p.current_leader_epoch)?;
-                            lookup(partition, p.timestamp)
-                        });
+                    let found =
+                        led_partition(ctx.broker, TopicRef::Name(&t.name), p.partition_index)
+                            .and_then(|led| {
+                                check_leader_epoch(p.current_leader_epoch, led.leader_epoch)?;
+                                let (offset, timestamp) = lookup(&led.partition, p.timestamp)?;
+                                Ok((offset, timestamp, led.leader_epoch))
+                            });
                     let response = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
                     match found {
                         // The leader epoch field exists from v4 on.
-                        Ok((offset, timestamp)) if ctx.version() >= 4 => response
+                        Ok((offset, timestamp, leader_epoch)) if ctx.version() >= 4 => response
                             .with_offset(offset)
                             .with_timestamp(timestamp)
-                            .with_leader_epoch(LEADER_EPOCH),
-                        Ok((offset, timestamp)) => {
+                            .with_leader_epoch(leader_epoch),
+                        Ok((offset, timestamp, _)) => {
                             response.with_offset(offset).with_timestamp(timestamp)
                         }
                         Err(e) => {

@@ -1,35 +1,30 @@
-//! Metadata: brokers, topics and partition leaders, with auto topic creation.
+//! Metadata: brokers, topics and partition leadership from this node's replica of the
+//! cluster metadata, with auto topic creation through the quorum.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use strata_meta::{MetaError, MetadataState, NO_LEADER, TopicRecord};
 use tracing::warn;
 use uuid::Uuid;
 
 use super::{RequestContext, str_bytes};
 use crate::error::BrokerError;
-use crate::partition::LEADER_EPOCH;
-use crate::topics::{NewTopic, Topic};
+use crate::topic_admin::{NewTopic, create_topic};
 
 /// Kafka's "operations not requested" sentinel for authorized-operations fields.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> MetadataResponse {
     let broker = ctx.broker;
-    let node_id = BrokerId(broker.config.node_id);
     let topics = match request.topics {
         None => broker
-            .topics
-            .all()
-            .iter()
-            .map(|t| describe(t, node_id))
-            .collect(),
+            .metadata
+            .read(|state| state.topics().map(|t| describe(state, t)).collect()),
         Some(requested) => {
             // Versions before 4 have no flag: they always asked for auto creation.
             let auto_create = broker.config.auto_create_topics
@@ -37,8 +32,8 @@ pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> Metad
             let mut out = Vec::with_capacity(requested.len());
             for topic in requested {
                 out.push(match topic.name {
-                    Some(name) => by_name(ctx, name, auto_create, node_id).await,
-                    None => by_id(ctx, topic.topic_id, node_id),
+                    Some(name) => by_name(ctx, name, auto_create).await,
+                    None => by_id(ctx, topic.topic_id),
                 });
             }
             out
@@ -68,11 +63,15 @@ async fn by_name(
     ctx: &RequestContext<'_>,
     name: TopicName,
     auto_create: bool,
-    node_id: BrokerId,
 ) -> MetadataResponseTopic {
     let broker = ctx.broker;
-    if let Some(topic) = broker.topics.get(&name) {
-        return describe(&topic, node_id);
+    let lookup = || {
+        broker
+            .metadata
+            .read(|state| state.topic_by_name(&name).map(|t| describe(state, t)))
+    };
+    if let Some(found) = lookup() {
+        return found;
     }
     if !auto_create {
         return error_topic(
@@ -83,18 +82,16 @@ async fn by_name(
     }
     let new = NewTopic {
         name: name.to_string(),
-        partitions: broker.config.num_partitions,
-        overrides: BTreeMap::new(),
+        ..NewTopic::default()
     };
-    match broker.create_topic(new).await {
-        Ok(topic) => describe(&topic, node_id),
-        // Another request created it first.
-        Err(BrokerError::TopicAlreadyExists { .. }) => match broker.topics.get(&name) {
-            Some(topic) => describe(&topic, node_id),
-            None => error_topic(Some(name), Uuid::nil(), ResponseError::LeaderNotAvailable),
-        },
+    match create_topic(broker, new, false).await {
+        // Also when another request created it first.
+        Ok(_) | Err(BrokerError::Metadata(MetaError::TopicAlreadyExists { .. })) => lookup()
+            .unwrap_or_else(|| {
+                error_topic(Some(name), Uuid::nil(), ResponseError::LeaderNotAvailable)
+            }),
         Err(e) => {
-            if !matches!(e, BrokerError::InvalidTopic { .. }) {
+            if !matches!(e, BrokerError::Metadata(MetaError::InvalidTopicName { .. })) {
                 warn!(topic = %name.0, error = %e, "auto topic creation failed");
             }
             error_topic(Some(name), Uuid::nil(), e.response_error())
@@ -102,11 +99,11 @@ async fn by_name(
     }
 }
 
-fn by_id(ctx: &RequestContext<'_>, id: Uuid, node_id: BrokerId) -> MetadataResponseTopic {
-    match ctx.broker.topics.get_by_id(id) {
-        Some(topic) => describe(&topic, node_id),
-        None => error_topic(None, id, ResponseError::UnknownTopicId),
-    }
+fn by_id(ctx: &RequestContext<'_>, id: Uuid) -> MetadataResponseTopic {
+    ctx.broker
+        .metadata
+        .read(|state| state.topic(id).map(|t| describe(state, t)))
+        .unwrap_or_else(|| error_topic(None, id, ResponseError::UnknownTopicId))
 }
 
 fn error_topic(name: Option<TopicName>, id: Uuid, error: ResponseError) -> MetadataResponseTopic {
@@ -117,24 +114,40 @@ fn error_topic(name: Option<TopicName>, id: Uuid, error: ResponseError) -> Metad
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
-fn describe(topic: &Arc<Topic>, node_id: BrokerId) -> MetadataResponseTopic {
+/// A topic as the metadata holds it. A partition without a leader answers
+/// LEADER_NOT_AVAILABLE; replicas on fenced brokers are listed as offline.
+fn describe(state: &MetadataState, topic: &TopicRecord) -> MetadataResponseTopic {
+    let live: BTreeSet<i32> = state.live_brokers().map(|b| b.broker_id).collect();
+    let ids = |brokers: &[i32]| brokers.iter().copied().map(BrokerId).collect::<Vec<_>>();
     let partitions = topic
         .partitions
         .iter()
-        .map(|p| {
+        .zip(0..)
+        .map(|(p, index)| {
+            let offline: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|b| !live.contains(b))
+                .collect();
+            let error = if p.leader == NO_LEADER {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
-                .with_partition_index(p.index)
-                .with_leader_id(node_id)
-                .with_leader_epoch(LEADER_EPOCH)
-                .with_replica_nodes(vec![node_id])
-                .with_isr_nodes(vec![node_id])
+                .with_error_code(error)
+                .with_partition_index(index)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
     MetadataResponseTopic::default()
-        .with_name(Some(TopicName(StrBytes::from_string(
-            topic.name.to_string(),
-        ))))
-        .with_topic_id(topic.id)
+        .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
+        .with_topic_id(topic.topic_id)
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use strata_log::{BatchLimits, ValidatedBatch, validate_produce_batch};
 use tracing::{Instrument, debug, info_span};
 
-use super::{RequestContext, RequestError};
+use super::{LedPartition, RequestContext, RequestError, TopicRef, led_partition};
 use crate::config::TimestampType;
 use crate::error::BrokerError;
 use crate::partition::{AppendOutcome, Partition};
@@ -50,23 +50,17 @@ pub async fn handle(
     for topic_data in request.topic_data {
         // Produce v13 names topics by id; earlier versions by name.
         let topic = if ctx.version() >= 13 {
-            ctx.broker.topics.get_by_id(topic_data.topic_id)
+            TopicRef::Id(topic_data.topic_id)
         } else {
-            ctx.broker.topics.get(&topic_data.name)
-        };
-        let unknown = if ctx.version() >= 13 {
-            BrokerError::UnknownTopicId
-        } else {
-            BrokerError::UnknownTopicOrPartition
+            TopicRef::Name(&topic_data.name)
         };
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
-            let result = match (&request_error, &topic) {
-                (Some(e), _) => error_result(ctx, data.index, e),
-                (None, None) => error_result(ctx, data.index, &unknown),
-                (None, Some(topic)) => {
-                    produce_partition(ctx, topic, data.index, data.records.unwrap_or_default())
-                        .await
+            let result = match &request_error {
+                Some(e) => error_result(ctx, data.index, e),
+                None => {
+                    let records = data.records.unwrap_or_default();
+                    produce_partition(ctx, topic, data.index, records).await
                 }
             };
             partitions.push(result);
@@ -141,18 +135,18 @@ fn error_result(ctx: &RequestContext<'_>, index: i32, error: &BrokerError) -> Pa
 
 async fn produce_partition(
     ctx: &RequestContext<'_>,
-    topic: &Arc<Topic>,
+    topic: TopicRef<'_>,
     index: i32,
     records: Bytes,
 ) -> PartitionResult {
-    let Some(partition) = usize::try_from(index)
-        .ok()
-        .and_then(|i| topic.partitions.get(i))
-    else {
-        return error_result(ctx, index, &BrokerError::UnknownTopicOrPartition);
+    let LedPartition {
+        topic, partition, ..
+    } = match led_partition(ctx.broker, topic, index) {
+        Ok(led) => led,
+        Err(e) => return error_result(ctx, index, &e),
     };
     let span = info_span!("produce_partition", topic = %topic.name, partition = index, bytes = records.len());
-    match append(ctx, topic, partition, records)
+    match append(ctx, &topic, &partition, records)
         .instrument(span)
         .await
     {
