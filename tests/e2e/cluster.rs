@@ -2,12 +2,18 @@
 
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::{DescribeClusterRequest, InitProducerIdRequest};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    DescribeClusterRequest, InitProducerIdRequest, ListOffsetsRequest, TopicName,
+};
+use rdkafka::admin::{AdminOptions, ResourceSpecifier};
 use rdkafka::consumer::Consumer;
 use strata_e2e::BrokerProcess;
 
-use crate::consumer;
-use crate::raw::Client;
+use crate::produce_fetch::{consume_and_check, produce_records};
+use crate::raw::{Client, s};
+use crate::{admin, client_runtime, consumer, create_topic};
 
 /// A loopback port that was free a moment ago (the quorum's addresses must be known before
 /// any node starts).
@@ -148,6 +154,157 @@ fn a_killed_broker_is_fenced_out_of_metadata_and_returns_when_restarted() -> any
     );
     restarted.terminate()?;
     for node in &mut nodes {
+        node.terminate()?;
+    }
+    Ok(())
+}
+
+/// Each partition's leader as `bootstrap`'s Metadata gives it, once it lists `partitions`
+/// partitions all with a leader (or what it last gave when time runs out).
+fn partition_leaders(bootstrap: &str, topic: &str, partitions: usize) -> Vec<i32> {
+    let client = consumer(bootstrap, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leaders: Vec<i32> = client
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .ok()
+            .and_then(|m| {
+                let found = m.topics().first()?;
+                Some(found.partitions().iter().map(|p| p.leader()).collect())
+            })
+            .unwrap_or_default();
+        let complete = leaders.len() == partitions && leaders.iter().all(|l| *l >= 0);
+        if complete || Instant::now() > deadline {
+            return leaders;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The controller leader as `bootstrap` reports it, once it is one of `candidates`.
+fn controller_among(bootstrap: &str, candidates: &[i32]) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let controller = Client::connect(bootstrap)
+            .send(&DescribeClusterRequest::default(), 0)
+            .controller_id
+            .0;
+        if candidates.contains(&controller) || Instant::now() > deadline {
+            return controller;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn create_through(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    client_runtime().block_on(create_topic(bootstrap, name, partitions, configs));
+}
+
+#[test]
+fn topics_are_placed_over_the_cluster_and_outlive_a_controller_crash_and_a_full_restart()
+-> anyhow::Result<()> {
+    let (dirs, quorum) = three_node_layout()?;
+    let mut nodes: Vec<Option<BrokerProcess>> = start_cluster(&dirs, &quorum)?
+        .into_iter()
+        .map(Some)
+        .collect();
+    let bootstrap = |nodes: &[Option<BrokerProcess>], i: usize| {
+        nodes[i].as_ref().expect("running").bootstrap.clone()
+    };
+    assert_eq!(
+        brokers_listed_by(&bootstrap(&nodes, 0), &[1, 2, 3]),
+        [1, 2, 3]
+    );
+
+    // librdkafka's admin client creates a 6-partition topic through node 1; every node then
+    // sees the same leaders, two per broker.
+    create_through(
+        &bootstrap(&nodes, 0),
+        "spread",
+        6,
+        &[("retention.ms", "3600000")],
+    );
+    let leaders = partition_leaders(&bootstrap(&nodes, 0), "spread", 6);
+    for i in 0..3 {
+        assert_eq!(
+            partition_leaders(&bootstrap(&nodes, i), "spread", 6),
+            leaders
+        );
+    }
+    for broker in 1..=3 {
+        let led = leaders.iter().filter(|l| **l == broker).count();
+        assert_eq!(led, 2, "broker {broker} leads two partitions: {leaders:?}");
+    }
+
+    // Produce through node 2, consume through node 3: the clients find each leader.
+    let sent = produce_records(&bootstrap(&nodes, 1), "spread", 6, 60, &[("acks", "all")]);
+    consume_and_check(&bootstrap(&nodes, 2), "spread", 6, &sent);
+
+    // A broker that does not lead a partition says so.
+    let not_leader = (0..3)
+        .find(|i| leaders[0] != i32::try_from(*i).expect("small") + 1)
+        .expect("a broker other than the leader");
+    let request = ListOffsetsRequest::default().with_topics(vec![
+        ListOffsetsTopic::default()
+            .with_name(TopicName(s("spread")))
+            .with_partitions(vec![
+                ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-1),
+            ]),
+    ]);
+    let answer = Client::connect(&bootstrap(&nodes, not_leader)).send(&request, 7);
+    assert_eq!(
+        answer.topics[0].partitions[0].error_code,
+        ResponseError::NotLeaderOrFollower.code()
+    );
+
+    // SIGKILL the controller leader: the survivors elect another and still create topics.
+    let controller = controller_among(&bootstrap(&nodes, 0), &[1, 2, 3]);
+    let killed = usize::try_from(controller - 1)?;
+    nodes[killed].take().expect("running").kill9()?;
+    let survivor = (killed + 1) % 3;
+    let survivors: Vec<i32> = [1, 2, 3]
+        .into_iter()
+        .filter(|id| *id != controller)
+        .collect();
+    let elected = controller_among(&bootstrap(&nodes, survivor), &survivors);
+    assert!(survivors.contains(&elected), "a new controller: {elected}");
+    create_through(&bootstrap(&nodes, survivor), "after-failover", 2, &[]);
+
+    // The killed node restarts from its raft directory and catches up.
+    let id = controller.to_string();
+    nodes[killed] = Some(BrokerProcess::spawn(
+        dirs[killed].path(),
+        &["--node-id", &id, "--controller-quorum", &quorum],
+    )?);
+    assert_eq!(
+        partition_leaders(&bootstrap(&nodes, killed), "after-failover", 2).len(),
+        2
+    );
+
+    // Stop everything, start everything: topics, configs and records are all there.
+    for node in nodes.iter_mut().flatten() {
+        node.terminate()?;
+    }
+    drop(nodes);
+    let mut restarted = start_cluster(&dirs, &quorum)?;
+    let first = restarted[0].bootstrap.clone();
+    assert_eq!(partition_leaders(&first, "spread", 6), leaders);
+    assert_eq!(partition_leaders(&first, "after-failover", 2).len(), 2);
+    consume_and_check(&restarted[1].bootstrap, "spread", 6, &sent);
+    let configs = client_runtime().block_on(async {
+        admin(&first)
+            .describe_configs(
+                &[ResourceSpecifier::Topic("spread")],
+                &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+    })?;
+    let resource = configs.into_iter().next().expect("one resource")?;
+    let retention = resource.get("retention.ms").and_then(|e| e.value.clone());
+    assert_eq!(retention.as_deref(), Some("3600000"));
+    for node in &mut restarted {
         node.terminate()?;
     }
     Ok(())

@@ -16,7 +16,7 @@ use strata_e2e::InProcessBroker;
 use crate::{admin, client_runtime, consumer, create_topic, producer};
 
 #[derive(Debug, Clone, PartialEq)]
-struct Sent {
+pub(crate) struct Sent {
     key: Vec<u8>,
     value: Vec<u8>,
     header: Vec<u8>,
@@ -24,7 +24,7 @@ struct Sent {
 }
 
 /// Produces `count` records round-robin over `partitions`; returns what landed where.
-fn produce_records(
+pub(crate) fn produce_records(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
@@ -73,7 +73,7 @@ fn produce_records(
 
 /// Reads every partition from the beginning until `expected` records arrived; checks each
 /// record against what was acknowledged at its offset and that offsets are dense and ordered.
-fn consume_and_check(
+pub(crate) fn consume_and_check(
     bootstrap: &str,
     topic: &str,
     partitions: i32,

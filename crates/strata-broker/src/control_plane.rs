@@ -290,6 +290,15 @@ impl MetadataView {
         Ok((committed.log_index, outcome))
     }
 
+    /// Proposes `command` and waits until this node serves its outcome: applied to the
+    /// replica and to the partitions hosted here. For admin requests, so that a client asking
+    /// this node next sees the change.
+    pub async fn commit(&self, command: MetaCommand) -> Result<CommandOutcome, BrokerError> {
+        let (index, outcome) = self.propose(command).await?;
+        self.wait_reconciled(index).await;
+        Ok(outcome)
+    }
+
     /// Records that the hosted partitions reflect the metadata up to `index`.
     pub fn mark_reconciled(&self, index: u64) {
         self.reconciled.send_if_modified(|current| {
@@ -302,7 +311,7 @@ impl MetadataView {
     }
 
     /// Waits (up to a bound) until the hosted partitions reflect the metadata up to `index`.
-    pub async fn wait_reconciled(&self, index: u64) {
+    async fn wait_reconciled(&self, index: u64) {
         let mut reconciled = self.reconciled.subscribe();
         let _ = tokio::time::timeout(CATCH_UP_TIMEOUT, reconciled.wait_for(|done| *done >= index))
             .await;

@@ -49,6 +49,8 @@ pub enum BrokerError {
     ShuttingDown,
     #[error("this broker does not lead the partition; refresh metadata to find its leader")]
     NotLeaderOrFollower,
+    #[error("{reason}")]
+    InvalidRequest { reason: String },
     #[error("metadata quorum: {0}")]
     ControlPlane(strata_raft::ControllerError),
     #[error("the metadata quorum refused this broker's registration: {0}")]
@@ -99,6 +101,7 @@ impl BrokerError {
             Self::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
             Self::ObjectStoreUrl(_) => ResponseError::KafkaStorageError,
             Self::ShuttingDown | Self::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+            Self::InvalidRequest { .. } => ResponseError::InvalidRequest,
             Self::ControlPlane(_) => ResponseError::NotController,
             Self::Registration(_) => ResponseError::UnknownServerError,
             Self::Metadata(e) => meta_error_code(e),

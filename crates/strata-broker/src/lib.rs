@@ -9,6 +9,7 @@ pub mod admin_http;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod config_view;
 pub mod control_plane;
 pub mod error;
 pub mod frame_reader;

@@ -25,7 +25,7 @@ use crate::topics::{HostedPartition, HostedTopic};
 
 /// The topic defaults in force on `broker_id`: its static ones, then the cluster's dynamic
 /// settings, then its own.
-pub fn effective_defaults(
+fn effective_defaults(
     state: &MetadataState,
     broker_id: i32,
     static_defaults: &TopicConfig,
@@ -125,4 +125,85 @@ fn snapshot(broker: &Broker) -> (u64, Vec<HostedTopic>) {
         .metadata
         .read(|state| hosted_topics(state, broker.config.node_id, &broker.config.topic_defaults));
     (index, hosted)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use strata_meta::{
+        AlterConfigs, ConfigResource, CreateTopic, Endpoint, FenceBroker, MetaCommand,
+        RegisterBroker,
+    };
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn register(state: &mut MetadataState, broker_id: i32) -> Uuid {
+        let incarnation = Uuid::new_v4();
+        state
+            .apply(&MetaCommand::RegisterBroker(RegisterBroker {
+                broker_id,
+                incarnation,
+                endpoints: vec![Endpoint {
+                    listener: "PLAINTEXT".into(),
+                    host: "localhost".into(),
+                    port: 9000 + u16::try_from(broker_id).expect("small id"),
+                }],
+                rack: None,
+                now_ms: 0,
+            }))
+            .expect("registered");
+        incarnation
+    }
+
+    #[test]
+    fn a_broker_hosts_its_replicas_and_leads_where_the_metadata_says() {
+        let mut state = MetadataState::default();
+        register(&mut state, 1);
+        let two = register(&mut state, 2);
+        let topic_id = Uuid::new_v4();
+        state
+            .apply(&MetaCommand::CreateTopic(CreateTopic {
+                name: "t".into(),
+                topic_id,
+                assignments: vec![vec![1], vec![2], vec![1]],
+                configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+            }))
+            .expect("created");
+        let defaults = TopicConfig::builtin();
+        let on_one = hosted_topics(&state, 1, &defaults);
+        assert_eq!(on_one.len(), 1);
+        let indexes: Vec<_> = on_one[0].partitions.iter().map(|p| p.index).collect();
+        assert_eq!(indexes, [0, 2]);
+        assert!(
+            on_one[0]
+                .partitions
+                .iter()
+                .all(|p| p.leader_epoch == Some(0))
+        );
+        assert_eq!(on_one[0].config.retention_ms(), Some(1000));
+        assert!(hosted_topics(&state, 3, &defaults).is_empty());
+
+        // Fencing broker 2 takes its leadership away (its partition goes offline), and a
+        // cluster-wide default reaches every topic that does not override it.
+        state
+            .apply(&MetaCommand::FenceBroker(FenceBroker {
+                broker_id: 2,
+                incarnation: two,
+            }))
+            .expect("fenced");
+        state
+            .apply(&MetaCommand::AlterConfigs(AlterConfigs {
+                resource: ConfigResource::ClusterDefault,
+                set: BTreeMap::from([("log.segment.bytes".into(), "4096".into())]),
+                remove: Default::default(),
+                replace: false,
+            }))
+            .expect("altered");
+        let on_two = hosted_topics(&state, 2, &defaults);
+        assert_eq!(on_two[0].partitions[0].leader_epoch, None);
+        assert_eq!(on_two[0].config.segment_bytes(), 4096);
+        assert_eq!(on_two[0].config.retention_ms(), Some(1000));
+    }
 }

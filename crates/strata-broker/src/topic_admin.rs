@@ -71,7 +71,7 @@ pub async fn create_topic(
         assignments,
         configs: overrides,
     });
-    commit(broker, command).await?;
+    broker.metadata.commit(command).await?;
     Ok(CreatedTopic {
         id: topic_id,
         ..created
@@ -123,21 +123,18 @@ pub async fn create_partitions(
         }))
     })?;
     if !validate_only {
-        commit(broker, command).await?;
+        broker.metadata.commit(command).await?;
     }
     Ok(())
 }
 
 /// Deletes the topic with id `topic_id`.
 pub async fn delete_topic(broker: &Arc<Broker>, topic_id: Uuid) -> Result<(), BrokerError> {
-    commit(broker, MetaCommand::DeleteTopic { topic_id }).await
-}
-
-/// Proposes `command` and waits until this node serves its outcome.
-async fn commit(broker: &Arc<Broker>, command: MetaCommand) -> Result<(), BrokerError> {
-    let (index, _) = broker.metadata.propose(command).await?;
-    broker.metadata.wait_reconciled(index).await;
-    Ok(())
+    broker
+        .metadata
+        .commit(MetaCommand::DeleteTopic { topic_id })
+        .await
+        .map(drop)
 }
 
 /// Checks a create against `state` and decides where its partitions go.

@@ -217,3 +217,91 @@ impl TopicRegistry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosted(id: Uuid, name: &str, partitions: &[(i32, Option<i32>)]) -> HostedTopic {
+        HostedTopic {
+            id,
+            name: name.into(),
+            config: TopicConfig::builtin(),
+            partitions: partitions
+                .iter()
+                .map(|&(index, leader_epoch)| HostedPartition {
+                    index,
+                    leader_epoch,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn reconcile_opens_leads_and_deletes_what_the_metadata_says() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = TopicRegistry::open(dir.path()).expect("open");
+        let id = Uuid::new_v4();
+        registry.reconcile(&[hosted(id, "orders", &[(0, Some(3)), (2, None)])]);
+        let topic = registry.get("orders").expect("hosted");
+        assert_eq!(topic.partitions.keys().copied().collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(topic.partition(0).expect("p0").leader_epoch(), Some(3));
+        assert_eq!(topic.partition(2).expect("p2").leader_epoch(), None);
+        assert!(registry.get_by_id(id).is_some());
+        let topic_dir = dir.path().join(format!("log/orders.{}", id.simple()));
+        assert!(topic_dir.join("0").is_dir() && topic_dir.join("2").is_dir());
+
+        // The same partition object survives a leadership change.
+        let p0 = topic.partition(0).expect("p0").clone();
+        registry.reconcile(&[hosted(id, "orders", &[(0, None)])]);
+        assert_eq!(p0.leader_epoch(), None, "leadership taken away");
+        assert!(Arc::ptr_eq(
+            &p0,
+            registry
+                .get("orders")
+                .expect("hosted")
+                .partition(0)
+                .expect("p0")
+        ));
+        assert!(
+            !topic_dir.join("2").exists(),
+            "a partition moved away is deleted"
+        );
+
+        registry.reconcile(&[]);
+        assert!(registry.get("orders").is_none());
+        assert!(!topic_dir.exists(), "a deleted topic's data is removed");
+    }
+
+    #[test]
+    fn unknown_topic_directories_are_set_aside_not_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = TopicRegistry::open(dir.path()).expect("open");
+        let kept = Uuid::new_v4();
+        let unknown = Uuid::new_v4();
+        let log = dir.path().join("log");
+        for name in [
+            format!("kept.{}", kept.simple()),
+            format!("lost.{}", unknown.simple()),
+            "not-a-topic".to_string(),
+        ] {
+            std::fs::create_dir_all(log.join(name).join("0")).expect("mkdir");
+        }
+        registry
+            .set_aside_strays(&HashSet::from([kept]))
+            .expect("set aside");
+        let mut names: Vec<String> = std::fs::read_dir(&log)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                format!("kept.{}", kept.simple()),
+                format!("lost.{}.stray", unknown.simple()),
+                "not-a-topic.stray".to_string(),
+            ]
+        );
+    }
+}

@@ -222,7 +222,12 @@ impl MetadataState {
         Ok(())
     }
 
-    fn alter_configs(&mut self, c: &AlterConfigs) -> Result<(), MetaError> {
+    /// Checks a configuration change without making it: every name known for the resource's
+    /// kind, every value valid, the resource existing. Answers the normalised values to set.
+    pub fn check_alter_configs(
+        &self,
+        c: &AlterConfigs,
+    ) -> Result<BTreeMap<String, String>, MetaError> {
         let validate = |name: &str, value: &str| -> Result<String, ConfigError> {
             let def = match c.resource {
                 ConfigResource::Topic(_) => topic_config_def(name),
@@ -246,6 +251,20 @@ impl MetadataState {
                 return Err(ConfigError::Unknown { name: name.clone() }.into());
             }
         }
+        match c.resource {
+            ConfigResource::Topic(topic_id) => {
+                self.known_topic(topic_id)?;
+            }
+            ConfigResource::Broker(broker_id) if !self.brokers.contains_key(&broker_id) => {
+                return Err(MetaError::UnknownBroker { broker_id });
+            }
+            ConfigResource::Broker(_) | ConfigResource::ClusterDefault => {}
+        }
+        Ok(set)
+    }
+
+    fn alter_configs(&mut self, c: &AlterConfigs) -> Result<(), MetaError> {
+        let set = self.check_alter_configs(c)?;
         let configs = match c.resource {
             ConfigResource::Topic(topic_id) => {
                 &mut self
@@ -254,12 +273,7 @@ impl MetadataState {
                     .ok_or(MetaError::UnknownTopicId { topic_id })?
                     .configs
             }
-            ConfigResource::Broker(broker_id) => {
-                if !self.brokers.contains_key(&broker_id) {
-                    return Err(MetaError::UnknownBroker { broker_id });
-                }
-                self.broker_configs.entry(broker_id).or_default()
-            }
+            ConfigResource::Broker(broker_id) => self.broker_configs.entry(broker_id).or_default(),
             ConfigResource::ClusterDefault => &mut self.cluster_configs,
         };
         if c.replace {

@@ -242,7 +242,28 @@ pub fn broker_config_def(broker_name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.broker_name == broker_name)
 }
 
+/// Kafka's config types, as DescribeConfigs v3+ reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum KafkaConfigType {
+    Boolean = 1,
+    String = 2,
+    Long = 5,
+    List = 7,
+}
+
 impl ConfigDef {
+    /// This setting's type as Kafka reports it.
+    pub fn kafka_type(&self) -> KafkaConfigType {
+        match self.kind {
+            Kind::Long { .. } => KafkaConfigType::Long,
+            Kind::Choice(["true", "false"]) => KafkaConfigType::Boolean,
+            // The only list-valued setting: a policy may combine both words.
+            Kind::Choice(_) if self.name == "cleanup.policy" => KafkaConfigType::List,
+            Kind::Choice(_) | Kind::Text => KafkaConfigType::String,
+        }
+    }
+
     /// Checks a value against this setting's type; returns it normalised.
     pub fn validate(&self, value: &str) -> Result<String, ConfigError> {
         let invalid = |reason: String| ConfigError::Invalid {

@@ -215,6 +215,89 @@ const DELETE_TOPICS: &[Field] = &[
     f("timeout_ms", 0, ANY, INT32),
 ];
 
+// DescribeConfigs (32)
+const DESCRIBE_CONFIGS_RESOURCE: &[Field] = &[
+    f("resource_type", 1, ANY, INT8),
+    f("resource_name", 1, ANY, Ty::Str),
+    f("configuration_keys", 1, ANY, Ty::Array(&Ty::Str)),
+];
+const DESCRIBE_CONFIGS: &[Field] = &[
+    f(
+        "resources",
+        1,
+        ANY,
+        Ty::Array(&Ty::Struct(DESCRIBE_CONFIGS_RESOURCE)),
+    ),
+    f("include_synonyms", 1, ANY, BOOL),
+    f("include_documentation", 3, ANY, BOOL),
+];
+
+// AlterConfigs (33)
+const ALTERABLE_CONFIG: &[Field] = &[f("name", 0, ANY, Ty::Str), f("value", 0, ANY, Ty::Str)];
+const ALTER_CONFIGS_RESOURCE: &[Field] = &[
+    f("resource_type", 0, ANY, INT8),
+    f("resource_name", 0, ANY, Ty::Str),
+    f("configs", 0, ANY, Ty::Array(&Ty::Struct(ALTERABLE_CONFIG))),
+];
+const ALTER_CONFIGS: &[Field] = &[
+    f(
+        "resources",
+        0,
+        ANY,
+        Ty::Array(&Ty::Struct(ALTER_CONFIGS_RESOURCE)),
+    ),
+    f("validate_only", 0, ANY, BOOL),
+];
+
+// CreatePartitions (37)
+const CREATE_PARTITIONS_ASSIGNMENT: &[Field] = &[f("broker_ids", 0, ANY, Ty::Array(&INT32))];
+const CREATE_PARTITIONS_TOPIC: &[Field] = &[
+    f("name", 0, ANY, Ty::Str),
+    f("count", 0, ANY, INT32),
+    f(
+        "assignments",
+        0,
+        ANY,
+        Ty::Array(&Ty::Struct(CREATE_PARTITIONS_ASSIGNMENT)),
+    ),
+];
+const CREATE_PARTITIONS: &[Field] = &[
+    f(
+        "topics",
+        0,
+        ANY,
+        Ty::Array(&Ty::Struct(CREATE_PARTITIONS_TOPIC)),
+    ),
+    f("timeout_ms", 0, ANY, INT32),
+    f("validate_only", 0, ANY, BOOL),
+];
+
+// IncrementalAlterConfigs (44)
+const INCREMENTAL_ALTERABLE_CONFIG: &[Field] = &[
+    f("name", 0, ANY, Ty::Str),
+    f("config_operation", 0, ANY, INT8),
+    f("value", 0, ANY, Ty::Str),
+];
+const INCREMENTAL_ALTER_CONFIGS_RESOURCE: &[Field] = &[
+    f("resource_type", 0, ANY, INT8),
+    f("resource_name", 0, ANY, Ty::Str),
+    f(
+        "configs",
+        0,
+        ANY,
+        Ty::Array(&Ty::Struct(INCREMENTAL_ALTERABLE_CONFIG)),
+    ),
+];
+const INCREMENTAL_ALTER_CONFIGS: &[Field] = &[
+    f(
+        "resources",
+        0,
+        ANY,
+        Ty::Array(&Ty::Struct(INCREMENTAL_ALTER_CONFIGS_RESOURCE)),
+    ),
+    f("validate_only", 0, ANY, BOOL),
+];
+
 // InitProducerId (22)
 const INIT_PRODUCER_ID: &[Field] = &[
     f("transactional_id", 0, ANY, Ty::Str),
@@ -287,6 +370,34 @@ pub(crate) const SCHEMAS: &[Schema] = &[
         max: 5,
         flexible_from: 2,
         fields: INIT_PRODUCER_ID,
+    },
+    Schema {
+        api_key: 32,
+        min: 1,
+        max: 4,
+        flexible_from: 4,
+        fields: DESCRIBE_CONFIGS,
+    },
+    Schema {
+        api_key: 33,
+        min: 0,
+        max: 2,
+        flexible_from: 2,
+        fields: ALTER_CONFIGS,
+    },
+    Schema {
+        api_key: 37,
+        min: 0,
+        max: 3,
+        flexible_from: 2,
+        fields: CREATE_PARTITIONS,
+    },
+    Schema {
+        api_key: 44,
+        min: 0,
+        max: 1,
+        flexible_from: 1,
+        fields: INCREMENTAL_ALTER_CONFIGS,
     },
     Schema {
         api_key: 60,

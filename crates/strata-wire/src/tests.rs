@@ -212,8 +212,69 @@ fn describe_cluster_requests_of_every_version_pass_and_truncations_fail() {
 }
 
 #[test]
+fn describe_configs_requests_of_every_version_pass_and_truncations_fail() {
+    let resource = describe_configs_request::DescribeConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(s("t"))
+        .with_configuration_keys(Some(vec![s("retention.ms")]));
+    prove_versioned(|version| {
+        DescribeConfigsRequest::default()
+            .with_resources(vec![
+                resource.clone(),
+                resource.clone().with_configuration_keys(None),
+            ])
+            .with_include_synonyms(true)
+            .with_include_documentation(version >= 3)
+    });
+}
+
+#[test]
+fn alter_configs_requests_of_every_version_pass_and_truncations_fail() {
+    let config = alter_configs_request::AlterableConfig::default()
+        .with_name(s("retention.ms"))
+        .with_value(Some(s("1000")));
+    let resource = alter_configs_request::AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(s("t"))
+        .with_configs(vec![config.clone(), config.with_value(None)]);
+    prove(
+        AlterConfigsRequest::default()
+            .with_resources(vec![resource])
+            .with_validate_only(true),
+    );
+}
+
+#[test]
+fn create_partitions_requests_of_every_version_pass_and_truncations_fail() {
+    let assignment = create_partitions_request::CreatePartitionsAssignment::default()
+        .with_broker_ids(vec![BrokerId(1)]);
+    let topic_with = create_partitions_request::CreatePartitionsTopic::default()
+        .with_name(topic("t"))
+        .with_count(3)
+        .with_assignments(Some(vec![assignment]));
+    prove(
+        CreatePartitionsRequest::default()
+            .with_topics(vec![topic_with.clone(), topic_with.with_assignments(None)])
+            .with_timeout_ms(1000),
+    );
+}
+
+#[test]
+fn incremental_alter_configs_requests_of_every_version_pass_and_truncations_fail() {
+    let config = incremental_alter_configs_request::AlterableConfig::default()
+        .with_name(s("retention.ms"))
+        .with_config_operation(0)
+        .with_value(Some(s("1000")));
+    let resource = incremental_alter_configs_request::AlterConfigsResource::default()
+        .with_resource_type(4)
+        .with_resource_name(s(""))
+        .with_configs(vec![config.clone(), config.with_value(None)]);
+    prove(IncrementalAlterConfigsRequest::default().with_resources(vec![resource]));
+}
+
+#[test]
 fn every_advertised_api_has_a_test_above() {
-    let tested = [0, 1, 2, 3, 18, 19, 20, 22, 60];
+    let tested = [0, 1, 2, 3, 18, 19, 20, 22, 32, 33, 37, 44, 60];
     let served: Vec<i16> = supported_apis().map(|(k, _, _)| k).collect();
     assert_eq!(served, tested);
 }
@@ -323,6 +384,12 @@ fn decode_accepted(frame: &[u8]) {
         ApiKey::DeleteTopics => DeleteTopicsRequest::decode(&mut body, v).map(|_| ()),
         ApiKey::InitProducerId => InitProducerIdRequest::decode(&mut body, v).map(|_| ()),
         ApiKey::DescribeCluster => DescribeClusterRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::DescribeConfigs => DescribeConfigsRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::AlterConfigs => AlterConfigsRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::CreatePartitions => CreatePartitionsRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::IncrementalAlterConfigs => {
+            IncrementalAlterConfigsRequest::decode(&mut body, v).map(|_| ())
+        }
         _ => Ok(()),
     };
 }

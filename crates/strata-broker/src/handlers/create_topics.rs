@@ -12,16 +12,11 @@ use strata_meta::MetaError;
 use tracing::warn;
 
 use super::{RequestContext, str_bytes};
-use crate::config::TopicConfig;
+use crate::config_view::ConfigLayers;
 use crate::error::BrokerError;
-use crate::reconciler::effective_defaults;
 use crate::topic_admin::{NewTopic, create_topic};
 
 const API: &str = "create_topics";
-
-/// DescribeConfigs' config sources, as CreateTopics v5+ reports them.
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_DEFAULT: i8 = 5;
 
 pub async fn handle(
     ctx: &RequestContext<'_>,
@@ -108,21 +103,22 @@ async fn create(
                 warn!(topic = %topic.name.0, error = %e, "topic creation failed");
             }
         })?;
-    let defaults = broker.metadata.read(|state| {
-        effective_defaults(state, broker.config.node_id, &broker.config.topic_defaults)
-    });
-    let resolved = TopicConfig::resolve(&defaults, &created.overrides);
-    let configs = resolved
-        .iter()
-        .map(|(name, value)| {
+    let configs = broker
+        .metadata
+        .read(|state| {
+            let layers = ConfigLayers {
+                state,
+                broker_id: broker.config.node_id,
+                static_defaults: &broker.config.topic_defaults,
+            };
+            layers.describe_topic(&created.overrides)
+        })
+        .into_iter()
+        .map(|c| {
             CreatableTopicConfigs::default()
-                .with_name(str_bytes(name))
-                .with_value(Some(str_bytes(value)))
-                .with_config_source(if created.overrides.contains_key(name) {
-                    SOURCE_TOPIC
-                } else {
-                    SOURCE_DEFAULT
-                })
+                .with_name(str_bytes(c.name))
+                .with_value(Some(str_bytes(c.value)))
+                .with_config_source(c.source as i8)
         })
         .collect();
     Ok(CreatableTopicResult::default()

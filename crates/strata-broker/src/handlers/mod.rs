@@ -4,10 +4,13 @@
 //! [`strata_wire::check_request`] has walked it and proved every length fits the bytes
 //! present: those decoders pre-allocate from wire counts.
 
+mod alter_configs;
 mod api_versions;
+mod create_partitions;
 mod create_topics;
 mod delete_topics;
 mod describe_cluster;
+mod describe_configs;
 mod fetch;
 mod init_producer_id;
 mod list_offsets;
@@ -20,9 +23,10 @@ use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
-    RequestHeader, ResponseHeader,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, FetchRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
+    ProduceRequest, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio_util::sync::CancellationToken;
@@ -81,6 +85,10 @@ fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::DeleteTopics => "delete_topics",
         ApiKey::InitProducerId => "init_producer_id",
         ApiKey::DescribeCluster => "describe_cluster",
+        ApiKey::DescribeConfigs => "describe_configs",
+        ApiKey::AlterConfigs => "alter_configs",
+        ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
+        ApiKey::CreatePartitions => "create_partitions",
         _ => "other",
     }
 }
@@ -189,6 +197,30 @@ pub async fn dispatch(
             ApiKey::InitProducerId => {
                 run::<InitProducerIdRequest, _>(&ctx, body, |r| async {
                     Ok(Some(init_producer_id::handle(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::DescribeConfigs => {
+                run::<DescribeConfigsRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(describe_configs::handle(&ctx, r)))
+                })
+                .await
+            }
+            ApiKey::AlterConfigs => {
+                run::<AlterConfigsRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(alter_configs::handle(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::IncrementalAlterConfigs => {
+                run::<IncrementalAlterConfigsRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(alter_configs::handle_incremental(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::CreatePartitions => {
+                run::<CreatePartitionsRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(create_partitions::handle(&ctx, r).await))
                 })
                 .await
             }
