@@ -7,8 +7,9 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::{
     DescribeClusterRequest, InitProducerIdRequest, ListOffsetsRequest, TopicName,
 };
-use rdkafka::admin::{AdminOptions, ResourceSpecifier};
+use rdkafka::admin::{AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::consumer::Consumer;
+use rdkafka::types::RDKafkaErrorCode;
 use strata_e2e::BrokerProcess;
 
 use crate::produce_fetch::{consume_and_check, produce_records};
@@ -235,6 +236,20 @@ fn topics_are_placed_over_the_cluster_and_outlive_a_controller_crash_and_a_full_
         let led = leaders.iter().filter(|l| **l == broker).count();
         assert_eq!(led, 2, "broker {broker} leads two partitions: {leaders:?}");
     }
+
+    // Until replication exists, a replication factor above 1 is refused with a reason.
+    let refused = client_runtime().block_on(async {
+        admin(&bootstrap(&nodes, 0))
+            .create_topics(
+                &[NewTopic::new("replicated", 1, TopicReplication::Fixed(2))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+    })?;
+    assert!(matches!(
+        refused.first(),
+        Some(Err((_, RDKafkaErrorCode::InvalidReplicationFactor)))
+    ));
 
     // Produce through node 2, consume through node 3: the clients find each leader.
     let sent = produce_records(&bootstrap(&nodes, 1), "spread", 6, 60, &[("acks", "all")]);

@@ -10,7 +10,16 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
 
 BOOTSTRAP = os.environ.get("STRATA_BOOTSTRAP", "127.0.0.1:9092")
 SUFFIX = uuid.uuid4().hex[:8]
@@ -185,15 +194,22 @@ def long_poll():
     check(msg is not None and msg.value() == b"fresh", f"an assigned consumer sees a new record within the long-poll ({time.time() - sent:.2f}s)")
 
 
+def produce_one(topic, size):
+    """Produces one record of `size` bytes to partition 0; answers its delivery error."""
+    errors = []
+    producer = Producer({"bootstrap.servers": BOOTSTRAP, "message.max.bytes": 1_000_000, "compression.type": "none"})
+    producer.produce(topic, value=b"x" * size, partition=0, on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(15)
+    check(len(errors) == 1, f"one delivery report for a {size}-byte record")
+    return errors[0]
+
+
 def message_too_large():
     topic = f"py-small-{SUFFIX}"
     create_topic(topic, 1, {"max.message.bytes": "10000"})
-    errors = []
-    producer = Producer({"bootstrap.servers": BOOTSTRAP, "message.max.bytes": 1_000_000, "compression.type": "none"})
-    producer.produce(topic, value=b"x" * 20_000, partition=0, on_delivery=lambda err, msg: errors.append(err))
-    producer.flush(15)
-    check(len(errors) == 1 and errors[0] is not None and errors[0].code() == KafkaError.MSG_SIZE_TOO_LARGE,
-          f"a record over max.message.bytes fails with MSG_SIZE_TOO_LARGE ({errors})")
+    error = produce_one(topic, 20_000)
+    check(error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE,
+          f"a record over max.message.bytes fails with MSG_SIZE_TOO_LARGE ({error})")
 
 
 def topic_admin():
@@ -210,6 +226,98 @@ def topic_admin():
     check(topic not in admin().list_topics(timeout=10).topics, "AdminClient deleted the topic")
 
 
+def expect_error(what, code, action):
+    try:
+        action()
+    except KafkaException as e:
+        got = e.args[0].code()
+        check(got == code, f"{what}: error {code} (got {got}: {e.args[0].str()})")
+        return
+    check(False, f"{what}: refused")
+
+
+def topic_config(topic):
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    return admin().describe_configs([resource], request_timeout=10)[resource].result(timeout=15)
+
+
+def alter(resource_type, name, *entries):
+    resource = ConfigResource(resource_type, name, incremental_configs=list(entries))
+    admin().incremental_alter_configs([resource], request_timeout=10)[resource].result(timeout=15)
+
+
+def config_admin():
+    """Configs and partitions through the admin APIs: every change is committed by the
+    metadata quorum and read back from it."""
+    topic = f"py-configs-{SUFFIX}"
+    create_topic(topic, 2, {"retention.ms": "86400000"})
+    entry = topic_config(topic)["retention.ms"]
+    check(entry.value == "86400000" and entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value,
+          f"describe_configs: the create's override is a topic config ({entry.value}, source {entry.source})")
+    default = topic_config(topic)["cleanup.policy"]
+    check(default.value == "delete" and default.source == ConfigSource.DEFAULT_CONFIG.value,
+          "describe_configs: an untouched setting is Kafka's default")
+
+    alter(ResourceType.TOPIC, topic,
+          ConfigEntry("segment.ms", "3600000", incremental_operation=AlterConfigOpType.SET),
+          ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE),
+          ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND))
+    configs = topic_config(topic)
+    check(configs["segment.ms"].value == "3600000", "incremental_alter_configs SET takes effect")
+    check(configs["retention.ms"].value == "604800000" and configs["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value,
+          "incremental_alter_configs DELETE restores the default")
+    check(configs["cleanup.policy"].value == "delete,compact", "incremental_alter_configs APPEND extends a list")
+
+    expect_error("an invalid value", KafkaError.INVALID_CONFIG, lambda: alter(
+        ResourceType.TOPIC, topic, ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)))
+    expect_error("an unknown setting", KafkaError.INVALID_CONFIG, lambda: alter(
+        ResourceType.TOPIC, topic, ConfigEntry("no.such.setting", "1", incremental_operation=AlterConfigOpType.SET)))
+    expect_error("a config change to a missing topic", KafkaError.UNKNOWN_TOPIC_OR_PART, lambda: alter(
+        ResourceType.TOPIC, f"missing-{SUFFIX}", ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)))
+
+    # A broker's dynamic default reaches every topic that does not override it (the
+    # cluster-wide default, Kafka's broker resource "", has no name confluent-kafka accepts).
+    broker_id = str(admin().list_topics(timeout=10).orig_broker_id)
+    alter(ResourceType.BROKER, broker_id,
+          ConfigEntry("log.retention.bytes", "123456789", incremental_operation=AlterConfigOpType.SET))
+    entry = topic_config(topic)["retention.bytes"]
+    check(entry.value == "123456789" and entry.source == ConfigSource.DYNAMIC_BROKER_CONFIG.value,
+          "a broker's dynamic default shows in the topic's config")
+    resource = ConfigResource(ResourceType.BROKER, broker_id)
+    described = admin().describe_configs([resource], request_timeout=10)[resource].result(timeout=15)
+    check(described["log.retention.bytes"].value == "123456789", "describe_configs of the broker shows it")
+    alter(ResourceType.BROKER, broker_id,
+          ConfigEntry("log.retention.bytes", None, incremental_operation=AlterConfigOpType.DELETE))
+    check(topic_config(topic)["retention.bytes"].value == "-1", "removing the broker default restores Kafka's")
+
+    # Legacy AlterConfigs replaces the topic's overrides as a whole.
+    resource = ConfigResource(ResourceType.TOPIC, topic, set_config={"max.message.bytes": "100000"})
+    admin().alter_configs([resource], request_timeout=10)[resource].result(timeout=15)
+    configs = topic_config(topic)
+    check(configs["max.message.bytes"].value == "100000" and configs["segment.ms"].value == "604800000",
+          "alter_configs replaces every override")
+    error = produce_one(topic, 200_000)
+    check(error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE,
+          "the altered max.message.bytes is enforced at once")
+
+    admin().create_partitions([NewPartitions(topic, 4)], validate_only=True)[topic].result(timeout=15)
+    check(len(admin().list_topics(topic, timeout=10).topics[topic].partitions) == 2,
+          "create_partitions validate_only changes nothing")
+    admin().create_partitions([NewPartitions(topic, 4)])[topic].result(timeout=15)
+    check(len(admin().list_topics(topic, timeout=10).topics[topic].partitions) == 4,
+          "create_partitions grows the topic to 4")
+    expect_error("shrinking a topic", KafkaError.INVALID_PARTITIONS,
+                 lambda: admin().create_partitions([NewPartitions(topic, 3)])[topic].result(timeout=15))
+    produce(topic, 4, 40, 0)
+
+    expect_error("a replication factor above the live brokers", KafkaError.INVALID_REPLICATION_FACTOR,
+                 lambda: admin().create_topics([NewTopic(f"py-rf-{SUFFIX}", 1, 3)])[f"py-rf-{SUFFIX}"].result(timeout=15))
+    expect_error("an invalid topic name", KafkaError.TOPIC_EXCEPTION,
+                 lambda: create_topic("bad/name", 1))
+    expect_error("an invalid config at create", KafkaError.INVALID_CONFIG,
+                 lambda: create_topic(f"py-badcfg-{SUFFIX}", 1, {"cleanup.policy": "shred"}))
+
+
 def main():
     print(f"confluent-kafka {__import__('confluent_kafka').version()} librdkafka {__import__('confluent_kafka').libversion()} against {BOOTSTRAP}")
     compression_round_trips()
@@ -219,6 +327,7 @@ def main():
     long_poll()
     message_too_large()
     topic_admin()
+    config_admin()
     print("confluent-kafka compat: all checks passed")
 
 
