@@ -10,6 +10,7 @@ mod produce_fetch;
 mod raw;
 mod run_contract;
 mod telemetry;
+mod upgrade;
 mod versions;
 
 use std::time::Duration;
