@@ -14,6 +14,7 @@ use strata_e2e::BrokerProcess;
 
 use crate::produce_fetch::{consume_and_check, produce_records};
 use crate::raw::{Client, s};
+use crate::run_contract::http_get;
 use crate::{admin, client_runtime, consumer, create_topic};
 
 /// A loopback port that was free a moment ago (the quorum's addresses must be known before
@@ -320,6 +321,114 @@ fn topics_are_placed_over_the_cluster_and_outlive_a_controller_crash_and_a_full_
     let retention = resource.get("retention.ms").and_then(|e| e.value.clone());
     assert_eq!(retention.as_deref(), Some("3600000"));
     for node in &mut restarted {
+        node.terminate()?;
+    }
+    Ok(())
+}
+
+/// Runs `strata quorum <args>` and parses the status it prints.
+fn quorum_command(args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let output = std::process::Command::new(strata_e2e::strata_bin()?)
+        .arg("quorum")
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "strata quorum {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+fn member_ids(status: &serde_json::Value, kind: &str) -> Vec<String> {
+    status[kind]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn broker_only_and_controller_only_nodes_join_and_voters_are_added_and_removed()
+-> anyhow::Result<()> {
+    let (dirs, quorum) = three_node_layout()?;
+    let mut voters = start_cluster(&dirs, &quorum)?;
+    let extra = [tempfile::tempdir()?, tempfile::tempdir()?];
+    // Node 4 only serves clients and node 5 only runs a controller: neither is a voter, so
+    // both join the quorum as learners.
+    let mut broker_only = BrokerProcess::spawn(
+        extra[0].path(),
+        &[
+            "--node-id",
+            "4",
+            "--roles",
+            "broker",
+            "--controller-quorum",
+            &quorum,
+        ],
+    )?;
+    let mut controller_only = BrokerProcess::spawn(
+        extra[1].path(),
+        &[
+            "--node-id",
+            "5",
+            "--roles",
+            "controller",
+            "--controller-quorum",
+            &quorum,
+        ],
+    )?;
+    assert_eq!(controller_only.bootstrap, "none", "no Kafka listener");
+    assert_eq!(
+        brokers_listed_by(&broker_only.bootstrap, &[1, 2, 3, 4]),
+        [1, 2, 3, 4],
+        "the broker-only node registers and serves Metadata from its own replica"
+    );
+
+    // Partitions spread over all four brokers; clients bootstrap from the broker-only node.
+    create_through(&broker_only.bootstrap, "four-ways", 8, &[]);
+    let leaders = partition_leaders(&broker_only.bootstrap, "four-ways", 8);
+    for broker in 1..=4 {
+        assert_eq!(
+            leaders.iter().filter(|l| **l == broker).count(),
+            2,
+            "{leaders:?}"
+        );
+    }
+    let sent = produce_records(&broker_only.bootstrap, "four-ways", 8, 80, &[]);
+    consume_and_check(&voters[0].bootstrap, "four-ways", 8, &sent);
+
+    // The controller-only node is ready once caught up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(&controller_only.admin, "/readyz").0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the controller-only node becomes ready"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let first_controller = quorum
+        .split(',')
+        .next()
+        .and_then(|v| v.split_once('@'))
+        .map(|(_, address)| address.to_string())
+        .expect("a voter address");
+    let target = ["--controller", first_controller.as_str()];
+    let status = quorum_command(&[&["describe"][..], &target].concat())?;
+    assert_eq!(member_ids(&status, "voters"), ["1", "2", "3"]);
+    assert_eq!(member_ids(&status, "learners"), ["4", "5"]);
+
+    let status = quorum_command(&[&["add-voter"][..], &target, &["--node-id", "5"]].concat())?;
+    assert_eq!(member_ids(&status, "voters"), ["1", "2", "3", "5"]);
+    let status = quorum_command(&[&["remove-voter"][..], &target, &["--node-id", "5"]].concat())?;
+    assert_eq!(member_ids(&status, "voters"), ["1", "2", "3"]);
+    assert_eq!(member_ids(&status, "learners"), ["4", "5"]);
+    controller_only.terminate()?;
+    let status = quorum_command(&[&["remove-node"][..], &target, &["--node-id", "5"]].concat())?;
+    assert_eq!(member_ids(&status, "learners"), ["4"]);
+
+    broker_only.terminate()?;
+    for node in &mut voters {
         node.terminate()?;
     }
     Ok(())

@@ -10,7 +10,8 @@ use strata_e2e::{BrokerProcess, server_command, strata_bin};
 
 use crate::{client_runtime, create_topic};
 
-fn http_get(addr: &str, path: &str) -> (u16, String) {
+/// A GET on an admin port: its status code and body.
+pub(crate) fn http_get(addr: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect admin port");
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))

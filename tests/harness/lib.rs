@@ -49,15 +49,16 @@ impl InProcessBroker {
         let mut config = BrokerConfig::new(data_dir.to_path_buf());
         config.shutdown_timeout = Duration::from_secs(5);
         adjust(&mut config);
+        let kafka = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let bootstrap = kafka.local_addr()?.to_string();
         let listeners = runtime.block_on(async {
             let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
             anyhow::Ok(strata_broker::Listeners {
-                kafka: bind().await?,
+                kafka: Some(kafka),
                 admin: bind().await?,
                 controller: bind().await?,
             })
         })?;
-        let bootstrap = listeners.kafka.local_addr()?.to_string();
         let admin_addr = listeners.admin.local_addr()?;
         let shutdown = CancellationToken::new();
         let task = runtime.spawn(strata_broker::run(config, listeners, shutdown.clone()));

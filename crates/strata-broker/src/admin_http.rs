@@ -1,5 +1,6 @@
 //! The admin HTTP port: `/metrics` (Prometheus text), `/healthz` (the process is up) and
-//! `/readyz` (the data directory is open and the Kafka listener is serving).
+//! `/readyz` (the node has caught up with the committed metadata and, on a broker, the data
+//! directory is open and the Kafka listener is serving).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,26 +14,26 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::broker::Broker;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 struct AdminState {
-    broker: Arc<Broker>,
+    metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
 }
 
 /// Serves the admin endpoints until `shutdown` fires. `ready` flips `/readyz` to 200.
 pub async fn serve(
     listener: TcpListener,
-    broker: Arc<Broker>,
+    metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
     let app = Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(AdminState { broker, ready });
+        .with_state(AdminState { metrics, ready });
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -41,13 +42,13 @@ pub async fn serve(
     }
 }
 
-async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+async fn render_metrics(State(state): State<AdminState>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.broker.metrics.render(),
+        state.metrics.render(),
     )
 }
 

@@ -49,8 +49,8 @@ impl Broker {
         advertised: (String, u16),
         metadata: MetadataView,
         producer_ids: ProducerIds,
+        metrics: Arc<Metrics>,
     ) -> Result<(Arc<Self>, BrokerTasks), BrokerError> {
-        let metrics = Arc::new(Metrics::new());
         let object_store = crate::object_store_url::open(&config.object_store_url)
             .map_err(|e| BrokerError::ObjectStoreUrl(Arc::new(e)))?;
         let data_dir = config.data_dir.clone();

@@ -156,6 +156,7 @@ pub struct BrokerConfig {
     /// The metadata quorum's voters, by node id, at their controller addresses. Empty: this
     /// node alone (the embedded default).
     pub controller_quorum: BTreeMap<u64, String>,
+    pub roles: Roles,
 }
 
 impl BrokerConfig {
@@ -176,6 +177,7 @@ impl BrokerConfig {
             shutdown_timeout: Duration::from_secs(30),
             topic_defaults: TopicConfig::builtin(),
             controller_quorum: BTreeMap::new(),
+            roles: Roles::BOTH,
         }
     }
 
@@ -259,6 +261,12 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// Whether this node is one of the configured voters (a quorum of one counts).
+    pub fn is_voter(&self) -> bool {
+        self.controller_quorum.is_empty()
+            || u64::try_from(self.node_id).is_ok_and(|id| self.controller_quorum.contains_key(&id))
+    }
+
     /// The address advertised to clients given the address the listener actually bound.
     pub fn advertised_address(&self, bound: SocketAddr) -> (String, u16) {
         self.advertised_kafka
@@ -269,6 +277,45 @@ impl BrokerConfig {
 
 fn absolute(path: &std::path::Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// What a node does: vote in the metadata quorum, serve Kafka clients, or both (Kafka's
+/// `process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub controller: bool,
+    pub broker: bool,
+}
+
+impl Roles {
+    pub const BOTH: Self = Self {
+        controller: true,
+        broker: true,
+    };
+}
+
+impl std::str::FromStr for Roles {
+    type Err = String;
+    /// `controller`, `broker`, `both`, or Kafka's `broker,controller` in either order.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut roles = Self {
+            controller: false,
+            broker: false,
+        };
+        for role in s.split(',').map(str::trim) {
+            match role {
+                "controller" => roles.controller = true,
+                "broker" => roles.broker = true,
+                "both" => roles = Self::BOTH,
+                other => {
+                    return Err(format!(
+                        "unknown role '{other}': expected controller, broker or both"
+                    ));
+                }
+            }
+        }
+        Ok(roles)
+    }
 }
 
 /// Parses `--controller-quorum`: `ID@HOST:PORT` entries separated by commas, as Kafka's
@@ -342,6 +389,29 @@ mod tests {
         let topic = TopicConfig::builtin();
         assert_eq!(topic.retention_bytes(), None);
         assert_eq!(topic.retention_ms(), Some(604_800_000));
+    }
+
+    #[test]
+    fn roles_parse_like_kafkas_process_roles() {
+        let parse = |s: &str| s.parse::<Roles>();
+        assert_eq!(parse("both"), Ok(Roles::BOTH));
+        assert_eq!(parse("broker,controller"), Ok(Roles::BOTH));
+        assert_eq!(
+            parse("controller"),
+            Ok(Roles {
+                controller: true,
+                broker: false
+            })
+        );
+        assert_eq!(
+            parse("broker"),
+            Ok(Roles {
+                controller: false,
+                broker: true
+            })
+        );
+        assert!(parse("follower").is_err());
+        assert!(parse("").is_err());
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //!
 //! With no `--controller-quorum`, the node is a quorum of one (the embedded default). Every
 //! voter initializes the quorum with the same voter list; openraft treats the second and later
-//! initializations as no-ops, so no node has to be "first".
+//! initializations as no-ops, so no node has to be "first". A node that is not a configured
+//! voter (a broker-only node, or a controller waiting to be promoted) joins as a raft learner:
+//! it receives and applies the log like a voter, so its reads are just as local, but it does
+//! not vote.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,19 +35,28 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct ControlPlane {
     pub controller: Arc<Controller>,
     pub address: SocketAddr,
+    /// One of the configured voters (else it joins as a learner).
+    voter: bool,
     reconciled: Arc<watch::Sender<u64>>,
     server: JoinHandle<()>,
     stop_server: CancellationToken,
 }
 
 impl ControlPlane {
-    /// Starts this node's controller under `<data-dir>/raft`, serves it on `listener`, and
-    /// forms (or rejoins) the quorum.
+    /// Starts this node's controller under `<data-dir>/raft` and serves it on `listener`. A
+    /// voter forms (or rejoins) the quorum at once; any other node joins it as a learner in
+    /// [`ControlPlane::join`].
     pub async fn start(config: &BrokerConfig, listener: TcpListener) -> Result<Self, BrokerError> {
         let address = listener.local_addr()?;
         let id = node_id(config.node_id);
+        let seeds = config
+            .controller_quorum
+            .iter()
+            .filter(|(voter, _)| **voter != id)
+            .map(|(_, address)| address.clone())
+            .collect();
         let controller = Arc::new(
-            Controller::start(id, &config.data_dir.join("raft"))
+            Controller::start(id, &config.data_dir.join("raft"), seeds)
                 .await
                 .map_err(BrokerError::from)?,
         );
@@ -58,27 +70,74 @@ impl ControlPlane {
                 warn!(error = %e, "the controller listener failed");
             }
         });
-        let voters: BTreeMap<NodeId, String> = if config.controller_quorum.is_empty() {
-            BTreeMap::from([(id, address.to_string())])
-        } else {
-            config.controller_quorum.clone()
-        };
-        let single = voters.len() == 1;
-        let formed = controller
-            .initialize(voters)
-            .await
-            .map_err(BrokerError::from)?;
-        if single && !formed {
-            // A restarted quorum of one need not wait out an election timeout.
-            let _ = controller.raft.trigger().elect().await;
+        let voter = config.is_voter();
+        if voter {
+            let voters: BTreeMap<NodeId, String> = if config.controller_quorum.is_empty() {
+                BTreeMap::from([(id, address.to_string())])
+            } else {
+                config.controller_quorum.clone()
+            };
+            let single = voters.len() == 1;
+            let formed = controller
+                .initialize(voters)
+                .await
+                .map_err(BrokerError::from)?;
+            if single && !formed {
+                // A restarted quorum of one need not wait out an election timeout.
+                let _ = controller.raft.trigger().elect().await;
+            }
         }
         Ok(Self {
             controller,
             address,
+            voter,
             reconciled: Arc::new(watch::channel(0).0),
             server,
             stop_server,
         })
+    }
+
+    /// For a node that is not a configured voter: asks the leader to add it as a learner (or
+    /// to update its address), retrying until a leader answers or `shutdown` fires. Voters
+    /// are members already.
+    pub async fn join(&self, shutdown: &CancellationToken) -> Result<(), BrokerError> {
+        if self.voter {
+            return Ok(());
+        }
+        loop {
+            let joined = tokio::select! {
+                () = shutdown.cancelled() => return Err(BrokerError::ShuttingDown),
+                joined = self.controller.join(self.address.to_string()) => joined,
+            };
+            match joined {
+                Ok(()) => {
+                    info!(address = %self.address, "joined the metadata quorum as a learner");
+                    return Ok(());
+                }
+                Err(e) => {
+                    warn!(error = %e, "no controller quorum yet; retrying the join");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Waits until this node has applied everything the quorum has committed, retrying while
+    /// there is no leader, until `shutdown` fires.
+    pub async fn catch_up(&self, shutdown: &CancellationToken) -> Result<(), BrokerError> {
+        loop {
+            let caught_up = tokio::select! {
+                () = shutdown.cancelled() => return Err(BrokerError::ShuttingDown),
+                caught_up = self.controller.catch_up(CATCH_UP_TIMEOUT) => caught_up,
+            };
+            match caught_up {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    warn!(error = %e, "not caught up with the metadata quorum yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
     }
 
     /// Records the cluster id (the first node's wins) and this broker, retrying until a

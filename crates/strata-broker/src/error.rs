@@ -51,6 +51,8 @@ pub enum BrokerError {
     NotLeaderOrFollower,
     #[error("{reason}")]
     InvalidRequest { reason: String },
+    #[error("cannot start: {0}")]
+    Setup(String),
     #[error("metadata quorum: {0}")]
     ControlPlane(strata_raft::ControllerError),
     #[error("the metadata quorum refused this broker's registration: {0}")]
@@ -102,6 +104,7 @@ impl BrokerError {
             Self::ObjectStoreUrl(_) => ResponseError::KafkaStorageError,
             Self::ShuttingDown | Self::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
             Self::InvalidRequest { .. } => ResponseError::InvalidRequest,
+            Self::Setup(_) => ResponseError::UnknownServerError,
             Self::ControlPlane(_) => ResponseError::NotController,
             Self::Registration(_) => ResponseError::UnknownServerError,
             Self::Metadata(e) => meta_error_code(e),

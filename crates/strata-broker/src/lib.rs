@@ -40,13 +40,15 @@ pub use broker::Broker;
 pub use config::BrokerConfig;
 use control_plane::ControlPlane;
 pub use error::BrokerError;
+use metrics::Metrics;
 use producer_ids::ProducerIds;
 
 /// The sockets a node serves, bound by the caller (so port 0 works and errors come early).
 pub struct Listeners {
-    pub kafka: TcpListener,
+    /// Where Kafka clients connect; `None` on a controller-only node.
+    pub kafka: Option<TcpListener>,
     pub admin: TcpListener,
-    /// Where the node's controller serves its peers (raft RPCs, forwarded proposals).
+    /// Where the node's controller serves its peers (raft RPCs, leader requests).
     pub controller: TcpListener,
 }
 
@@ -57,98 +59,180 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), BrokerError> {
     let Listeners {
-        kafka: kafka_listener,
+        kafka,
         admin: admin_listener,
         controller: controller_listener,
     } = listeners;
-    let kafka_addr = kafka_listener.local_addr()?;
+    if config.roles.broker != kafka.is_some() {
+        return Err(BrokerError::Setup(
+            "a node serves Kafka clients exactly when it has the broker role".into(),
+        ));
+    }
     let admin_addr = admin_listener.local_addr()?;
-    let advertised = config.advertised_address(kafka_addr);
-    let drain_timeout = config.shutdown_timeout;
+    let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let admin_shutdown = CancellationToken::new();
     let control_plane = ControlPlane::start(&config, controller_listener).await?;
-    let producer_ids = ProducerIds::new(control_plane.controller.clone(), config.node_id);
-    let (broker, tasks) = Broker::open(
-        config,
-        advertised.clone(),
-        control_plane.view(),
-        producer_ids,
-    )
-    .await?;
     // Ends by itself when the controller stops.
-    let _quorum_metrics = control_plane.spawn_metrics(broker.metrics.clone());
+    let _quorum_metrics = control_plane.spawn_metrics(metrics.clone());
     let admin = tokio::spawn(admin_http::serve(
         admin_listener,
-        broker.clone(),
+        metrics.clone(),
         ready.clone(),
         admin_shutdown.clone(),
     ));
-    // One line that scripts can parse for the bound addresses, logged before joining the
-    // quorum: the other voters may still be starting.
-    info!(
-        kafka = %kafka_addr,
-        admin = %admin_addr,
-        controller = %control_plane.address,
-        advertised = %format!("{}:{}", advertised.0, advertised.1),
-        node_id = broker.config.node_id,
-        "strata listening"
-    );
-    let registration = control_plane
-        .register(
-            broker.node.cluster_id(),
-            broker.config.node_id,
-            &advertised,
-            broker.clock.now_ms(),
-            &shutdown,
-        )
-        .await?;
-    let liveness = liveness::spawn(
-        control_plane.controller.clone(),
-        registration,
-        broker.clock.clone(),
-        shutdown.clone(),
-    );
-    legacy_topics::adopt(
-        &broker.config.data_dir,
-        broker.config.node_id,
-        &broker.metadata,
-    )
-    .await?;
-    let hosted = reconciler::first_pass(&broker).await?;
-    let reconciler = reconciler::spawn(broker.clone(), hosted, shutdown.clone());
-    broker
-        .producer_ids
-        .adopt_local_ids(broker.node.legacy_producer_id_end())
-        .await?;
-    ready.store(true, Ordering::Release);
-    server::serve(
-        kafka_listener,
-        broker.clone(),
-        shutdown.clone(),
-        drain_timeout,
-    )
-    .await;
-
-    let started = Instant::now();
+    // Stops the node's own tasks when it fails before `shutdown` fires.
+    let stopping = shutdown.child_token();
+    let fencer = config
+        .roles
+        .controller
+        .then(|| liveness::spawn_fencer(control_plane.controller.clone(), stopping.clone()));
+    let outcome = match kafka {
+        Some(kafka) => {
+            let node = BrokerNode {
+                control_plane: &control_plane,
+                metrics,
+                ready: &ready,
+                shutdown: &stopping,
+            };
+            node.run(config, kafka, admin_addr).await
+        }
+        None => run_controller_only(&config, &control_plane, admin_addr, &ready, &stopping).await,
+    };
     ready.store(false, Ordering::Release);
-    let _ = reconciler.await;
-    tasks.shutdown().await;
-    info!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "background tasks stopped"
-    );
-    let flushing = broker.clone();
-    tokio::task::spawn_blocking(move || flushing.flush_all())
-        .await
-        .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))?;
-    info!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "partitions flushed"
-    );
-    let _ = liveness.await;
+    stopping.cancel();
+    if let Some(fencer) = fencer {
+        let _ = fencer.await;
+    }
     control_plane.stop().await;
     admin_shutdown.cancel();
     let _ = admin.await;
+    outcome
+}
+
+/// A controller-only node: it votes, fences silent brokers while it leads, and serves its
+/// admin port; it is ready once it has caught up with the quorum.
+async fn run_controller_only(
+    config: &BrokerConfig,
+    control_plane: &ControlPlane,
+    admin_addr: std::net::SocketAddr,
+    ready: &AtomicBool,
+    shutdown: &CancellationToken,
+) -> Result<(), BrokerError> {
+    info!(
+        kafka = "none",
+        admin = %admin_addr,
+        controller = %control_plane.address,
+        node_id = config.node_id,
+        roles = "controller",
+        "strata listening"
+    );
+    control_plane.join(shutdown).await?;
+    control_plane.catch_up(shutdown).await?;
+    ready.store(true, Ordering::Release);
+    shutdown.cancelled().await;
     Ok(())
+}
+
+/// A node with the broker role, while it runs.
+struct BrokerNode<'a> {
+    control_plane: &'a ControlPlane,
+    metrics: Arc<Metrics>,
+    ready: &'a AtomicBool,
+    shutdown: &'a CancellationToken,
+}
+
+impl BrokerNode<'_> {
+    /// Opens the data directory, registers with the quorum, serves Kafka clients until
+    /// shutdown, then stops in order: drain requests, stop background tasks, flush.
+    async fn run(
+        self,
+        config: BrokerConfig,
+        kafka_listener: TcpListener,
+        admin_addr: std::net::SocketAddr,
+    ) -> Result<(), BrokerError> {
+        let Self {
+            control_plane,
+            metrics,
+            ready,
+            shutdown,
+        } = self;
+        let kafka_addr = kafka_listener.local_addr()?;
+        let advertised = config.advertised_address(kafka_addr);
+        let drain_timeout = config.shutdown_timeout;
+        let producer_ids = ProducerIds::new(control_plane.controller.clone(), config.node_id);
+        let (broker, tasks) = Broker::open(
+            config,
+            advertised.clone(),
+            control_plane.view(),
+            producer_ids,
+            metrics,
+        )
+        .await?;
+        // One line that scripts can parse for the bound addresses, logged before joining the
+        // quorum: the other voters may still be starting.
+        info!(
+            kafka = %kafka_addr,
+            admin = %admin_addr,
+            controller = %control_plane.address,
+            advertised = %format!("{}:{}", advertised.0, advertised.1),
+            node_id = broker.config.node_id,
+            "strata listening"
+        );
+        control_plane.join(shutdown).await?;
+        let registration = control_plane
+            .register(
+                broker.node.cluster_id(),
+                broker.config.node_id,
+                &advertised,
+                broker.clock.now_ms(),
+                shutdown,
+            )
+            .await?;
+        let heartbeat = liveness::spawn_heartbeat(
+            control_plane.controller.clone(),
+            registration,
+            broker.clock.clone(),
+            shutdown.clone(),
+        );
+        legacy_topics::adopt(
+            &broker.config.data_dir,
+            broker.config.node_id,
+            &broker.metadata,
+        )
+        .await?;
+        let hosted = reconciler::first_pass(&broker).await?;
+        let reconciler = reconciler::spawn(broker.clone(), hosted, shutdown.clone());
+        broker
+            .producer_ids
+            .adopt_local_ids(broker.node.legacy_producer_id_end())
+            .await?;
+        ready.store(true, Ordering::Release);
+        server::serve(
+            kafka_listener,
+            broker.clone(),
+            shutdown.clone(),
+            drain_timeout,
+        )
+        .await;
+
+        let started = Instant::now();
+        ready.store(false, Ordering::Release);
+        let _ = reconciler.await;
+        tasks.shutdown().await;
+        info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "background tasks stopped"
+        );
+        let flushing = broker.clone();
+        tokio::task::spawn_blocking(move || flushing.flush_all())
+            .await
+            .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))?;
+        info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "partitions flushed"
+        );
+        let _ = heartbeat.await;
+        Ok(())
+    }
 }

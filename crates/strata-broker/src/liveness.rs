@@ -33,57 +33,72 @@ pub struct Registration {
     pub incarnation: Uuid,
 }
 
-/// Heartbeats for this broker and, while this node leads the quorum, fences silent brokers;
-/// until `shutdown` fires.
-pub fn spawn(
+/// Heartbeats for this broker until `shutdown` fires.
+pub fn spawn_heartbeat(
     controller: Arc<Controller>,
     me: Registration,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
-        let mut watch = SilenceWatch::default();
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
-            // A proposal may wait for a leader for a while; shutdown does not.
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = beat_and_fence(&controller, &me, clock.as_ref(), &mut watch) => {}
+    every_interval(shutdown, move || {
+        let controller = controller.clone();
+        let heartbeat = MetaCommand::BrokerHeartbeat(BrokerHeartbeat {
+            broker_id: me.broker_id,
+            incarnation: me.incarnation,
+            now_ms: clock.now_ms(),
+        });
+        async move {
+            match controller.propose(heartbeat).await.map(|c| c.response) {
+                Ok(Ok(_)) => {}
+                Ok(Err(refused)) => warn!(error = %refused, "heartbeat refused"),
+                Err(e) => debug!(error = %e, "heartbeat not delivered"),
             }
         }
     })
 }
 
-async fn beat_and_fence(
-    controller: &Controller,
-    me: &Registration,
-    clock: &dyn Clock,
-    watch: &mut SilenceWatch,
-) {
-    let heartbeat = MetaCommand::BrokerHeartbeat(BrokerHeartbeat {
-        broker_id: me.broker_id,
-        incarnation: me.incarnation,
-        now_ms: clock.now_ms(),
-    });
-    match controller.propose(heartbeat).await.map(|c| c.response) {
-        Ok(Ok(_)) => {}
-        Ok(Err(refused)) => warn!(error = %refused, "heartbeat refused"),
-        Err(e) => debug!(error = %e, "heartbeat not delivered"),
-    }
-    for (broker_id, incarnation) in watch.silent_brokers(controller) {
-        info!(broker_id, "fencing a broker that stopped heartbeating");
-        let fence = MetaCommand::FenceBroker(FenceBroker {
-            broker_id,
-            incarnation,
-        });
-        if let Err(e) = controller.write(fence).await {
-            debug!(error = %e, broker_id, "fencing not committed");
+/// While this node leads the quorum, fences brokers that stopped heartbeating; until
+/// `shutdown` fires. Runs on every node with the controller role.
+pub fn spawn_fencer(controller: Arc<Controller>, shutdown: CancellationToken) -> JoinHandle<()> {
+    let mut watch = SilenceWatch::default();
+    every_interval(shutdown, move || {
+        let silent = watch.silent_brokers(&controller);
+        let controller = controller.clone();
+        async move {
+            for (broker_id, incarnation) in silent {
+                info!(broker_id, "fencing a broker that stopped heartbeating");
+                let fence = MetaCommand::FenceBroker(FenceBroker {
+                    broker_id,
+                    incarnation,
+                });
+                if let Err(e) = controller.write(fence).await {
+                    debug!(error = %e, broker_id, "fencing not committed");
+                }
+            }
         }
-    }
+    })
+}
+
+/// Runs `round` every heartbeat interval until `shutdown` fires, abandoning a round in
+/// progress (a proposal may wait for a leader for a while; shutdown does not).
+fn every_interval<F, R>(shutdown: CancellationToken, mut round: R) -> JoinHandle<()>
+where
+    R: FnMut() -> F + Send + 'static,
+    F: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = round() => {}
+            }
+        }
+    })
 }
 
 /// The leader's view of when each live broker last showed a sign of life.

@@ -1,24 +1,27 @@
 //! One node's membership in the metadata quorum: its raft, its replica of the state, and
 //! the way it proposes commands.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{
+    CheckIsLeaderError, ClientWriteError, ForwardToLeader, InitializeError, RaftError,
+};
+use openraft::{ChangeMembers, Membership};
 use serde::{Deserialize, Serialize};
 use strata_meta::MetaCommand;
-use tracing::{Instrument, debug, info, info_span};
+use tracing::{Instrument, info, info_span};
 
+use crate::leader::{
+    Committed, LEADER_DEADLINE, LeaderAnswer, LeaderClient, LeaderRequest, QuorumStatus,
+};
 use crate::network::{HttpNetwork, raft_routes};
-use crate::{LogStore, MetaResponse, Node, NodeId, Raft, StateMachineStore, StateReader};
-
-/// How long [`Controller::propose`] keeps trying while leadership is moving.
-const PROPOSE_DEADLINE: Duration = Duration::from_secs(15);
+use crate::{LogStore, Node, NodeId, Raft, StateMachineStore, StateReader};
 
 #[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum ControllerError {
@@ -33,8 +36,10 @@ pub enum ControllerError {
         leader: Option<NodeId>,
         address: Option<String>,
     },
-    #[error("no controller leader answered within {PROPOSE_DEADLINE:?}: {last}")]
+    #[error("no controller leader answered within {LEADER_DEADLINE:?}: {last}")]
     NoLeader { last: String },
+    #[error("membership change refused: {0}")]
+    Membership(String),
 }
 
 impl From<std::io::Error> for ControllerError {
@@ -64,26 +69,24 @@ fn raft_config() -> Result<Arc<openraft::Config>, ControllerError> {
     ))
 }
 
-/// A command the quorum committed: its place in the log, and the state machine's verdict.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Committed {
-    pub log_index: u64,
-    pub response: MetaResponse,
-}
-
-/// A running member of the quorum.
+/// A running member of the quorum: a voter, or a learner that only follows the log.
 pub struct Controller {
     pub id: NodeId,
     pub raft: Raft,
     pub state: StateReader,
-    /// Forwards proposals to the leader.
-    client: reqwest::Client,
+    /// Reaches the leader from here.
+    leader_client: LeaderClient,
 }
 
 impl Controller {
     /// Opens this node's raft storage under `dir` (recovering it) and starts its raft. Peers
-    /// reach it through [`crate::raft_routes`] served on its controller listener.
-    pub async fn start(id: NodeId, dir: &Path) -> Result<Self, ControllerError> {
+    /// reach it through [`Controller::routes`] served on its controller listener; `seeds` are
+    /// the configured voters' addresses, tried when no leader is known.
+    pub async fn start(
+        id: NodeId,
+        dir: &Path,
+        seeds: Vec<String>,
+    ) -> Result<Self, ControllerError> {
         let log = LogStore::open(&dir.join("log"))?;
         let state_machine = StateMachineStore::open(&dir.join("state"))?;
         let state = state_machine.reader();
@@ -100,16 +103,16 @@ impl Controller {
             id,
             raft,
             state,
-            client: reqwest::Client::new(),
+            leader_client: LeaderClient::new(seeds),
         })
     }
 
-    /// Everything this node serves its peers: raft RPCs and forwarded proposals
-    /// (`/meta/write`).
+    /// Everything this node serves its peers: raft RPCs and leader requests
+    /// (`/meta/leader`).
     pub fn routes(self: &Arc<Self>) -> Router {
         raft_routes(self.raft.clone()).merge(
             Router::new()
-                .route("/meta/write", post(forwarded_write))
+                .route("/meta/leader", post(serve_leader_request))
                 .with_state(self.clone()),
         )
     }
@@ -145,7 +148,7 @@ impl Controller {
     }
 
     /// Proposes `command` and waits until it is committed and applied here; the answer says
-    /// whether the state machine took it. Only the leader can propose.
+    /// whether the state machine took it. Only the leader can write.
     pub async fn write(&self, command: MetaCommand) -> Result<Committed, ControllerError> {
         let span = info_span!(
             "raft_write",
@@ -153,79 +156,182 @@ impl Controller {
             index = tracing::field::Empty
         );
         async {
-            match self.raft.client_write(command).await {
-                Ok(response) => {
-                    tracing::Span::current().record("index", response.log_id.index);
-                    Ok(Committed {
-                        log_index: response.log_id.index,
-                        response: response.data,
-                    })
-                }
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                    Err(ControllerError::NotLeader {
-                        leader: forward.leader_id,
-                        address: forward.leader_node.map(|n| n.addr),
-                    })
-                }
-                Err(e) => Err(ControllerError::Fatal(e.to_string())),
-            }
+            let response = self.raft.client_write(command).await.map_err(write_error)?;
+            tracing::Span::current().record("index", response.log_id.index);
+            Ok(Committed {
+                log_index: response.log_id.index,
+                response: response.data,
+            })
         }
         .instrument(span)
         .await
     }
 
-    /// Proposes `command` through whichever controller leads, from any node: locally when
-    /// this node leads, else forwarded to the leader, retrying while leadership moves.
-    ///
-    /// A retry after a lost answer can apply a command twice. Commands are made so that a
-    /// repeat is harmless (a registration of the same incarnation) or recognisable (a
-    /// repeated create answers `TopicAlreadyExists` for the topic id the caller chose).
+    /// Proposes `command` through whichever controller leads, from any node.
     pub async fn propose(&self, command: MetaCommand) -> Result<Committed, ControllerError> {
-        let started = Instant::now();
-        let mut last = ControllerError::NotLeader {
-            leader: None,
-            address: None,
-        };
-        while started.elapsed() < PROPOSE_DEADLINE {
-            let attempt = match &last {
-                ControllerError::NotLeader {
-                    address: Some(address),
-                    leader: Some(leader),
-                } if *leader != self.id => self.forward(address, &command).await,
-                _ => self.write(command.clone()).await,
-            };
-            match attempt {
-                Err(e @ (ControllerError::NotLeader { .. } | ControllerError::NoLeader { .. })) => {
-                    debug!(error = %e, "proposal not taken yet; retrying");
-                    last = e;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                other => return other,
-            }
+        match self.ask_leader(LeaderRequest::Write(command)).await? {
+            LeaderAnswer::Committed(committed) => Ok(committed),
+            other => Err(unexpected(&other)),
         }
-        Err(ControllerError::NoLeader {
-            last: last.to_string(),
-        })
     }
 
-    async fn forward(
-        &self,
-        address: &str,
-        command: &MetaCommand,
-    ) -> Result<Committed, ControllerError> {
-        let unreachable = |e: reqwest::Error| ControllerError::NoLeader {
-            last: format!("forwarding to {address}: {e}"),
+    /// Asks the leader to add this node as a learner at `address` (or to update its address),
+    /// so it receives the log. For nodes that are not voters.
+    pub async fn join(&self, address: String) -> Result<(), ControllerError> {
+        let request = LeaderRequest::Join {
+            node_id: self.id,
+            address,
         };
-        self.client
-            .post(format!("http://{address}/meta/write"))
-            .timeout(PROPOSE_DEADLINE)
-            .json(command)
-            .send()
+        self.ask_leader(request).await.map(drop)
+    }
+
+    /// Waits until this node has applied everything the quorum had committed when it was
+    /// called: a read here afterwards is linearizable.
+    pub async fn catch_up(&self, timeout: Duration) -> Result<(), ControllerError> {
+        match self.ask_leader(LeaderRequest::ReadIndex).await? {
+            LeaderAnswer::ReadIndex(index) => self.wait_applied(index, timeout).await,
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Serves `request` here if this node leads, else forwards it to the leader.
+    pub async fn ask_leader(
+        &self,
+        request: LeaderRequest,
+    ) -> Result<LeaderAnswer, ControllerError> {
+        let leader = self.raft.metrics().borrow().current_leader;
+        if leader == Some(self.id) {
+            match self.serve(&request).await {
+                Err(ControllerError::NotLeader { address, .. }) => {
+                    self.leader_client.call(&request, address).await
+                }
+                other => other,
+            }
+        } else {
+            let address = leader.and_then(|id| self.address_of(id));
+            self.leader_client.call(&request, address).await
+        }
+    }
+
+    /// Serves a leader request if this node leads; otherwise answers who does.
+    pub async fn serve(&self, request: &LeaderRequest) -> Result<LeaderAnswer, ControllerError> {
+        match request {
+            LeaderRequest::Write(command) => self
+                .write(command.clone())
+                .await
+                .map(LeaderAnswer::Committed),
+            LeaderRequest::ReadIndex => {
+                let read = self.raft.ensure_linearizable().await.map_err(|e| match e {
+                    RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)) => {
+                        not_leader(forward)
+                    }
+                    other => ControllerError::NoLeader {
+                        last: other.to_string(),
+                    },
+                })?;
+                Ok(LeaderAnswer::ReadIndex(read.map_or(0, |id| id.index)))
+            }
+            LeaderRequest::Join { node_id, address } => {
+                let node = Node {
+                    addr: address.clone(),
+                };
+                let known = self
+                    .membership()
+                    .nodes()
+                    .any(|(id, n)| id == node_id && *n == node);
+                if known {
+                    return Ok(self.membership_answer(0));
+                }
+                // SetNodes adds a new learner and updates a returning node's address alike.
+                self.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(*node_id, node)])))
+                    .await
+            }
+            LeaderRequest::AddVoter { node_id } => {
+                self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([*node_id])))
+                    .await
+            }
+            LeaderRequest::RemoveVoter { node_id } => {
+                self.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([*node_id])))
+                    .await
+            }
+            LeaderRequest::RemoveNode { node_id } => {
+                if self.membership().voter_ids().any(|id| id == *node_id) {
+                    return Err(ControllerError::Membership(format!(
+                        "node {node_id} is a voter; remove it as a voter first"
+                    )));
+                }
+                self.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([*node_id])))
+                    .await
+            }
+            LeaderRequest::Status => {
+                if self.leader() != Some(self.id) {
+                    let leader = self.leader();
+                    return Err(ControllerError::NotLeader {
+                        leader,
+                        address: leader.and_then(|id| self.address_of(id)),
+                    });
+                }
+                Ok(LeaderAnswer::Status(self.status()))
+            }
+        }
+    }
+
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, Node>,
+    ) -> Result<LeaderAnswer, ControllerError> {
+        info!(change = ?change, "changing the quorum's membership");
+        // Members dropped as voters stay learners: a node with both roles keeps following
+        // the metadata as a broker.
+        let response = self
+            .raft
+            .change_membership(change, true)
             .await
-            .map_err(unreachable)?
-            .json::<Result<Committed, ControllerError>>()
-            .await
-            .map_err(unreachable)?
+            .map_err(write_error)?;
+        Ok(self.membership_answer(response.log_id.index))
+    }
+
+    fn membership_answer(&self, log_index: u64) -> LeaderAnswer {
+        LeaderAnswer::Membership {
+            log_index,
+            status: self.status(),
+        }
+    }
+
+    fn membership(&self) -> Membership<NodeId, Node> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone()
+    }
+
+    /// The quorum as this node sees it.
+    pub fn status(&self) -> QuorumStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let address = |id: NodeId| {
+            membership
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+                .unwrap_or_default()
+        };
+        QuorumStatus {
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            last_applied_index: metrics.last_applied.map_or(0, |id| id.index),
+            voters: membership.voter_ids().map(|id| (id, address(id))).collect(),
+            learners: membership
+                .learner_ids()
+                .map(|id| (id, address(id)))
+                .collect(),
+        }
+    }
+
+    fn address_of(&self, id: NodeId) -> Option<String> {
+        self.membership().get_node(&id).map(|n| n.addr.clone())
     }
 
     /// Waits until this node's replica has applied the log up to `log_index`, so a read here
@@ -256,10 +362,31 @@ impl Controller {
     }
 }
 
-/// A proposal forwarded by another node: written here if this node leads.
-async fn forwarded_write(
+fn not_leader(forward: ForwardToLeader<NodeId, Node>) -> ControllerError {
+    ControllerError::NotLeader {
+        leader: forward.leader_id,
+        address: forward.leader_node.map(|n| n.addr),
+    }
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, Node>>) -> ControllerError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => not_leader(forward),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(refused)) => {
+            ControllerError::Membership(refused.to_string())
+        }
+        RaftError::Fatal(fatal) => ControllerError::Fatal(fatal.to_string()),
+    }
+}
+
+fn unexpected(answer: &LeaderAnswer) -> ControllerError {
+    ControllerError::Fatal(format!("the leader answered out of turn: {answer:?}"))
+}
+
+/// A leader request from another node: served here if this node leads.
+async fn serve_leader_request(
     State(controller): State<Arc<Controller>>,
-    Json(command): Json<MetaCommand>,
-) -> Json<Result<Committed, ControllerError>> {
-    Json(controller.write(command).await)
+    Json(request): Json<LeaderRequest>,
+) -> Json<Result<LeaderAnswer, ControllerError>> {
+    Json(controller.serve(&request).await)
 }

@@ -16,11 +16,13 @@ use std::io::Cursor;
 use strata_meta::{CommandOutcome, MetaCommand, MetaError};
 
 mod controller;
+pub mod leader;
 mod log_store;
 pub mod network;
 mod state_machine;
 
-pub use controller::{Committed, Controller, ControllerError};
+pub use controller::{Controller, ControllerError};
+pub use leader::{Committed, LeaderAnswer, LeaderClient, LeaderRequest, QuorumStatus};
 pub use log_store::LogStore;
 pub use network::raft_routes;
 pub use state_machine::{StateMachineStore, StateReader};

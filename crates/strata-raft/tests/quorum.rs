@@ -8,7 +8,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use strata_meta::{CreateTopic, Endpoint, MetaCommand, MetaError, RegisterBroker};
-use strata_raft::{Controller, NodeId};
+use strata_raft::{Controller, LeaderAnswer, LeaderRequest, NodeId};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -20,7 +20,20 @@ struct Member {
 }
 
 async fn start(id: NodeId, dir: PathBuf, listener: TcpListener) -> Member {
-    let controller = Arc::new(Controller::start(id, &dir).await.expect("start controller"));
+    start_with_seeds(id, dir, listener, Vec::new()).await
+}
+
+async fn start_with_seeds(
+    id: NodeId,
+    dir: PathBuf,
+    listener: TcpListener,
+    seeds: Vec<String>,
+) -> Member {
+    let controller = Arc::new(
+        Controller::start(id, &dir, seeds)
+            .await
+            .expect("start controller"),
+    );
     let routes = controller.routes();
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, routes).await;
@@ -192,6 +205,117 @@ async fn three_controllers_replicate_fail_over_and_catch_up() {
             .read(|s| s.topic_by_name("orders").is_some())
     );
     stop(restarted).await;
+    for member in members {
+        stop(member).await;
+    }
+}
+
+/// Starts voters 1..=3 and forms their quorum; answers them with their addresses.
+async fn three_voters(root: &std::path::Path) -> (Vec<Member>, BTreeMap<NodeId, String>) {
+    let mut members = Vec::new();
+    let mut voters = BTreeMap::new();
+    for id in 1..=3u64 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        voters.insert(id, listener.local_addr().expect("addr").to_string());
+        members.push(start(id, root.join(id.to_string()), listener).await);
+    }
+    members[0]
+        .controller
+        .initialize(voters.clone())
+        .await
+        .expect("initialize");
+    (members, voters)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_joins_follows_the_log_and_is_promoted_and_demoted() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (members, voters) = three_voters(root.path()).await;
+    let all: Vec<&Member> = members.iter().collect();
+    let index = write_at_leader(
+        &all,
+        MetaCommand::InitCluster {
+            cluster_id: "c1".into(),
+        },
+    )
+    .await;
+
+    // Node 4 knows only the voters' addresses; it joins as a learner and catches up.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("addr").to_string();
+    let seeds = voters.values().cloned().collect();
+    let learner = start_with_seeds(4, root.path().join("4"), listener, seeds).await;
+    learner
+        .controller
+        .join(address.clone())
+        .await
+        .expect("joined");
+    learner.controller.catch_up(WAIT).await.expect("caught up");
+    assert!(
+        learner
+            .controller
+            .state
+            .last_applied()
+            .expect("applied")
+            .index
+            >= index
+    );
+    assert_eq!(
+        learner
+            .controller
+            .state
+            .read(|s| s.cluster_id().map(str::to_string)),
+        Some("c1".into())
+    );
+    // A learner proposes through the leader like anyone else.
+    learner
+        .controller
+        .propose(register(4))
+        .await
+        .expect("forwarded")
+        .response
+        .expect("applied");
+
+    let membership = |answer: LeaderAnswer| match answer {
+        LeaderAnswer::Membership { status, .. } => status,
+        other => panic!("not a membership answer: {other:?}"),
+    };
+    let status = membership(
+        learner
+            .controller
+            .ask_leader(LeaderRequest::AddVoter { node_id: 4 })
+            .await
+            .expect("promoted"),
+    );
+    assert_eq!(
+        status.voters.keys().copied().collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert_eq!(status.voters[&4], address);
+
+    let status = membership(
+        members[1]
+            .controller
+            .ask_leader(LeaderRequest::RemoveVoter { node_id: 4 })
+            .await
+            .expect("demoted"),
+    );
+    assert_eq!(status.voters.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(status.learners.keys().copied().collect::<Vec<_>>(), [4]);
+    let refused = members[1]
+        .controller
+        .ask_leader(LeaderRequest::RemoveNode { node_id: 1 })
+        .await;
+    assert!(refused.is_err(), "a voter is not removed outright");
+    let status = membership(
+        members[2]
+            .controller
+            .ask_leader(LeaderRequest::RemoveNode { node_id: 4 })
+            .await
+            .expect("removed"),
+    );
+    assert!(status.learners.is_empty());
+    stop(learner).await;
     for member in members {
         stop(member).await;
     }

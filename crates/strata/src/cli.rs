@@ -20,7 +20,39 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a broker. With no flags: one embedded node on 127.0.0.1:9092, data under ./data.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
+    /// Inspect or change the metadata quorum's membership through any controller.
+    #[command(subcommand)]
+    Quorum(QuorumCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuorumCommand {
+    /// Print the leader, the voters, the learners and how far the log is (JSON).
+    Describe(QuorumTarget),
+    /// Make a node that joined as a learner (started with the controller role but not in
+    /// --controller-quorum) a voter.
+    AddVoter(QuorumChange),
+    /// Make a voter a learner: it keeps following the metadata but no longer votes.
+    RemoveVoter(QuorumChange),
+    /// Forget a learner entirely (a node being decommissioned).
+    RemoveNode(QuorumChange),
+}
+
+#[derive(Debug, Args)]
+pub struct QuorumTarget {
+    /// Any node's controller address; requests are forwarded to the leader.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub controller: String,
+}
+
+#[derive(Debug, Args)]
+pub struct QuorumChange {
+    #[command(flatten)]
+    pub target: QuorumTarget,
+    /// The node to change.
+    #[arg(long)]
+    pub node_id: u64,
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -55,6 +87,10 @@ pub struct ServerArgs {
     /// [default: this node alone]
     #[arg(long, env = "STRATA_CONTROLLER_QUORUM", value_name = "VOTERS")]
     pub controller_quorum: Option<String>,
+    /// What this node does: `controller` (votes in the metadata quorum), `broker` (serves
+    /// Kafka clients, following the metadata as a raft learner) or `both`. [default: both]
+    #[arg(long, env = "STRATA_ROLES")]
+    pub roles: Option<String>,
     /// Where this node's controller listens for its peers. [default: its address in
     /// --controller-quorum, or an OS-picked loopback port for a quorum of one]
     #[arg(long, env = "STRATA_CONTROLLER_LISTEN", value_name = "ADDR")]

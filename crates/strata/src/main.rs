@@ -1,6 +1,7 @@
 //! `strata`: the Strata broker binary.
 
 mod cli;
+mod quorum;
 mod server_config;
 mod signals;
 mod telemetry;
@@ -11,12 +12,13 @@ fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Server(args) => {
-            let settings = server_config::Settings::load(args)?;
+            let settings = server_config::Settings::load(*args)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(run_server(settings))
         }
+        cli::Command::Quorum(command) => quorum::run(command),
     }
 }
 
@@ -32,9 +34,15 @@ async fn run_server(settings: server_config::Settings) -> anyhow::Result<()> {
 
 async fn serve(settings: server_config::Settings) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let kafka = tokio::net::TcpListener::bind(&settings.kafka_listen)
-        .await
-        .with_context(|| format!("binding the Kafka listener on {}", settings.kafka_listen))?;
+    // A controller-only node serves no Kafka clients.
+    let kafka = if settings.broker.roles.broker {
+        let listener = tokio::net::TcpListener::bind(&settings.kafka_listen)
+            .await
+            .with_context(|| format!("binding the Kafka listener on {}", settings.kafka_listen))?;
+        Some(listener)
+    } else {
+        None
+    };
     let admin = tokio::net::TcpListener::bind(&settings.admin_listen)
         .await
         .with_context(|| format!("binding the admin listener on {}", settings.admin_listen))?;

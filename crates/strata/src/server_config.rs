@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use strata_broker::BrokerConfig;
-use strata_broker::config::Durability;
+use strata_broker::config::{Durability, Roles};
 
 use crate::cli::ServerArgs;
 
@@ -38,6 +38,7 @@ const FLAG_KEYS: &[&str] = &[
     "durability",
     "controller-listen",
     "controller-quorum",
+    "roles",
 ];
 
 impl Settings {
@@ -87,16 +88,30 @@ impl Settings {
                 .map_err(anyhow::Error::msg)
                 .context("--controller-quorum")?;
         }
+        if let Some(roles) = args.roles {
+            broker.roles = roles
+                .parse::<Roles>()
+                .map_err(anyhow::Error::msg)
+                .context("--roles")?;
+        }
         let own_voter_address = broker
             .controller_quorum
             .get(&u64::try_from(broker.node_id).unwrap_or_default());
-        if !broker.controller_quorum.is_empty() && own_voter_address.is_none() {
-            bail!(
-                "node {} is not in --controller-quorum; every node is a controller voter for now",
-                broker.node_id
-            );
+        if !broker.roles.controller {
+            if broker.controller_quorum.is_empty() {
+                bail!(
+                    "a node without the controller role needs --controller-quorum to find the controllers"
+                );
+            }
+            if own_voter_address.is_some() {
+                bail!(
+                    "node {} is a voter in --controller-quorum, so it needs the controller role",
+                    broker.node_id
+                );
+            }
         }
-        // A quorum of one needs no known address; a voter listens where the others expect it.
+        // A quorum of one needs no known address; a voter listens where the others expect it;
+        // a node joining as a learner tells the leader where it bound.
         let controller_listen = args.controller_listen.unwrap_or_else(|| {
             own_voter_address.map_or_else(|| "127.0.0.1:0".into(), Clone::clone)
         });
@@ -133,6 +148,7 @@ fn fill_from_file(args: &mut ServerArgs, flag: &str, value: String) -> anyhow::R
         "durability" => set(&mut args.durability, value),
         "controller-listen" => set(&mut args.controller_listen, value),
         "controller-quorum" => set(&mut args.controller_quorum, value),
+        "roles" => set(&mut args.roles, value),
         other => bail!("'{other}' is not a setting"),
     }
     Ok(())
@@ -253,5 +269,35 @@ mod tests {
             ("broker-0.strata".into(), 9092)
         );
         assert!(parse_host_port("nohost").is_err());
+    }
+
+    #[test]
+    fn roles_decide_who_votes_and_where_the_controller_listens() {
+        let args = |node_id: i32, roles: &str| ServerArgs {
+            node_id: Some(node_id),
+            roles: Some(roles.into()),
+            controller_quorum: Some("1@127.0.0.1:19093,2@127.0.0.1:19094".into()),
+            ..ServerArgs::default()
+        };
+        let voter = Settings::load(args(2, "both")).expect("a voter");
+        assert_eq!(voter.controller_listen, "127.0.0.1:19094");
+        let broker = Settings::load(args(4, "broker")).expect("a broker-only learner");
+        assert!(!broker.broker.roles.controller && !broker.broker.is_voter());
+        assert_eq!(broker.controller_listen, "127.0.0.1:0");
+        assert!(
+            Settings::load(args(5, "controller")).is_ok(),
+            "a controller to promote"
+        );
+        let err = Settings::load(args(1, "broker")).expect_err("a voter must be a controller");
+        assert!(format!("{err:#}").contains("controller role"));
+        let alone = ServerArgs {
+            roles: Some("broker".into()),
+            ..ServerArgs::default()
+        };
+        assert!(
+            Settings::load(alone).is_err(),
+            "a broker-only node needs controllers"
+        );
+        assert!(Settings::load(args(2, "leader")).is_err());
     }
 }

@@ -1,0 +1,156 @@
+//! Requests only the controller leader can serve, and the way any node (or the `strata quorum`
+//! command) gets them there.
+//!
+//! Every controller serves `POST /meta/leader`: a [`LeaderRequest`] answered with a
+//! [`LeaderAnswer`] when it leads, or [`ControllerError::NotLeader`] naming the leader it knows.
+//! [`LeaderClient`] follows those redirects, and when nobody is known to lead (an election, or
+//! a node that has not joined yet) tries the configured voters in turn, until a deadline.
+//!
+//! A retry after a lost answer can apply a write twice. Commands are made so that a repeat is
+//! harmless (a registration of the same incarnation) or recognisable (a repeated create
+//! answers `TopicAlreadyExists` for the topic id the caller chose); membership changes are
+//! idempotent.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use strata_meta::MetaCommand;
+use tracing::debug;
+
+use crate::{ControllerError, MetaResponse, NodeId};
+
+/// How long a request keeps trying while leadership is moving.
+pub const LEADER_DEADLINE: Duration = Duration::from_secs(15);
+
+/// What a node asks of the controller leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LeaderRequest {
+    /// Commit a command.
+    Write(MetaCommand),
+    /// The index a read must have applied to be linearizable (raft's ReadIndex).
+    ReadIndex,
+    /// Add a node, or update its address, as a learner: it receives the log but does not vote.
+    Join { node_id: NodeId, address: String },
+    /// Make a learner a voter.
+    AddVoter { node_id: NodeId },
+    /// Make a voter a learner again.
+    RemoveVoter { node_id: NodeId },
+    /// Remove a learner from the quorum altogether.
+    RemoveNode { node_id: NodeId },
+    /// Who leads, who votes, who learns, how far the log is.
+    Status,
+}
+
+/// The leader's answer to a [`LeaderRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LeaderAnswer {
+    Committed(Committed),
+    ReadIndex(u64),
+    /// The membership after a change, with the log index it was committed at.
+    Membership {
+        log_index: u64,
+        status: QuorumStatus,
+    },
+    Status(QuorumStatus),
+}
+
+/// A command the quorum committed: its place in the log, and the state machine's verdict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Committed {
+    pub log_index: u64,
+    pub response: MetaResponse,
+}
+
+/// The quorum as its leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumStatus {
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub last_applied_index: u64,
+    /// Voters by id, at their controller addresses.
+    pub voters: BTreeMap<NodeId, String>,
+    /// Learners (broker-only nodes, and controllers not yet promoted) likewise.
+    pub learners: BTreeMap<NodeId, String>,
+}
+
+/// Sends [`LeaderRequest`]s to whichever controller leads.
+#[derive(Debug, Clone)]
+pub struct LeaderClient {
+    http: reqwest::Client,
+    /// Controller addresses to try when no leader is known.
+    seeds: Vec<String>,
+}
+
+impl LeaderClient {
+    pub fn new(seeds: Vec<String>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            seeds,
+        }
+    }
+
+    /// Sends `request` over HTTP, following redirects to the leader until it answers, refuses
+    /// for another reason, or [`LEADER_DEADLINE`] passes. `first` is where to start (a
+    /// known leader's address); without it, the seeds are tried in turn.
+    pub async fn call(
+        &self,
+        request: &LeaderRequest,
+        first: Option<String>,
+    ) -> Result<LeaderAnswer, ControllerError> {
+        let started = Instant::now();
+        let mut next = first;
+        let mut seed = 0;
+        let mut last = String::from("no controller address to try");
+        while started.elapsed() < LEADER_DEADLINE {
+            let address = match next.take() {
+                Some(address) => address,
+                None if self.seeds.is_empty() => break,
+                None => {
+                    seed += 1;
+                    self.seeds[(seed - 1) % self.seeds.len()].clone()
+                }
+            };
+            match self.send(&address, request).await {
+                Err(ControllerError::NotLeader {
+                    address: leader, ..
+                }) => {
+                    // Follow a named leader at once; with none named, wait out the election.
+                    last = format!("{address} does not lead");
+                    if leader.is_none() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    next = leader;
+                }
+                Err(ControllerError::NoLeader { last: reason }) => {
+                    debug!(address, reason, "controller unreachable; trying another");
+                    last = reason;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+        Err(ControllerError::NoLeader { last })
+    }
+
+    async fn send(
+        &self,
+        address: &str,
+        request: &LeaderRequest,
+    ) -> Result<LeaderAnswer, ControllerError> {
+        let unreachable = |e: reqwest::Error| ControllerError::NoLeader {
+            last: format!("asking {address}: {e}"),
+        };
+        self.http
+            .post(format!("http://{address}/meta/leader"))
+            .timeout(LEADER_DEADLINE)
+            .json(request)
+            .send()
+            .await
+            .map_err(unreachable)?
+            .json::<Result<LeaderAnswer, ControllerError>>()
+            .await
+            .map_err(unreachable)?
+    }
+}
