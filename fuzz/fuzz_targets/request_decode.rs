@@ -28,6 +28,12 @@ fuzz_target!(|data: &[u8]| {
         ApiKey::DeleteTopics => DeleteTopicsRequest::decode(&mut body, v).map(drop),
         ApiKey::InitProducerId => InitProducerIdRequest::decode(&mut body, v).map(drop),
         ApiKey::DescribeCluster => DescribeClusterRequest::decode(&mut body, v).map(drop),
+        ApiKey::DescribeConfigs => DescribeConfigsRequest::decode(&mut body, v).map(drop),
+        ApiKey::AlterConfigs => AlterConfigsRequest::decode(&mut body, v).map(drop),
+        ApiKey::CreatePartitions => CreatePartitionsRequest::decode(&mut body, v).map(drop),
+        ApiKey::IncrementalAlterConfigs => {
+            IncrementalAlterConfigsRequest::decode(&mut body, v).map(drop)
+        }
         _ => Ok(()),
     };
 });

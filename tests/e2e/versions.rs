@@ -63,6 +63,27 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
             .expect("advertised");
         v.min_version..=v.max_version
     };
+    let covered = [
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::ListOffsets,
+        ApiKey::Metadata,
+        ApiKey::ApiVersions,
+        ApiKey::CreateTopics,
+        ApiKey::DeleteTopics,
+        ApiKey::InitProducerId,
+        ApiKey::DescribeConfigs,
+        ApiKey::AlterConfigs,
+        ApiKey::CreatePartitions,
+        ApiKey::IncrementalAlterConfigs,
+        ApiKey::DescribeCluster,
+    ];
+    let advertised_keys: Vec<i16> = advertised.api_keys.iter().map(|v| v.api_key).collect();
+    assert_eq!(
+        advertised_keys,
+        covered.map(|k| k as i16),
+        "every advertised API is exercised below"
+    );
     for version in range(ApiKey::ApiVersions) {
         let response = client.send(&ApiVersionsRequest::default(), version);
         assert_eq!(response.error_code, 0, "ApiVersions v{version}");
@@ -185,6 +206,75 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
             (p.error_code, p.offset),
             (0, produced),
             "ListOffsets v{version}"
+        );
+    }
+    for version in range(ApiKey::DescribeConfigs) {
+        let resource = describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(topic))
+            .with_configuration_keys(Some(vec![s("retention.ms")]));
+        let response = client.send(
+            &DescribeConfigsRequest::default()
+                .with_resources(vec![resource])
+                .with_include_synonyms(true),
+            version,
+        );
+        let result = &response.results[0];
+        assert_eq!(result.error_code, 0, "DescribeConfigs v{version}");
+        assert_eq!(result.configs.len(), 1);
+        assert_eq!(
+            result.configs[0].value.as_ref().map(|v| v.as_str()),
+            Some("604800000")
+        );
+    }
+    for version in range(ApiKey::AlterConfigs) {
+        let config = alter_configs_request::AlterableConfig::default()
+            .with_name(s("retention.ms"))
+            .with_value(Some(s(&format!("{}", 1000 + i64::from(version)))));
+        let resource = alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(topic))
+            .with_configs(vec![config]);
+        let response = client.send(
+            &AlterConfigsRequest::default().with_resources(vec![resource]),
+            version,
+        );
+        assert_eq!(
+            response.responses[0].error_code, 0,
+            "AlterConfigs v{version}"
+        );
+    }
+    for version in range(ApiKey::IncrementalAlterConfigs) {
+        let config = incremental_alter_configs_request::AlterableConfig::default()
+            .with_name(s("segment.ms"))
+            .with_config_operation(0)
+            .with_value(Some(s("3600000")));
+        let resource = incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(topic))
+            .with_configs(vec![config]);
+        let response = client.send(
+            &IncrementalAlterConfigsRequest::default().with_resources(vec![resource]),
+            version,
+        );
+        assert_eq!(
+            response.responses[0].error_code, 0,
+            "IncrementalAlterConfigs v{version}"
+        );
+    }
+    for version in range(ApiKey::CreatePartitions) {
+        let grow = create_partitions_request::CreatePartitionsTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_count(3 + i32::from(version));
+        let response = client.send(
+            &CreatePartitionsRequest::default()
+                .with_topics(vec![grow])
+                .with_timeout_ms(5000),
+            version,
+        );
+        assert_eq!(
+            response.results[0].error_code, 0,
+            "CreatePartitions v{version}"
         );
     }
     for version in range(ApiKey::DeleteTopics) {

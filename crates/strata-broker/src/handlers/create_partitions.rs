@@ -15,7 +15,8 @@ pub async fn handle(
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
-        let assignments = topic.assignments.map(|given| {
+        // An empty list places the new partitions like a null one does.
+        let assignments = topic.assignments.filter(|a| !a.is_empty()).map(|given| {
             given
                 .into_iter()
                 .map(|a| a.broker_ids.into_iter().map(|b| b.0).collect())
