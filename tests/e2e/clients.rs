@@ -18,27 +18,53 @@ fn required() -> bool {
     std::env::var("STRATA_REQUIRE_CLIENTS").is_ok_and(|v| v == "1")
 }
 
-/// Runs `program args` with STRATA_BOOTSTRAP pointing at a fresh broker.
-fn run_runner(name: &str, program: &str, args: &[&str], ready: impl Fn() -> bool) {
-    if !ready() {
-        assert!(
-            !required(),
-            "{name}: its toolchain is missing; run scripts/install-test-deps.sh"
-        );
-        eprintln!("skipping {name}: run scripts/install-test-deps.sh to install it");
-        return;
+/// Whether a client toolchain is installed; when it is not, a CI run fails and a local run
+/// skips with a note.
+fn toolchain_ready(name: &str, ready: impl Fn() -> bool) -> bool {
+    if ready() {
+        return true;
     }
-    let broker = InProcessBroker::start().expect("broker");
+    assert!(
+        !required(),
+        "{name}: its toolchain is missing; run scripts/install-test-deps.sh"
+    );
+    eprintln!("skipping {name}: run scripts/install-test-deps.sh to install it");
+    false
+}
+
+/// Runs `program args` from the repository root with `env`, and fails if it does.
+pub(crate) fn run_script(name: &str, program: &str, args: &[&str], env: &[(&str, &str)]) {
     let status = Command::new(program)
         .args(args)
         .current_dir(repo_root())
-        .env("STRATA_BOOTSTRAP", &broker.bootstrap)
+        .envs(env.iter().copied())
         .status()
         .expect("runner starts");
     assert!(
         status.success(),
         "{name} runner failed ({status}); its output is above"
     );
+}
+
+/// Runs `program args` with STRATA_BOOTSTRAP pointing at a fresh broker.
+fn run_runner(name: &str, program: &str, args: &[&str], ready: impl Fn() -> bool) {
+    if !toolchain_ready(name, ready) {
+        return;
+    }
+    let broker = InProcessBroker::start().expect("broker");
+    run_script(
+        name,
+        program,
+        args,
+        &[("STRATA_BOOTSTRAP", &broker.bootstrap)],
+    );
+}
+
+/// The Python with confluent-kafka installed, if it is.
+pub(crate) fn confluent_python(name: &str) -> Option<String> {
+    let python = cache_dir().join("venv/bin/python");
+    let python = python.to_string_lossy().into_owned();
+    toolchain_ready(name, || Path::new(&python).exists()).then_some(python)
 }
 
 fn cache_dir() -> PathBuf {
@@ -51,13 +77,15 @@ fn cache_dir() -> PathBuf {
 
 #[test]
 fn python_confluent_kafka_runner_passes() {
-    let python = cache_dir().join("venv/bin/python");
-    let python = python.to_string_lossy().into_owned();
-    run_runner(
+    let Some(python) = confluent_python("confluent-kafka") else {
+        return;
+    };
+    let broker = InProcessBroker::start().expect("broker");
+    run_script(
         "confluent-kafka",
         &python,
         &["tests/clients/python/compat_confluent.py"],
-        || Path::new(&python).exists(),
+        &[("STRATA_BOOTSTRAP", &broker.bootstrap)],
     );
 }
 

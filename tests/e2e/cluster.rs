@@ -7,15 +7,16 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::{
     DescribeClusterRequest, InitProducerIdRequest, ListOffsetsRequest, TopicName,
 };
-use rdkafka::admin::{AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
 use rdkafka::types::RDKafkaErrorCode;
 use strata_e2e::BrokerProcess;
 
+use crate::clients;
 use crate::produce_fetch::{consume_and_check, produce_records};
 use crate::raw::{Client, s};
 use crate::run_contract::http_get;
-use crate::{admin, client_runtime, consumer, create_topic};
+use crate::{admin, client_runtime, consumer, create_topic, topic_config};
 
 /// A loopback port that was free a moment ago (the quorum's addresses must be known before
 /// any node starts).
@@ -125,6 +126,30 @@ fn three_nodes_form_one_quorum_and_every_node_lists_every_broker() -> anyhow::Re
         );
     }
     for node in &mut restarted {
+        node.terminate()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn confluent_kafka_admin_places_a_topic_over_three_nodes() -> anyhow::Result<()> {
+    let name = "confluent-kafka cluster";
+    let Some(python) = clients::confluent_python(name) else {
+        return Ok(());
+    };
+    let (dirs, quorum) = three_node_layout()?;
+    let mut nodes = start_cluster(&dirs, &quorum)?;
+    for node in &nodes {
+        assert_eq!(brokers_listed_by(&node.bootstrap, &[1, 2, 3]), [1, 2, 3]);
+    }
+    let bootstraps: Vec<&str> = nodes.iter().map(|n| n.bootstrap.as_str()).collect();
+    clients::run_script(
+        name,
+        &python,
+        &["tests/clients/python/cluster_confluent.py"],
+        &[("STRATA_BOOTSTRAPS", &bootstraps.join(","))],
+    );
+    for node in &mut nodes {
         node.terminate()?;
     }
     Ok(())
@@ -309,17 +334,10 @@ fn topics_are_placed_over_the_cluster_and_outlive_a_controller_crash_and_a_full_
     assert_eq!(partition_leaders(&first, "spread", 6), leaders);
     assert_eq!(partition_leaders(&first, "after-failover", 2).len(), 2);
     consume_and_check(&restarted[1].bootstrap, "spread", 6, &sent);
-    let configs = client_runtime().block_on(async {
-        admin(&first)
-            .describe_configs(
-                &[ResourceSpecifier::Topic("spread")],
-                &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
-            )
-            .await
-    })?;
-    let resource = configs.into_iter().next().expect("one resource")?;
-    let retention = resource.get("retention.ms").and_then(|e| e.value.clone());
-    assert_eq!(retention.as_deref(), Some("3600000"));
+    assert_eq!(
+        topic_config(&first, "spread", "retention.ms").as_deref(),
+        Some("3600000")
+    );
     for node in &mut restarted {
         node.terminate()?;
     }

@@ -16,7 +16,7 @@ mod versions;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::FutureProducer;
@@ -60,6 +60,25 @@ pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
         .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client")
+}
+
+/// A topic's config value as DescribeConfigs reports it through the Kafka admin API.
+pub fn topic_config(bootstrap: &str, topic: &str, name: &str) -> Option<String> {
+    let described = client_runtime().block_on(async {
+        admin(bootstrap)
+            .describe_configs(
+                &[ResourceSpecifier::Topic(topic)],
+                &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+    });
+    let resource = described
+        .expect("describe_configs request")
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .expect("the topic is described");
+    resource.get(name).and_then(|e| e.value.clone())
 }
 
 /// Creates a topic through the Kafka admin API and fails the test if the broker refuses.

@@ -1,16 +1,13 @@
 //! A data directory written before the metadata quorum existed: its topics are described by
 //! `meta/topics/<id>.json` files and there is no raft directory. The first start adopts them.
 
-use std::time::Duration;
-
 use kafka_protocol::messages::MetadataRequest;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use rdkafka::admin::{AdminOptions, ResourceSpecifier};
 use strata_e2e::InProcessBroker;
 
 use crate::produce_fetch::{consume_and_check, produce_records};
 use crate::raw::{Client, s};
-use crate::{admin, client_runtime, create_topic};
+use crate::{client_runtime, create_topic, topic_config};
 
 #[test]
 fn a_pre_quorum_data_directory_keeps_its_topics_ids_configs_and_records() -> anyhow::Result<()> {
@@ -62,19 +59,8 @@ fn a_pre_quorum_data_directory_keeps_its_topics_ids_configs_and_records() -> any
         12,
     );
     assert_eq!(metadata.topics[0].topic_id, id, "the topic keeps its id");
-    let configs = client_runtime().block_on(async {
-        admin(&broker.bootstrap)
-            .describe_configs(
-                &[ResourceSpecifier::Topic("legacy")],
-                &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
-            )
-            .await
-    })?;
-    let resource = configs.into_iter().next().expect("one resource")?;
     assert_eq!(
-        resource
-            .get("retention.ms")
-            .and_then(|e| e.value.as_deref()),
+        topic_config(&broker.bootstrap, "legacy", "retention.ms").as_deref(),
         Some("86400000")
     );
     assert!(

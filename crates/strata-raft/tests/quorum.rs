@@ -96,23 +96,7 @@ fn register(id: i32) -> MetaCommand {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_controllers_replicate_fail_over_and_catch_up() {
     let root = tempfile::tempdir().expect("tempdir");
-    let mut listeners = Vec::new();
-    let mut voters = BTreeMap::new();
-    for id in 1..=3u64 {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        voters.insert(id, listener.local_addr().expect("addr").to_string());
-        listeners.push(listener);
-    }
-    let mut members = Vec::new();
-    for (id, listener) in (1..=3u64).zip(listeners) {
-        members.push(start(id, root.path().join(id.to_string()), listener).await);
-    }
-    members[0]
-        .controller
-        .initialize(voters.clone())
-        .await
-        .expect("initialize");
-
+    let (mut members, voters) = three_voters(root.path()).await;
     let all: Vec<&Member> = members.iter().collect();
     let index = write_at_leader(
         &all,

@@ -41,8 +41,24 @@ struct Change {
     replace: bool,
 }
 
-/// The outcome for one resource: (type, name, error).
-type Outcome = (i8, StrBytes, Option<BrokerError>);
+/// The outcome for one resource, as both responses carry it.
+struct Outcome {
+    resource_type: i8,
+    resource_name: StrBytes,
+    error_code: i16,
+    error_message: Option<StrBytes>,
+}
+
+impl Outcome {
+    fn new(change: Change, error: Option<&BrokerError>) -> Self {
+        Self {
+            resource_type: change.resource_type,
+            resource_name: change.resource_name,
+            error_code: error.map_or(0, BrokerError::code),
+            error_message: error.map(|e| str_bytes(e.to_string())),
+        }
+    }
+}
 
 pub async fn handle(
     ctx: &RequestContext<'_>,
@@ -67,16 +83,12 @@ pub async fn handle(
     let responses = apply_all(ctx, changes, request.validate_only, "alter_configs")
         .await
         .into_iter()
-        .map(|(resource_type, resource_name, error)| {
-            let response = AlterConfigsResourceResponse::default()
-                .with_resource_type(resource_type)
-                .with_resource_name(resource_name);
-            match error {
-                Some(e) => response
-                    .with_error_code(e.code())
-                    .with_error_message(Some(str_bytes(e.to_string()))),
-                None => response,
-            }
+        .map(|o| {
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(o.resource_type)
+                .with_resource_name(o.resource_name)
+                .with_error_code(o.error_code)
+                .with_error_message(o.error_message)
         })
         .collect();
     AlterConfigsResponse::default().with_responses(responses)
@@ -123,7 +135,7 @@ pub async fn handle_incremental(
         };
         changes
             .into_iter()
-            .map(|c| (c.resource_type, c.resource_name, Some(e.clone())))
+            .map(|c| Outcome::new(c, Some(&e)))
             .collect()
     } else {
         apply_all(
@@ -136,16 +148,12 @@ pub async fn handle_incremental(
     };
     let responses = outcomes
         .into_iter()
-        .map(|(resource_type, resource_name, error)| {
-            let response = IncrementalResourceResponse::default()
-                .with_resource_type(resource_type)
-                .with_resource_name(resource_name);
-            match error {
-                Some(e) => response
-                    .with_error_code(e.code())
-                    .with_error_message(Some(str_bytes(e.to_string()))),
-                None => response,
-            }
+        .map(|o| {
+            IncrementalResourceResponse::default()
+                .with_resource_type(o.resource_type)
+                .with_resource_name(o.resource_name)
+                .with_error_code(o.error_code)
+                .with_error_message(o.error_message)
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
@@ -172,7 +180,7 @@ async fn apply_all(
         if let Some(e) = &error {
             ctx.broker.metrics.count_error(api, e.response_error());
         }
-        outcomes.push((change.resource_type, change.resource_name, error));
+        outcomes.push(Outcome::new(change, error.as_ref()));
     }
     outcomes
 }
