@@ -96,15 +96,8 @@ fn register(id: i32) -> MetaCommand {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_controllers_replicate_fail_over_and_catch_up() {
     let root = tempfile::tempdir().expect("tempdir");
-    let (mut members, voters) = three_voters(root.path()).await;
+    let (mut members, voters, index) = three_voters(root.path()).await;
     let all: Vec<&Member> = members.iter().collect();
-    let index = write_at_leader(
-        &all,
-        MetaCommand::InitCluster {
-            cluster_id: "c1".into(),
-        },
-    )
-    .await;
     for member in &members {
         wait_applied(member, index).await;
         assert_eq!(
@@ -194,8 +187,9 @@ async fn three_controllers_replicate_fail_over_and_catch_up() {
     }
 }
 
-/// Starts voters 1..=3 and forms their quorum; answers them with their addresses.
-async fn three_voters(root: &std::path::Path) -> (Vec<Member>, BTreeMap<NodeId, String>) {
+/// Starts voters 1..=3, forms their quorum and names the cluster "c1"; answers them with
+/// their addresses and the index the cluster id was committed at.
+async fn three_voters(root: &std::path::Path) -> (Vec<Member>, BTreeMap<NodeId, String>, u64) {
     let mut members = Vec::new();
     let mut voters = BTreeMap::new();
     for id in 1..=3u64 {
@@ -208,13 +202,6 @@ async fn three_voters(root: &std::path::Path) -> (Vec<Member>, BTreeMap<NodeId, 
         .initialize(voters.clone())
         .await
         .expect("initialize");
-    (members, voters)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_learner_joins_follows_the_log_and_is_promoted_and_demoted() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let (members, voters) = three_voters(root.path()).await;
     let all: Vec<&Member> = members.iter().collect();
     let index = write_at_leader(
         &all,
@@ -223,6 +210,13 @@ async fn a_learner_joins_follows_the_log_and_is_promoted_and_demoted() {
         },
     )
     .await;
+    (members, voters, index)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_joins_follows_the_log_and_is_promoted_and_demoted() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (members, voters, index) = three_voters(root.path()).await;
 
     // Node 4 knows only the voters' addresses; it joins as a learner and catches up.
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
