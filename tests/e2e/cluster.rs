@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    DescribeClusterRequest, InitProducerIdRequest, ListOffsetsRequest, TopicName,
+    DescribeClusterRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, TopicName,
 };
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
@@ -380,6 +380,8 @@ fn broker_only_and_controller_only_nodes_join_and_voters_are_added_and_removed()
             "4",
             "--roles",
             "broker",
+            "--rack",
+            "zone-b",
             "--controller-quorum",
             &quorum,
         ],
@@ -400,6 +402,18 @@ fn broker_only_and_controller_only_nodes_join_and_voters_are_added_and_removed()
         brokers_listed_by(&broker_only.bootstrap, &[1, 2, 3, 4]),
         [1, 2, 3, 4],
         "the broker-only node registers and serves Metadata from its own replica"
+    );
+
+    let metadata = Client::connect(&voters[0].bootstrap).send(&MetadataRequest::default(), 12);
+    let racks: Vec<(i32, Option<String>)> = metadata
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, b.rack.as_ref().map(|r| r.to_string())))
+        .collect();
+    assert_eq!(
+        racks,
+        [(1, None), (2, None), (3, None), (4, Some("zone-b".into()))],
+        "a broker's rack is registered and listed"
     );
 
     // Partitions spread over all four brokers; clients bootstrap from the broker-only node.

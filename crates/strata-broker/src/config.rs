@@ -157,6 +157,8 @@ pub struct BrokerConfig {
     /// node alone (the embedded default).
     pub controller_quorum: BTreeMap<u64, String>,
     pub roles: Roles,
+    /// Kafka's `broker.rack`: placement puts a partition's replicas on different racks.
+    pub rack: Option<String>,
 }
 
 impl BrokerConfig {
@@ -178,6 +180,7 @@ impl BrokerConfig {
             topic_defaults: TopicConfig::builtin(),
             controller_quorum: BTreeMap::new(),
             roles: Roles::BOTH,
+            rack: None,
         }
     }
 
@@ -209,6 +212,13 @@ impl BrokerConfig {
             "num.partitions" => {
                 self.num_partitions =
                     i32::try_from(positive(value)?).map_err(|_| invalid("too large"))?;
+            }
+            "broker.rack" => {
+                let rack = value.trim();
+                if rack.is_empty() {
+                    return Err(invalid("must not be empty"));
+                }
+                self.rack = Some(rack.to_string());
             }
             "auto.create.topics.enable" => {
                 self.auto_create_topics = value
@@ -389,6 +399,20 @@ mod tests {
         let topic = TopicConfig::builtin();
         assert_eq!(topic.retention_bytes(), None);
         assert_eq!(topic.retention_ms(), Some(604_800_000));
+    }
+
+    #[test]
+    fn the_rack_is_kafkas_broker_rack() {
+        let mut broker = BrokerConfig::new(PathBuf::from("/tmp/x"));
+        broker
+            .apply_kafka_properties([("broker.rack", "eu-west-1a")])
+            .expect("valid");
+        assert_eq!(broker.rack.as_deref(), Some("eu-west-1a"));
+        assert!(
+            broker
+                .apply_kafka_properties([("broker.rack", " ")])
+                .is_err()
+        );
     }
 
     #[test]

@@ -145,11 +145,12 @@ impl ControlPlane {
     pub async fn register(
         &self,
         cluster_id: &str,
-        broker_id: i32,
+        config: &BrokerConfig,
         advertised: &(String, u16),
         now_ms: i64,
         shutdown: &CancellationToken,
     ) -> Result<Registration, BrokerError> {
+        let broker_id = config.node_id;
         let incarnation = Uuid::new_v4();
         let registration = RegisterBroker {
             broker_id,
@@ -159,7 +160,7 @@ impl ControlPlane {
                 host: advertised.0.clone(),
                 port: advertised.1,
             }],
-            rack: None,
+            rack: config.rack.clone(),
             now_ms,
         };
         let commands = [

@@ -183,7 +183,7 @@ impl BrokerNode<'_> {
         let registration = control_plane
             .register(
                 broker.node.cluster_id(),
-                broker.config.node_id,
+                &broker.config,
                 &advertised,
                 broker.clock.now_ms(),
                 shutdown,

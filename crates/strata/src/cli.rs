@@ -87,6 +87,10 @@ pub struct ServerArgs {
     /// [default: this node alone]
     #[arg(long, env = "STRATA_CONTROLLER_QUORUM", value_name = "VOTERS")]
     pub controller_quorum: Option<String>,
+    /// The rack (or availability zone) this broker is in: placement spreads a partition's
+    /// replicas over racks (Kafka's `broker.rack`). [default: none]
+    #[arg(long, env = "STRATA_RACK")]
+    pub rack: Option<String>,
     /// What this node does: `controller` (votes in the metadata quorum), `broker` (serves
     /// Kafka clients, following the metadata as a raft learner) or `both`. [default: both]
     #[arg(long, env = "STRATA_ROLES")]

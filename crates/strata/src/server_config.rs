@@ -39,6 +39,7 @@ const FLAG_KEYS: &[&str] = &[
     "controller-listen",
     "controller-quorum",
     "roles",
+    "rack",
 ];
 
 impl Settings {
@@ -87,6 +88,11 @@ impl Settings {
             broker.controller_quorum = strata_broker::config::parse_controller_quorum(&quorum)
                 .map_err(anyhow::Error::msg)
                 .context("--controller-quorum")?;
+        }
+        if let Some(rack) = args.rack {
+            broker
+                .apply_kafka_properties([("broker.rack", rack.as_str())])
+                .context("--rack")?;
         }
         if let Some(roles) = args.roles {
             broker.roles = roles
@@ -149,6 +155,7 @@ fn fill_from_file(args: &mut ServerArgs, flag: &str, value: String) -> anyhow::R
         "controller-listen" => set(&mut args.controller_listen, value),
         "controller-quorum" => set(&mut args.controller_quorum, value),
         "roles" => set(&mut args.roles, value),
+        "rack" => set(&mut args.rack, value),
         other => bail!("'{other}' is not a setting"),
     }
     Ok(())
