@@ -49,12 +49,13 @@ impl ControlPlane {
     pub async fn start(config: &BrokerConfig, listener: TcpListener) -> Result<Self, BrokerError> {
         let address = listener.local_addr()?;
         let id = node_id(config.node_id);
-        let seeds = config
-            .controller_quorum
-            .iter()
-            .filter(|(voter, _)| **voter != id)
-            .map(|(_, address)| address.clone())
-            .collect();
+        // Where to ask when no leader is known: the voters, this node too (it answers "no
+        // leader yet" until an election settles, which keeps a quorum of one retrying).
+        let seeds = if config.controller_quorum.is_empty() {
+            vec![address.to_string()]
+        } else {
+            config.controller_quorum.values().cloned().collect()
+        };
         let controller = Arc::new(
             Controller::start(id, &config.data_dir.join("raft"), seeds)
                 .await

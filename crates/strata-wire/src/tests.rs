@@ -211,25 +211,21 @@ fn describe_cluster_requests_of_every_version_pass_and_truncations_fail() {
     prove(DescribeClusterRequest::default().with_endpoint_type(1));
 }
 
-#[test]
-fn describe_configs_requests_of_every_version_pass_and_truncations_fail() {
+fn describe_configs_sample(version: i16) -> DescribeConfigsRequest {
     let resource = describe_configs_request::DescribeConfigsResource::default()
         .with_resource_type(2)
         .with_resource_name(s("t"))
         .with_configuration_keys(Some(vec![s("retention.ms")]));
-    prove_versioned(|version| {
-        DescribeConfigsRequest::default()
-            .with_resources(vec![
-                resource.clone(),
-                resource.clone().with_configuration_keys(None),
-            ])
-            .with_include_synonyms(true)
-            .with_include_documentation(version >= 3)
-    });
+    DescribeConfigsRequest::default()
+        .with_resources(vec![
+            resource.clone(),
+            resource.with_configuration_keys(None),
+        ])
+        .with_include_synonyms(true)
+        .with_include_documentation(version >= 3)
 }
 
-#[test]
-fn alter_configs_requests_of_every_version_pass_and_truncations_fail() {
+fn alter_configs_sample() -> AlterConfigsRequest {
     let config = alter_configs_request::AlterableConfig::default()
         .with_name(s("retention.ms"))
         .with_value(Some(s("1000")));
@@ -237,30 +233,24 @@ fn alter_configs_requests_of_every_version_pass_and_truncations_fail() {
         .with_resource_type(2)
         .with_resource_name(s("t"))
         .with_configs(vec![config.clone(), config.with_value(None)]);
-    prove(
-        AlterConfigsRequest::default()
-            .with_resources(vec![resource])
-            .with_validate_only(true),
-    );
+    AlterConfigsRequest::default()
+        .with_resources(vec![resource])
+        .with_validate_only(true)
 }
 
-#[test]
-fn create_partitions_requests_of_every_version_pass_and_truncations_fail() {
+fn create_partitions_sample() -> CreatePartitionsRequest {
     let assignment = create_partitions_request::CreatePartitionsAssignment::default()
         .with_broker_ids(vec![BrokerId(1)]);
     let topic_with = create_partitions_request::CreatePartitionsTopic::default()
         .with_name(topic("t"))
         .with_count(3)
         .with_assignments(Some(vec![assignment]));
-    prove(
-        CreatePartitionsRequest::default()
-            .with_topics(vec![topic_with.clone(), topic_with.with_assignments(None)])
-            .with_timeout_ms(1000),
-    );
+    CreatePartitionsRequest::default()
+        .with_topics(vec![topic_with.clone(), topic_with.with_assignments(None)])
+        .with_timeout_ms(1000)
 }
 
-#[test]
-fn incremental_alter_configs_requests_of_every_version_pass_and_truncations_fail() {
+fn incremental_alter_configs_sample() -> IncrementalAlterConfigsRequest {
     let config = incremental_alter_configs_request::AlterableConfig::default()
         .with_name(s("retention.ms"))
         .with_config_operation(0)
@@ -269,7 +259,27 @@ fn incremental_alter_configs_requests_of_every_version_pass_and_truncations_fail
         .with_resource_type(4)
         .with_resource_name(s(""))
         .with_configs(vec![config.clone(), config.with_value(None)]);
-    prove(IncrementalAlterConfigsRequest::default().with_resources(vec![resource]));
+    IncrementalAlterConfigsRequest::default().with_resources(vec![resource])
+}
+
+#[test]
+fn describe_configs_requests_of_every_version_pass_and_truncations_fail() {
+    prove_versioned(describe_configs_sample);
+}
+
+#[test]
+fn alter_configs_requests_of_every_version_pass_and_truncations_fail() {
+    prove(alter_configs_sample());
+}
+
+#[test]
+fn create_partitions_requests_of_every_version_pass_and_truncations_fail() {
+    prove(create_partitions_sample());
+}
+
+#[test]
+fn incremental_alter_configs_requests_of_every_version_pass_and_truncations_fail() {
+    prove(incremental_alter_configs_sample());
 }
 
 #[test]
@@ -357,6 +367,16 @@ fn sample_frames() -> Vec<Bytes> {
             version,
         ));
     }
+    for version in [1, 4] {
+        frames.push(encode(&describe_configs_sample(version), version));
+    }
+    for version in [0, 2] {
+        frames.push(encode(&alter_configs_sample(), version));
+        frames.push(encode(&create_partitions_sample(), version + 1));
+    }
+    for version in [0, 1] {
+        frames.push(encode(&incremental_alter_configs_sample(), version));
+    }
     frames
 }
 
@@ -404,10 +424,11 @@ proptest! {
 
     #[test]
     fn mutated_requests_that_pass_decode_without_aborting(
-        which in 0usize..6,
+        which in any::<usize>(),
         flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
     ) {
-        let mut frame = sample_frames()[which].to_vec();
+        let frames = sample_frames();
+        let mut frame = frames[which % frames.len()].to_vec();
         for (at, value) in flips {
             let at = at % frame.len();
             frame[at] = value;
@@ -440,4 +461,16 @@ fn a_request_with_more_elements_than_the_budget_is_refused() {
         check_request(&frame),
         Err(BoundsError::TooManyElements { .. })
     ));
+}
+
+/// Seeds the request fuzzer with the sample frames, so it starts from requests that pass:
+/// `STRATA_FUZZ_SEEDS=fuzz/corpus/request_decode cargo test -p strata-wire -- --ignored seeds`
+#[test]
+#[ignore = "writes files; run by hand to seed the fuzzer"]
+fn write_fuzz_seeds() {
+    let dir = std::env::var("STRATA_FUZZ_SEEDS").expect("STRATA_FUZZ_SEEDS names a directory");
+    std::fs::create_dir_all(&dir).expect("seed directory");
+    for (i, frame) in sample_frames().iter().enumerate() {
+        std::fs::write(format!("{dir}/sample-{i}"), frame).expect("seed written");
+    }
 }
