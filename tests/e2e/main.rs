@@ -5,6 +5,7 @@ mod bench_smoke;
 mod clients;
 mod cluster;
 mod crash;
+mod group_versions;
 mod hostile;
 mod produce_fetch;
 mod raw;

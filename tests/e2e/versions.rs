@@ -47,7 +47,11 @@ fn one_record_batch() -> Bytes {
 
 #[test]
 fn every_advertised_version_of_every_api_is_answered_and_decodes() {
-    let broker = InProcessBroker::start().expect("broker");
+    // No initial rebalance delay: every JoinGroup version joins a fresh group.
+    let broker = InProcessBroker::start_with(|c| {
+        c.groups.limits.initial_rebalance_delay = std::time::Duration::ZERO;
+    })
+    .expect("broker");
     let mut client = Client::connect(&broker.bootstrap);
     let advertised = client.send(
         &ApiVersionsRequest::default()
@@ -68,6 +72,15 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
         ApiKey::Fetch,
         ApiKey::ListOffsets,
         ApiKey::Metadata,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::FindCoordinator,
+        ApiKey::JoinGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::SyncGroup,
+        ApiKey::DescribeGroups,
+        ApiKey::ListGroups,
         ApiKey::ApiVersions,
         ApiKey::CreateTopics,
         ApiKey::DeleteTopics,
@@ -75,7 +88,9 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
         ApiKey::DescribeConfigs,
         ApiKey::AlterConfigs,
         ApiKey::CreatePartitions,
+        ApiKey::DeleteGroups,
         ApiKey::IncrementalAlterConfigs,
+        ApiKey::OffsetDelete,
         ApiKey::DescribeCluster,
     ];
     let advertised_keys: Vec<i16> = advertised.api_keys.iter().map(|v| v.api_key).collect();
@@ -277,6 +292,7 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
             "CreatePartitions v{version}"
         );
     }
+    crate::group_versions::exercise(&mut client, &range, topic);
     for version in range(ApiKey::DeleteTopics) {
         let name = TopicName(s(&format!("v{}-topic", version + 1)));
         let request = if version >= 6 {

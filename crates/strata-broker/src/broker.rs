@@ -10,6 +10,7 @@ use crate::config::{BrokerConfig, Durability};
 use crate::control_plane::MetadataView;
 use crate::error::BrokerError;
 use crate::group_commit::GroupCommit;
+use crate::groups::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::node_meta::NodeMeta;
 use crate::partition::Partition;
@@ -31,6 +32,8 @@ pub struct Broker {
     /// This node's replica of the cluster metadata.
     pub metadata: MetadataView,
     pub producer_ids: ProducerIds,
+    /// The consumer groups this broker coordinates.
+    pub groups: GroupCoordinator,
     group_commit: Option<GroupCommit>,
 }
 
@@ -39,6 +42,7 @@ pub struct Broker {
 pub struct BrokerTasks {
     group_commit: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
     retention: (CancellationToken, tokio::task::JoinHandle<()>),
+    group_ticker: (CancellationToken, tokio::task::JoinHandle<()>),
 }
 
 impl Broker {
@@ -84,15 +88,19 @@ impl Broker {
             object_store,
             metadata,
             producer_ids,
+            groups: GroupCoordinator::default(),
             group_commit,
         });
         let retention_cancel = CancellationToken::new();
         let retention_task = tokio::spawn(retention_loop(broker.clone(), retention_cancel.clone()));
+        let ticker_cancel = CancellationToken::new();
+        let ticker = crate::groups::spawn_ticker(broker.clone(), ticker_cancel.clone());
         Ok((
             broker,
             BrokerTasks {
                 group_commit: group_commit_task,
                 retention: (retention_cancel, retention_task),
+                group_ticker: (ticker_cancel, ticker),
             },
         ))
     }
@@ -120,6 +128,9 @@ impl Broker {
 impl BrokerTasks {
     /// Stops the background tasks. Call after client connections have drained.
     pub async fn shutdown(self) {
+        let (cancel, task) = self.group_ticker;
+        cancel.cancel();
+        let _ = task.await;
         let (cancel, task) = self.retention;
         cancel.cancel();
         let _ = task.await;

@@ -159,6 +159,8 @@ pub struct BrokerConfig {
     pub roles: Roles,
     /// Kafka's `broker.rack`: placement puts a partition's replicas on different racks.
     pub rack: Option<String>,
+    /// Consumer group and committed-offset settings.
+    pub groups: crate::groups::GroupSettings,
 }
 
 impl BrokerConfig {
@@ -181,6 +183,7 @@ impl BrokerConfig {
             controller_quorum: BTreeMap::new(),
             roles: Roles::BOTH,
             rack: None,
+            groups: crate::groups::GroupSettings::default(),
         }
     }
 
@@ -219,6 +222,35 @@ impl BrokerConfig {
                     return Err(invalid("must not be empty"));
                 }
                 self.rack = Some(rack.to_string());
+            }
+            "offsets.topic.num.partitions" => {
+                self.groups.offsets_topic_partitions =
+                    i32::try_from(positive(value)?).map_err(|_| invalid("too large"))?;
+            }
+            "group.initial.rebalance.delay.ms" => {
+                let ms: u64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("must be a whole number of milliseconds"))?;
+                self.groups.limits.initial_rebalance_delay = Duration::from_millis(ms);
+            }
+            "group.min.session.timeout.ms" => {
+                self.groups.limits.min_session_timeout = Duration::from_millis(positive(value)?);
+            }
+            "group.max.session.timeout.ms" => {
+                self.groups.limits.max_session_timeout = Duration::from_millis(positive(value)?);
+            }
+            "group.max.size" => {
+                self.groups.limits.max_size =
+                    usize::try_from(positive(value)?).map_err(|_| invalid("too large"))?;
+            }
+            "offsets.retention.minutes" => {
+                self.groups.offsets_retention =
+                    Duration::from_secs(positive(value)?.saturating_mul(60));
+            }
+            "offset.metadata.max.bytes" => {
+                self.groups.offset_metadata_max_bytes =
+                    usize::try_from(positive(value)?).map_err(|_| invalid("too large"))?;
             }
             "auto.create.topics.enable" => {
                 self.auto_create_topics = value

@@ -14,6 +14,7 @@ pub mod control_plane;
 pub mod error;
 pub mod frame_reader;
 mod group_commit;
+pub mod groups;
 pub mod handlers;
 mod legacy_topics;
 mod liveness;

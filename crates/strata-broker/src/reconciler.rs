@@ -81,6 +81,7 @@ pub async fn first_pass(broker: &Arc<Broker>) -> Result<Vec<HostedTopic>, Broker
     })
     .await
     .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
+    broker.groups.follow_leadership(broker);
     broker.metadata.mark_reconciled(index);
     Ok(hosted)
 }
@@ -111,6 +112,7 @@ pub fn spawn(
                     warn!(error = %e, "a reconcile pass failed");
                     continue;
                 }
+                broker.groups.follow_leadership(&broker);
                 last = hosted;
             }
             broker.metadata.mark_reconciled(index);

@@ -101,7 +101,7 @@ async fn connection(
                 break;
             }
         };
-        match handlers::dispatch(&broker, frame, &shutdown).await {
+        match handlers::dispatch(&broker, frame, peer, &shutdown).await {
             Ok(Some(response)) => {
                 if let Err(e) = write_response(&mut writer, &response).await {
                     debug!(%peer, error = %e, "connection write failed");

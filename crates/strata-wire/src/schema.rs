@@ -215,6 +215,137 @@ const DELETE_TOPICS: &[Field] = &[
     f("timeout_ms", 0, ANY, INT32),
 ];
 
+// OffsetCommit (8)
+const OFFSET_COMMIT_PARTITION: &[Field] = &[
+    f("partition_index", 2, ANY, INT32),
+    f("committed_offset", 2, ANY, INT64),
+    f("committed_leader_epoch", 6, ANY, INT32),
+    f("committed_metadata", 2, ANY, Ty::Str),
+];
+const OFFSET_COMMIT_TOPIC: &[Field] = &[
+    f("name", 2, ANY, Ty::Str),
+    f(
+        "partitions",
+        2,
+        ANY,
+        Ty::Array(&Ty::Struct(OFFSET_COMMIT_PARTITION)),
+    ),
+];
+const OFFSET_COMMIT: &[Field] = &[
+    f("group_id", 2, ANY, Ty::Str),
+    f("generation_id_or_member_epoch", 2, ANY, INT32),
+    f("member_id", 2, ANY, Ty::Str),
+    f("group_instance_id", 7, ANY, Ty::Str),
+    f("retention_time_ms", 2, 4, INT64),
+    f(
+        "topics",
+        2,
+        ANY,
+        Ty::Array(&Ty::Struct(OFFSET_COMMIT_TOPIC)),
+    ),
+];
+
+// OffsetFetch (9)
+const OFFSET_FETCH_TOPIC: &[Field] = &[
+    f("name", 1, ANY, Ty::Str),
+    f("partition_indexes", 1, ANY, Ty::Array(&INT32)),
+];
+const OFFSET_FETCH_GROUP: &[Field] = &[
+    f("group_id", 8, ANY, Ty::Str),
+    f("member_id", 9, ANY, Ty::Str),
+    f("member_epoch", 9, ANY, INT32),
+    f("topics", 8, ANY, Ty::Array(&Ty::Struct(OFFSET_FETCH_TOPIC))),
+];
+const OFFSET_FETCH: &[Field] = &[
+    f("group_id", 1, 7, Ty::Str),
+    f("topics", 1, 7, Ty::Array(&Ty::Struct(OFFSET_FETCH_TOPIC))),
+    f("groups", 8, ANY, Ty::Array(&Ty::Struct(OFFSET_FETCH_GROUP))),
+    f("require_stable", 7, ANY, BOOL),
+];
+
+// FindCoordinator (10)
+const FIND_COORDINATOR: &[Field] = &[
+    f("key", 0, 3, Ty::Str),
+    f("key_type", 1, ANY, INT8),
+    f("coordinator_keys", 4, ANY, Ty::Array(&Ty::Str)),
+];
+
+// JoinGroup (11)
+const JOIN_GROUP_PROTOCOL: &[Field] =
+    &[f("name", 0, ANY, Ty::Str), f("metadata", 0, ANY, Ty::Bytes)];
+const JOIN_GROUP: &[Field] = &[
+    f("group_id", 0, ANY, Ty::Str),
+    f("session_timeout_ms", 0, ANY, INT32),
+    f("rebalance_timeout_ms", 1, ANY, INT32),
+    f("member_id", 0, ANY, Ty::Str),
+    f("group_instance_id", 5, ANY, Ty::Str),
+    f("protocol_type", 0, ANY, Ty::Str),
+    f(
+        "protocols",
+        0,
+        ANY,
+        Ty::Array(&Ty::Struct(JOIN_GROUP_PROTOCOL)),
+    ),
+    f("reason", 8, ANY, Ty::Str),
+];
+
+// Heartbeat (12)
+const HEARTBEAT: &[Field] = &[
+    f("group_id", 0, ANY, Ty::Str),
+    f("generation_id", 0, ANY, INT32),
+    f("member_id", 0, ANY, Ty::Str),
+    f("group_instance_id", 3, ANY, Ty::Str),
+];
+
+// LeaveGroup (13)
+const LEAVE_GROUP_MEMBER: &[Field] = &[
+    f("member_id", 3, ANY, Ty::Str),
+    f("group_instance_id", 3, ANY, Ty::Str),
+    f("reason", 5, ANY, Ty::Str),
+];
+const LEAVE_GROUP: &[Field] = &[
+    f("group_id", 0, ANY, Ty::Str),
+    f("member_id", 0, 2, Ty::Str),
+    f(
+        "members",
+        3,
+        ANY,
+        Ty::Array(&Ty::Struct(LEAVE_GROUP_MEMBER)),
+    ),
+];
+
+// SyncGroup (14)
+const SYNC_GROUP_ASSIGNMENT: &[Field] = &[
+    f("member_id", 0, ANY, Ty::Str),
+    f("assignment", 0, ANY, Ty::Bytes),
+];
+const SYNC_GROUP: &[Field] = &[
+    f("group_id", 0, ANY, Ty::Str),
+    f("generation_id", 0, ANY, INT32),
+    f("member_id", 0, ANY, Ty::Str),
+    f("group_instance_id", 3, ANY, Ty::Str),
+    f("protocol_type", 5, ANY, Ty::Str),
+    f("protocol_name", 5, ANY, Ty::Str),
+    f(
+        "assignments",
+        0,
+        ANY,
+        Ty::Array(&Ty::Struct(SYNC_GROUP_ASSIGNMENT)),
+    ),
+];
+
+// DescribeGroups (15)
+const DESCRIBE_GROUPS: &[Field] = &[
+    f("groups", 0, ANY, Ty::Array(&Ty::Str)),
+    f("include_authorized_operations", 3, ANY, BOOL),
+];
+
+// ListGroups (16)
+const LIST_GROUPS: &[Field] = &[
+    f("states_filter", 4, ANY, Ty::Array(&Ty::Str)),
+    f("types_filter", 5, ANY, Ty::Array(&Ty::Str)),
+];
+
 // DescribeConfigs (32)
 const DESCRIBE_CONFIGS_RESOURCE: &[Field] = &[
     f("resource_type", 1, ANY, INT8),
@@ -247,6 +378,30 @@ const ALTER_CONFIGS: &[Field] = &[
         Ty::Array(&Ty::Struct(ALTER_CONFIGS_RESOURCE)),
     ),
     f("validate_only", 0, ANY, BOOL),
+];
+
+// DeleteGroups (42)
+const DELETE_GROUPS: &[Field] = &[f("groups_names", 0, ANY, Ty::Array(&Ty::Str))];
+
+// OffsetDelete (47)
+const OFFSET_DELETE_PARTITION: &[Field] = &[f("partition_index", 0, ANY, INT32)];
+const OFFSET_DELETE_TOPIC: &[Field] = &[
+    f("name", 0, ANY, Ty::Str),
+    f(
+        "partitions",
+        0,
+        ANY,
+        Ty::Array(&Ty::Struct(OFFSET_DELETE_PARTITION)),
+    ),
+];
+const OFFSET_DELETE: &[Field] = &[
+    f("group_id", 0, ANY, Ty::Str),
+    f(
+        "topics",
+        0,
+        ANY,
+        Ty::Array(&Ty::Struct(OFFSET_DELETE_TOPIC)),
+    ),
 ];
 
 // CreatePartitions (37)
@@ -344,6 +499,69 @@ pub(crate) const SCHEMAS: &[Schema] = &[
         fields: METADATA,
     },
     Schema {
+        api_key: 8,
+        min: 2,
+        max: 9,
+        flexible_from: 8,
+        fields: OFFSET_COMMIT,
+    },
+    Schema {
+        api_key: 9,
+        min: 1,
+        max: 9,
+        flexible_from: 6,
+        fields: OFFSET_FETCH,
+    },
+    Schema {
+        api_key: 10,
+        min: 0,
+        max: 6,
+        flexible_from: 3,
+        fields: FIND_COORDINATOR,
+    },
+    Schema {
+        api_key: 11,
+        min: 0,
+        max: 9,
+        flexible_from: 6,
+        fields: JOIN_GROUP,
+    },
+    Schema {
+        api_key: 12,
+        min: 0,
+        max: 4,
+        flexible_from: 4,
+        fields: HEARTBEAT,
+    },
+    Schema {
+        api_key: 13,
+        min: 0,
+        max: 5,
+        flexible_from: 4,
+        fields: LEAVE_GROUP,
+    },
+    Schema {
+        api_key: 14,
+        min: 0,
+        max: 5,
+        flexible_from: 4,
+        fields: SYNC_GROUP,
+    },
+    Schema {
+        api_key: 15,
+        min: 0,
+        max: 5,
+        flexible_from: 5,
+        fields: DESCRIBE_GROUPS,
+    },
+    Schema {
+        api_key: 16,
+        min: 0,
+        max: 5,
+        flexible_from: 3,
+        fields: LIST_GROUPS,
+    },
+    Schema {
         api_key: 18,
         min: 0,
         max: 4,
@@ -393,11 +611,25 @@ pub(crate) const SCHEMAS: &[Schema] = &[
         fields: CREATE_PARTITIONS,
     },
     Schema {
+        api_key: 42,
+        min: 0,
+        max: 2,
+        flexible_from: 2,
+        fields: DELETE_GROUPS,
+    },
+    Schema {
         api_key: 44,
         min: 0,
         max: 1,
         flexible_from: 1,
         fields: INCREMENTAL_ALTER_CONFIGS,
+    },
+    Schema {
+        api_key: 47,
+        min: 0,
+        max: 0,
+        flexible_from: ANY,
+        fields: OFFSET_DELETE,
     },
     Schema {
         api_key: 60,

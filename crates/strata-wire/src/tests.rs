@@ -283,8 +283,177 @@ fn incremental_alter_configs_requests_of_every_version_pass_and_truncations_fail
 }
 
 #[test]
+fn offset_commit_requests_of_every_version_pass_and_truncations_fail() {
+    prove_versioned(|version| {
+        let partition = offset_commit_request::OffsetCommitRequestPartition::default()
+            .with_partition_index(1)
+            .with_committed_offset(42)
+            .with_committed_metadata(Some(s("m")));
+        let topic = offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_name(topic("t"))
+            .with_partitions(vec![
+                partition.clone(),
+                partition.with_committed_metadata(None),
+            ]);
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_generation_id_or_member_epoch(3)
+            .with_member_id(s("m-1"))
+            .with_group_instance_id((version >= 7).then(|| s("i")))
+            .with_topics(vec![topic])
+    });
+}
+
+#[test]
+fn offset_fetch_requests_of_every_version_pass_and_truncations_fail() {
+    prove_versioned(|version| {
+        let request = OffsetFetchRequest::default().with_require_stable(version >= 7);
+        if version >= 8 {
+            let topics = offset_fetch_request::OffsetFetchRequestTopics::default()
+                .with_name(topic("t"))
+                .with_partition_indexes(vec![0, 1]);
+            let group = offset_fetch_request::OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(s("g")))
+                .with_member_id((version >= 9).then(|| s("m")))
+                .with_topics(Some(vec![topics]));
+            request.with_groups(vec![group.clone(), group.with_topics(None)])
+        } else {
+            let topics = offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(topic("t"))
+                .with_partition_indexes(vec![0, 1]);
+            request
+                .with_group_id(GroupId(s("g")))
+                .with_topics(Some(vec![topics]))
+        }
+    });
+}
+
+#[test]
+fn find_coordinator_requests_of_every_version_pass_and_truncations_fail() {
+    prove_versioned(|version| {
+        let request = FindCoordinatorRequest::default();
+        if version >= 4 {
+            request.with_coordinator_keys(vec![s("g1"), s("g2")])
+        } else {
+            request.with_key(s("g1"))
+        }
+    });
+}
+
+#[test]
+fn join_group_requests_of_every_version_pass_and_truncations_fail() {
+    prove_versioned(|version| {
+        let protocol = join_group_request::JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(Bytes::from_static(b"subscription"));
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(if version >= 1 { 30_000 } else { -1 })
+            .with_member_id(s(""))
+            .with_group_instance_id((version >= 5).then(|| s("i")))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![protocol])
+            .with_reason((version >= 8).then(|| s("why")))
+    });
+}
+
+#[test]
+fn heartbeat_requests_of_every_version_pass_and_truncations_fail() {
+    prove_versioned(|version| {
+        HeartbeatRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_generation_id(1)
+            .with_member_id(s("m"))
+            .with_group_instance_id((version >= 3).then(|| s("i")))
+    });
+}
+
+#[test]
+fn leave_group_requests_of_every_version_pass_and_truncations_fail() {
+    prove_versioned(|version| {
+        let request = LeaveGroupRequest::default().with_group_id(GroupId(s("g")));
+        if version >= 3 {
+            let member = leave_group_request::MemberIdentity::default()
+                .with_member_id(s("m"))
+                .with_group_instance_id(Some(s("i")))
+                .with_reason((version >= 5).then(|| s("bye")));
+            request.with_members(vec![member])
+        } else {
+            request.with_member_id(s("m"))
+        }
+    });
+}
+
+#[test]
+fn sync_group_requests_of_every_version_pass_and_truncations_fail() {
+    prove_versioned(|version| {
+        let assignment = sync_group_request::SyncGroupRequestAssignment::default()
+            .with_member_id(s("m"))
+            .with_assignment(Bytes::from_static(b"assignment"));
+        SyncGroupRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_generation_id(1)
+            .with_member_id(s("m"))
+            .with_group_instance_id((version >= 3).then(|| s("i")))
+            .with_protocol_type((version >= 5).then(|| s("consumer")))
+            .with_protocol_name((version >= 5).then(|| s("range")))
+            .with_assignments(vec![assignment])
+    });
+}
+
+#[test]
+fn describe_groups_requests_of_every_version_pass_and_truncations_fail() {
+    prove_versioned(|version| {
+        DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(s("g1")), GroupId(s("g2"))])
+            .with_include_authorized_operations(version >= 3)
+    });
+}
+
+#[test]
+fn list_groups_requests_of_every_version_pass_and_truncations_fail() {
+    prove_versioned(|version| {
+        let request = ListGroupsRequest::default();
+        let request = if version >= 4 {
+            request.with_states_filter(vec![s("Stable")])
+        } else {
+            request
+        };
+        if version >= 5 {
+            request.with_types_filter(vec![s("classic")])
+        } else {
+            request
+        }
+    });
+}
+
+#[test]
+fn delete_groups_requests_of_every_version_pass_and_truncations_fail() {
+    prove(
+        DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("g1")), GroupId(s("g2"))]),
+    );
+}
+
+#[test]
+fn offset_delete_requests_of_every_version_pass_and_truncations_fail() {
+    let partition =
+        offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(2);
+    let topic = offset_delete_request::OffsetDeleteRequestTopic::default()
+        .with_name(topic("t"))
+        .with_partitions(vec![partition]);
+    prove(
+        OffsetDeleteRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_topics(vec![topic]),
+    );
+}
+
+#[test]
 fn every_advertised_api_has_a_test_above() {
-    let tested = [0, 1, 2, 3, 18, 19, 20, 22, 32, 33, 37, 44, 60];
+    let tested = [
+        0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 22, 32, 33, 37, 42, 44, 47, 60,
+    ];
     let served: Vec<i16> = supported_apis().map(|(k, _, _)| k).collect();
     assert_eq!(served, tested);
 }
@@ -404,6 +573,17 @@ fn decode_accepted(frame: &[u8]) {
         ApiKey::DeleteTopics => DeleteTopicsRequest::decode(&mut body, v).map(|_| ()),
         ApiKey::InitProducerId => InitProducerIdRequest::decode(&mut body, v).map(|_| ()),
         ApiKey::DescribeCluster => DescribeClusterRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::OffsetCommit => OffsetCommitRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::OffsetFetch => OffsetFetchRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::FindCoordinator => FindCoordinatorRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::JoinGroup => JoinGroupRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::Heartbeat => HeartbeatRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::LeaveGroup => LeaveGroupRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::SyncGroup => SyncGroupRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::DescribeGroups => DescribeGroupsRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::ListGroups => ListGroupsRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::DeleteGroups => DeleteGroupsRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::OffsetDelete => OffsetDeleteRequest::decode(&mut body, v).map(|_| ()),
         ApiKey::DescribeConfigs => DescribeConfigsRequest::decode(&mut body, v).map(|_| ()),
         ApiKey::AlterConfigs => AlterConfigsRequest::decode(&mut body, v).map(|_| ()),
         ApiKey::CreatePartitions => CreatePartitionsRequest::decode(&mut body, v).map(|_| ()),

@@ -12,9 +12,13 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod fetch;
+mod find_coordinator;
+mod group_admin;
 mod init_producer_id;
 mod list_offsets;
+mod membership;
 mod metadata;
+mod offsets;
 mod produce;
 
 use std::future::Future;
@@ -24,9 +28,12 @@ use std::time::Instant;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, FetchRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
-    ProduceRequest, RequestHeader, ResponseHeader,
+    DeleteGroupsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio_util::sync::CancellationToken;
@@ -66,6 +73,8 @@ pub struct RequestContext<'a> {
     pub broker: &'a Arc<Broker>,
     pub header: &'a RequestHeader,
     pub shutdown: &'a CancellationToken,
+    /// The client's address (DescribeGroups reports it as the member's host).
+    pub peer: std::net::SocketAddr,
 }
 
 impl RequestContext<'_> {
@@ -89,6 +98,17 @@ fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::AlterConfigs => "alter_configs",
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
         ApiKey::CreatePartitions => "create_partitions",
+        ApiKey::OffsetCommit => "offset_commit",
+        ApiKey::OffsetFetch => "offset_fetch",
+        ApiKey::FindCoordinator => "find_coordinator",
+        ApiKey::JoinGroup => "join_group",
+        ApiKey::Heartbeat => "heartbeat",
+        ApiKey::LeaveGroup => "leave_group",
+        ApiKey::SyncGroup => "sync_group",
+        ApiKey::DescribeGroups => "describe_groups",
+        ApiKey::ListGroups => "list_groups",
+        ApiKey::DeleteGroups => "delete_groups",
+        ApiKey::OffsetDelete => "offset_delete",
         _ => "other",
     }
 }
@@ -97,6 +117,7 @@ fn api_name(api_key: ApiKey) -> &'static str {
 pub async fn dispatch(
     broker: &Arc<Broker>,
     frame: Bytes,
+    peer: std::net::SocketAddr,
     shutdown: &CancellationToken,
 ) -> Result<Option<Bytes>, RequestError> {
     let started = Instant::now();
@@ -146,6 +167,7 @@ pub async fn dispatch(
         broker,
         header: &header,
         shutdown,
+        peer,
     };
     let response = async {
         match api_key {
@@ -221,6 +243,72 @@ pub async fn dispatch(
             ApiKey::CreatePartitions => {
                 run::<CreatePartitionsRequest, _>(&ctx, body, |r| async {
                     Ok(Some(create_partitions::handle(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::FindCoordinator => {
+                run::<FindCoordinatorRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(find_coordinator::handle(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::JoinGroup => {
+                run::<JoinGroupRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(membership::join(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::SyncGroup => {
+                run::<SyncGroupRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(membership::sync(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::Heartbeat => {
+                run::<HeartbeatRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(membership::heartbeat(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::LeaveGroup => {
+                run::<LeaveGroupRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(membership::leave(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::OffsetCommit => {
+                run::<OffsetCommitRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(offsets::commit(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::OffsetFetch => {
+                run::<OffsetFetchRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(offsets::fetch(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::OffsetDelete => {
+                run::<OffsetDeleteRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(offsets::delete(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::ListGroups => {
+                run::<ListGroupsRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(group_admin::list(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::DescribeGroups => {
+                run::<DescribeGroupsRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(group_admin::describe(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::DeleteGroups => {
+                run::<DeleteGroupsRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(group_admin::delete(&ctx, r).await))
                 })
                 .await
             }

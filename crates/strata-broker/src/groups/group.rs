@@ -1,0 +1,976 @@
+//! One consumer group under the classic protocol: its members, generation and committed
+//! offsets, and the rebalance state machine Kafka's group coordinator runs.
+//!
+//! States: `Empty` (no members; offsets may still be committed), `PreparingRebalance`
+//! (members are rejoining; the join completes when every known member has rejoined, or at the
+//! rebalance deadline), `CompletingRebalance` (the new generation is formed; waiting for the
+//! leader's assignments in SyncGroup), `Stable`, and `Dead` (deleted).
+//!
+//! The group is driven by requests and by [`Group::tick`]; time is passed in, never read, so
+//! the logic is testable. Requests that must wait (a JoinGroup until the join completes, a
+//! follower's SyncGroup until the leader's) get a oneshot receiver.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+use kafka_protocol::error::ResponseError;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// Where a group is in its rebalance cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+}
+
+impl GroupState {
+    /// The name Kafka's DescribeGroups and ListGroups use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Empty => "Empty",
+            Self::PreparingRebalance => "PreparingRebalance",
+            Self::CompletingRebalance => "CompletingRebalance",
+            Self::Stable => "Stable",
+            Self::Dead => "Dead",
+        }
+    }
+}
+
+/// Limits from the broker's group settings.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupLimits {
+    pub min_session_timeout: Duration,
+    pub max_session_timeout: Duration,
+    pub initial_rebalance_delay: Duration,
+    pub max_size: usize,
+}
+
+/// A JoinGroup as the group sees it.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocol_type: String,
+    /// (name, metadata) in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+: a new dynamic member first gets its id back with MEMBER_ID_REQUIRED.
+    pub require_known_member_id: bool,
+}
+
+/// A member as the leader's JoinGroup response lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub metadata: Bytes,
+}
+
+/// The answer to a JoinGroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinResponse {
+    pub error: Option<ResponseError>,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// Only the leader gets the members (with their subscriptions).
+    pub members: Vec<JoinedMember>,
+}
+
+impl JoinResponse {
+    /// A refusal for `member_id`.
+    pub fn error_for(error: ResponseError, member_id: &str) -> Self {
+        Self {
+            error: Some(error),
+            generation: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id: member_id.to_string(),
+            members: Vec::new(),
+        }
+    }
+}
+
+/// A JoinGroup or SyncGroup answered now, or once the rebalance gets there.
+pub enum Reply<T> {
+    Now(T),
+    Wait(oneshot::Receiver<T>),
+}
+
+/// The answer to a SyncGroup: the member's assignment, or why not.
+pub type SyncResponse = Result<Bytes, ResponseError>;
+
+/// One member of the group.
+#[derive(Debug)]
+pub struct Member {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocols: Vec<(String, Bytes)>,
+    pub assignment: Bytes,
+    /// When the member is expired unless it is heard from.
+    session_deadline: Instant,
+    join_waiter: Option<oneshot::Sender<JoinResponse>>,
+    sync_waiter: Option<oneshot::Sender<SyncResponse>>,
+}
+
+impl Member {
+    fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols
+            .iter()
+            .find(|(name, _)| name == protocol)
+            .map(|(_, metadata)| metadata.clone())
+            .unwrap_or_default()
+    }
+
+    /// A member waiting for a join or sync is not expired: it is blocked on us.
+    fn is_awaiting(&self) -> bool {
+        self.join_waiter.is_some() || self.sync_waiter.is_some()
+    }
+}
+
+/// A committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp_ms: i64,
+}
+
+/// A consumer group.
+#[derive(Debug)]
+pub struct Group {
+    pub group_id: String,
+    pub state: GroupState,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: Option<String>,
+    /// In join order: the first member becomes leader when there is none.
+    pub members: IndexMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, until they rejoin or time out.
+    pending: HashMap<String, Instant>,
+    /// Static members: instance id → member id.
+    static_members: HashMap<String, String>,
+    /// When the current join completes at the latest.
+    join_deadline: Option<Instant>,
+    /// The latest a delayed initial join may be pushed to (its rebalance timeout).
+    initial_join_limit: Option<Instant>,
+    /// When members that have not synced are removed.
+    sync_deadline: Option<Instant>,
+    pub offsets: HashMap<(String, i32), CommittedOffset>,
+    /// When the state last changed (milliseconds since the epoch), for DescribeGroups.
+    pub state_timestamp_ms: i64,
+}
+
+/// What a change requires of the caller: persisting the group's metadata record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[must_use]
+pub struct Effects {
+    pub persist_metadata: bool,
+}
+
+impl Group {
+    pub fn new(group_id: &str) -> Self {
+        Self {
+            group_id: group_id.to_string(),
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader: None,
+            members: IndexMap::new(),
+            pending: HashMap::new(),
+            static_members: HashMap::new(),
+            join_deadline: None,
+            initial_join_limit: None,
+            sync_deadline: None,
+            offsets: HashMap::new(),
+            state_timestamp_ms: 0,
+        }
+    }
+
+    /// Restores a group from its stored metadata: stable with its members (who keep
+    /// heartbeating with their generation), or empty.
+    pub fn restore(&mut self, stored: StoredGroup, now: Instant) {
+        self.generation = stored.generation;
+        self.protocol_type = stored.protocol_type;
+        self.protocol_name = stored.protocol_name;
+        self.leader = stored.leader;
+        self.state_timestamp_ms = stored.state_timestamp_ms;
+        self.members.clear();
+        self.static_members.clear();
+        for m in stored.members {
+            if let Some(instance) = &m.instance_id {
+                self.static_members
+                    .insert(instance.clone(), m.member_id.clone());
+            }
+            let protocol = self.protocol_name.clone().unwrap_or_default();
+            let member = Member {
+                member_id: m.member_id.clone(),
+                instance_id: m.instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                session_timeout: m.session_timeout,
+                rebalance_timeout: m.rebalance_timeout,
+                protocols: vec![(protocol, m.subscription)],
+                assignment: m.assignment,
+                session_deadline: now + m.session_timeout,
+                join_waiter: None,
+                sync_waiter: None,
+            };
+            self.members.insert(m.member_id, member);
+        }
+        self.state = if self.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
+    }
+
+    /// What the metadata record stores of the group.
+    pub fn stored(&self) -> StoredGroup {
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        StoredGroup {
+            protocol_type: self.protocol_type.clone(),
+            generation: self.generation,
+            protocol_name: self.protocol_name.clone(),
+            leader: self.leader.clone(),
+            state_timestamp_ms: self.state_timestamp_ms,
+            members: self
+                .members
+                .values()
+                .map(|m| StoredMember {
+                    member_id: m.member_id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout: m.session_timeout,
+                    rebalance_timeout: m.rebalance_timeout,
+                    subscription: m.metadata_for(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn set_state(&mut self, state: GroupState, now_ms: i64) {
+        self.state = state;
+        self.state_timestamp_ms = now_ms;
+    }
+
+    /// Handles a JoinGroup.
+    pub fn join(
+        &mut self,
+        request: JoinRequest,
+        limits: &GroupLimits,
+        now: Instant,
+        now_ms: i64,
+    ) -> Reply<JoinResponse> {
+        let member_id = request.member_id.clone();
+        if let Err(error) = self.check_join(&request, limits) {
+            return Reply::Now(JoinResponse::error_for(error, &member_id));
+        }
+        if member_id.is_empty() {
+            return self.join_unknown_member(request, limits, now, now_ms);
+        }
+        if self.pending.remove(&member_id).is_some() {
+            return self.add_member_and_rebalance(request, limits, now, now_ms);
+        }
+        let Some(member) = self.members.get(&member_id) else {
+            return Reply::Now(JoinResponse::error_for(
+                ResponseError::UnknownMemberId,
+                &member_id,
+            ));
+        };
+        if member.instance_id != request.instance_id {
+            return Reply::Now(JoinResponse::error_for(
+                ResponseError::FencedInstanceId,
+                &member_id,
+            ));
+        }
+        let unchanged = member.protocols == request.protocols;
+        match self.state {
+            GroupState::PreparingRebalance => {
+                self.update_member(request, now);
+                self.await_join(&member_id, now, now_ms)
+            }
+            // A member that missed its join response asks again: tell it the same.
+            GroupState::CompletingRebalance if unchanged => {
+                Reply::Now(self.join_response(&member_id))
+            }
+            GroupState::Stable if unchanged && self.leader.as_deref() != Some(&member_id) => {
+                Reply::Now(self.join_response(&member_id))
+            }
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                self.update_member(request, now);
+                self.prepare_rebalance(limits, now, now_ms);
+                self.await_join(&member_id, now, now_ms)
+            }
+            GroupState::Empty | GroupState::Dead => Reply::Now(JoinResponse::error_for(
+                ResponseError::UnknownMemberId,
+                &member_id,
+            )),
+        }
+    }
+
+    fn check_join(&self, request: &JoinRequest, limits: &GroupLimits) -> Result<(), ResponseError> {
+        if self.state == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if request.session_timeout < limits.min_session_timeout
+            || request.session_timeout > limits.max_session_timeout
+        {
+            return Err(ResponseError::InvalidSessionTimeout);
+        }
+        if request.protocol_type.is_empty() || request.protocols.is_empty() {
+            return Err(ResponseError::InconsistentGroupProtocol);
+        }
+        if self.state != GroupState::Empty {
+            let same_type = self.protocol_type.as_deref() == Some(&request.protocol_type);
+            let common = request
+                .protocols
+                .iter()
+                .any(|(name, _)| self.supported_by_all(name));
+            if !same_type || !common {
+                return Err(ResponseError::InconsistentGroupProtocol);
+            }
+        }
+        Ok(())
+    }
+
+    fn supported_by_all(&self, protocol: &str) -> bool {
+        self.members
+            .values()
+            .all(|m| m.protocols.iter().any(|(name, _)| name == protocol))
+    }
+
+    fn join_unknown_member(
+        &mut self,
+        request: JoinRequest,
+        limits: &GroupLimits,
+        now: Instant,
+        now_ms: i64,
+    ) -> Reply<JoinResponse> {
+        let new_id = format!("{}-{}", request.client_id, Uuid::new_v4());
+        if let Some(instance) = request.instance_id.clone() {
+            if let Some(old_id) = self.static_members.get(&instance).cloned() {
+                return self.replace_static_member(&old_id, new_id, request, limits, now, now_ms);
+            }
+            let request = JoinRequest {
+                member_id: new_id,
+                ..request
+            };
+            return self.add_member_and_rebalance(request, limits, now, now_ms);
+        }
+        if request.require_known_member_id {
+            // KIP-394: the member must come back with this id; until then it holds no place.
+            self.pending
+                .insert(new_id.clone(), now + request.session_timeout);
+            return Reply::Now(JoinResponse::error_for(
+                ResponseError::MemberIdRequired,
+                &new_id,
+            ));
+        }
+        let request = JoinRequest {
+            member_id: new_id,
+            ..request
+        };
+        self.add_member_and_rebalance(request, limits, now, now_ms)
+    }
+
+    /// KIP-345: a static member that restarted takes over its old place under a new member
+    /// id; the old id is fenced. A stable group keeps its assignment and does not rebalance.
+    fn replace_static_member(
+        &mut self,
+        old_id: &str,
+        new_id: String,
+        request: JoinRequest,
+        limits: &GroupLimits,
+        now: Instant,
+        now_ms: i64,
+    ) -> Reply<JoinResponse> {
+        let Some(mut member) = self.members.shift_remove(old_id) else {
+            return Reply::Now(JoinResponse::error_for(
+                ResponseError::UnknownMemberId,
+                &new_id,
+            ));
+        };
+        if let Some(waiter) = member.join_waiter.take() {
+            let _ = waiter.send(JoinResponse::error_for(
+                ResponseError::FencedInstanceId,
+                old_id,
+            ));
+        }
+        if let Some(waiter) = member.sync_waiter.take() {
+            let _ = waiter.send(Err(ResponseError::FencedInstanceId));
+        }
+        let unchanged = member.protocols == request.protocols;
+        member.member_id = new_id.clone();
+        member.client_id = request.client_id.clone();
+        member.client_host = request.client_host.clone();
+        member.session_timeout = request.session_timeout;
+        member.rebalance_timeout = request.rebalance_timeout;
+        member.protocols = request.protocols.clone();
+        member.session_deadline = now + request.session_timeout;
+        if let Some(instance) = &member.instance_id {
+            self.static_members.insert(instance.clone(), new_id.clone());
+        }
+        if self.leader.as_deref() == Some(old_id) {
+            self.leader = Some(new_id.clone());
+        }
+        self.members.insert(new_id.clone(), member);
+        if self.state == GroupState::Stable && unchanged {
+            return Reply::Now(self.join_response(&new_id));
+        }
+        if matches!(
+            self.state,
+            GroupState::Stable | GroupState::CompletingRebalance | GroupState::Empty
+        ) {
+            self.prepare_rebalance(limits, now, now_ms);
+        }
+        self.await_join(&new_id, now, now_ms)
+    }
+
+    fn add_member_and_rebalance(
+        &mut self,
+        request: JoinRequest,
+        limits: &GroupLimits,
+        now: Instant,
+        now_ms: i64,
+    ) -> Reply<JoinResponse> {
+        let member_id = request.member_id.clone();
+        if self.members.len() >= limits.max_size {
+            return Reply::Now(JoinResponse::error_for(
+                ResponseError::GroupMaxSizeReached,
+                &member_id,
+            ));
+        }
+        if self.members.is_empty() {
+            self.protocol_type = Some(request.protocol_type.clone());
+        }
+        if let Some(instance) = &request.instance_id {
+            self.static_members
+                .insert(instance.clone(), member_id.clone());
+        }
+        let member = Member {
+            member_id: member_id.clone(),
+            instance_id: request.instance_id,
+            client_id: request.client_id,
+            client_host: request.client_host,
+            session_timeout: request.session_timeout,
+            rebalance_timeout: request.rebalance_timeout,
+            protocols: request.protocols,
+            assignment: Bytes::new(),
+            session_deadline: now + request.session_timeout,
+            join_waiter: None,
+            sync_waiter: None,
+        };
+        self.members.insert(member_id.clone(), member);
+        match self.state {
+            GroupState::PreparingRebalance => self.extend_initial_join(limits, now),
+            _ => self.prepare_rebalance(limits, now, now_ms),
+        }
+        self.await_join(&member_id, now, now_ms)
+    }
+
+    fn update_member(&mut self, request: JoinRequest, now: Instant) {
+        if let Some(member) = self.members.get_mut(&request.member_id) {
+            member.protocols = request.protocols;
+            member.session_timeout = request.session_timeout;
+            member.rebalance_timeout = request.rebalance_timeout;
+            member.session_deadline = now + request.session_timeout;
+        }
+    }
+
+    /// Parks a member's JoinGroup until the join completes (which may be now).
+    fn await_join(&mut self, member_id: &str, now: Instant, now_ms: i64) -> Reply<JoinResponse> {
+        let (tx, rx) = oneshot::channel();
+        if let Some(member) = self.members.get_mut(member_id) {
+            member.join_waiter = Some(tx);
+        }
+        // A join completing here has this member in it, so the group is not left empty and
+        // there is nothing to persist yet (the leader's sync persists the generation).
+        let _ = self.maybe_complete_join(now, now_ms);
+        Reply::Wait(rx)
+    }
+
+    /// Starts a rebalance: every member must rejoin, by the longest rebalance timeout.
+    fn prepare_rebalance(&mut self, limits: &GroupLimits, now: Instant, now_ms: i64) {
+        // Syncs waiting for an assignment of the generation being abandoned start over.
+        for member in self.members.values_mut() {
+            if let Some(waiter) = member.sync_waiter.take() {
+                let _ = waiter.send(Err(ResponseError::RebalanceInProgress));
+            }
+        }
+        let timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
+        if self.state == GroupState::Empty && !limits.initial_rebalance_delay.is_zero() {
+            // Kafka's initial delay: let the first members of a new group arrive together.
+            self.join_deadline = Some(now + limits.initial_rebalance_delay.min(timeout));
+            self.initial_join_limit = Some(now + timeout);
+        } else {
+            self.join_deadline = Some(now + timeout);
+            self.initial_join_limit = None;
+        }
+        self.sync_deadline = None;
+        self.set_state(GroupState::PreparingRebalance, now_ms);
+    }
+
+    /// A member arriving during the initial delay pushes it back, up to the limit.
+    fn extend_initial_join(&mut self, limits: &GroupLimits, now: Instant) {
+        if let (Some(limit), Some(deadline)) = (self.initial_join_limit, self.join_deadline) {
+            self.join_deadline = Some(
+                (now + limits.initial_rebalance_delay)
+                    .min(limit)
+                    .max(deadline),
+            );
+        }
+    }
+
+    /// Completes the join once every member has rejoined (and no initial delay runs).
+    fn maybe_complete_join(&mut self, now: Instant, now_ms: i64) -> Effects {
+        if self.state != GroupState::PreparingRebalance {
+            return Effects::default();
+        }
+        let all_joined = self.members.values().all(|m| m.join_waiter.is_some());
+        let delayed = self.initial_join_limit.is_some();
+        let due = self.join_deadline.is_some_and(|d| now >= d);
+        if (all_joined && !delayed) || due {
+            return self.complete_join(now, now_ms);
+        }
+        Effects::default()
+    }
+
+    /// Forms the next generation from the members that rejoined.
+    fn complete_join(&mut self, now: Instant, now_ms: i64) -> Effects {
+        let gone: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.join_waiter.is_none())
+            .map(|m| m.member_id.clone())
+            .collect();
+        for member_id in gone {
+            self.remove_member(&member_id);
+        }
+        self.generation += 1;
+        self.join_deadline = None;
+        self.initial_join_limit = None;
+        if self.members.is_empty() {
+            self.protocol_name = None;
+            self.leader = None;
+            self.set_state(GroupState::Empty, now_ms);
+            return Effects {
+                persist_metadata: true,
+            };
+        }
+        self.protocol_name = self.select_protocol();
+        if !self
+            .leader
+            .as_ref()
+            .is_some_and(|l| self.members.contains_key(l))
+        {
+            self.leader = self.members.keys().next().cloned();
+        }
+        self.set_state(GroupState::CompletingRebalance, now_ms);
+        let timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
+        self.sync_deadline = Some(now + timeout);
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        for member_id in ids {
+            let response = self.join_response(&member_id);
+            if let Some(member) = self.members.get_mut(&member_id) {
+                member.session_deadline = now + member.session_timeout;
+                if let Some(waiter) = member.join_waiter.take() {
+                    let _ = waiter.send(response);
+                }
+            }
+        }
+        Effects::default()
+    }
+
+    /// The protocol every member supports that most members prefer (Kafka's vote).
+    fn select_protocol(&self) -> Option<String> {
+        let first = self.members.values().next()?;
+        let candidates: Vec<&str> = first
+            .protocols
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| self.supported_by_all(name))
+            .collect();
+        let mut votes: HashMap<&str, usize> = HashMap::new();
+        for member in self.members.values() {
+            if let Some((name, _)) = member
+                .protocols
+                .iter()
+                .find(|(name, _)| candidates.contains(&name.as_str()))
+            {
+                *votes.entry(name.as_str()).or_default() += 1;
+            }
+        }
+        // Ties go to the first member's preference order.
+        candidates
+            .iter()
+            .max_by_key(|name| {
+                let position = candidates.iter().position(|c| c == *name).unwrap_or(0);
+                (
+                    votes.get(*name).copied().unwrap_or(0),
+                    usize::MAX - position,
+                )
+            })
+            .map(|name| name.to_string())
+    }
+
+    fn join_response(&self, member_id: &str) -> JoinResponse {
+        let leader = self.leader.clone().unwrap_or_default();
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        let members = if leader == member_id {
+            self.members
+                .values()
+                .map(|m| JoinedMember {
+                    member_id: m.member_id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    metadata: m.metadata_for(&protocol),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        JoinResponse {
+            error: None,
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol_name.clone(),
+            leader,
+            member_id: member_id.to_string(),
+            members,
+        }
+    }
+
+    /// Checks that `member_id` (with `instance_id`) is a member of `generation`.
+    pub fn check_member(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
+        if let Some(instance) = instance_id
+            && let Some(current) = self.static_members.get(instance)
+            && current != member_id
+        {
+            return Err(ResponseError::FencedInstanceId);
+        }
+        let Some(member) = self.members.get(member_id) else {
+            return Err(ResponseError::UnknownMemberId);
+        };
+        if member.instance_id.as_deref() != instance_id && instance_id.is_some() {
+            return Err(ResponseError::FencedInstanceId);
+        }
+        if generation != self.generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// Checks an OffsetCommit's sender: a member of the current generation, or (generation
+    /// -1) a consumer committing for an empty group it does not join.
+    pub fn check_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
+        match self.state {
+            GroupState::Dead => Err(ResponseError::CoordinatorNotAvailable),
+            GroupState::Empty if generation < 0 => Ok(()),
+            GroupState::CompletingRebalance => Err(ResponseError::RebalanceInProgress),
+            _ => self.check_member(member_id, instance_id, generation),
+        }
+    }
+
+    /// The topics the members subscribe to, when the group runs the consumer protocol;
+    /// `None` when a subscription cannot be read (treat every topic as subscribed).
+    pub fn subscribed_topics(&self) -> Option<std::collections::HashSet<String>> {
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
+        use kafka_protocol::protocol::Decodable;
+        let mut topics = std::collections::HashSet::new();
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return Some(topics);
+        }
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        for member in self.members.values() {
+            let mut metadata = member.metadata_for(&protocol);
+            if metadata.len() < 2 {
+                return None;
+            }
+            let version = i16::from_be_bytes([metadata[0], metadata[1]]).clamp(0, 3);
+            let _ = bytes::Buf::get_i16(&mut metadata);
+            let subscription = ConsumerProtocolSubscription::decode(&mut metadata, version).ok()?;
+            topics.extend(subscription.topics.iter().map(|t| t.to_string()));
+        }
+        Some(topics)
+    }
+
+    /// Handles a SyncGroup. The leader's assignments are returned for the caller to persist
+    /// (then [`Group::complete_sync`]); a follower waits for them.
+    pub fn sync(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: Instant,
+    ) -> Result<SyncStep, ResponseError> {
+        if matches!(self.state, GroupState::Empty | GroupState::Dead) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        self.check_member(member_id, instance_id, generation)?;
+        if let Some(member) = self.members.get_mut(member_id) {
+            member.session_deadline = now + member.session_timeout;
+        }
+        match self.state {
+            GroupState::PreparingRebalance => Err(ResponseError::RebalanceInProgress),
+            GroupState::Stable => Ok(SyncStep::Done(
+                self.members
+                    .get(member_id)
+                    .map(|m| m.assignment.clone())
+                    .unwrap_or_default(),
+            )),
+            _ if self.leader.as_deref() == Some(member_id) => Ok(SyncStep::Leader),
+            _ => {
+                let (tx, rx) = oneshot::channel();
+                if let Some(member) = self.members.get_mut(member_id) {
+                    member.sync_waiter = Some(tx);
+                }
+                Ok(SyncStep::Wait(rx))
+            }
+        }
+    }
+
+    /// Installs the leader's assignments (members it left out get none) and makes the group
+    /// stable, answering every waiting SyncGroup. Call once they are persisted.
+    pub fn complete_sync(&mut self, assignments: HashMap<String, Bytes>, now_ms: i64) {
+        for member in self.members.values_mut() {
+            member.assignment = assignments
+                .get(&member.member_id)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(waiter) = member.sync_waiter.take() {
+                let _ = waiter.send(Ok(member.assignment.clone()));
+            }
+        }
+        self.sync_deadline = None;
+        self.set_state(GroupState::Stable, now_ms);
+    }
+
+    /// The group's metadata as it will be once `assignments` are installed, for persisting.
+    pub fn stored_with(&self, assignments: &HashMap<String, Bytes>) -> StoredGroup {
+        let mut stored = self.stored();
+        for member in &mut stored.members {
+            member.assignment = assignments
+                .get(&member.member_id)
+                .cloned()
+                .unwrap_or_default();
+        }
+        stored
+    }
+
+    /// Whether the group is still in the generation a leader's sync was for.
+    pub fn awaits_assignment(&self, generation: i32) -> bool {
+        self.state == GroupState::CompletingRebalance && self.generation == generation
+    }
+
+    /// Handles a Heartbeat.
+    pub fn heartbeat(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: Instant,
+    ) -> Result<(), ResponseError> {
+        if matches!(self.state, GroupState::Empty | GroupState::Dead) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        self.check_member(member_id, instance_id, generation)?;
+        if let Some(member) = self.members.get_mut(member_id) {
+            member.session_deadline = now + member.session_timeout;
+        }
+        match self.state {
+            GroupState::PreparingRebalance => Err(ResponseError::RebalanceInProgress),
+            _ => Ok(()),
+        }
+    }
+
+    /// Handles one member of a LeaveGroup, by member id or (static members) instance id.
+    pub fn leave(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        limits: &GroupLimits,
+        now: Instant,
+        now_ms: i64,
+    ) -> Result<Effects, ResponseError> {
+        let resolved = match instance_id {
+            Some(instance) => {
+                let current = self
+                    .static_members
+                    .get(instance)
+                    .ok_or(ResponseError::UnknownMemberId)?;
+                if !member_id.is_empty() && current != member_id {
+                    return Err(ResponseError::FencedInstanceId);
+                }
+                current.clone()
+            }
+            None => member_id.to_string(),
+        };
+        if self.pending.remove(&resolved).is_some() {
+            return Ok(Effects::default());
+        }
+        if !self.members.contains_key(&resolved) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        Ok(self.member_gone(&resolved, limits, now, now_ms))
+    }
+
+    /// Removes a member that left or expired, and rebalances the rest.
+    fn member_gone(
+        &mut self,
+        member_id: &str,
+        limits: &GroupLimits,
+        now: Instant,
+        now_ms: i64,
+    ) -> Effects {
+        self.remove_member(member_id);
+        match self.state {
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                self.prepare_rebalance(limits, now, now_ms);
+                self.maybe_complete_join(now, now_ms)
+            }
+            GroupState::PreparingRebalance => self.maybe_complete_join(now, now_ms),
+            GroupState::Empty | GroupState::Dead => Effects::default(),
+        }
+    }
+
+    fn remove_member(&mut self, member_id: &str) {
+        if let Some(mut member) = self.members.shift_remove(member_id) {
+            if let Some(instance) = &member.instance_id {
+                self.static_members.remove(instance);
+            }
+            if let Some(waiter) = member.join_waiter.take() {
+                let _ = waiter.send(JoinResponse::error_for(
+                    ResponseError::UnknownMemberId,
+                    member_id,
+                ));
+            }
+            if let Some(waiter) = member.sync_waiter.take() {
+                let _ = waiter.send(Err(ResponseError::UnknownMemberId));
+            }
+        }
+        if self.leader.as_deref() == Some(member_id) {
+            self.leader = None;
+        }
+    }
+
+    /// Advances time: expires silent members and pending ids, completes a join whose time
+    /// has come, and gives up on members that never synced.
+    pub fn tick(&mut self, limits: &GroupLimits, now: Instant, now_ms: i64) -> Effects {
+        self.pending.retain(|_, deadline| *deadline > now);
+        let mut effects = Effects::default();
+        let expired: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| !m.is_awaiting() && m.session_deadline <= now)
+            .map(|m| m.member_id.clone())
+            .collect();
+        for member_id in expired {
+            effects.persist_metadata |= self
+                .member_gone(&member_id, limits, now, now_ms)
+                .persist_metadata;
+        }
+        if self.state == GroupState::PreparingRebalance {
+            if self.join_deadline.is_some_and(|d| now >= d) {
+                self.initial_join_limit = None;
+            }
+            effects.persist_metadata |= self.maybe_complete_join(now, now_ms).persist_metadata;
+        }
+        if self.state == GroupState::CompletingRebalance
+            && self.sync_deadline.is_some_and(|d| now >= d)
+        {
+            let unsynced: Vec<String> = self
+                .members
+                .values()
+                .filter(|m| m.sync_waiter.is_none() && self.leader.as_ref() != Some(&m.member_id))
+                .map(|m| m.member_id.clone())
+                .collect();
+            let leader = self.leader.clone();
+            for member_id in unsynced.into_iter().chain(leader) {
+                self.remove_member(&member_id);
+            }
+            self.prepare_rebalance(limits, now, now_ms);
+            effects.persist_metadata |= self.maybe_complete_join(now, now_ms).persist_metadata;
+        }
+        effects
+    }
+
+    /// Whether the group holds anything worth keeping: members or offsets.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.offsets.is_empty() && self.pending.is_empty()
+    }
+}
+
+/// The next step of a SyncGroup.
+pub enum SyncStep {
+    /// The assignment, at once (a stable group).
+    Done(Bytes),
+    /// The leader: the caller persists its assignments, then completes the sync.
+    Leader,
+    /// A follower: its assignment arrives when the leader's does.
+    Wait(oneshot::Receiver<SyncResponse>),
+}
+
+/// A group as its metadata record stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGroup {
+    pub protocol_type: Option<String>,
+    pub generation: i32,
+    pub protocol_name: Option<String>,
+    pub leader: Option<String>,
+    pub state_timestamp_ms: i64,
+    pub members: Vec<StoredMember>,
+}
+
+/// A member as the group's metadata record stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub subscription: Bytes,
+    pub assignment: Bytes,
+}

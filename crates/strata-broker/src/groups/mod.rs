@@ -1,0 +1,509 @@
+//! The group coordinator: consumer groups under Kafka's classic protocol, with their state and
+//! committed offsets kept in the internal topic `__consumer_offsets`.
+//!
+//! A group belongs to partition `abs(java_hash(group id)) % partitions` of that topic (the
+//! same mapping as Kafka), and its coordinator is that partition's leader. When this broker
+//! becomes the leader of such a partition (under a new leader epoch), it replays the
+//! partition to rebuild its groups; requests meanwhile answer COORDINATOR_LOAD_IN_PROGRESS,
+//! and requests for partitions it does not lead answer NOT_COORDINATOR. Every change a client
+//! must be able to rely on (a commit, a completed rebalance) is written to the partition and
+//! made durable before it is answered.
+//!
+//! The topic is created through the metadata quorum the first time a client looks for a
+//! coordinator. Its partitions have one replica, like every topic until replication: when the
+//! broker leading one is down, its groups are unavailable until it returns, with their
+//! offsets intact.
+
+pub mod group;
+pub mod records;
+mod store;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn};
+
+use crate::broker::Broker;
+use crate::partition::Partition;
+use crate::topic_admin::{NewTopic, create_topic};
+use group::{CommittedOffset, Effects, Group, GroupLimits, GroupState};
+use records::{RecordKey, encode_group, encode_offset};
+
+/// The internal topic that holds groups and committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// How often the coordinator checks sessions, join deadlines and offset expiry.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The broker's group settings, by Kafka's names.
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    /// `offsets.topic.num.partitions`
+    pub offsets_topic_partitions: i32,
+    /// `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
+    /// `group.initial.rebalance.delay.ms`, `group.max.size`
+    pub limits: GroupLimits,
+    /// `offsets.retention.minutes`: how long an empty group's offsets are kept.
+    pub offsets_retention: Duration,
+    /// `offset.metadata.max.bytes`
+    pub offset_metadata_max_bytes: usize,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            offsets_topic_partitions: 50,
+            limits: GroupLimits {
+                min_session_timeout: Duration::from_secs(6),
+                max_session_timeout: Duration::from_secs(30 * 60),
+                initial_rebalance_delay: Duration::from_secs(3),
+                max_size: usize::MAX,
+            },
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            offset_metadata_max_bytes: 4096,
+        }
+    }
+}
+
+/// The groups of one `__consumer_offsets` partition this broker leads.
+struct Shard {
+    leader_epoch: i32,
+    partition: Arc<Partition>,
+    /// `None` while the partition is being replayed.
+    groups: Option<HashMap<String, Arc<tokio::sync::Mutex<Group>>>>,
+}
+
+/// A group this broker coordinates, with the partition its records go to.
+pub struct Coordinated {
+    pub partition: Arc<Partition>,
+    pub group: Arc<tokio::sync::Mutex<Group>>,
+}
+
+/// Every group this broker coordinates.
+#[derive(Default)]
+pub struct GroupCoordinator {
+    shards: Mutex<HashMap<i32, Shard>>,
+}
+
+impl std::fmt::Debug for GroupCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCoordinator").finish_non_exhaustive()
+    }
+}
+
+/// Java's `String.hashCode`, so groups map to the partitions Kafka would put them in.
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// The `__consumer_offsets` partition a group's records go to.
+pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+    // Kafka's Utils.abs: i32::MIN maps to 0, not to itself.
+    let hash = java_hash(group_id);
+    let positive = if hash == i32::MIN { 0 } else { hash.abs() };
+    positive % partitions.max(1)
+}
+
+impl GroupCoordinator {
+    /// The `__consumer_offsets` partition of `group_id`, creating the topic if it does not
+    /// exist yet.
+    pub async fn ensure_partition_for(
+        &self,
+        broker: &Arc<Broker>,
+        group_id: &str,
+    ) -> Result<i32, ResponseError> {
+        if let Some(count) = offsets_partitions(broker) {
+            return Ok(partition_for(group_id, count));
+        }
+        let settings = &broker.config.groups;
+        let new = NewTopic {
+            name: OFFSETS_TOPIC.into(),
+            num_partitions: Some(settings.offsets_topic_partitions),
+            replication_factor: Some(1),
+            assignments: None,
+            overrides: BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".to_string(), (100 << 20).to_string()),
+            ]),
+        };
+        match create_topic(broker, new, false).await {
+            Ok(_) => info!(
+                partitions = settings.offsets_topic_partitions,
+                "created the consumer offsets topic"
+            ),
+            Err(crate::error::BrokerError::Metadata(
+                strata_meta::MetaError::TopicAlreadyExists { .. },
+            )) => {}
+            Err(e) => {
+                warn!(error = %e, "could not create the consumer offsets topic");
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+        }
+        offsets_partitions(broker)
+            .map(|count| partition_for(group_id, count))
+            .ok_or(ResponseError::CoordinatorNotAvailable)
+    }
+
+    /// The group `group_id` if this broker coordinates it; with `create`, an empty group is
+    /// made for an id not seen before. `Ok(None)`: not created and not known.
+    pub fn group(
+        &self,
+        broker: &Arc<Broker>,
+        group_id: &str,
+        create: bool,
+    ) -> Result<Option<Coordinated>, ResponseError> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        let count = offsets_partitions(broker).ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let index = partition_for(group_id, count);
+        let partition = broker
+            .topics
+            .get(OFFSETS_TOPIC)
+            .and_then(|t| t.partition(index).cloned())
+            .ok_or(ResponseError::NotCoordinator)?;
+        let epoch = partition
+            .leader_epoch()
+            .ok_or(ResponseError::NotCoordinator)?;
+        let mut shards = self.lock();
+        let shard = shards.get_mut(&index);
+        let groups = match shard {
+            Some(Shard {
+                leader_epoch,
+                groups: Some(groups),
+                ..
+            }) if *leader_epoch == epoch => groups,
+            Some(Shard { leader_epoch, .. }) if *leader_epoch == epoch => {
+                return Err(ResponseError::CoordinatorLoadInProgress);
+            }
+            _ => {
+                drop(shards);
+                self.start_loading(broker, index, partition, epoch);
+                return Err(ResponseError::CoordinatorLoadInProgress);
+            }
+        };
+        let group = match groups.get(group_id) {
+            Some(group) => group.clone(),
+            None if create => groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Group::new(group_id))))
+                .clone(),
+            None => return Ok(None),
+        };
+        Ok(Some(Coordinated { partition, group }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Shard>> {
+        self.shards
+            .lock()
+            .expect("the shard map holder never panics")
+    }
+
+    /// Replays partition `index` under leader epoch `epoch`, unless that is under way.
+    fn start_loading(
+        &self,
+        broker: &Arc<Broker>,
+        index: i32,
+        partition: Arc<Partition>,
+        epoch: i32,
+    ) {
+        {
+            let mut shards = self.lock();
+            if shards.get(&index).is_some_and(|s| s.leader_epoch == epoch) {
+                return;
+            }
+            shards.insert(
+                index,
+                Shard {
+                    leader_epoch: epoch,
+                    partition: partition.clone(),
+                    groups: None,
+                },
+            );
+        }
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let replaying = partition.clone();
+            let started = Instant::now();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let _span = info_span!("load_groups", partition = index, epoch).entered();
+                store::replay(&replaying, Instant::now())
+            })
+            .await;
+            let groups = match loaded {
+                Ok(Ok(groups)) => groups,
+                Ok(Err(e)) => {
+                    warn!(partition = index, error = %e, "could not load the groups of a consumer offsets partition");
+                    broker.groups.lock().remove(&index);
+                    return;
+                }
+                Err(e) => {
+                    warn!(partition = index, error = %e, "loading groups panicked");
+                    broker.groups.lock().remove(&index);
+                    return;
+                }
+            };
+            let count = groups.len();
+            let mut shards = broker.groups.lock();
+            if let Some(shard) = shards.get_mut(&index)
+                && shard.leader_epoch == epoch
+            {
+                shard.groups = Some(
+                    groups
+                        .into_iter()
+                        .map(|(id, g)| (id, Arc::new(tokio::sync::Mutex::new(g))))
+                        .collect(),
+                );
+                if count > 0 {
+                    info!(
+                        partition = index,
+                        groups = count,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "loaded consumer groups"
+                    );
+                }
+            }
+        });
+    }
+
+    /// Follows the partitions of `__consumer_offsets` this broker leads: starts loading the
+    /// ones it newly leads and forgets the ones it no longer does. Called after every
+    /// reconcile.
+    pub fn follow_leadership(&self, broker: &Arc<Broker>) {
+        let led: HashMap<i32, (Arc<Partition>, i32)> = broker
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .filter_map(|(i, p)| Some((*i, (p.clone(), p.leader_epoch()?))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.lock().retain(|index, shard| {
+            led.get(index)
+                .is_some_and(|(_, e)| *e == shard.leader_epoch)
+        });
+        for (index, (partition, epoch)) in led {
+            self.start_loading(broker, index, partition, epoch);
+        }
+    }
+
+    /// Every loaded group with the partition its records go to.
+    pub fn loaded(&self) -> Vec<(Arc<Partition>, Arc<tokio::sync::Mutex<Group>>)> {
+        self.lock()
+            .values()
+            .filter_map(|shard| {
+                let groups = shard.groups.as_ref()?;
+                Some(
+                    groups
+                        .values()
+                        .map(|g| (shard.partition.clone(), g.clone()))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Forgets a deleted group.
+    pub fn forget(&self, group_id: &str) {
+        for shard in self.lock().values_mut() {
+            if let Some(groups) = shard.groups.as_mut() {
+                groups.remove(group_id);
+            }
+        }
+    }
+}
+
+/// How many partitions `__consumer_offsets` has, if it exists.
+fn offsets_partitions(broker: &Broker) -> Option<i32> {
+    broker.metadata.read(|state| {
+        state
+            .topic_by_name(OFFSETS_TOPIC)
+            .map(|t| i32::try_from(t.partitions.len()).unwrap_or(i32::MAX))
+    })
+}
+
+/// Persists what `effects` asks for, for a group whose lock the caller holds.
+pub async fn persist(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+    group: &Group,
+    effects: Effects,
+) -> Result<(), ResponseError> {
+    if !effects.persist_metadata {
+        return Ok(());
+    }
+    let key = RecordKey::Group {
+        group: group.group_id.clone(),
+    };
+    store::append(
+        broker,
+        partition,
+        vec![(key.encode(), Some(encode_group(&group.stored())))],
+    )
+    .await
+}
+
+/// Writes a group's metadata as it will be once `assignments` are installed.
+pub async fn persist_assignments(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+    group: &Group,
+    assignments: &HashMap<String, Bytes>,
+) -> Result<(), ResponseError> {
+    let key = RecordKey::Group {
+        group: group.group_id.clone(),
+    };
+    store::append(
+        broker,
+        partition,
+        vec![(
+            key.encode(),
+            Some(encode_group(&group.stored_with(assignments))),
+        )],
+    )
+    .await
+}
+
+/// Writes committed offsets (or, with `None`, their deletion).
+pub async fn persist_offsets(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+    group_id: &str,
+    offsets: &[((String, i32), Option<CommittedOffset>)],
+) -> Result<(), ResponseError> {
+    let records = offsets
+        .iter()
+        .map(|((topic, index), offset)| {
+            let key = RecordKey::Offset {
+                group: group_id.to_string(),
+                topic: topic.clone(),
+                partition: *index,
+            };
+            (key.encode(), offset.as_ref().map(encode_offset))
+        })
+        .collect();
+    store::append(broker, partition, records).await
+}
+
+/// Writes a group's deletion: tombstones for its metadata and every offset.
+pub async fn persist_deletion(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+    group: &Group,
+) -> Result<(), ResponseError> {
+    let mut records: Vec<(Bytes, Option<Bytes>)> = group
+        .offsets
+        .keys()
+        .map(|(topic, index)| {
+            let key = RecordKey::Offset {
+                group: group.group_id.clone(),
+                topic: topic.clone(),
+                partition: *index,
+            };
+            (key.encode(), None)
+        })
+        .collect();
+    records.push((
+        RecordKey::Group {
+            group: group.group_id.clone(),
+        }
+        .encode(),
+        None,
+    ));
+    store::append(broker, partition, records).await
+}
+
+/// Drives every group's timers (sessions, join and sync deadlines) and expires the offsets
+/// of empty groups, until `shutdown` fires.
+pub fn spawn_ticker(broker: Arc<Broker>, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            tick_all(&broker).await;
+        }
+    })
+}
+
+async fn tick_all(broker: &Arc<Broker>) {
+    let limits = broker.config.groups.limits;
+    let retention = broker.config.groups.offsets_retention;
+    for (partition, group) in broker.groups.loaded() {
+        let mut group = group.lock().await;
+        let now = Instant::now();
+        let now_ms = broker.clock.now_ms();
+        let effects = group.tick(&limits, now, now_ms);
+        if let Err(e) = persist(broker, &partition, &group, effects).await {
+            warn!(group = %group.group_id, error = ?e, "could not persist a group's state");
+        }
+        if group.state == GroupState::Empty {
+            expire_offsets(broker, &partition, &mut group, retention, now_ms).await;
+        }
+    }
+}
+
+/// Kafka's `offsets.retention.minutes`: an empty group's offsets go once the group has been
+/// empty that long and they are that old.
+async fn expire_offsets(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+    group: &mut Group,
+    retention: Duration,
+    now_ms: i64,
+) {
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    if now_ms.saturating_sub(group.state_timestamp_ms) < retention_ms {
+        return;
+    }
+    let expired: Vec<((String, i32), Option<CommittedOffset>)> = group
+        .offsets
+        .iter()
+        .filter(|(_, o)| now_ms.saturating_sub(o.commit_timestamp_ms) >= retention_ms)
+        .map(|(key, _)| (key.clone(), None))
+        .collect();
+    if expired.is_empty() {
+        return;
+    }
+    let group_id = group.group_id.clone();
+    if persist_offsets(broker, partition, &group_id, &expired)
+        .await
+        .is_ok()
+    {
+        for (key, _) in &expired {
+            group.offsets.remove(key);
+        }
+        info!(group = %group_id, expired = expired.len(), "expired the offsets of an empty group");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_map_to_the_partitions_kafka_would_choose() {
+        // Java's "my-group".hashCode() is -1906497762; Utils.abs maps i32::MIN (the hash of
+        // "polygenelubricants") to 0.
+        assert_eq!(java_hash(""), 0);
+        assert_eq!(java_hash("a"), 97);
+        assert_eq!(java_hash("my-group"), -1_906_497_762);
+        assert_eq!(partition_for("my-group", 50), 12);
+        assert_eq!(partition_for("console-consumer-12345", 50), 6);
+        assert_eq!(java_hash("polygenelubricants"), i32::MIN);
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+    }
+}
