@@ -90,6 +90,25 @@ fn python_confluent_kafka_runner_passes() {
 }
 
 #[test]
+fn python_confluent_kafka_consumer_groups_pass() {
+    let name = "confluent-kafka groups";
+    let Some(python) = confluent_python(name) else {
+        return;
+    };
+    // No initial rebalance delay: the runner forms many small groups.
+    let broker = InProcessBroker::start_with(|c| {
+        c.groups.limits.initial_rebalance_delay = std::time::Duration::ZERO;
+    })
+    .expect("broker");
+    run_script(
+        name,
+        &python,
+        &["tests/clients/python/groups_confluent.py"],
+        &[("STRATA_BOOTSTRAP", &broker.bootstrap)],
+    );
+}
+
+#[test]
 fn kafkajs_runner_passes() {
     let root = repo_root();
     run_runner(

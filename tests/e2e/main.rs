@@ -6,6 +6,7 @@ mod clients;
 mod cluster;
 mod crash;
 mod group_versions;
+mod groups;
 mod hostile;
 mod produce_fetch;
 mod raw;

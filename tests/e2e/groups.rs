@@ -1,0 +1,65 @@
+//! Consumer groups through librdkafka against a `strata server` process: committed offsets
+//! survive SIGKILL, and the group resumes from them.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use strata_e2e::BrokerProcess;
+
+use crate::produce_fetch::produce_records;
+use crate::{client_runtime, consumer, create_topic};
+
+/// Reads through a subscribed group member until `count` records arrived (or 30 s passed);
+/// answers the (partition, offset) of each.
+fn consume_group(member: &BaseConsumer, count: usize) -> Vec<(i32, i64)> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < count && Instant::now() < deadline {
+        if let Some(Ok(message)) = member.poll(Duration::from_millis(100)) {
+            seen.push((message.partition(), message.offset()));
+        }
+    }
+    seen
+}
+
+fn group_member(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
+    let member = consumer(
+        bootstrap,
+        &[("group.id", group), ("auto.offset.reset", "earliest")],
+    );
+    member.subscribe(&[topic]).expect("subscribe");
+    member
+}
+
+#[test]
+fn committed_offsets_survive_a_kill_9_and_the_group_resumes_from_them() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let broker = BrokerProcess::spawn(dir.path(), &[])?;
+    client_runtime().block_on(create_topic(&broker.bootstrap, "resume", 3, &[]));
+    produce_records(&broker.bootstrap, "resume", 3, 30, &[]);
+    let member = group_member(&broker.bootstrap, "resumers", "resume");
+    let first = consume_group(&member, 30);
+    assert_eq!(first.len(), 30, "the group reads every record");
+    member.commit_consumer_state(CommitMode::Sync)?;
+    drop(member);
+    broker.kill9()?;
+
+    let broker = BrokerProcess::spawn(dir.path(), &[])?;
+    produce_records(&broker.bootstrap, "resume", 3, 15, &[]);
+    let member = group_member(&broker.bootstrap, "resumers", "resume");
+    let resumed = consume_group(&member, 15);
+    assert_eq!(resumed.len(), 15, "the new records: {resumed:?}");
+    let mut per_partition: HashMap<i32, Vec<i64>> = HashMap::new();
+    for (partition, offset) in resumed {
+        per_partition.entry(partition).or_default().push(offset);
+    }
+    for (partition, offsets) in per_partition {
+        assert!(
+            offsets.iter().all(|o| *o >= 10),
+            "partition {partition} resumed at its committed offset 10: {offsets:?}"
+        );
+    }
+    Ok(())
+}
