@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 BOOTSTRAP = os.environ.get("STRATA_BOOTSTRAP", "127.0.0.1:9092")
@@ -27,8 +27,9 @@ def check(ok, what):
 _ADMIN = AdminClient({"bootstrap.servers": BOOTSTRAP})
 
 
-def topic_with_records(name, count):
-    _ADMIN.create_topics([NewTopic(name, PARTITIONS, 1)], operation_timeout=10)[name].result(timeout=15)
+def topic_with_records(name, count, create=True):
+    if create:
+        _ADMIN.create_topics([NewTopic(name, PARTITIONS, 1)], operation_timeout=10)[name].result(timeout=15)
     producer = Producer({"bootstrap.servers": BOOTSTRAP})
     for i in range(count):
         producer.produce(name, key=str(i).encode(), value=f"v{i}".encode(), partition=i % PARTITIONS)
@@ -93,12 +94,15 @@ def owned_exactly_once(members):
 
 def three_members_share_the_partitions():
     topic = f"grp-eager-{SUFFIX}"
-    topic_with_records(topic, 600)
+    topic_with_records(topic, 0)
     group = f"eager-{SUFFIX}"
     members = [Member(group, topic) for _ in range(3)]
     seen = []
     balanced = poll_until(members, lambda: owned_exactly_once(members) and all(len(m.assigned) == 2 for m in members), 30, seen)
     check(balanced, f"three members own two partitions each: {[sorted(m.assigned) for m in members]}")
+    # Produced once the group is stable: without commits, a rebalance while reading would
+    # rightly hand records to a second member.
+    topic_with_records(topic, 600, create=False)
     poll_until(members, lambda: len(seen) >= 600, 30, seen)
     check(len(seen) == 600 and len(set(seen)) == 600, f"600 records consumed exactly once across the members ({len(seen)} read)")
     for m in members:
@@ -173,7 +177,45 @@ def a_static_member_restarts_without_a_rebalance():
         m.consumer.close()
 
 
+def admin_lists_describes_alters_and_deletes_groups():
+    topic = f"grp-admin-{SUFFIX}"
+    topic_with_records(topic, 30)
+    group = f"admin-{SUFFIX}"
+    member = Member(group, topic)
+    check(poll_until([member], lambda: len(member.assigned) == PARTITIONS, 30), "a member owns the topic")
+    listed = {g.group_id: g.state for g in _ADMIN.list_consumer_groups(request_timeout=10).result().valid}
+    check(listed.get(group) == ConsumerGroupState.STABLE, f"list_consumer_groups shows the group stable: {listed.get(group)}")
+    described = _ADMIN.describe_consumer_groups([group], request_timeout=10)[group].result()
+    check(described.state == ConsumerGroupState.STABLE and len(described.members) == 1
+          and len(described.members[0].assignment.topic_partitions) == PARTITIONS,
+          f"describe_consumer_groups shows the member and its {PARTITIONS} partitions")
+    try:
+        _ADMIN.delete_consumer_groups([group], request_timeout=10)[group].result()
+        check(False, "deleting a group with members is refused")
+    except KafkaException as e:
+        check(e.args[0].code() == KafkaError.NON_EMPTY_GROUP, f"deleting a group with members is NON_EMPTY_GROUP ({e.args[0].code()})")
+    member.consumer.close()
+
+    wanted = [TopicPartition(topic, p, 3) for p in range(PARTITIONS)]
+    request = ConsumerGroupTopicPartitions(group, wanted)
+    _ADMIN.alter_consumer_group_offsets([request])[group].result(timeout=15)
+    listed = _ADMIN.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(PARTITIONS)])])[group].result(timeout=15)
+    check([tp.offset for tp in listed.topic_partitions] == [3] * PARTITIONS,
+          f"alter_consumer_group_offsets then list_consumer_group_offsets: {[tp.offset for tp in listed.topic_partitions]}")
+    resumed = Member(group, topic)
+    seen = []
+    poll_until([resumed], lambda: len(seen) >= 12, 30, seen)
+    check(sorted(o for _, o in seen) == sorted([3, 4] * PARTITIONS), f"a member resumes at the altered offsets: {sorted(seen)}")
+    resumed.consumer.close()
+    _ADMIN.delete_consumer_groups([group], request_timeout=10)[group].result()
+    remaining = {g.group_id for g in _ADMIN.list_consumer_groups(request_timeout=10).result().valid}
+    check(group not in remaining, "delete_consumer_groups removes an empty group")
+    again = _ADMIN.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0)])])[group].result(timeout=15)
+    check(again.topic_partitions[0].offset < 0, "a deleted group's offsets are gone")
+
+
 def main():
+    admin_lists_describes_alters_and_deletes_groups()
     three_members_share_the_partitions()
     cooperative_rebalances_revoke_only_what_moves()
     a_static_member_restarts_without_a_rebalance()
