@@ -5,14 +5,16 @@ use std::time::{Duration, Instant};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    DescribeClusterRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, TopicName,
+    DescribeClusterRequest, FindCoordinatorRequest, InitProducerIdRequest, ListOffsetsRequest,
+    MetadataRequest, TopicName,
 };
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use strata_e2e::BrokerProcess;
 
 use crate::clients;
+use crate::groups::{consume_group, group_member};
 use crate::produce_fetch::{consume_and_check, produce_records};
 use crate::raw::{Client, s};
 use crate::run_contract::http_get;
@@ -461,6 +463,78 @@ fn broker_only_and_controller_only_nodes_join_and_voters_are_added_and_removed()
 
     broker_only.terminate()?;
     for node in &mut voters {
+        node.terminate()?;
+    }
+    Ok(())
+}
+
+/// The coordinator FindCoordinator names for `group` through `bootstrap`, with its error.
+fn coordinator_of(bootstrap: &str, group: &str) -> (i16, i32) {
+    let answer = Client::connect(bootstrap).send(
+        &FindCoordinatorRequest::default().with_coordinator_keys(vec![s(group)]),
+        4,
+    );
+    let found = &answer.coordinators[0];
+    (found.error_code, found.node_id.0)
+}
+
+#[test]
+fn a_group_keeps_its_offsets_when_its_coordinator_dies_and_returns() -> anyhow::Result<()> {
+    let (dirs, quorum) = three_node_layout()?;
+    let mut nodes: Vec<Option<BrokerProcess>> = start_cluster(&dirs, &quorum)?
+        .into_iter()
+        .map(Some)
+        .collect();
+    let bootstrap = |nodes: &[Option<BrokerProcess>], i: usize| {
+        nodes[i].as_ref().expect("running").bootstrap.clone()
+    };
+    assert_eq!(
+        brokers_listed_by(&bootstrap(&nodes, 0), &[1, 2, 3]),
+        [1, 2, 3]
+    );
+    create_through(&bootstrap(&nodes, 0), "grouped", 3, &[]);
+    produce_records(&bootstrap(&nodes, 0), "grouped", 3, 30, &[]);
+    let member = group_member(&bootstrap(&nodes, 1), "survivors", "grouped");
+    assert_eq!(consume_group(&member, 30).len(), 30);
+    member.commit_consumer_state(CommitMode::Sync)?;
+    drop(member);
+
+    let (error, coordinator) = coordinator_of(&bootstrap(&nodes, 0), "survivors");
+    assert_eq!(error, 0);
+    let down = usize::try_from(coordinator - 1)?;
+    nodes[down].take().expect("running").kill9()?;
+    // Its offsets partition has its only replica there: once the node is fenced, the group
+    // has no coordinator until it returns.
+    let other = (down + 1) % 3;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while coordinator_of(&bootstrap(&nodes, other), "survivors").0
+        != ResponseError::CoordinatorNotAvailable.code()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the fenced coordinator is not named"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let id = coordinator.to_string();
+    nodes[down] = Some(BrokerProcess::spawn(
+        dirs[down].path(),
+        &["--node-id", &id, "--controller-quorum", &quorum],
+    )?);
+    assert_eq!(
+        brokers_listed_by(&bootstrap(&nodes, other), &[1, 2, 3]),
+        [1, 2, 3]
+    );
+    produce_records(&bootstrap(&nodes, other), "grouped", 3, 15, &[]);
+    let member = group_member(&bootstrap(&nodes, other), "survivors", "grouped");
+    let resumed = consume_group(&member, 15);
+    assert_eq!(resumed.len(), 15);
+    assert!(
+        resumed.iter().all(|(_, offset)| *offset >= 10),
+        "the group resumes at its committed offsets: {resumed:?}"
+    );
+    drop(member);
+    for node in nodes.iter_mut().flatten() {
         node.terminate()?;
     }
     Ok(())

@@ -13,7 +13,7 @@ use crate::{client_runtime, consumer, create_topic};
 
 /// Reads through a subscribed group member until `count` records arrived (or 30 s passed);
 /// answers the (partition, offset) of each.
-fn consume_group(member: &BaseConsumer, count: usize) -> Vec<(i32, i64)> {
+pub(crate) fn consume_group(member: &BaseConsumer, count: usize) -> Vec<(i32, i64)> {
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while seen.len() < count && Instant::now() < deadline {
@@ -24,7 +24,7 @@ fn consume_group(member: &BaseConsumer, count: usize) -> Vec<(i32, i64)> {
     seen
 }
 
-fn group_member(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
+pub(crate) fn group_member(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
     let member = consumer(
         bootstrap,
         &[("group.id", group), ("auto.offset.reset", "earliest")],
