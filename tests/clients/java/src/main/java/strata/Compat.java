@@ -19,6 +19,7 @@ import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.CooperativeStickyAssignor;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
@@ -145,11 +146,70 @@ public final class Compat {
                 }
             }
 
+            consumerGroup(admin, topic, count);
+
             admin.deleteTopics(List.of(topic, small)).all().get();
             Set<String> after = admin.listTopics().names().get();
             check(!after.contains(topic) && !after.contains(small), "deleteTopics removes both topics");
         }
         System.out.println("java compat: all checks passed");
+    }
+
+    private static KafkaConsumer<byte[], byte[]> groupMember(String group) {
+        Properties p = base();
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
+        p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, CooperativeStickyAssignor.class.getName());
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        return new KafkaConsumer<>(p);
+    }
+
+    /** Two members of a classic group with the cooperative-sticky assignor share the topic,
+     *  read every record once, commit, and a later member resumes after the commits. */
+    private static void consumerGroup(Admin admin, String topic, int count) throws Exception {
+        String group = "java-group-" + SUFFIX;
+        Set<String> keys = new java.util.HashSet<>();
+        int reads = 0;
+        try (KafkaConsumer<byte[], byte[]> a = groupMember(group); KafkaConsumer<byte[], byte[]> b = groupMember(group)) {
+            a.subscribe(List.of(topic));
+            b.subscribe(List.of(topic));
+            long deadline = System.currentTimeMillis() + 60_000;
+            while (keys.size() < count && System.currentTimeMillis() < deadline) {
+                for (KafkaConsumer<byte[], byte[]> member : List.of(a, b)) {
+                    for (ConsumerRecord<byte[], byte[]> r : member.poll(Duration.ofMillis(100))) {
+                        keys.add(new String(r.key(), StandardCharsets.UTF_8));
+                        reads++;
+                    }
+                }
+            }
+            int owned = a.assignment().size() + b.assignment().size();
+            check(owned == 3, "two cooperative-sticky members own the 3 partitions between them (" + a.assignment() + " " + b.assignment() + ")");
+            check(keys.size() == count, "the group reads all " + count + " records (" + reads + " reads)");
+            a.commitSync();
+            b.commitSync();
+        }
+        long committed = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get()
+                .values().stream().mapToLong(o -> o.offset()).sum();
+        check(committed == count, "listConsumerGroupOffsets sums to " + count + " (" + committed + ")");
+        try (KafkaProducer<byte[], byte[]> producer = producer(Map.of())) {
+            for (int i = 0; i < 5; i++) {
+                producer.send(new ProducerRecord<>(topic, i % 3, null, ("late" + i).getBytes(StandardCharsets.UTF_8), new byte[0])).get();
+            }
+        }
+        Set<String> resumed = new java.util.HashSet<>();
+        try (KafkaConsumer<byte[], byte[]> c = groupMember(group)) {
+            c.subscribe(List.of(topic));
+            long deadline = System.currentTimeMillis() + 30_000;
+            while (resumed.size() < 5 && System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(200))) {
+                    resumed.add(new String(r.key(), StandardCharsets.UTF_8));
+                }
+            }
+        }
+        check(resumed.equals(Set.of("late0", "late1", "late2", "late3", "late4")), "a new member resumes after the commits: " + resumed);
     }
 
     private static void check0(boolean ok, String what) {
