@@ -1,6 +1,6 @@
-// kafkajs (pure JavaScript) against a Strata broker at $STRATA_BOOTSTRAP.
-// kafkajs has no assign-only consumer and the broker has no groups yet, so this covers
-// admin, producing (acks, gzip, idempotence), offsets by time, and MESSAGE_TOO_LARGE.
+// kafkajs (pure JavaScript) against a Strata broker at $STRATA_BOOTSTRAP: admin, producing
+// (acks, gzip, idempotence), offsets by time, MESSAGE_TOO_LARGE, and a consumer group that
+// reads, commits and resumes.
 'use strict';
 
 const assert = require('node:assert/strict');
@@ -89,12 +89,53 @@ async function main() {
   await tooBig.disconnect();
   ok('a message over max.message.bytes is MESSAGE_TOO_LARGE');
 
+  await consumerGroup(admin, topic, expectedNext + 6);
+
   await admin.deleteTopics({ topics: [topic, small] });
   const after = await admin.listTopics();
   assert.ok(!after.includes(topic) && !after.includes(small));
   ok('deleteTopics');
   await admin.disconnect();
   console.log('kafkajs compat: all checks passed');
+}
+
+// Reads `topic` through a consumer group until `count` records arrived; answers them.
+async function consumeAs(groupId, topic, count) {
+  const consumer = kafka.consumer({ groupId, sessionTimeout: 10_000, heartbeatInterval: 500 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  const seen = [];
+  await consumer.run({ eachMessage: async ({ partition, message }) => { seen.push([partition, message.offset]); } });
+  const deadline = Date.now() + 30_000;
+  while (seen.length < count && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await consumer.disconnect();
+  return seen;
+}
+
+async function consumerGroup(admin, topic, count) {
+  const groupId = `js-group-${suffix}`;
+  const first = await consumeAs(groupId, topic, count);
+  assert.equal(first.length, count);
+  ok(`a consumer group reads all ${count} records`);
+  const committed = await admin.fetchOffsets({ groupId, topics: [topic] });
+  const total = committed[0].partitions.reduce((sum, p) => sum + Number(p.offset), 0);
+  assert.equal(total, count);
+  ok('fetchOffsets shows the group committed everything it read');
+  const producer = kafka.producer();
+  await producer.connect();
+  await producer.send({ topic, messages: [{ value: 'late', partition: 0 }] });
+  await producer.disconnect();
+  const resumed = await consumeAs(groupId, topic, 1);
+  assert.deepEqual(resumed, [[0, String(count - 6)]]);
+  ok('the group resumes after its commits');
+  const groups = await admin.listGroups();
+  assert.ok(groups.groups.some((g) => g.groupId === groupId));
+  const described = await admin.describeGroups([groupId]);
+  assert.equal(described.groups[0].state, 'Empty');
+  await admin.deleteGroups([groupId]);
+  ok('listGroups, describeGroups and deleteGroups');
 }
 
 main().catch((e) => {

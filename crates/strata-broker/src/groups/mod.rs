@@ -296,6 +296,28 @@ impl GroupCoordinator {
         }
     }
 
+    /// Waits (up to `timeout`) until partition `index` is loaded here, when this broker
+    /// leads it: a FindCoordinator answered while the coordinator still loads would send
+    /// the client's first JoinGroup into COORDINATOR_LOAD_IN_PROGRESS.
+    pub async fn wait_loaded(&self, broker: &Arc<Broker>, index: i32, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let led = broker
+                .topics
+                .get(OFFSETS_TOPIC)
+                .and_then(|t| t.partition(index).and_then(|p| p.leader_epoch()));
+            let Some(epoch) = led else { return };
+            let loaded = self
+                .lock()
+                .get(&index)
+                .is_some_and(|s| s.leader_epoch == epoch && s.groups.is_some());
+            if loaded || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Every loaded group with the partition its records go to.
     pub fn loaded(&self) -> Vec<(Arc<Partition>, Arc<tokio::sync::Mutex<Group>>)> {
         self.lock()

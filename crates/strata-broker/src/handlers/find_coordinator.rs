@@ -69,6 +69,10 @@ async fn locate(
     }
     let broker = ctx.broker;
     let index = broker.groups.ensure_partition_for(broker, key).await?;
+    broker
+        .groups
+        .wait_loaded(broker, index, std::time::Duration::from_secs(2))
+        .await;
     let leader = broker.metadata.read(|state| {
         state
             .topic_by_name(OFFSETS_TOPIC)
