@@ -60,7 +60,7 @@ fn run_runner(name: &str, program: &str, args: &[&str], ready: impl Fn() -> bool
     );
 }
 
-/// The Python with confluent-kafka installed, if it is.
+/// The test venv's Python (confluent-kafka and kafka-python installed), if it is there.
 pub(crate) fn confluent_python(name: &str) -> Option<String> {
     let python = cache_dir().join("venv/bin/python");
     let python = python.to_string_lossy().into_owned();
@@ -104,6 +104,21 @@ fn python_confluent_kafka_consumer_groups_pass() {
         name,
         &python,
         &["tests/clients/python/groups_confluent.py"],
+        &[("STRATA_BOOTSTRAP", &broker.bootstrap)],
+    );
+}
+
+#[test]
+fn kafka_python_consumer_groups_pass() {
+    let name = "kafka-python groups";
+    let Some(python) = confluent_python(name) else {
+        return;
+    };
+    let broker = InProcessBroker::start().expect("broker");
+    run_script(
+        name,
+        &python,
+        &["tests/clients/python/groups_kafka_python.py"],
         &[("STRATA_BOOTSTRAP", &broker.bootstrap)],
     );
 }
