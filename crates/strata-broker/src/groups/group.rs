@@ -974,3 +974,241 @@ pub struct StoredMember {
     pub subscription: Bytes,
     pub assignment: Bytes,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: GroupLimits = GroupLimits {
+        min_session_timeout: Duration::from_secs(1),
+        max_session_timeout: Duration::from_secs(60),
+        initial_rebalance_delay: Duration::ZERO,
+        max_size: 3,
+    };
+
+    fn request(member_id: &str, instance: Option<&str>, protocols: &[&str]) -> JoinRequest {
+        JoinRequest {
+            member_id: member_id.into(),
+            instance_id: instance.map(str::to_string),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(20),
+            protocol_type: "consumer".into(),
+            protocols: protocols
+                .iter()
+                .map(|p| (p.to_string(), Bytes::from(format!("{p}-meta"))))
+                .collect(),
+            require_known_member_id: true,
+        }
+    }
+
+    fn now_response(reply: Reply<JoinResponse>) -> JoinResponse {
+        match reply {
+            Reply::Now(response) => response,
+            Reply::Wait(_) => panic!("expected an immediate answer"),
+        }
+    }
+
+    fn waiting(reply: Reply<JoinResponse>) -> oneshot::Receiver<JoinResponse> {
+        match reply {
+            Reply::Wait(rx) => rx,
+            Reply::Now(response) => panic!("expected to wait, got {response:?}"),
+        }
+    }
+
+    /// Joins a new dynamic member through the KIP-394 round trip; answers its receiver.
+    fn join_new(
+        group: &mut Group,
+        protocols: &[&str],
+        now: Instant,
+    ) -> oneshot::Receiver<JoinResponse> {
+        let first = now_response(group.join(request("", None, protocols), &LIMITS, now, 0));
+        assert_eq!(first.error, Some(ResponseError::MemberIdRequired));
+        waiting(group.join(request(&first.member_id, None, protocols), &LIMITS, now, 0))
+    }
+
+    fn joined(rx: &mut oneshot::Receiver<JoinResponse>) -> JoinResponse {
+        rx.try_recv().expect("the join completed")
+    }
+
+    #[test]
+    fn two_members_form_a_generation_the_leader_assigns_and_the_group_is_stable() {
+        let now = Instant::now();
+        let mut group = Group::new("g");
+        let mut first = join_new(&mut group, &["range", "roundrobin"], now);
+        let one = joined(&mut first);
+        assert_eq!((one.error, one.generation), (None, 1));
+        assert_eq!(one.leader, one.member_id);
+        // A second member joins: a rebalance; the first rejoins and both get generation 2.
+        let mut second = join_new(&mut group, &["roundrobin", "range"], now);
+        assert_eq!(group.state, GroupState::PreparingRebalance);
+        assert!(
+            second.try_recv().is_err(),
+            "waits for the first member to rejoin"
+        );
+        let mut again = waiting(group.join(
+            request(&one.member_id, None, &["range", "roundrobin"]),
+            &LIMITS,
+            now,
+            0,
+        ));
+        let (leader, follower) = (joined(&mut again), joined(&mut second));
+        assert_eq!((leader.generation, follower.generation), (2, 2));
+        assert_eq!(leader.leader, one.member_id, "the leader stays");
+        assert_eq!(leader.members.len(), 2);
+        assert!(
+            follower.members.is_empty(),
+            "only the leader sees the members"
+        );
+        // One vote each: the tie goes to the first member's preference.
+        assert_eq!(leader.protocol_name.as_deref(), Some("range"));
+
+        let Ok(SyncStep::Wait(mut follower_sync)) = group.sync(&follower.member_id, None, 2, now)
+        else {
+            panic!("a follower waits for the leader");
+        };
+        assert!(matches!(
+            group.sync(&leader.member_id, None, 2, now),
+            Ok(SyncStep::Leader)
+        ));
+        let assignments = HashMap::from([
+            (leader.member_id.clone(), Bytes::from_static(b"a")),
+            (follower.member_id.clone(), Bytes::from_static(b"b")),
+        ]);
+        group.complete_sync(assignments, 0);
+        assert_eq!(group.state, GroupState::Stable);
+        assert_eq!(
+            follower_sync.try_recv().expect("synced"),
+            Ok(Bytes::from_static(b"b"))
+        );
+        assert_eq!(group.heartbeat(&follower.member_id, None, 2, now), Ok(()));
+        assert_eq!(
+            group.heartbeat(&follower.member_id, None, 1, now),
+            Err(ResponseError::IllegalGeneration)
+        );
+        assert_eq!(
+            group.heartbeat("stranger", None, 2, now),
+            Err(ResponseError::UnknownMemberId)
+        );
+    }
+
+    #[test]
+    fn a_silent_member_expires_and_the_rest_rebalance() {
+        let now = Instant::now();
+        let mut group = Group::new("g");
+        let one = joined(&mut join_new(&mut group, &["range"], now));
+        let mut two = join_new(&mut group, &["range"], now);
+        let mut again =
+            waiting(group.join(request(&one.member_id, None, &["range"]), &LIMITS, now, 0));
+        let (one, two) = (joined(&mut again), joined(&mut two));
+        assert!(matches!(
+            group.sync(&one.member_id, None, 2, now),
+            Ok(SyncStep::Leader)
+        ));
+        group.complete_sync(HashMap::new(), 0);
+        // Member two stops heartbeating; one keeps going.
+        let later = now + Duration::from_secs(8);
+        assert_eq!(group.heartbeat(&one.member_id, None, 2, later), Ok(()));
+        let _ = group.tick(&LIMITS, now + Duration::from_secs(11), 0);
+        assert!(!group.members.contains_key(&two.member_id), "expired");
+        assert_eq!(group.state, GroupState::PreparingRebalance);
+        assert_eq!(
+            group.heartbeat(&one.member_id, None, 2, later),
+            Err(ResponseError::RebalanceInProgress)
+        );
+    }
+
+    #[test]
+    fn a_static_member_returns_to_a_stable_group_without_a_rebalance_and_fences_its_old_self() {
+        let now = Instant::now();
+        let mut group = Group::new("g");
+        let mut rx = waiting(group.join(request("", Some("i-1"), &["range"]), &LIMITS, now, 0));
+        let first = joined(&mut rx);
+        assert!(matches!(
+            group.sync(&first.member_id, Some("i-1"), 1, now),
+            Ok(SyncStep::Leader)
+        ));
+        group.complete_sync(
+            HashMap::from([(first.member_id.clone(), Bytes::from_static(b"mine"))]),
+            0,
+        );
+        // The process restarts: same instance id, no member id.
+        let back = now_response(group.join(request("", Some("i-1"), &["range"]), &LIMITS, now, 0));
+        assert_eq!(
+            (back.error, back.generation),
+            (None, 1),
+            "same generation, no rebalance"
+        );
+        assert_ne!(back.member_id, first.member_id);
+        assert_eq!(group.state, GroupState::Stable);
+        let Ok(SyncStep::Done(assignment)) = group.sync(&back.member_id, Some("i-1"), 1, now)
+        else {
+            panic!("the returning member gets its assignment at once");
+        };
+        assert_eq!(assignment, Bytes::from_static(b"mine"));
+        assert_eq!(
+            group.heartbeat(&first.member_id, Some("i-1"), 1, now),
+            Err(ResponseError::FencedInstanceId),
+            "the old process is fenced"
+        );
+    }
+
+    #[test]
+    fn joins_are_checked_and_the_group_size_is_capped() {
+        let now = Instant::now();
+        let mut group = Group::new("g");
+        let mut short = request("", None, &["range"]);
+        short.session_timeout = Duration::from_millis(10);
+        assert_eq!(
+            now_response(group.join(short, &LIMITS, now, 0)).error,
+            Some(ResponseError::InvalidSessionTimeout)
+        );
+        for _ in 0..3 {
+            let _ = join_new(&mut group, &["range"], now);
+        }
+        let refused = now_response(group.join(request("", None, &["range"]), &LIMITS, now, 0));
+        let pending = refused.member_id;
+        assert_eq!(
+            now_response(group.join(request(&pending, None, &["range"]), &LIMITS, now, 0)).error,
+            Some(ResponseError::GroupMaxSizeReached)
+        );
+        assert_eq!(
+            now_response(group.join(request("", None, &["sticky"]), &LIMITS, now, 0)).error,
+            Some(ResponseError::InconsistentGroupProtocol),
+            "no protocol in common with the members"
+        );
+    }
+
+    #[test]
+    fn commits_need_the_current_generation_unless_the_group_is_empty() {
+        let now = Instant::now();
+        let mut group = Group::new("g");
+        assert_eq!(
+            group.check_commit("", None, -1),
+            Ok(()),
+            "a simple consumer commits"
+        );
+        let member = joined(&mut join_new(&mut group, &["range"], now));
+        assert_eq!(
+            group.check_commit(&member.member_id, None, 1),
+            Err(ResponseError::RebalanceInProgress),
+            "not before the assignment"
+        );
+        assert!(matches!(
+            group.sync(&member.member_id, None, 1, now),
+            Ok(SyncStep::Leader)
+        ));
+        group.complete_sync(HashMap::new(), 0);
+        assert_eq!(group.check_commit(&member.member_id, None, 1), Ok(()));
+        assert_eq!(
+            group.check_commit(&member.member_id, None, 0),
+            Err(ResponseError::IllegalGeneration)
+        );
+        assert_eq!(
+            group.check_commit("", None, -1),
+            Err(ResponseError::UnknownMemberId),
+            "a group with members takes commits only from them"
+        );
+    }
+}
