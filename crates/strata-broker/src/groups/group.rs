@@ -1165,7 +1165,7 @@ mod tests {
             Some(ResponseError::InvalidSessionTimeout)
         );
         for _ in 0..3 {
-            let _ = join_new(&mut group, &["range"], now);
+            drop(join_new(&mut group, &["range"], now));
         }
         let refused = now_response(group.join(request("", None, &["range"]), &LIMITS, now, 0));
         let pending = refused.member_id;
