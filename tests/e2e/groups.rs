@@ -63,3 +63,31 @@ fn committed_offsets_survive_a_kill_9_and_the_group_resumes_from_them() -> anyho
     }
     Ok(())
 }
+
+#[test]
+fn a_groups_lag_is_exported_per_partition() -> anyhow::Result<()> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let broker = strata_e2e::InProcessBroker::start()?;
+    client_runtime().block_on(create_topic(&broker.bootstrap, "lagged", 1, &[]));
+    produce_records(&broker.bootstrap, "lagged", 1, 10, &[]);
+    // A simple consumer commits offset 4 without joining the group.
+    let member = consumer(&broker.bootstrap, &[("group.id", "laggards")]);
+    let mut commit = TopicPartitionList::new();
+    commit.add_partition_offset("lagged", 0, Offset::Offset(4))?;
+    member.commit(&commit, CommitMode::Sync)?;
+    let wanted = [
+        r#"strata_group_committed_offset{group="laggards",topic="lagged",partition="0"} 4"#,
+        r#"strata_group_log_end_offset{group="laggards",topic="lagged",partition="0"} 10"#,
+        r#"strata_group_lag{group="laggards",topic="lagged",partition="0"} 6"#,
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = crate::run_contract::http_get(&broker.admin.to_string(), "/metrics");
+        if wanted.iter().all(|line| metrics.contains(line)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lag metrics missing: {metrics}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    broker.stop()
+}

@@ -20,6 +20,57 @@ pub struct ErrorLabels {
     pub error: &'static str,
 }
 
+/// One committed partition of one group.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupPartitionLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// One group, in one state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+    pub state: &'static str,
+}
+
+/// The consumer groups this broker coordinates, refreshed every couple of seconds.
+#[derive(Debug, Default)]
+pub struct GroupMetrics {
+    pub members: Family<GroupLabels, Gauge>,
+    pub committed_offset: Family<GroupPartitionLabels, Gauge>,
+    /// Only for partitions this broker leads (it knows their end).
+    pub log_end_offset: Family<GroupPartitionLabels, Gauge>,
+    pub lag: Family<GroupPartitionLabels, Gauge>,
+}
+
+impl GroupMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let group = registry.sub_registry_with_prefix("group");
+        group.register(
+            "members",
+            "Members of each group this broker coordinates, labelled with its state",
+            self.members.clone(),
+        );
+        group.register(
+            "committed_offset",
+            "A group's committed offset per partition",
+            self.committed_offset.clone(),
+        );
+        group.register(
+            "log_end_offset",
+            "The end of a committed partition this broker leads",
+            self.log_end_offset.clone(),
+        );
+        group.register(
+            "lag",
+            "Records between a group's committed offset and the end of the partition",
+            self.lag.clone(),
+        );
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs .. ~1.6 s
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
@@ -43,6 +94,7 @@ pub struct Metrics {
     pub fsync_batch_waiters: Histogram,
     pub retention_deleted_segments: Counter,
     pub quorum: QuorumMetrics,
+    pub groups: GroupMetrics,
 }
 
 /// The metadata quorum as this node sees it.
@@ -185,9 +237,12 @@ impl Metrics {
         );
         let quorum = QuorumMetrics::default();
         quorum.register(&mut registry);
+        let groups = GroupMetrics::default();
+        groups.register(&mut registry);
         Self {
             registry,
             quorum,
+            groups,
             requests,
             request_errors,
             request_duration,

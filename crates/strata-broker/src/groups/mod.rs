@@ -39,6 +39,8 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// How often the coordinator checks sessions, join deadlines and offset expiry.
 const TICK: Duration = Duration::from_millis(100);
+/// Group metrics are refreshed every this many ticks.
+const METRICS_EVERY: u32 = 20;
 
 /// The broker's group settings, by Kafka's names.
 #[derive(Debug, Clone)]
@@ -451,12 +453,15 @@ pub fn spawn_ticker(broker: Arc<Broker>, shutdown: CancellationToken) -> JoinHan
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(TICK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        for round in 0u32.. {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
             tick_all(&broker).await;
+            if round % METRICS_EVERY == 0 {
+                export_metrics(&broker).await;
+            }
         }
     })
 }
@@ -474,6 +479,53 @@ async fn tick_all(broker: &Arc<Broker>) {
         }
         if group.state == GroupState::Empty {
             expire_offsets(broker, &partition, &mut group, retention, now_ms).await;
+        }
+    }
+}
+
+/// Sets the group metrics from the groups loaded here: members per group and state, and
+/// per committed partition its offset and, where this broker leads the partition, its end
+/// and the lag. Families are rebuilt whole, so deleted groups and offsets disappear.
+async fn export_metrics(broker: &Arc<Broker>) {
+    use crate::metrics::{GroupLabels, GroupPartitionLabels};
+    let metrics = &broker.metrics.groups;
+    metrics.members.clear();
+    metrics.committed_offset.clear();
+    metrics.log_end_offset.clear();
+    metrics.lag.clear();
+    for (_, group) in broker.groups.loaded() {
+        let group = group.lock().await;
+        let labels = GroupLabels {
+            group: group.group_id.clone(),
+            state: group.state.name(),
+        };
+        metrics
+            .members
+            .get_or_create(&labels)
+            .set(i64::try_from(group.members.len()).unwrap_or(i64::MAX));
+        for ((topic, partition), committed) in &group.offsets {
+            let labels = GroupPartitionLabels {
+                group: group.group_id.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+            };
+            metrics
+                .committed_offset
+                .get_or_create(&labels)
+                .set(committed.offset);
+            let led = broker
+                .topics
+                .get(topic)
+                .and_then(|t| t.partition(*partition).cloned())
+                .filter(|p| p.leader_epoch().is_some());
+            if let Some(led) = led {
+                let end = led.offsets().high_watermark;
+                metrics.log_end_offset.get_or_create(&labels).set(end);
+                metrics
+                    .lag
+                    .get_or_create(&labels)
+                    .set(end.saturating_sub(committed.offset).max(0));
+            }
         }
     }
 }
