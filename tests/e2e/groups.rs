@@ -91,3 +91,95 @@ fn a_groups_lag_is_exported_per_partition() -> anyhow::Result<()> {
     }
     broker.stop()
 }
+
+/// Runs `strata groups <args>`; answers (success, stdout, stderr).
+fn groups_command(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let output = std::process::Command::new(strata_e2e::strata_bin()?)
+        .arg("groups")
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()?;
+    Ok((
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn the_groups_cli_lists_describes_and_resets_offsets() -> anyhow::Result<()> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let broker = strata_e2e::InProcessBroker::start()?;
+    let bootstrap = broker.bootstrap.as_str();
+    client_runtime().block_on(create_topic(bootstrap, "tracked", 2, &[]));
+    produce_records(bootstrap, "tracked", 2, 20, &[]);
+    let committer = consumer(bootstrap, &[("group.id", "cli-group")]);
+    let mut commit = TopicPartitionList::new();
+    commit.add_partition_offset("tracked", 0, Offset::Offset(4))?;
+    commit.add_partition_offset("tracked", 1, Offset::Offset(7))?;
+    committer.commit(&commit, CommitMode::Sync)?;
+
+    let (ok, listed, _) = groups_command(&["list", "--bootstrap", bootstrap])?;
+    assert!(
+        ok && listed.contains("cli-group") && listed.contains("Empty"),
+        "{listed}"
+    );
+    // TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG of each partition of "tracked".
+    let rows = || -> anyhow::Result<Vec<String>> {
+        let (ok, described, err) =
+            groups_command(&["describe", "--bootstrap", bootstrap, "cli-group"])?;
+        anyhow::ensure!(ok, "{err}");
+        Ok(described
+            .lines()
+            .filter(|l| l.starts_with("tracked "))
+            .map(|l| l.split_whitespace().take(5).collect::<Vec<_>>().join(" "))
+            .collect())
+    };
+    assert_eq!(rows()?, ["tracked 0 4 10 6", "tracked 1 7 10 3"]);
+
+    let reset = [
+        "reset-offsets",
+        "--bootstrap",
+        bootstrap,
+        "cli-group",
+        "--topic",
+        "tracked",
+    ];
+    let (ok, dry, _) = groups_command(&[&reset[..], &["--to-offset", "2"]].concat())?;
+    assert!(ok && dry.contains("dry run"), "{dry}");
+    let (_, unchanged, _) = groups_command(&["describe", "--bootstrap", bootstrap, "cli-group"])?;
+    assert!(
+        unchanged.contains("tracked                                0               4"),
+        "a dry run changes nothing: {unchanged}"
+    );
+    let (ok, _, err) = groups_command(&[&reset[..], &["--to-latest", "--execute"]].concat())?;
+    assert!(ok, "{err}");
+    let (_, after, _) = groups_command(&["describe", "--bootstrap", bootstrap, "cli-group"])?;
+    for line in after.lines().filter(|l| l.starts_with("tracked")) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            &fields[2..5],
+            ["10", "10", "0"],
+            "reset to the end: {after}"
+        );
+    }
+
+    // Not while the group has members.
+    let member = group_member(bootstrap, "cli-group", "tracked");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        member.poll(Duration::from_millis(100));
+        let (ok, _, err) = groups_command(&[&reset[..], &["--to-earliest", "--execute"]].concat())?;
+        if !ok {
+            assert!(err.contains("no active members"), "{err}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a reset with an active member was never refused"
+        );
+    }
+    drop(member);
+    drop(committer);
+    broker.stop()
+}

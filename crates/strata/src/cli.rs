@@ -24,6 +24,57 @@ pub enum Command {
     /// Inspect or change the metadata quorum's membership through any controller.
     #[command(subcommand)]
     Quorum(QuorumCommand),
+    /// List, describe and reset consumer groups through any Kafka-compatible broker.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    /// Every consumer group in the cluster, with its state.
+    List {
+        /// Any broker's Kafka address.
+        #[arg(long, value_name = "HOST:PORT")]
+        bootstrap: String,
+    },
+    /// A group's members and, per partition, its committed offset, the log end and the lag.
+    Describe {
+        #[arg(long, value_name = "HOST:PORT")]
+        bootstrap: String,
+        group: String,
+    },
+    /// Move a group's committed offsets on one topic (refused while it has active members).
+    /// Prints the new offsets; commits them only with --execute.
+    ResetOffsets {
+        #[arg(long, value_name = "HOST:PORT")]
+        bootstrap: String,
+        group: String,
+        #[arg(long)]
+        topic: String,
+        #[command(flatten)]
+        target: ResetTarget,
+        /// Commit the offsets (without it, a dry run).
+        #[arg(long)]
+        execute: bool,
+    },
+}
+
+/// Where reset-offsets moves a group to: exactly one.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ResetTarget {
+    /// Each partition's first offset.
+    #[arg(long)]
+    pub to_earliest: bool,
+    /// Each partition's end: skip everything not yet read.
+    #[arg(long)]
+    pub to_latest: bool,
+    /// This offset, within each partition's range.
+    #[arg(long, value_name = "OFFSET")]
+    pub to_offset: Option<i64>,
+    /// The first record at or after this time (milliseconds since the epoch).
+    #[arg(long, value_name = "MS")]
+    pub to_timestamp: Option<i64>,
 }
 
 #[derive(Debug, Subcommand)]

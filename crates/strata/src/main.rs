@@ -1,6 +1,8 @@
 //! `strata`: the Strata broker binary.
 
 mod cli;
+mod groups_cli;
+mod kafka_client;
 mod quorum;
 mod server_config;
 mod signals;
@@ -19,6 +21,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(run_server(settings))
         }
         cli::Command::Quorum(command) => quorum::run(command),
+        cli::Command::Groups(command) => groups_cli::run(command),
     }
 }
 
