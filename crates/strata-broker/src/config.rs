@@ -102,13 +102,19 @@ impl TopicConfig {
     pub fn segment_ms(&self) -> i64 {
         self.long("segment.ms")
     }
-    /// `None` means unlimited (Kafka's -1).
-    pub fn retention_ms(&self) -> Option<i64> {
-        Some(self.long("retention.ms")).filter(|v| *v >= 0)
+    /// Whether old segments are deleted at all: `cleanup.policy` includes `delete`. A
+    /// compacted-only topic keeps its records whatever its retention says, as in Kafka.
+    fn deletes(&self) -> bool {
+        self.get("cleanup.policy")
+            .is_some_and(|policy| policy.split(',').any(|p| p.trim() == "delete"))
     }
-    /// `None` means unlimited (Kafka's -1).
+    /// `None` means unlimited (Kafka's -1, or a topic that is not `delete`).
+    pub fn retention_ms(&self) -> Option<i64> {
+        Some(self.long("retention.ms")).filter(|v| *v >= 0 && self.deletes())
+    }
+    /// `None` means unlimited (Kafka's -1, or a topic that is not `delete`).
     pub fn retention_bytes(&self) -> Option<i64> {
-        Some(self.long("retention.bytes")).filter(|v| *v >= 0)
+        Some(self.long("retention.bytes")).filter(|v| *v >= 0 && self.deletes())
     }
     pub fn max_message_bytes(&self) -> usize {
         self.long("max.message.bytes").max(0) as usize
@@ -431,6 +437,21 @@ mod tests {
         let topic = TopicConfig::builtin();
         assert_eq!(topic.retention_bytes(), None);
         assert_eq!(topic.retention_ms(), Some(604_800_000));
+    }
+
+    #[test]
+    fn a_compacted_only_topic_is_never_deleted_by_retention() {
+        let defaults = TopicConfig::builtin();
+        let compact = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+        assert_eq!(TopicConfig::resolve(&defaults, &compact).retention_ms(), None);
+        assert_eq!(TopicConfig::resolve(&defaults, &compact).retention_bytes(), None);
+        let both = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact,delete".to_string()),
+            ("retention.bytes".to_string(), "100".to_string()),
+        ]);
+        let both = TopicConfig::resolve(&defaults, &both);
+        assert_eq!(both.retention_ms(), Some(604_800_000));
+        assert_eq!(both.retention_bytes(), Some(100));
     }
 
     #[test]
