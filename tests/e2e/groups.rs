@@ -183,3 +183,63 @@ fn the_groups_cli_lists_describes_and_resets_offsets() -> anyhow::Result<()> {
     drop(committer);
     broker.stop()
 }
+
+#[test]
+fn the_offsets_partition_is_checkpointed_and_keeps_only_what_is_live() -> anyhow::Result<()> {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ListOffsetsRequest, TopicName};
+    use rdkafka::{Offset, TopicPartitionList};
+    let dir = tempfile::tempdir()?;
+    let settings = |c: &mut strata_broker::BrokerConfig| {
+        c.groups.checkpoint_after_records = 20;
+        c.groups.offsets_topic_partitions = 1;
+    };
+    let broker = strata_e2e::InProcessBroker::start_in(dir.path(), settings)?;
+    client_runtime().block_on(create_topic(&broker.bootstrap, "churn", 1, &[]));
+    let committer = consumer(&broker.bootstrap, &[("group.id", "churner")]);
+    for offset in 1..=200 {
+        let mut commit = TopicPartitionList::new();
+        commit.add_partition_offset("churn", 0, Offset::Offset(offset))?;
+        committer.commit(&commit, CommitMode::Sync)?;
+    }
+    // The only offsets partition holds 200 commits of one key; a checkpoint (every 5 s)
+    // rewrites the live key and drops the rest.
+    let earliest = || {
+        let request = ListOffsetsRequest::default().with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(TopicName(crate::raw::s("__consumer_offsets")))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-2),
+                ]),
+        ]);
+        crate::raw::Client::connect(&broker.bootstrap)
+            .send(&request, 7)
+            .topics[0]
+            .partitions[0]
+            .offset
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while earliest() < 150 {
+        assert!(
+            Instant::now() < deadline,
+            "the offsets partition was never checkpointed"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    drop(committer);
+    broker.stop()?;
+    let broker = strata_e2e::InProcessBroker::start_in(dir.path(), settings)?;
+    let reader = consumer(&broker.bootstrap, &[("group.id", "churner")]);
+    let mut wanted = TopicPartitionList::new();
+    wanted.add_partition("churn", 0);
+    let committed = reader.committed_offsets(wanted, Duration::from_secs(10))?;
+    assert_eq!(
+        committed.find_partition("churn", 0).map(|p| p.offset()),
+        Some(Offset::Offset(200)),
+        "the last commit survives the checkpoint and a restart"
+    );
+    drop(reader);
+    broker.stop()
+}

@@ -443,8 +443,14 @@ mod tests {
     fn a_compacted_only_topic_is_never_deleted_by_retention() {
         let defaults = TopicConfig::builtin();
         let compact = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
-        assert_eq!(TopicConfig::resolve(&defaults, &compact).retention_ms(), None);
-        assert_eq!(TopicConfig::resolve(&defaults, &compact).retention_bytes(), None);
+        assert_eq!(
+            TopicConfig::resolve(&defaults, &compact).retention_ms(),
+            None
+        );
+        assert_eq!(
+            TopicConfig::resolve(&defaults, &compact).retention_bytes(),
+            None
+        );
         let both = BTreeMap::from([
             ("cleanup.policy".to_string(), "compact,delete".to_string()),
             ("retention.bytes".to_string(), "100".to_string()),

@@ -226,6 +226,20 @@ impl Partition {
         Ok(self.lock().log.enforce_retention(now_ms)?.deleted_segments)
     }
 
+    /// Starts a new segment (if the active one holds anything); answers its base offset.
+    pub fn roll(&self, now_ms: i64) -> Result<i64, BrokerError> {
+        let mut state = self.lock();
+        if state.log.log_end_offset() > state.log.active_base_offset() {
+            state.log.roll(now_ms)?;
+        }
+        Ok(state.log.log_end_offset())
+    }
+
+    /// Deletes the segments wholly below `offset`; answers how many went.
+    pub fn delete_segments_below(&self, offset: i64) -> Result<usize, BrokerError> {
+        Ok(self.lock().log.delete_segments_below(offset)?)
+    }
+
     /// Flushes the log before shutdown.
     pub fn flush(&self) -> Result<(), BrokerError> {
         self.lock().log.flush()?;

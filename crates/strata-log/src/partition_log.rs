@@ -126,6 +126,11 @@ impl PartitionLog {
         self.config = config;
     }
 
+    /// The base offset of the segment appends go to.
+    pub fn active_base_offset(&self) -> i64 {
+        self.active().base_offset
+    }
+
     fn active(&self) -> &Segment {
         self.segments
             .values()
@@ -390,6 +395,25 @@ impl PartitionLog {
             deleted_segments: deleted,
             log_start_offset: self.log_start_offset,
         })
+    }
+
+    /// Deletes the segments that end at or before `offset` (every batch in them is below it)
+    /// and moves the log start past them; the active segment stays. For a writer that has
+    /// rewritten everything it still needs at `offset` or later (the group coordinator's
+    /// checkpoint). Answers how many segments went.
+    pub fn delete_segments_below(&mut self, offset: i64) -> Result<usize, LogError> {
+        let mut deleted = 0;
+        while self.segments.len() > 1 {
+            let next_base = *self.segments.keys().nth(1).expect("two or more segments");
+            if next_base > offset {
+                break;
+            }
+            let (_, segment) = self.segments.pop_first().expect("two or more segments");
+            self.log_start_offset = self.log_start_offset.max(next_base);
+            segment.delete()?;
+            deleted += 1;
+        }
+        Ok(deleted)
     }
 
     /// Removes every batch at or after `offset` (followers will need it to drop a divergent tail).
@@ -683,6 +707,36 @@ mod tests {
         std::fs::write(&path, bytes).expect("write");
         let log = PartitionLog::open(dir.path(), config()).expect("recover");
         assert_eq!(log.log_end_offset(), 4);
+    }
+
+    #[test]
+    fn segments_wholly_below_an_offset_are_deleted_and_the_rest_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        for _ in 0..3 {
+            log.append(&validated(2, NOW), 0, NOW).expect("append");
+        }
+        log.roll(NOW).expect("roll at 6");
+        for _ in 0..2 {
+            log.append(&validated(2, NOW), 0, NOW).expect("append");
+        }
+        log.roll(NOW).expect("roll at 10");
+        log.append(&validated(2, NOW), 0, NOW).expect("append");
+        assert_eq!(
+            log.delete_segments_below(8).expect("delete"),
+            1,
+            "only [0, 6) ends by 8"
+        );
+        assert_eq!(log.log_start_offset(), 6);
+        assert_eq!(
+            log.delete_segments_below(100).expect("delete"),
+            1,
+            "never the active one"
+        );
+        assert_eq!(log.log_start_offset(), 10);
+        assert_eq!(log.log_end_offset(), 12);
+        let reopened = PartitionLog::open(dir.path(), config()).expect("reopen");
+        assert_eq!(reopened.log_start_offset(), 10);
     }
 
     #[test]

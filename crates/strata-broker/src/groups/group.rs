@@ -177,6 +177,8 @@ pub struct Group {
     pub offsets: HashMap<(String, i32), CommittedOffset>,
     /// When the state last changed (milliseconds since the epoch), for DescribeGroups.
     pub state_timestamp_ms: i64,
+    /// The metadata record last written (or replayed): what a checkpoint rewrites.
+    pub last_stored: Option<StoredGroup>,
 }
 
 /// What a change requires of the caller: persisting the group's metadata record.
@@ -203,12 +205,14 @@ impl Group {
             sync_deadline: None,
             offsets: HashMap::new(),
             state_timestamp_ms: 0,
+            last_stored: None,
         }
     }
 
     /// Restores a group from its stored metadata: stable with its members (who keep
     /// heartbeating with their generation), or empty.
     pub fn restore(&mut self, stored: StoredGroup, now: Instant) {
+        self.last_stored = Some(stored.clone());
         self.generation = stored.generation;
         self.protocol_type = stored.protocol_type;
         self.protocol_name = stored.protocol_name;

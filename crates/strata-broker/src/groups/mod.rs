@@ -26,7 +26,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::broker::Broker;
 use crate::partition::Partition;
@@ -41,6 +41,8 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const TICK: Duration = Duration::from_millis(100);
 /// Group metrics are refreshed every this many ticks.
 const METRICS_EVERY: u32 = 20;
+/// Offsets partitions are considered for a checkpoint every this many ticks.
+const CHECKPOINT_EVERY: u32 = 50;
 
 /// The broker's group settings, by Kafka's names.
 #[derive(Debug, Clone)]
@@ -54,6 +56,10 @@ pub struct GroupSettings {
     pub offsets_retention: Duration,
     /// `offset.metadata.max.bytes`
     pub offset_metadata_max_bytes: usize,
+    /// Records an offsets partition may hold, beyond twice its live keys, before the
+    /// coordinator checkpoints it (Strata's stand-in for Kafka's log cleaner; not a Kafka
+    /// setting).
+    pub checkpoint_after_records: i64,
 }
 
 impl Default for GroupSettings {
@@ -68,6 +74,7 @@ impl Default for GroupSettings {
             },
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             offset_metadata_max_bytes: 4096,
+            checkpoint_after_records: 100_000,
         }
     }
 }
@@ -322,18 +329,22 @@ impl GroupCoordinator {
 
     /// Every loaded group with the partition its records go to.
     pub fn loaded(&self) -> Vec<(Arc<Partition>, Arc<tokio::sync::Mutex<Group>>)> {
+        self.loaded_by_partition()
+            .into_iter()
+            .flat_map(|(partition, groups)| groups.into_iter().map(move |g| (partition.clone(), g)))
+            .collect()
+    }
+
+    /// The loaded groups, by the offsets partition they live in.
+    pub fn loaded_by_partition(
+        &self,
+    ) -> Vec<(Arc<Partition>, Vec<Arc<tokio::sync::Mutex<Group>>>)> {
         self.lock()
             .values()
             .filter_map(|shard| {
                 let groups = shard.groups.as_ref()?;
-                Some(
-                    groups
-                        .values()
-                        .map(|g| (shard.partition.clone(), g.clone()))
-                        .collect::<Vec<_>>(),
-                )
+                Some((shard.partition.clone(), groups.values().cloned().collect()))
             })
-            .flatten()
             .collect()
     }
 
@@ -360,29 +371,31 @@ fn offsets_partitions(broker: &Broker) -> Option<i32> {
 pub async fn persist(
     broker: &Broker,
     partition: &Arc<Partition>,
-    group: &Group,
+    group: &mut Group,
     effects: Effects,
 ) -> Result<(), ResponseError> {
     if !effects.persist_metadata {
         return Ok(());
     }
-    let key = RecordKey::Group {
-        group: group.group_id.clone(),
-    };
-    store::append(
-        broker,
-        partition,
-        vec![(key.encode(), Some(encode_group(&group.stored())))],
-    )
-    .await
+    write_metadata(broker, partition, group, group.stored()).await
 }
 
 /// Writes a group's metadata as it will be once `assignments` are installed.
 pub async fn persist_assignments(
     broker: &Broker,
     partition: &Arc<Partition>,
-    group: &Group,
+    group: &mut Group,
     assignments: &HashMap<String, Bytes>,
+) -> Result<(), ResponseError> {
+    let stored = group.stored_with(assignments);
+    write_metadata(broker, partition, group, stored).await
+}
+
+async fn write_metadata(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+    group: &mut Group,
+    stored: group::StoredGroup,
 ) -> Result<(), ResponseError> {
     let key = RecordKey::Group {
         group: group.group_id.clone(),
@@ -390,12 +403,11 @@ pub async fn persist_assignments(
     store::append(
         broker,
         partition,
-        vec![(
-            key.encode(),
-            Some(encode_group(&group.stored_with(assignments))),
-        )],
+        vec![(key.encode(), Some(encode_group(&stored)))],
     )
-    .await
+    .await?;
+    group.last_stored = Some(stored);
+    Ok(())
 }
 
 /// Writes committed offsets (or, with `None`, their deletion).
@@ -462,6 +474,9 @@ pub fn spawn_ticker(broker: Arc<Broker>, shutdown: CancellationToken) -> JoinHan
             if round % METRICS_EVERY == 0 {
                 export_metrics(&broker).await;
             }
+            if round % CHECKPOINT_EVERY == 0 {
+                checkpoint_where_due(&broker).await;
+            }
         }
     })
 }
@@ -474,13 +489,91 @@ async fn tick_all(broker: &Arc<Broker>) {
         let now = Instant::now();
         let now_ms = broker.clock.now_ms();
         let effects = group.tick(&limits, now, now_ms);
-        if let Err(e) = persist(broker, &partition, &group, effects).await {
+        if let Err(e) = persist(broker, &partition, &mut group, effects).await {
             warn!(group = %group.group_id, error = ?e, "could not persist a group's state");
         }
         if group.state == GroupState::Empty {
             expire_offsets(broker, &partition, &mut group, retention, now_ms).await;
         }
     }
+}
+
+/// Checkpoints every loaded offsets partition whose records outnumber its live keys by
+/// more than `checkpoint_after_records`.
+async fn checkpoint_where_due(broker: &Arc<Broker>) {
+    for (partition, groups) in broker.groups.loaded_by_partition() {
+        let mut live = 0i64;
+        for group in &groups {
+            let group = group.lock().await;
+            live += i64::try_from(group.offsets.len()).unwrap_or(i64::MAX) + 1;
+        }
+        let offsets = partition.offsets();
+        let records = offsets.high_watermark - offsets.log_start_offset;
+        if records > broker.config.groups.checkpoint_after_records + 2 * live {
+            let span = info_span!(
+                "checkpoint_groups",
+                partition = partition.index,
+                records,
+                live
+            );
+            if let Err(e) = checkpoint(broker, &partition, &groups)
+                .instrument(span)
+                .await
+            {
+                warn!(partition = partition.index, error = %e, "could not checkpoint a consumer offsets partition");
+            }
+        }
+    }
+}
+
+/// Kafka compacts `__consumer_offsets` with its log cleaner; Strata's coordinator, which
+/// holds the partition's whole live state, compacts it by rewriting that state: it starts a
+/// new segment, appends every group's committed offsets and last metadata record there
+/// (under each group's lock, so nothing it writes meanwhile can be overtaken), and then
+/// deletes the segments before it. A crash in between leaves duplicates, never a gap.
+async fn checkpoint(
+    broker: &Arc<Broker>,
+    partition: &Arc<Partition>,
+    groups: &[Arc<tokio::sync::Mutex<Group>>],
+) -> Result<(), String> {
+    let start = partition
+        .roll(broker.clock.now_ms())
+        .map_err(|e| e.to_string())?;
+    for group in groups {
+        let group = group.lock().await;
+        let mut records: Vec<(Bytes, Option<Bytes>)> = group
+            .offsets
+            .iter()
+            .map(|((topic, index), offset)| {
+                let key = RecordKey::Offset {
+                    group: group.group_id.clone(),
+                    topic: topic.clone(),
+                    partition: *index,
+                };
+                (key.encode(), Some(encode_offset(offset)))
+            })
+            .collect();
+        if let Some(stored) = &group.last_stored {
+            let key = RecordKey::Group {
+                group: group.group_id.clone(),
+            };
+            records.push((key.encode(), Some(encode_group(stored))));
+        }
+        if records.is_empty() {
+            continue;
+        }
+        store::append(broker, partition, records)
+            .await
+            .map_err(|e| format!("writing the checkpoint: {e}"))?;
+    }
+    let deleted = partition
+        .delete_segments_below(start)
+        .map_err(|e| e.to_string())?;
+    info!(
+        partition = partition.index,
+        start, deleted, "checkpointed a consumer offsets partition"
+    );
+    Ok(())
 }
 
 /// Sets the group metrics from the groups loaded here: members per group and state, and

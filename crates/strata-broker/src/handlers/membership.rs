@@ -188,7 +188,7 @@ async fn sync_member(
                 .iter()
                 .map(|a| (a.member_id.to_string(), a.assignment.clone()))
                 .collect();
-            persist_assignments(broker, &coordinated.partition, &group, &assignments).await?;
+            persist_assignments(broker, &coordinated.partition, &mut group, &assignments).await?;
             group.complete_sync(assignments.clone(), broker.clock.now_ms());
             assignments.get(member_id).cloned().unwrap_or_default()
         }
@@ -252,7 +252,7 @@ pub async fn leave(ctx: &RequestContext<'_>, request: LeaveGroupRequest) -> Leav
             broker.clock.now_ms(),
         );
         let outcome = match outcome {
-            Ok(effects) => persist(broker, &coordinated.partition, &group, effects).await,
+            Ok(effects) => persist(broker, &coordinated.partition, &mut group, effects).await,
             Err(e) => Err(e),
         };
         let code = outcome.err().map_or(0, |e| {
