@@ -84,13 +84,16 @@ struct Shard {
     leader_epoch: i32,
     partition: Arc<Partition>,
     /// `None` while the partition is being replayed.
-    groups: Option<HashMap<String, Arc<tokio::sync::Mutex<Group>>>>,
+    groups: Option<HashMap<String, SharedGroup>>,
 }
+
+/// A group, shared between the requests and timers that change it.
+pub type SharedGroup = Arc<tokio::sync::Mutex<Group>>;
 
 /// A group this broker coordinates, with the partition its records go to.
 pub struct Coordinated {
     pub partition: Arc<Partition>,
-    pub group: Arc<tokio::sync::Mutex<Group>>,
+    pub group: SharedGroup,
 }
 
 /// Every group this broker coordinates.
@@ -328,7 +331,7 @@ impl GroupCoordinator {
     }
 
     /// Every loaded group with the partition its records go to.
-    pub fn loaded(&self) -> Vec<(Arc<Partition>, Arc<tokio::sync::Mutex<Group>>)> {
+    pub fn loaded(&self) -> Vec<(Arc<Partition>, SharedGroup)> {
         self.loaded_by_partition()
             .into_iter()
             .flat_map(|(partition, groups)| groups.into_iter().map(move |g| (partition.clone(), g)))
@@ -336,9 +339,7 @@ impl GroupCoordinator {
     }
 
     /// The loaded groups, by the offsets partition they live in.
-    pub fn loaded_by_partition(
-        &self,
-    ) -> Vec<(Arc<Partition>, Vec<Arc<tokio::sync::Mutex<Group>>>)> {
+    pub fn loaded_by_partition(&self) -> Vec<(Arc<Partition>, Vec<SharedGroup>)> {
         self.lock()
             .values()
             .filter_map(|shard| {
@@ -534,7 +535,7 @@ async fn checkpoint_where_due(broker: &Arc<Broker>) {
 async fn checkpoint(
     broker: &Arc<Broker>,
     partition: &Arc<Partition>,
-    groups: &[Arc<tokio::sync::Mutex<Group>>],
+    groups: &[SharedGroup],
 ) -> Result<(), String> {
     let start = partition
         .roll(broker.clock.now_ms())
