@@ -107,7 +107,7 @@ fn groups_command(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
 }
 
 #[test]
-fn the_groups_cli_lists_describes_and_resets_offsets() -> anyhow::Result<()> {
+fn the_groups_cli_lists_describes_resets_and_deletes() -> anyhow::Result<()> {
     use rdkafka::{Offset, TopicPartitionList};
     let broker = strata_e2e::InProcessBroker::start()?;
     let bootstrap = broker.bootstrap.as_str();
@@ -181,6 +181,26 @@ fn the_groups_cli_lists_describes_and_resets_offsets() -> anyhow::Result<()> {
     }
     drop(member);
     drop(committer);
+    // Once the member's session is over, the empty group can be deleted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out, err) = groups_command(&["delete", "--bootstrap", bootstrap, "cli-group"])?;
+        if ok {
+            assert!(out.contains("deleted"), "{out}");
+            break;
+        }
+        assert!(
+            err.to_lowercase().contains("empty"),
+            "refused as not empty: {err}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the group was never deletable: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (_, listed, _) = groups_command(&["list", "--bootstrap", bootstrap])?;
+    assert!(!listed.contains("cli-group"), "{listed}");
     broker.stop()
 }
 

@@ -43,6 +43,12 @@ pub enum GroupsCommand {
         bootstrap: String,
         group: String,
     },
+    /// Delete an empty group and its committed offsets.
+    Delete {
+        #[arg(long, value_name = "HOST:PORT")]
+        bootstrap: String,
+        group: String,
+    },
     /// Move a group's committed offsets on one topic (refused while it has active members).
     /// Prints the new offsets; commits them only with --execute.
     ResetOffsets {

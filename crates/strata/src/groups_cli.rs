@@ -1,4 +1,4 @@
-//! `strata groups list|describe|reset-offsets`: consumer groups seen and changed through the
+//! `strata groups list|describe|delete|reset-offsets`: consumer groups seen and changed through the
 //! Kafka protocol, like Kafka's `kafka-consumer-groups.sh`, against any Kafka-compatible
 //! cluster.
 
@@ -12,8 +12,8 @@ use kafka_protocol::messages::offset_commit_request::{
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    BrokerId, ConsumerProtocolAssignment, DescribeGroupsRequest, GroupId, ListGroupsRequest,
-    ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    BrokerId, ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
+    ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -28,6 +28,7 @@ pub fn run(command: GroupsCommand) -> anyhow::Result<()> {
     match command {
         GroupsCommand::List { bootstrap } => list(&bootstrap),
         GroupsCommand::Describe { bootstrap, group } => describe(&bootstrap, &group),
+        GroupsCommand::Delete { bootstrap, group } => delete(&bootstrap, &group),
         GroupsCommand::ResetOffsets {
             bootstrap,
             group,
@@ -235,6 +236,22 @@ fn describe(bootstrap: &str, group: &str) -> anyhow::Result<()> {
             client
         );
     }
+    Ok(())
+}
+
+fn delete(bootstrap: &str, group: &str) -> anyhow::Result<()> {
+    let mut cluster = Cluster::discover(bootstrap, Some(&[]))?;
+    let coordinator = cluster.coordinator(group)?;
+    let request = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(string(group))]);
+    let response = cluster.broker(coordinator)?.send(&request, 2)?;
+    let result = response
+        .results
+        .first()
+        .context("DeleteGroups answered nothing")?;
+    if let Some(error) = ResponseError::try_from_code(result.error_code) {
+        bail!("deleting group '{group}': {error}");
+    }
+    println!("group '{group}' deleted");
     Ok(())
 }
 

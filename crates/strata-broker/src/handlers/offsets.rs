@@ -83,9 +83,12 @@ async fn commit_offsets(
             .map(|(topic, partition, ..)| (topic.clone(), *partition, Some(error)))
             .collect::<Vec<_>>()
     };
-    let coordinated = match broker.groups.group(broker, &request.group_id, true) {
+    // Only a commit outside any generation (a simple consumer, an admin tool) starts a group;
+    // a member's commit names a group that must exist.
+    let simple = request.generation_id_or_member_epoch < 0;
+    let coordinated = match broker.groups.group(broker, &request.group_id, simple) {
         Ok(Some(c)) => c,
-        Ok(None) => return all_failed(ResponseError::CoordinatorNotAvailable),
+        Ok(None) => return all_failed(ResponseError::UnknownMemberId),
         Err(e) => return all_failed(e),
     };
     let mut group = coordinated.group.lock().await;
