@@ -939,6 +939,22 @@ impl Group {
         effects
     }
 
+    /// Kafka's `offsets.retention.minutes`: the offsets of a group that has been empty for
+    /// `retention` that were also committed at least that long ago.
+    pub fn expired_offsets(&self, retention: Duration, now_ms: i64) -> Vec<(String, i32)> {
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let empty_long_enough = self.state == GroupState::Empty
+            && now_ms.saturating_sub(self.state_timestamp_ms) >= retention_ms;
+        if !empty_long_enough {
+            return Vec::new();
+        }
+        self.offsets
+            .iter()
+            .filter(|(_, o)| now_ms.saturating_sub(o.commit_timestamp_ms) >= retention_ms)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// Whether the group holds anything worth keeping: members or offsets.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty() && self.offsets.is_empty() && self.pending.is_empty()
@@ -1181,6 +1197,35 @@ mod tests {
             now_response(group.join(request("", None, &["sticky"]), &LIMITS, now, 0)).error,
             Some(ResponseError::InconsistentGroupProtocol),
             "no protocol in common with the members"
+        );
+    }
+
+    #[test]
+    fn only_an_empty_groups_old_offsets_expire() {
+        let retention = Duration::from_secs(60);
+        let committed = |at: i64| CommittedOffset {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: at,
+        };
+        let mut group = Group::new("g");
+        group.offsets.insert(("old".into(), 0), committed(0));
+        group.offsets.insert(("new".into(), 0), committed(50_000));
+        group.state_timestamp_ms = 10_000;
+        assert!(
+            group.expired_offsets(retention, 65_000).is_empty(),
+            "not empty long enough"
+        );
+        assert_eq!(
+            group.expired_offsets(retention, 70_000),
+            [("old".to_string(), 0)]
+        );
+        let now = Instant::now();
+        drop(join_new(&mut group, &["range"], now));
+        assert!(
+            group.expired_offsets(retention, 1_000_000).is_empty(),
+            "a group with members keeps its offsets"
         );
     }
 

@@ -633,15 +633,10 @@ async fn expire_offsets(
     retention: Duration,
     now_ms: i64,
 ) {
-    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-    if now_ms.saturating_sub(group.state_timestamp_ms) < retention_ms {
-        return;
-    }
     let expired: Vec<((String, i32), Option<CommittedOffset>)> = group
-        .offsets
-        .iter()
-        .filter(|(_, o)| now_ms.saturating_sub(o.commit_timestamp_ms) >= retention_ms)
-        .map(|(key, _)| (key.clone(), None))
+        .expired_offsets(retention, now_ms)
+        .into_iter()
+        .map(|key| (key, None))
         .collect();
     if expired.is_empty() {
         return;
