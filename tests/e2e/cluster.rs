@@ -188,6 +188,27 @@ fn a_killed_broker_is_fenced_out_of_metadata_and_returns_when_restarted() -> any
     Ok(())
 }
 
+/// Three nodes started and registered; a node's slot is `None` while a test has it down.
+type Nodes = Vec<Option<BrokerProcess>>;
+
+fn running_cluster() -> anyhow::Result<([tempfile::TempDir; 3], String, Nodes)> {
+    let (dirs, quorum) = three_node_layout()?;
+    let nodes: Nodes = start_cluster(&dirs, &quorum)?
+        .into_iter()
+        .map(Some)
+        .collect();
+    assert_eq!(
+        brokers_listed_by(&bootstrap(&nodes, 0), &[1, 2, 3]),
+        [1, 2, 3]
+    );
+    Ok((dirs, quorum, nodes))
+}
+
+/// Node `i`'s Kafka address.
+fn bootstrap(nodes: &[Option<BrokerProcess>], i: usize) -> String {
+    nodes[i].as_ref().expect("running").bootstrap.clone()
+}
+
 /// Each partition's leader as `bootstrap`'s Metadata gives it, once it lists `partitions`
 /// partitions all with a leader (or what it last gave when time runs out).
 fn partition_leaders(bootstrap: &str, topic: &str, partitions: usize) -> Vec<i32> {
@@ -232,18 +253,7 @@ fn create_through(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str
 #[test]
 fn topics_are_placed_over_the_cluster_and_outlive_a_controller_crash_and_a_full_restart()
 -> anyhow::Result<()> {
-    let (dirs, quorum) = three_node_layout()?;
-    let mut nodes: Vec<Option<BrokerProcess>> = start_cluster(&dirs, &quorum)?
-        .into_iter()
-        .map(Some)
-        .collect();
-    let bootstrap = |nodes: &[Option<BrokerProcess>], i: usize| {
-        nodes[i].as_ref().expect("running").bootstrap.clone()
-    };
-    assert_eq!(
-        brokers_listed_by(&bootstrap(&nodes, 0), &[1, 2, 3]),
-        [1, 2, 3]
-    );
+    let (dirs, quorum, mut nodes) = running_cluster()?;
 
     // librdkafka's admin client creates a 6-partition topic through node 1; every node then
     // sees the same leaders, two per broker.
@@ -480,18 +490,7 @@ fn coordinator_of(bootstrap: &str, group: &str) -> (i16, i32) {
 
 #[test]
 fn a_group_keeps_its_offsets_when_its_coordinator_dies_and_returns() -> anyhow::Result<()> {
-    let (dirs, quorum) = three_node_layout()?;
-    let mut nodes: Vec<Option<BrokerProcess>> = start_cluster(&dirs, &quorum)?
-        .into_iter()
-        .map(Some)
-        .collect();
-    let bootstrap = |nodes: &[Option<BrokerProcess>], i: usize| {
-        nodes[i].as_ref().expect("running").bootstrap.clone()
-    };
-    assert_eq!(
-        brokers_listed_by(&bootstrap(&nodes, 0), &[1, 2, 3]),
-        [1, 2, 3]
-    );
+    let (dirs, quorum, mut nodes) = running_cluster()?;
     create_through(&bootstrap(&nodes, 0), "grouped", 3, &[]);
     produce_records(&bootstrap(&nodes, 0), "grouped", 3, 30, &[]);
     let member = group_member(&bootstrap(&nodes, 1), "survivors", "grouped");

@@ -739,6 +739,25 @@ impl Group {
         Some(topics)
     }
 
+    /// A request from a member of the current generation: checks it is one, and restarts its
+    /// session.
+    fn hear_from(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: Instant,
+    ) -> Result<(), ResponseError> {
+        if matches!(self.state, GroupState::Empty | GroupState::Dead) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        self.check_member(member_id, instance_id, generation)?;
+        if let Some(member) = self.members.get_mut(member_id) {
+            member.session_deadline = now + member.session_timeout;
+        }
+        Ok(())
+    }
+
     /// Handles a SyncGroup. The leader's assignments are returned for the caller to persist
     /// (then [`Group::complete_sync`]); a follower waits for them.
     pub fn sync(
@@ -748,13 +767,7 @@ impl Group {
         generation: i32,
         now: Instant,
     ) -> Result<SyncStep, ResponseError> {
-        if matches!(self.state, GroupState::Empty | GroupState::Dead) {
-            return Err(ResponseError::UnknownMemberId);
-        }
-        self.check_member(member_id, instance_id, generation)?;
-        if let Some(member) = self.members.get_mut(member_id) {
-            member.session_deadline = now + member.session_timeout;
-        }
+        self.hear_from(member_id, instance_id, generation, now)?;
         match self.state {
             GroupState::PreparingRebalance => Err(ResponseError::RebalanceInProgress),
             GroupState::Stable => Ok(SyncStep::Done(
@@ -815,13 +828,7 @@ impl Group {
         generation: i32,
         now: Instant,
     ) -> Result<(), ResponseError> {
-        if matches!(self.state, GroupState::Empty | GroupState::Dead) {
-            return Err(ResponseError::UnknownMemberId);
-        }
-        self.check_member(member_id, instance_id, generation)?;
-        if let Some(member) = self.members.get_mut(member_id) {
-            member.session_deadline = now + member.session_timeout;
-        }
+        self.hear_from(member_id, instance_id, generation, now)?;
         match self.state {
             GroupState::PreparingRebalance => Err(ResponseError::RebalanceInProgress),
             _ => Ok(()),
