@@ -212,6 +212,17 @@ def admin_lists_describes_alters_and_deletes_groups():
     check(group not in remaining, "delete_consumer_groups removes an empty group")
     again = _ADMIN.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0)])])[group].result(timeout=15)
     check(again.topic_partitions[0].offset < 0, "a deleted group's offsets are gone")
+    internal = _ADMIN.list_topics(timeout=10).topics["__consumer_offsets"]
+    check(len(internal.partitions) == 50, "__consumer_offsets has its 50 partitions")
+    for what, action in [
+        ("created", lambda: _ADMIN.create_topics([NewTopic("__consumer_offsets", 1, 1)])["__consumer_offsets"].result(timeout=15)),
+        ("deleted", lambda: _ADMIN.delete_topics(["__consumer_offsets"])["__consumer_offsets"].result(timeout=15)),
+    ]:
+        try:
+            action()
+            check(False, f"the internal topic cannot be {what}")
+        except KafkaException as e:
+            check(e.args[0].code() == KafkaError.INVALID_REQUEST, f"the internal topic cannot be {what} ({e.args[0].str()})")
 
 
 def main():

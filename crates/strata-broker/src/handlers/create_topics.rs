@@ -14,6 +14,7 @@ use tracing::warn;
 use super::{RequestContext, str_bytes};
 use crate::config_view::ConfigLayers;
 use crate::error::BrokerError;
+use crate::groups::OFFSETS_TOPIC;
 use crate::topic_admin::{NewTopic, create_topic};
 
 const API: &str = "create_topics";
@@ -64,6 +65,11 @@ async fn create(
     validate_only: bool,
 ) -> Result<CreatableTopicResult, BrokerError> {
     let broker = ctx.broker;
+    if topic.name.as_str() == OFFSETS_TOPIC {
+        return Err(BrokerError::InvalidRequest {
+            reason: format!("creation of the internal topic {OFFSETS_TOPIC} is prohibited"),
+        });
+    }
     let assignments = (!topic.assignments.is_empty()).then(|| {
         topic
             .assignments

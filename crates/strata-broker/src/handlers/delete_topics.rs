@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::{RequestContext, str_bytes};
 use crate::error::BrokerError;
+use crate::groups::OFFSETS_TOPIC;
 use crate::topic_admin::delete_topic;
 
 const API: &str = "delete_topics";
@@ -40,6 +41,10 @@ pub async fn handle(
         let outcome = match found {
             None if name.is_none() => Err(BrokerError::UnknownTopicId),
             None => Err(BrokerError::UnknownTopicOrPartition),
+            // Kafka refuses too: the groups' state lives there.
+            Some((name, _)) if name.as_str() == OFFSETS_TOPIC => Err(BrokerError::InvalidRequest {
+                reason: format!("deletion of the internal topic {OFFSETS_TOPIC} is prohibited"),
+            }),
             Some((name, id)) => delete_topic(ctx.broker, id).await.map(|()| (name, id)),
         };
         results.push(match outcome {

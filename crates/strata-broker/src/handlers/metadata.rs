@@ -80,11 +80,24 @@ async fn by_name(
             ResponseError::UnknownTopicOrPartition,
         );
     }
-    let new = NewTopic {
-        name: name.to_string(),
-        ..NewTopic::default()
+    let created = if name.as_str() == crate::groups::OFFSETS_TOPIC {
+        // Created with its own settings, as the coordinator would.
+        broker
+            .groups
+            .ensure_partition_for(broker, "")
+            .await
+            .map(drop)
+            .map_err(|e| BrokerError::InvalidRequest {
+                reason: e.to_string(),
+            })
+    } else {
+        let new = NewTopic {
+            name: name.to_string(),
+            ..NewTopic::default()
+        };
+        create_topic(broker, new, false).await.map(drop)
     };
-    match create_topic(broker, new, false).await {
+    match created {
         // Also when another request created it first.
         Ok(_) | Err(BrokerError::Metadata(MetaError::TopicAlreadyExists { .. })) => lookup()
             .unwrap_or_else(|| {
