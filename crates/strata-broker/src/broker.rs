@@ -55,8 +55,12 @@ impl Broker {
         producer_ids: ProducerIds,
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Self>, BrokerTasks), BrokerError> {
-        let object_store = crate::object_store_url::open(&config.object_store_url)
-            .map_err(|e| BrokerError::ObjectStoreUrl(Arc::new(e)))?;
+        let object_store = strata_objects::open(
+            &config.object_store_url,
+            strata_objects::StoreSettings::default(),
+            metrics.object_store.clone(),
+        )
+        .map_err(|e| BrokerError::ObjectStoreUrl(Arc::new(e)))?;
         let data_dir = config.data_dir.clone();
         let node_id = config.node_id;
         let (node, topics) = tokio::task::spawn_blocking(move || {

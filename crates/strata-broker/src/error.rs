@@ -44,7 +44,7 @@ pub enum BrokerError {
     #[error("leader epoch {requested} is older than the partition's epoch {current}")]
     FencedLeaderEpoch { requested: i32, current: i32 },
     #[error(transparent)]
-    ObjectStoreUrl(Arc<crate::object_store_url::ObjectStoreUrlError>),
+    ObjectStoreUrl(Arc<strata_objects::ObjectStoreUrlError>),
     #[error("the broker is shutting down")]
     ShuttingDown,
     #[error("this broker does not lead the partition; refresh metadata to find its leader")]

@@ -20,7 +20,6 @@ mod legacy_topics;
 mod liveness;
 pub mod metrics;
 pub mod node_meta;
-pub mod object_store_url;
 pub mod partition;
 pub mod producer_ids;
 pub mod producer_state;

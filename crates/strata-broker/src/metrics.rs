@@ -95,6 +95,7 @@ pub struct Metrics {
     pub retention_deleted_segments: Counter,
     pub quorum: QuorumMetrics,
     pub groups: GroupMetrics,
+    pub object_store: strata_objects::ObjectStoreMetrics,
 }
 
 /// The metadata quorum as this node sees it.
@@ -239,10 +240,13 @@ impl Metrics {
         quorum.register(&mut registry);
         let groups = GroupMetrics::default();
         groups.register(&mut registry);
+        let object_store = strata_objects::ObjectStoreMetrics::default();
+        object_store.register(&mut registry);
         Self {
             registry,
             quorum,
             groups,
+            object_store,
             requests,
             request_errors,
             request_duration,

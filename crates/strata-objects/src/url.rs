@@ -1,5 +1,5 @@
-//! Opens the object store named by `--object-store`. This is the only module that names
-//! concrete backends; everything else receives an `Arc<dyn ObjectStore>`.
+//! The backend named by `--object-store`. This is the only module that names concrete
+//! backends; everything else receives an `Arc<dyn ObjectStore>`.
 //!
 //! - `file:///abs/path`: a local directory (created if missing), the embedded default.
 //! - `memory://`: in memory, for tests.
@@ -24,8 +24,9 @@ pub enum ObjectStoreUrlError {
     Invalid { url: String, reason: String },
 }
 
-/// Opens the store for `url`; the store is rooted at the URL's path or prefix.
-pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>, ObjectStoreUrlError> {
+/// Opens the bare backend for `url`, rooted at the URL's path or prefix (see
+/// [`crate::open`] for the store with its layers).
+pub fn open_backend(url: &str) -> Result<Arc<dyn ObjectStore>, ObjectStoreUrlError> {
     let invalid = |reason: String| ObjectStoreUrlError::Invalid {
         url: url.to_string(),
         reason,
@@ -48,8 +49,14 @@ pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>, ObjectStoreUrlError> {
         if bucket.is_empty() {
             return Err(invalid("s3:// needs a bucket (s3://bucket/prefix)".into()));
         }
+        // Retries happen once, in the Retries layer, for every backend alike.
+        let no_retries = object_store::RetryConfig {
+            max_retries: 0,
+            ..Default::default()
+        };
         let store = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
+            .with_retry(no_retries)
             .build()
             .map_err(|e| invalid(e.to_string()))?;
         let prefix = prefix.trim_matches('/');
@@ -72,20 +79,20 @@ mod tests {
     fn file_memory_and_s3_urls_open_and_others_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let objects = dir.path().join("objects");
-        open(&format!("file://{}", objects.display())).expect("file store");
+        open_backend(&format!("file://{}", objects.display())).expect("file store");
         assert!(objects.is_dir(), "the directory is created");
-        open("memory://").expect("memory store");
-        open("s3://bucket/some/prefix").expect("s3 store builds without contacting S3");
+        open_backend("memory://").expect("memory store");
+        open_backend("s3://bucket/some/prefix").expect("s3 store builds without contacting S3");
         assert!(matches!(
-            open("ftp://x"),
+            open_backend("ftp://x"),
             Err(ObjectStoreUrlError::UnknownScheme { .. })
         ));
         assert!(matches!(
-            open("file://relative"),
+            open_backend("file://relative"),
             Err(ObjectStoreUrlError::Invalid { .. })
         ));
         assert!(matches!(
-            open("s3:///nobucket"),
+            open_backend("s3:///nobucket"),
             Err(ObjectStoreUrlError::Invalid { .. })
         ));
     }
