@@ -4,8 +4,9 @@
 //! - `file:///abs/path`: a local directory (created if missing), the embedded default.
 //! - `memory://`: in memory, for tests.
 //! - `s3://bucket/prefix`: S3 or an S3-compatible server; credentials, region and endpoint
-//!   come from the standard `AWS_*` variables (`AWS_ENDPOINT`, `AWS_ALLOW_HTTP` for MinIO and
-//!   LocalStack).
+//!   come from the standard `AWS_*` variables, and the URL may set the rest for MinIO and
+//!   LocalStack: `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true`
+//!   (an `http://` endpoint allows plain HTTP).
 
 use std::sync::Arc;
 
@@ -45,7 +46,8 @@ pub fn open_backend(url: &str) -> Result<Arc<dyn ObjectStore>, ObjectStoreUrlErr
         return Ok(Arc::new(InMemory::new()));
     }
     if let Some(rest) = url.strip_prefix("s3://") {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
         if bucket.is_empty() {
             return Err(invalid("s3:// needs a bucket (s3://bucket/prefix)".into()));
         }
@@ -54,11 +56,35 @@ pub fn open_backend(url: &str) -> Result<Arc<dyn ObjectStore>, ObjectStoreUrlErr
             max_retries: 0,
             ..Default::default()
         };
-        let store = AmazonS3Builder::from_env()
+        let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
-            .with_retry(no_retries)
-            .build()
-            .map_err(|e| invalid(e.to_string()))?;
+            .with_retry(no_retries);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| invalid(format!("'{pair}' is not key=value")))?;
+            builder = match key {
+                "endpoint" => builder
+                    .with_allow_http(value.starts_with("http://"))
+                    .with_endpoint(value),
+                "region" => builder.with_region(value),
+                "path_style" => match value {
+                    "true" => builder.with_virtual_hosted_style_request(false),
+                    "false" => builder.with_virtual_hosted_style_request(true),
+                    _ => {
+                        return Err(invalid(format!(
+                            "path_style must be true or false, not '{value}'"
+                        )));
+                    }
+                },
+                _ => {
+                    return Err(invalid(format!(
+                        "unknown option '{key}' (endpoint, region and path_style are known)"
+                    )));
+                }
+            };
+        }
+        let store = builder.build().map_err(|e| invalid(e.to_string()))?;
         let prefix = prefix.trim_matches('/');
         return Ok(if prefix.is_empty() {
             Arc::new(store)
@@ -83,6 +109,18 @@ mod tests {
         assert!(objects.is_dir(), "the directory is created");
         open_backend("memory://").expect("memory store");
         open_backend("s3://bucket/some/prefix").expect("s3 store builds without contacting S3");
+        open_backend(
+            "s3://bucket/p?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true",
+        )
+        .expect("a MinIO-style store");
+        assert!(matches!(
+            open_backend("s3://bucket/p?colour=blue"),
+            Err(ObjectStoreUrlError::Invalid { .. })
+        ));
+        assert!(matches!(
+            open_backend("s3://bucket/p?path_style=maybe"),
+            Err(ObjectStoreUrlError::Invalid { .. })
+        ));
         assert!(matches!(
             open_backend("ftp://x"),
             Err(ObjectStoreUrlError::UnknownScheme { .. })
