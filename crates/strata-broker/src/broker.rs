@@ -27,7 +27,8 @@ pub struct Broker {
     pub clock: Arc<dyn Clock>,
     /// Where clients are told to connect.
     pub advertised: (String, u16),
-    /// Where sealed segments will be tiered to (opened and checked at startup).
+    /// Where sealed segments will be tiered to (opened at startup, not contacted until the
+    /// uploader writes to it).
     pub object_store: Arc<dyn object_store::ObjectStore>,
     /// This node's replica of the cluster metadata.
     pub metadata: MetadataView,
