@@ -138,6 +138,16 @@ impl Member {
             .unwrap_or_default()
     }
 
+    /// Answers the member's parked JoinGroup or SyncGroup with `error`.
+    fn dismiss(&mut self, error: ResponseError) {
+        if let Some(waiter) = self.join_waiter.take() {
+            let _ = waiter.send(JoinResponse::error_for(error, &self.member_id));
+        }
+        if let Some(waiter) = self.sync_waiter.take() {
+            let _ = waiter.send(Err(error));
+        }
+    }
+
     /// A member waiting for a join or sync is not expired: it is blocked on us.
     fn is_awaiting(&self) -> bool {
         self.join_waiter.is_some() || self.sync_waiter.is_some()
@@ -416,15 +426,7 @@ impl Group {
                 &new_id,
             ));
         };
-        if let Some(waiter) = member.join_waiter.take() {
-            let _ = waiter.send(JoinResponse::error_for(
-                ResponseError::FencedInstanceId,
-                old_id,
-            ));
-        }
-        if let Some(waiter) = member.sync_waiter.take() {
-            let _ = waiter.send(Err(ResponseError::FencedInstanceId));
-        }
+        member.dismiss(ResponseError::FencedInstanceId);
         let unchanged = member.protocols == request.protocols;
         member.member_id = new_id.clone();
         member.client_id = request.client_id.clone();
@@ -890,15 +892,7 @@ impl Group {
             if let Some(instance) = &member.instance_id {
                 self.static_members.remove(instance);
             }
-            if let Some(waiter) = member.join_waiter.take() {
-                let _ = waiter.send(JoinResponse::error_for(
-                    ResponseError::UnknownMemberId,
-                    member_id,
-                ));
-            }
-            if let Some(waiter) = member.sync_waiter.take() {
-                let _ = waiter.send(Err(ResponseError::UnknownMemberId));
-            }
+            member.dismiss(ResponseError::UnknownMemberId);
         }
         if self.leader.as_deref() == Some(member_id) {
             self.leader = None;
