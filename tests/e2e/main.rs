@@ -8,6 +8,7 @@ mod crash;
 mod group_versions;
 mod groups;
 mod hostile;
+mod object_store;
 mod produce_fetch;
 mod raw;
 mod run_contract;

@@ -68,6 +68,16 @@ pub fn open_backend(url: &str) -> Result<Arc<dyn ObjectStore>, ObjectStoreUrlErr
                     .with_allow_http(value.starts_with("http://"))
                     .with_endpoint(value),
                 "region" => builder.with_region(value),
+                // Unsigned requests: public buckets and local test servers.
+                "skip_signature" => match value {
+                    "true" => builder.with_skip_signature(true),
+                    "false" => builder,
+                    _ => {
+                        return Err(invalid(format!(
+                            "skip_signature must be true or false, not '{value}'"
+                        )));
+                    }
+                },
                 "path_style" => match value {
                     "true" => builder.with_virtual_hosted_style_request(false),
                     "false" => builder.with_virtual_hosted_style_request(true),
@@ -79,7 +89,7 @@ pub fn open_backend(url: &str) -> Result<Arc<dyn ObjectStore>, ObjectStoreUrlErr
                 },
                 _ => {
                     return Err(invalid(format!(
-                        "unknown option '{key}' (endpoint, region and path_style are known)"
+                        "unknown option '{key}' (endpoint, region, path_style and skip_signature are known)"
                     )));
                 }
             };

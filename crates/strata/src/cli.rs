@@ -27,6 +27,12 @@ pub enum Command {
     /// List, describe and reset consumer groups through any Kafka-compatible broker.
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// Check an object store URL before pointing brokers at it: writes, reads (whole and a
+    /// range), lists and deletes one probe object, and prints what each took.
+    CheckObjectStore {
+        /// The URL as `--object-store` takes it (credentials from the usual AWS variables).
+        url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! `strata`: the Strata broker binary.
 
+mod check_object_store;
 mod cli;
 mod groups_cli;
 mod kafka_client;
@@ -22,6 +23,7 @@ fn main() -> anyhow::Result<()> {
         }
         cli::Command::Quorum(command) => quorum::run(command),
         cli::Command::Groups(command) => groups_cli::run(command),
+        cli::Command::CheckObjectStore { url } => check_object_store::run(&url),
     }
 }
 

@@ -1,0 +1,121 @@
+//! The object store layer, through `strata check-object-store`, against the local defaults
+//! and a real S3-compatible server (moto, installed into the test venv by
+//! scripts/install-test-deps.sh and started here on a loopback port).
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::clients;
+
+/// A moto S3 server on a free loopback port, stopped (by PID) when dropped.
+struct S3Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http(address: &str, request: &str) -> std::io::Result<String> {
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+/// Starts moto and creates `bucket`; `None` when moto is not installed (and not required).
+fn s3_server(bucket: &str) -> Option<S3Server> {
+    let python = clients::confluent_python("moto S3 server")?;
+    let moto = std::path::Path::new(&python).with_file_name("moto_server");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new(moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server starts");
+    let address = format!("127.0.0.1:{port}");
+    let server = S3Server {
+        child,
+        endpoint: format!("http://{address}"),
+    };
+    let create = format!(
+        "PUT /{bucket} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match http(&address, &create) {
+            Ok(response) if response.starts_with("HTTP/1.1 200") => return Some(server),
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "moto never created the bucket: {other:?}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// Runs `strata check-object-store URL` with `env`; answers (success, output).
+fn check_store(url: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let output = Command::new(strata_e2e::strata_bin().expect("strata binary"))
+        .args(["check-object-store", url])
+        .envs(env.iter().copied())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn the_object_store_layer_works_against_an_s3_server_and_the_local_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for url in [
+        format!("file://{}", dir.path().display()),
+        "memory://".to_string(),
+    ] {
+        let (ok, output) = check_store(&url, &[]);
+        assert!(
+            ok && output.contains("the object store works"),
+            "{url}: {output}"
+        );
+    }
+    let Some(server) = s3_server("strata") else {
+        return;
+    };
+    // moto takes any signed request; the credentials come from the usual AWS variables.
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", "strata"),
+        ("AWS_SECRET_ACCESS_KEY", "strata"),
+    ];
+    let url = format!(
+        "s3://strata/cluster?endpoint={}&region=us-east-1&path_style=true",
+        server.endpoint
+    );
+    let (ok, output) = check_store(&url, &credentials);
+    assert!(ok && output.contains("the object store works"), "{output}");
+    let missing = format!(
+        "s3://no-such-bucket/x?endpoint={}&region=us-east-1&path_style=true",
+        server.endpoint
+    );
+    let (ok, output) = check_store(&missing, &credentials);
+    assert!(
+        !ok && output.contains("writing the probe"),
+        "a missing bucket fails: {output}"
+    );
+}
