@@ -13,6 +13,7 @@ mod produce_fetch;
 mod raw;
 mod run_contract;
 mod telemetry;
+mod tiering;
 mod upgrade;
 mod versions;
 

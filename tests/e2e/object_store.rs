@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use crate::clients;
 
 /// A moto S3 server on a free loopback port, stopped (by PID) when dropped.
-struct S3Server {
+pub(crate) struct S3Server {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Drop for S3Server {
@@ -30,7 +30,7 @@ fn http(address: &str, request: &str) -> std::io::Result<String> {
 }
 
 /// Starts moto and creates `bucket`; `None` when moto is not installed (and not required).
-fn s3_server(bucket: &str) -> Option<S3Server> {
+pub(crate) fn s3_server(bucket: &str) -> Option<S3Server> {
     let python = clients::confluent_python("moto S3 server")?;
     let moto = std::path::Path::new(&python).with_file_name("moto_server");
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -17,10 +17,10 @@ use crate::{admin, client_runtime, consumer, create_topic, producer};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Sent {
-    key: Vec<u8>,
-    value: Vec<u8>,
-    header: Vec<u8>,
-    timestamp: i64,
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Vec<u8>,
+    pub(crate) header: Vec<u8>,
+    pub(crate) timestamp: i64,
 }
 
 /// Produces `count` records round-robin over `partitions`; returns what landed where.

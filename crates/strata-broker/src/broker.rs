@@ -15,6 +15,8 @@ use crate::metrics::Metrics;
 use crate::node_meta::NodeMeta;
 use crate::partition::Partition;
 use crate::producer_ids::ProducerIds;
+use crate::tiering::block_cache::BlockCache;
+use crate::tiering::remote_read::RemoteReader;
 use crate::topics::TopicRegistry;
 
 /// Everything a request handler needs.
@@ -27,9 +29,11 @@ pub struct Broker {
     pub clock: Arc<dyn Clock>,
     /// Where clients are told to connect.
     pub advertised: (String, u16),
-    /// Where sealed segments will be tiered to (opened at startup, not contacted until the
-    /// uploader writes to it).
+    /// Where sealed segments are tiered to (opened at startup, not contacted until the
+    /// uploader writes to it or a fetch reads below the local log).
     pub object_store: Arc<dyn object_store::ObjectStore>,
+    /// Reads of tiered segments, through the block cache.
+    pub remote: RemoteReader,
     /// This node's replica of the cluster metadata.
     pub metadata: MetadataView,
     pub producer_ids: ProducerIds,
@@ -44,6 +48,8 @@ pub struct BrokerTasks {
     group_commit: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
     retention: (CancellationToken, tokio::task::JoinHandle<()>),
     group_ticker: (CancellationToken, tokio::task::JoinHandle<()>),
+    uploader: (CancellationToken, tokio::task::JoinHandle<()>),
+    broker: Arc<Broker>,
 }
 
 impl Broker {
@@ -73,6 +79,18 @@ impl Broker {
         .await
         .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
         info!(cluster_id = node.cluster_id(), "data directory opened");
+        let blocks = BlockCache::open(
+            object_store.clone(),
+            &config.data_dir.join("cache").join("tiered"),
+            &config.tiering,
+            metrics.tiering.clone(),
+        )
+        .await?;
+        let remote = RemoteReader::new(
+            Arc::new(blocks),
+            config.tiering.readahead_blocks,
+            metrics.tiering.clone(),
+        );
 
         let group_commit = (config.durability == Durability::Fsync).then(|| {
             let cancel = CancellationToken::new();
@@ -91,6 +109,7 @@ impl Broker {
             clock: Arc::new(SystemClock),
             advertised,
             object_store,
+            remote,
             metadata,
             producer_ids,
             groups: GroupCoordinator::default(),
@@ -100,12 +119,16 @@ impl Broker {
         let retention_task = tokio::spawn(retention_loop(broker.clone(), retention_cancel.clone()));
         let ticker_cancel = CancellationToken::new();
         let ticker = crate::groups::spawn_ticker(broker.clone(), ticker_cancel.clone());
+        let uploader_cancel = CancellationToken::new();
+        let uploader = crate::tiering::uploader::spawn(broker.clone(), uploader_cancel.clone());
         Ok((
-            broker,
+            broker.clone(),
             BrokerTasks {
                 group_commit: group_commit_task,
                 retention: (retention_cancel, retention_task),
                 group_ticker: (ticker_cancel, ticker),
+                uploader: (uploader_cancel, uploader),
+                broker,
             },
         ))
     }
@@ -133,6 +156,9 @@ impl Broker {
 impl BrokerTasks {
     /// Stops the background tasks. Call after client connections have drained.
     pub async fn shutdown(self) {
+        let (cancel, task) = self.uploader;
+        cancel.cancel();
+        let _ = task.await;
         let (cancel, task) = self.group_ticker;
         cancel.cancel();
         let _ = task.await;
@@ -143,6 +169,7 @@ impl BrokerTasks {
             cancel.cancel();
             let _ = task.await;
         }
+        self.broker.remote.blocks().close().await;
     }
 }
 

@@ -116,6 +116,34 @@ impl TopicConfig {
     pub fn retention_bytes(&self) -> Option<i64> {
         Some(self.long("retention.bytes")).filter(|v| *v >= 0 && self.deletes())
     }
+    /// Whether sealed data goes to the object store: `remote.storage.enable`, on a topic that
+    /// is not compacted (compaction rewrites segments, which tiering cannot follow; Kafka
+    /// refuses the combination too).
+    pub fn tiered(&self) -> bool {
+        self.get("remote.storage.enable") == Some("true")
+            && self
+                .get("cleanup.policy")
+                .is_some_and(|policy| !policy.contains("compact"))
+    }
+    /// How long a tiered topic's data stays on local disk too: `local.retention.ms`, where -2
+    /// means "as `retention.ms`". An untiered topic keeps it by `retention.ms`.
+    pub fn local_retention_ms(&self) -> Option<i64> {
+        self.local_limit("local.retention.ms", self.retention_ms())
+    }
+    /// `local.retention.bytes`, as [`Self::local_retention_ms`].
+    pub fn local_retention_bytes(&self) -> Option<i64> {
+        self.local_limit("local.retention.bytes", self.retention_bytes())
+    }
+    fn local_limit(&self, name: &str, whole_log: Option<i64>) -> Option<i64> {
+        if !self.tiered() {
+            return whole_log;
+        }
+        match self.long(name) {
+            -2 => whole_log,
+            local if local < 0 => whole_log,
+            local => Some(whole_log.map_or(local, |whole| whole.min(local))),
+        }
+    }
     pub fn max_message_bytes(&self) -> usize {
         self.long("max.message.bytes").max(0) as usize
     }
@@ -167,6 +195,8 @@ pub struct BrokerConfig {
     pub rack: Option<String>,
     /// Consumer group and committed-offset settings.
     pub groups: crate::groups::GroupSettings,
+    /// Uploads to and reads from the object store.
+    pub tiering: crate::tiering::TieringSettings,
 }
 
 impl BrokerConfig {
@@ -190,6 +220,7 @@ impl BrokerConfig {
             roles: Roles::BOTH,
             rack: None,
             groups: crate::groups::GroupSettings::default(),
+            tiering: crate::tiering::TieringSettings::default(),
         }
     }
 
@@ -288,6 +319,22 @@ impl BrokerConfig {
                 };
                 let ms = if n < 0 { -1 } else { n.saturating_mul(unit) };
                 self.set_topic_default(target, &ms.to_string())?;
+            }
+            _ if name == "remote.log.manager.task.interval.ms"
+                || name.starts_with("strata.tiering.") =>
+            {
+                let number: u64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("must be a whole number"))?;
+                match self.tiering.apply(name, number) {
+                    Some(result) => result.map_err(|reason| invalid(&reason))?,
+                    None => {
+                        return Err(ConfigError::Unknown {
+                            name: name.to_string(),
+                        });
+                    }
+                }
             }
             _ => {
                 let def = TOPIC_CONFIGS

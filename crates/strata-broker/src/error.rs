@@ -45,6 +45,9 @@ pub enum BrokerError {
     FencedLeaderEpoch { requested: i32, current: i32 },
     #[error(transparent)]
     ObjectStoreUrl(Arc<strata_objects::ObjectStoreUrlError>),
+    /// The object store failed a read, or holds something other than the manifest says.
+    #[error("tiered storage: {0}")]
+    RemoteStorage(String),
     #[error("the broker is shutting down")]
     ShuttingDown,
     #[error("this broker does not lead the partition; refresh metadata to find its leader")]
@@ -101,7 +104,7 @@ impl BrokerError {
             Self::InvalidRequiredAcks { .. } => ResponseError::InvalidRequiredAcks,
             Self::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
             Self::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
-            Self::ObjectStoreUrl(_) => ResponseError::KafkaStorageError,
+            Self::ObjectStoreUrl(_) | Self::RemoteStorage(_) => ResponseError::KafkaStorageError,
             Self::ShuttingDown | Self::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
             Self::InvalidRequest { .. } => ResponseError::InvalidRequest,
             Self::Setup(_) => ResponseError::UnknownServerError,

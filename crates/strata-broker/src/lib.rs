@@ -25,6 +25,7 @@ pub mod producer_ids;
 pub mod producer_state;
 pub mod reconciler;
 pub mod server;
+pub mod tiering;
 pub mod topic_admin;
 pub mod topics;
 

@@ -96,6 +96,7 @@ pub struct Metrics {
     pub quorum: QuorumMetrics,
     pub groups: GroupMetrics,
     pub object_store: strata_objects::ObjectStoreMetrics,
+    pub tiering: crate::tiering::TieringMetrics,
 }
 
 /// The metadata quorum as this node sees it.
@@ -242,7 +243,10 @@ impl Metrics {
         groups.register(&mut registry);
         let object_store = strata_objects::ObjectStoreMetrics::default();
         object_store.register(&mut registry);
+        let tiering = crate::tiering::TieringMetrics::default();
+        tiering.register(&mut registry);
         Self {
+            tiering,
             registry,
             quorum,
             groups,

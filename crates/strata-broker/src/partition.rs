@@ -35,8 +35,18 @@ pub struct AppendOutcome {
 /// Offsets of the log at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogOffsets {
+    /// The first offset of the whole log, in either tier.
     pub log_start_offset: i64,
+    /// The first offset on local disk (Kafka's "local log start offset").
+    pub local_log_start_offset: i64,
     pub high_watermark: i64,
+}
+
+/// The offsets `start..end` of a partition that the manifest places in the object store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TieredRange {
+    pub start: i64,
+    pub end: i64,
 }
 
 struct PartitionState {
@@ -44,6 +54,39 @@ struct PartitionState {
     producers: ProducerStates,
     /// The epoch this broker leads the partition under; `None` while it does not lead it.
     leader_epoch: Option<i32>,
+    /// Whether sealed data goes to the object store (`remote.storage.enable` on a topic that
+    /// is not compacted); local segments are then deleted only once committed there.
+    tiered: bool,
+    /// What the manifest holds of this partition.
+    remote: Option<TieredRange>,
+}
+
+impl PartitionState {
+    /// The end of what local retention may delete: everything, unless the log is tiered,
+    /// when only what the manifest holds.
+    fn deletable_end(&self) -> i64 {
+        match (self.tiered, self.remote) {
+            (false, _) => i64::MAX,
+            (true, Some(remote)) => remote.end,
+            (true, None) => i64::MIN,
+        }
+    }
+
+    fn offsets(&self) -> LogOffsets {
+        let local_log_start_offset = self.log.log_start_offset();
+        let log_start_offset = match self.remote {
+            // The tiers meet (or overlap): the log starts where the tiered part does.
+            Some(remote) if remote.end >= local_log_start_offset => {
+                remote.start.min(local_log_start_offset)
+            }
+            _ => local_log_start_offset,
+        };
+        LogOffsets {
+            log_start_offset,
+            local_log_start_offset,
+            high_watermark: self.log.log_end_offset(),
+        }
+    }
 }
 
 /// A partition of a topic hosted by this broker.
@@ -63,13 +106,14 @@ impl std::fmt::Debug for Partition {
     }
 }
 
-/// The log settings a topic's configuration implies.
+/// The local log settings a topic's configuration implies: a tiered topic keeps its local
+/// copy by `local.retention.*`, the rest of the log by `retention.*`.
 pub fn log_config(config: &TopicConfig) -> LogConfig {
     LogConfig {
         segment_bytes: config.segment_bytes(),
         segment_ms: config.segment_ms(),
-        retention_ms: config.retention_ms(),
-        retention_bytes: config.retention_bytes(),
+        retention_ms: config.local_retention_ms(),
+        retention_bytes: config.local_retention_bytes(),
         index_interval_bytes: config.index_interval_bytes(),
     }
 }
@@ -108,6 +152,8 @@ impl Partition {
                 log,
                 producers,
                 leader_epoch: None,
+                tiered: config.tiered(),
+                remote: None,
             }),
             high_watermark,
         })
@@ -189,15 +235,63 @@ impl Partition {
 
     /// Applies a changed topic configuration to the log.
     pub fn set_config(&self, config: &TopicConfig) {
-        self.lock().log.set_config(log_config(config));
+        let mut state = self.lock();
+        state.log.set_config(log_config(config));
+        state.tiered = config.tiered();
+    }
+
+    /// Takes what the manifest now holds of this partition. A local log that ends before the
+    /// tiered part does (its disk was lost or replaced) skips ahead to the tiered end, so new
+    /// appends continue after the stored offsets instead of reusing them.
+    pub fn set_remote(&self, remote: Option<TieredRange>, now_ms: i64) -> Result<(), BrokerError> {
+        let mut state = self.lock();
+        state.remote = remote;
+        if let Some(remote) = remote
+            && state.log.skip_to(remote.end, now_ms)?
+        {
+            let end = state.log.log_end_offset();
+            drop(state);
+            self.high_watermark.send_replace(end);
+        }
+        Ok(())
+    }
+
+    /// What the manifest holds of this partition, and whether it is tiered at all.
+    pub fn remote(&self) -> (bool, Option<TieredRange>) {
+        let state = self.lock();
+        (state.tiered, state.remote)
     }
 
     pub fn offsets(&self) -> LogOffsets {
-        let state = self.lock();
-        LogOffsets {
-            log_start_offset: state.log.log_start_offset(),
-            high_watermark: state.log.log_end_offset(),
+        self.lock().offsets()
+    }
+
+    /// The sealed local data from `from_offset` on (see [`PartitionLog::sealed_range`]).
+    pub fn sealed_range(
+        &self,
+        from_offset: i64,
+        max_bytes: u64,
+    ) -> Result<Option<strata_log::SealedRange>, BrokerError> {
+        Ok(self.lock().log.sealed_range(from_offset, max_bytes)?)
+    }
+
+    /// The local bytes from `offset` on and the creation time of the oldest segment holding
+    /// them (see [`PartitionLog::pending_from`]).
+    pub fn pending_from(&self, offset: i64) -> (u64, Option<i64>) {
+        self.lock().log.pending_from(offset)
+    }
+
+    /// Rolls the active segment if it holds data appended at or before `before_ms` (by its
+    /// creation time): a quiet partition's data then becomes sealed and can be uploaded.
+    pub fn roll_if_older(&self, before_ms: i64, now_ms: i64) -> Result<bool, BrokerError> {
+        let mut state = self.lock();
+        let log = &mut state.log;
+        let holds_data = log.log_end_offset() > log.active_base_offset();
+        if holds_data && log.active_created_ms() <= before_ms {
+            log.roll(now_ms)?;
+            return Ok(true);
         }
+        Ok(false)
     }
 
     /// The first offset whose timestamp is at least `timestamp`, with that timestamp.
@@ -221,9 +315,15 @@ impl Partition {
         Ok(handle.sync()?)
     }
 
-    /// Applies retention and time-based rolls; returns how many segments were deleted.
+    /// Applies local retention and time-based rolls; returns how many segments were
+    /// deleted. A tiered log deletes only what the manifest holds.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, BrokerError> {
-        Ok(self.lock().log.enforce_retention(now_ms)?.deleted_segments)
+        let mut state = self.lock();
+        let deletable_end = state.deletable_end();
+        Ok(state
+            .log
+            .enforce_retention(now_ms, deletable_end)?
+            .deleted_segments)
     }
 
     /// Starts a new segment (if the active one holds anything); answers its base offset.

@@ -21,6 +21,7 @@ use tracing::{info_span, warn};
 use crate::broker::Broker;
 use crate::config::TopicConfig;
 use crate::error::BrokerError;
+use crate::partition::TieredRange;
 use crate::topics::{HostedPartition, HostedTopic};
 
 /// The topic defaults in force on `broker_id`: its static ones, then the cluster's dynamic
@@ -55,6 +56,7 @@ pub fn hosted_topics(
                 .map(|(p, index)| HostedPartition {
                     index,
                     leader_epoch: (p.leader == broker_id).then_some(p.leader_epoch),
+                    remote: tiered_range(state, topic.topic_id, index),
                 })
                 .collect();
             (!partitions.is_empty()).then(|| HostedTopic {
@@ -65,6 +67,20 @@ pub fn hosted_topics(
             })
         })
         .collect()
+}
+
+/// The offsets of a partition the manifest places in the object store, if any.
+fn tiered_range(
+    state: &MetadataState,
+    topic_id: uuid::Uuid,
+    partition: i32,
+) -> Option<TieredRange> {
+    let manifest = state.partition_manifest(topic_id, partition)?;
+    let (first_base, _) = manifest.segments.first_key_value()?;
+    Some(TieredRange {
+        start: manifest.log_start_offset.max(*first_base),
+        end: manifest.end_offset()?,
+    })
 }
 
 /// Reconciles once, setting aside topic directories the metadata does not place here. Run at

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::config::TopicConfig;
 use crate::error::BrokerError;
-use crate::partition::Partition;
+use crate::partition::{Partition, TieredRange};
 
 /// A topic as this broker hosts it: the partitions placed here.
 #[derive(Debug)]
@@ -38,6 +38,11 @@ impl Topic {
     }
 }
 
+fn now_ms() -> i64 {
+    use crate::clock::Clock;
+    crate::clock::SystemClock.now_ms()
+}
+
 /// What the metadata says this broker hosts of one topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostedTopic {
@@ -53,6 +58,8 @@ pub struct HostedPartition {
     pub index: i32,
     /// `Some(epoch)` when this broker leads the partition.
     pub leader_epoch: Option<i32>,
+    /// What the manifest holds of the partition in the object store.
+    pub remote: Option<TieredRange>,
 }
 
 #[derive(Debug, Default)]
@@ -162,6 +169,12 @@ impl TopicRegistry {
                     }
                 }
             };
+            // Before leadership: a log that lost its disk must skip past the tiered offsets
+            // before it takes an append.
+            if let Err(e) = partition.set_remote(wanted.remote, now_ms()) {
+                error!(topic = %name, partition = wanted.index, error = %e, "could not align the local log with the tiered log");
+                continue;
+            }
             partition.set_leadership(wanted.leader_epoch);
             partitions.insert(wanted.index, partition);
         }
@@ -232,6 +245,7 @@ mod tests {
                 .map(|&(index, leader_epoch)| HostedPartition {
                     index,
                     leader_epoch,
+                    remote: None,
                 })
                 .collect(),
         }

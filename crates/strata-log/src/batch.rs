@@ -207,6 +207,19 @@ impl ValidatedBatch {
     }
 }
 
+/// How many leading bytes of `bytes` are whole batches (a read cut at a byte budget ends
+/// mid-batch; Kafka returns only the complete ones).
+pub fn complete_batches_len(bytes: &[u8]) -> usize {
+    let mut complete = 0;
+    while let Some(header) = BatchHeader::parse(&bytes[complete..]) {
+        match header.total_len() {
+            Some(len) if complete + len <= bytes.len() => complete += len,
+            _ => break,
+        }
+    }
+    complete
+}
+
 /// Whether validating `records` needs decompression (expensive: run it off the async runtime).
 pub fn needs_decompression(records: &[u8]) -> bool {
     BatchHeader::parse(records).is_some_and(|h| h.attributes & COMPRESSION_MASK != 0)

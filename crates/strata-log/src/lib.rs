@@ -22,5 +22,5 @@ pub use batch::{
 };
 pub use error::LogError;
 pub use partition_log::{
-    AppendInfo, LogConfig, PartitionLog, ReadPlan, RetentionOutcome, SyncHandle,
+    AppendInfo, LogConfig, PartitionLog, ReadPlan, RetentionOutcome, SealedRange, SyncHandle,
 };

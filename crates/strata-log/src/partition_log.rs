@@ -131,6 +131,11 @@ impl PartitionLog {
         self.active().base_offset
     }
 
+    /// When the active segment was created (wall clock, ms).
+    pub fn active_created_ms(&self) -> i64 {
+        self.active().created_ms()
+    }
+
     fn active(&self) -> &Segment {
         self.segments
             .values()
@@ -357,8 +362,14 @@ impl PartitionLog {
 
     /// Deletes old segments by `retention.ms` (a segment goes when its newest record is older)
     /// and `retention.bytes` (oldest segments go while the log is larger), and rolls the
-    /// active segment when `segment.ms` has passed. The active segment is never deleted.
-    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
+    /// active segment when `segment.ms` has passed. The active segment is never deleted, and
+    /// neither is a segment holding an offset at or past `deletable_end` (for a tiered log:
+    /// the data not yet committed to the object store; `i64::MAX` for no such bound).
+    pub fn enforce_retention(
+        &mut self,
+        now_ms: i64,
+        deletable_end: i64,
+    ) -> Result<RetentionOutcome, LogError> {
         if self
             .active()
             .created_ms()
@@ -374,6 +385,9 @@ impl PartitionLog {
                 break;
             }
             let oldest = self.segments.values().next().expect("two or more segments");
+            if oldest.next_offset() > deletable_end {
+                break;
+            }
             let expired = self.config.retention_ms.is_some_and(|ms| {
                 oldest.max_timestamp() >= 0 && now_ms - oldest.max_timestamp() > ms
             });
@@ -425,9 +439,118 @@ impl PartitionLog {
         self.active_mut().truncate_to(offset)
     }
 
+    /// Makes an empty log, or one that ends below `offset`, start at `offset`: for a partition
+    /// whose older data is in the object store and whose local copy was lost, so that new
+    /// appends continue after the stored offsets instead of reusing them. Answers whether the
+    /// log changed.
+    pub fn skip_to(&mut self, offset: i64, now_ms: i64) -> Result<bool, LogError> {
+        if self.log_end_offset() >= offset {
+            return Ok(false);
+        }
+        let fresh = Segment::create(&self.dir, offset, now_ms)?;
+        for (_, segment) in std::mem::take(&mut self.segments) {
+            segment.delete()?;
+        }
+        self.segments.insert(offset, fresh);
+        self.log_start_offset = offset;
+        info!(dir = %self.dir.display(), log_start_offset = offset, "log skipped ahead to the tiered end");
+        Ok(true)
+    }
+
+    /// The sealed (non-active) data from the batch holding `from_offset` on, up to the end
+    /// of that batch's segment and about `max_bytes` (at least one batch): what an uploader
+    /// packs next. `None` when no sealed segment holds `from_offset` or anything after it.
+    pub fn sealed_range(
+        &self,
+        from_offset: i64,
+        max_bytes: u64,
+    ) -> Result<Option<SealedRange>, LogError> {
+        let active_base = self.active().base_offset;
+        let from_offset = from_offset.max(self.log_start_offset);
+        let Some(segment) = self
+            .segments
+            .range(..active_base)
+            .map(|(_, s)| s)
+            .find(|s| s.next_offset() > from_offset)
+        else {
+            return Ok(None);
+        };
+        let file = segment.file();
+        let io = |e| io_err(&self.dir, e);
+        let mut position = segment.position_for_offset(from_offset);
+        let mut range: Option<SealedRange> = None;
+        while let Some(header) = read_header_at(file, position, segment.size()).map_err(io)? {
+            let len = header.total_len().unwrap_or(HEADER_LEN) as u64;
+            if header.last_offset() >= from_offset {
+                let range = range.get_or_insert_with(|| SealedRange {
+                    file: file.clone(),
+                    position,
+                    len: 0,
+                    base_offset: header.base_offset,
+                    last_offset: header.last_offset(),
+                    max_timestamp_ms: -1,
+                });
+                if range.len > 0 && range.len + len > max_bytes {
+                    break;
+                }
+                range.len += len;
+                range.last_offset = header.last_offset();
+                range.max_timestamp_ms = range.max_timestamp_ms.max(header.max_timestamp);
+            }
+            position += len;
+        }
+        Ok(range)
+    }
+
+    /// The bytes stored at `offset` and after it, and when the segment holding the first of
+    /// them was created: how much, and since when, a tiered log has not uploaded.
+    pub fn pending_from(&self, offset: i64) -> (u64, Option<i64>) {
+        let mut bytes = 0;
+        let mut oldest = None;
+        for segment in self.segments.values().filter(|s| s.next_offset() > offset) {
+            let start = if segment.base_offset < offset {
+                segment.position_for_offset(offset)
+            } else {
+                0
+            };
+            bytes += segment.size().saturating_sub(start);
+            oldest.get_or_insert(segment.created_ms());
+        }
+        (bytes, oldest)
+    }
+
     /// Deletes the whole log directory (topic deletion).
     pub fn delete_all(self) -> Result<(), LogError> {
         std::fs::remove_dir_all(&self.dir).map_err(|e| io_err(&self.dir, e))
+    }
+}
+
+/// A run of whole sealed batches, located by [`PartitionLog::sealed_range`]. Holding the file
+/// keeps it readable even if retention deletes the segment meanwhile.
+#[derive(Debug, Clone)]
+pub struct SealedRange {
+    file: Arc<File>,
+    position: u64,
+    len: u64,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp_ms: i64,
+}
+
+impl SealedRange {
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Reads the batches' bytes, exactly as stored. Blocking: call off the async runtime.
+    pub fn read(&self) -> std::io::Result<Bytes> {
+        let mut buf = BytesMut::zeroed(self.len as usize);
+        self.file.read_exact_at(&mut buf, self.position)?;
+        Ok(buf.freeze())
     }
 }
 
@@ -500,15 +623,7 @@ impl ReadPlan {
         }
         let mut buf = BytesMut::zeroed(want);
         file.read_exact_at(&mut buf, start).map_err(err)?;
-        // Keep only complete batches.
-        let mut complete = 0;
-        while let Some(header) = BatchHeader::parse(&buf[complete..]) {
-            match header.total_len() {
-                Some(len) if complete + len <= buf.len() => complete += len,
-                _ => break,
-            }
-        }
-        buf.truncate(complete);
+        buf.truncate(batch::complete_batches_len(&buf));
         Ok(buf.freeze())
     }
 }
@@ -740,6 +855,77 @@ mod tests {
     }
 
     #[test]
+    fn retention_keeps_what_is_not_yet_tiered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            retention_bytes: Some(0),
+            ..config()
+        };
+        let mut log = PartitionLog::open(dir.path(), cfg).expect("open");
+        for _ in 0..3 {
+            log.append(&validated(2, NOW), 0, NOW).expect("append");
+            log.roll(NOW).expect("roll");
+        }
+        // Segments [0,2) [2,4) [4,6), active at 6; only offsets below 3 are tiered.
+        let outcome = log.enforce_retention(NOW, 3).expect("retention");
+        assert_eq!(
+            outcome.deleted_segments, 1,
+            "[2,4) holds 3, which is not tiered"
+        );
+        assert_eq!(log.log_start_offset(), 2);
+        log.enforce_retention(NOW, 6).expect("retention");
+        assert_eq!(log.log_start_offset(), 6, "never the active segment");
+    }
+
+    #[test]
+    fn sealed_ranges_are_whole_batches_of_one_sealed_segment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        let one_batch = validated(2, NOW).bytes().len() as u64;
+        for _ in 0..3 {
+            log.append(&validated(2, NOW), 0, NOW).expect("append");
+        }
+        log.roll(NOW).expect("roll");
+        log.append(&validated(2, NOW), 0, NOW)
+            .expect("append to the active segment");
+        let range = log
+            .sealed_range(3, one_batch + 1)
+            .expect("range")
+            .expect("sealed data at 3");
+        assert_eq!(
+            (range.base_offset, range.last_offset),
+            (2, 3),
+            "the batch holding 3"
+        );
+        assert_eq!(range.len(), one_batch);
+        let bytes = range.read().expect("read");
+        assert_eq!(BatchHeader::parse(&bytes).map(|h| h.base_offset), Some(2));
+        let rest = log.sealed_range(2, u64::MAX).expect("range").expect("some");
+        assert_eq!((rest.base_offset, rest.last_offset), (2, 5));
+        assert!(
+            log.sealed_range(6, u64::MAX).expect("range").is_none(),
+            "the active segment is not sealed"
+        );
+    }
+
+    #[test]
+    fn a_log_behind_the_tiered_end_skips_ahead_and_appends_after_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        assert!(log.skip_to(500, NOW).expect("skip"));
+        assert!(!log.skip_to(400, NOW).expect("no-op"), "never backwards");
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 500));
+        let info = log.append(&validated(2, NOW), 0, NOW).expect("append");
+        assert_eq!(info.base_offset, 500);
+        drop(log);
+        let reopened = PartitionLog::open(dir.path(), config()).expect("reopen");
+        assert_eq!(
+            (reopened.log_start_offset(), reopened.log_end_offset()),
+            (500, 502)
+        );
+    }
+
+    #[test]
     fn retention_by_bytes_and_time_advances_the_log_start() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = LogConfig {
@@ -751,7 +937,7 @@ mod tests {
         for _ in 0..60 {
             log.append(&validated(2, NOW), 0, NOW).expect("append");
         }
-        let outcome = log.enforce_retention(NOW).expect("retention");
+        let outcome = log.enforce_retention(NOW, i64::MAX).expect("retention");
         assert!(outcome.deleted_segments > 0);
         assert!(log.size_bytes() <= 3000 + 1000);
         assert!(log.log_start_offset() > 0);
@@ -779,7 +965,7 @@ mod tests {
                 .expect("append");
         }
         let outcome = log
-            .enforce_retention(NOW + 30 * 100 + 500)
+            .enforce_retention(NOW + 30 * 100 + 500, i64::MAX)
             .expect("retention");
         assert!(outcome.deleted_segments > 0);
         let first = read_all(&log, log.log_start_offset());

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use crate::command::{
-    AlterConfigs, BrokerHeartbeat, CommitSegment, ConfigResource, CreatePartitions, CreateTopic,
-    FenceBroker, MetaCommand, RegisterBroker,
+    AlterConfigs, BrokerHeartbeat, CommitSegments, ConfigResource, CreatePartitions, CreateTopic,
+    FenceBroker, MetaCommand, RegisterBroker, SegmentCommit,
 };
 use crate::error::MetaError;
 use crate::names::validate_topic_name;
@@ -42,7 +42,12 @@ impl MetadataState {
             MetaCommand::AllocateProducerIds { broker_id, count } => {
                 self.allocate_producer_ids(*broker_id, *count)
             }
-            MetaCommand::CommitSegment(c) => applied(self.commit_segment(c)),
+            MetaCommand::CommitSegments(c) => self.commit_segments(c),
+            MetaCommand::AdvanceLogStart {
+                topic_id,
+                partition,
+                log_start_offset,
+            } => applied(self.advance_log_start(*topic_id, *partition, *log_start_offset)),
         }
     }
 
@@ -308,15 +313,29 @@ impl MetadataState {
         Ok(CommandOutcome::ProducerIdBlock { first_id, count })
     }
 
-    fn commit_segment(&mut self, c: &CommitSegment) -> Result<(), MetaError> {
-        let partition = self
-            .known_topic(c.topic_id)?
-            .partitions
-            .get(usize::try_from(c.partition).unwrap_or(usize::MAX))
-            .ok_or(MetaError::UnknownPartition {
-                topic_id: c.topic_id,
-                partition: c.partition,
-            })?;
+    fn commit_segments(&mut self, c: &CommitSegments) -> Result<CommandOutcome, MetaError> {
+        if c.object.is_empty() || c.segments.is_empty() {
+            return Err(MetaError::InvalidSegment {
+                reason: "a commit names an object and at least one segment".into(),
+            });
+        }
+        let (mut committed, mut refused) = (0, 0);
+        for segment in &c.segments {
+            match self.commit_segment(&c.object, segment) {
+                Ok(()) => committed += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        Ok(CommandOutcome::SegmentsCommitted { committed, refused })
+    }
+
+    /// Records one segment of an object, or refuses it without changing anything.
+    pub(crate) fn commit_segment(
+        &mut self,
+        object: &str,
+        c: &SegmentCommit,
+    ) -> Result<(), MetaError> {
+        let partition = self.known_partition(c.topic_id, c.partition)?;
         if c.leader_epoch != partition.leader_epoch {
             return Err(MetaError::FencedLeaderEpoch {
                 given: c.leader_epoch,
@@ -330,29 +349,35 @@ impl MetadataState {
                 c.base_offset, c.last_offset
             ));
         }
-        if c.byte_len == 0 || c.object.is_empty() {
-            return invalid("a segment needs an object and a non-empty byte range".into());
+        if c.byte_len == 0 {
+            return invalid("a segment needs a non-empty byte range".into());
         }
         let entry = SegmentEntry {
             last_offset: c.last_offset,
-            object: c.object.clone(),
+            object: object.to_string(),
             byte_offset: c.byte_offset,
             byte_len: c.byte_len,
             max_timestamp_ms: c.max_timestamp_ms,
             leader_epoch: c.leader_epoch,
         };
-        let segments = self
+        let manifest = self
             .manifest
             .entry(c.topic_id)
             .or_default()
             .entry(c.partition)
             .or_default();
         // A retried commit of the same segment (its answer was lost) is already done.
-        if segments.get(&c.base_offset) == Some(&entry) {
+        if manifest.segments.get(&c.base_offset) == Some(&entry) {
             return Ok(());
         }
+        if c.last_offset < manifest.log_start_offset {
+            return invalid(format!(
+                "offsets {}..={} are below the log start offset {}",
+                c.base_offset, c.last_offset, manifest.log_start_offset
+            ));
+        }
         // Entries never overlap, so only the last one starting at or before our end can.
-        if let Some((base, existing)) = segments.range(..=c.last_offset).next_back()
+        if let Some((base, existing)) = manifest.segments.range(..=c.last_offset).next_back()
             && existing.last_offset >= c.base_offset
         {
             return invalid(format!(
@@ -360,8 +385,41 @@ impl MetadataState {
                 c.base_offset, c.last_offset, base, existing.last_offset
             ));
         }
-        segments.insert(c.base_offset, entry);
+        manifest.segments.insert(c.base_offset, entry);
         Ok(())
+    }
+
+    fn advance_log_start(
+        &mut self,
+        topic_id: Uuid,
+        partition: i32,
+        log_start_offset: i64,
+    ) -> Result<(), MetaError> {
+        self.known_partition(topic_id, partition)?;
+        let manifest = self
+            .manifest
+            .entry(topic_id)
+            .or_default()
+            .entry(partition)
+            .or_default();
+        manifest.log_start_offset = manifest.log_start_offset.max(log_start_offset);
+        let start = manifest.log_start_offset;
+        manifest.segments.retain(|_, s| s.last_offset >= start);
+        Ok(())
+    }
+
+    fn known_partition(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> Result<&PartitionRecord, MetaError> {
+        self.known_topic(topic_id)?
+            .partitions
+            .get(usize::try_from(partition).unwrap_or(usize::MAX))
+            .ok_or(MetaError::UnknownPartition {
+                topic_id,
+                partition,
+            })
     }
 
     fn known_topic(&self, topic_id: Uuid) -> Result<&TopicRecord, MetaError> {

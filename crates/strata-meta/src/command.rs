@@ -31,7 +31,15 @@ pub enum MetaCommand {
         broker_id: i32,
         count: u32,
     },
-    CommitSegment(CommitSegment),
+    /// Records the segments one uploaded object holds.
+    CommitSegments(CommitSegments),
+    /// Moves a partition's log start offset forward (retention, DeleteRecords) and drops the
+    /// manifest entries wholly below it.
+    AdvanceLogStart {
+        topic_id: Uuid,
+        partition: i32,
+        log_start_offset: i64,
+    },
 }
 
 /// Where a broker serves one listener.
@@ -109,19 +117,27 @@ pub struct AlterConfigs {
     pub replace: bool,
 }
 
-/// A partition leader recording that `object` holds the partition's offsets
-/// `base_offset..=last_offset`. Fenced by the leader epoch: a leader that has been replaced
-/// cannot commit.
+/// An uploader recording that `object` holds these segments. Each segment is checked on its
+/// own: one whose partition has a new leader epoch, or that overlaps what is committed, is
+/// refused and the others are still recorded (the refused one's bytes in the object are then
+/// garbage, reclaimed with the object).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommitSegment {
+pub struct CommitSegments {
+    /// The object's key in the object store.
+    pub object: String,
+    pub segments: Vec<SegmentCommit>,
+}
+
+/// A partition leader recording that its offsets `base_offset..=last_offset` are at
+/// `byte_offset..byte_offset + byte_len` of the object. Fenced by the leader epoch: a leader
+/// that has been replaced cannot commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentCommit {
     pub topic_id: Uuid,
     pub partition: i32,
     pub leader_epoch: i32,
     pub base_offset: i64,
     pub last_offset: i64,
-    /// The object's key in the object store.
-    pub object: String,
-    /// Where the segment's bytes are inside the object.
     pub byte_offset: u64,
     pub byte_len: u64,
     pub max_timestamp_ms: i64,

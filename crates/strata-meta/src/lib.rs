@@ -23,13 +23,13 @@ pub mod topic_config;
 
 pub use apply::MAX_PARTITIONS;
 pub use command::{
-    AlterConfigs, BrokerHeartbeat, CommitSegment, ConfigResource, CreatePartitions, CreateTopic,
-    Endpoint, FenceBroker, MetaCommand, RegisterBroker,
+    AlterConfigs, BrokerHeartbeat, CommitSegments, ConfigResource, CreatePartitions, CreateTopic,
+    Endpoint, FenceBroker, MetaCommand, RegisterBroker, SegmentCommit,
 };
 pub use error::MetaError;
 pub use state::{
-    BrokerRecord, CommandOutcome, MetadataState, NO_LEADER, PartitionRecord, SegmentEntry,
-    TopicRecord,
+    BrokerRecord, CommandOutcome, MetadataState, NO_LEADER, PartitionManifest, PartitionRecord,
+    SegmentEntry, TopicRecord,
 };
 
 #[cfg(test)]

@@ -16,8 +16,9 @@ use rkyv::util::AlignedVec;
 use crate::state::MetadataState;
 
 const MAGIC: &[u8; 8] = b"STRATASM";
-/// The layout written today.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// The layout written today. Version 2 gave each partition's manifest a log start offset;
+/// version 1 was never released, so it has no converter.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = MAGIC.len() + 4;
 
 #[derive(Debug, thiserror::Error)]

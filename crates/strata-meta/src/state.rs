@@ -67,10 +67,60 @@ pub struct SegmentEntry {
     pub leader_epoch: i32,
 }
 
+/// A partition's part of the manifest: where its log starts, and its committed segments.
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Archive,
+    RkyvSerialize,
+    RkyvDeserialize,
+)]
+pub struct PartitionManifest {
+    /// The first offset of the partition's log, across both tiers: retention and
+    /// DeleteRecords move it forward, never back.
+    pub log_start_offset: i64,
+    /// Committed segments by base offset; they never overlap.
+    pub segments: BTreeMap<i64, SegmentEntry>,
+}
+
+impl PartitionManifest {
+    /// The offset after the last committed segment, if any is.
+    pub fn end_offset(&self) -> Option<i64> {
+        self.segments
+            .values()
+            .next_back()
+            .map(|s| s.last_offset + 1)
+    }
+
+    /// The segment holding `offset`, with its base offset.
+    pub fn segment_for(&self, offset: i64) -> Option<(i64, &SegmentEntry)> {
+        self.segments
+            .range(..=offset)
+            .next_back()
+            .filter(|(_, s)| s.last_offset >= offset)
+            .map(|(base, s)| (*base, s))
+    }
+
+    /// The committed bytes at or above the log start.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.byte_len).sum()
+    }
+}
+
 /// What an applied command produced, beyond the state change itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandOutcome {
     Applied,
+    /// How many segments of a [`crate::CommitSegments`] were recorded and how many refused.
+    SegmentsCommitted {
+        committed: u32,
+        refused: u32,
+    },
     /// Producer ids `first_id..first_id + count` now belong to the requesting broker.
     ProducerIdBlock {
         first_id: i64,
@@ -101,8 +151,8 @@ pub struct MetadataState {
     /// Dynamic config overrides for every broker.
     pub(crate) cluster_configs: BTreeMap<String, String>,
     pub(crate) next_producer_id: i64,
-    /// Committed segments by topic, partition and base offset.
-    pub(crate) manifest: BTreeMap<Uuid, BTreeMap<i32, BTreeMap<i64, SegmentEntry>>>,
+    /// The tiered log of each partition that has one, by topic and partition.
+    pub(crate) manifest: BTreeMap<Uuid, BTreeMap<i32, PartitionManifest>>,
 }
 
 impl MetadataState {
@@ -150,8 +200,29 @@ impl MetadataState {
         self.next_producer_id
     }
 
-    /// A partition's committed segments, by base offset.
-    pub fn segments(&self, topic_id: Uuid, partition: i32) -> Option<&BTreeMap<i64, SegmentEntry>> {
+    /// A partition's tiered log, if anything was ever committed or trimmed for it.
+    pub fn partition_manifest(&self, topic_id: Uuid, partition: i32) -> Option<&PartitionManifest> {
         self.manifest.get(&topic_id)?.get(&partition)
+    }
+
+    /// How many objects the manifest references, and the bytes of its segments.
+    pub fn manifest_totals(&self) -> (usize, u64) {
+        let bytes = self
+            .manifest
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(PartitionManifest::size_bytes)
+            .sum();
+        (self.referenced_objects().len(), bytes)
+    }
+
+    /// Every object some manifest entry references.
+    pub fn referenced_objects(&self) -> std::collections::BTreeSet<&str> {
+        self.manifest
+            .values()
+            .flat_map(BTreeMap::values)
+            .flat_map(|p| p.segments.values())
+            .map(|s| s.object.as_str())
+            .collect()
     }
 }

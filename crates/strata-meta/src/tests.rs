@@ -39,18 +39,47 @@ fn create(name: &str, id: u128, assignments: Vec<Vec<i32>>) -> MetaCommand {
     })
 }
 
-fn commit(topic: u128, leader_epoch: i32, base_offset: i64, last_offset: i64) -> MetaCommand {
-    MetaCommand::CommitSegment(CommitSegment {
+fn segment(topic: u128, leader_epoch: i32, base_offset: i64, last_offset: i64) -> SegmentCommit {
+    SegmentCommit {
         topic_id: Uuid::from_u128(topic),
         partition: 0,
         leader_epoch,
         base_offset,
         last_offset,
-        object: format!("segments/{base_offset}"),
         byte_offset: 0,
         byte_len: 100,
         max_timestamp_ms: 0,
+    }
+}
+
+/// A commit of one segment, in an object named after its base offset.
+fn commit(topic: u128, leader_epoch: i32, base_offset: i64, last_offset: i64) -> MetaCommand {
+    MetaCommand::CommitSegments(CommitSegments {
+        object: format!("segments/{base_offset}"),
+        segments: vec![segment(topic, leader_epoch, base_offset, last_offset)],
     })
+}
+
+/// Records one segment the way [`MetaCommand::CommitSegments`] does, answering why it was
+/// refused if it was.
+fn commit_one(
+    state: &mut MetadataState,
+    topic: u128,
+    leader_epoch: i32,
+    base_offset: i64,
+    last_offset: i64,
+) -> Result<(), MetaError> {
+    state.commit_segment(
+        &format!("segments/{base_offset}"),
+        &segment(topic, leader_epoch, base_offset, last_offset),
+    )
+}
+
+fn segment_bases(state: &MetadataState, topic: u128) -> Vec<i64> {
+    state
+        .partition_manifest(Uuid::from_u128(topic), 0)
+        .map(|m| m.segments.keys().copied().collect())
+        .unwrap_or_default()
 }
 
 /// A state with `brokers` registered brokers (ids 1..=n).
@@ -130,48 +159,136 @@ fn a_manifest_write_with_a_stale_leader_epoch_is_refused() {
     state
         .apply(&create("t", 7, vec![vec![1, 2]]))
         .expect("create");
-    state
-        .apply(&commit(7, 0, 0, 99))
-        .expect("the current leader commits");
+    assert_eq!(
+        state.apply(&commit(7, 0, 0, 99)),
+        Ok(CommandOutcome::SegmentsCommitted {
+            committed: 1,
+            refused: 0
+        }),
+        "the current leader commits"
+    );
     // Broker 1 is fenced; broker 2 leads under epoch 1.
     state.apply(&fence(1, 0)).expect("fence");
     let partition = &state.topic(Uuid::from_u128(7)).expect("topic").partitions[0];
     assert_eq!((partition.leader, partition.leader_epoch), (2, 1));
     assert_eq!(
-        state.apply(&commit(7, 0, 100, 199)),
+        commit_one(&mut state, 7, 0, 100, 199),
         Err(MetaError::FencedLeaderEpoch {
             given: 0,
             current: 1
         })
     );
-    state
-        .apply(&commit(7, 1, 100, 199))
-        .expect("the new leader commits");
-    let segments = state.segments(Uuid::from_u128(7), 0).expect("segments");
-    assert_eq!(segments.keys().copied().collect::<Vec<_>>(), vec![0, 100]);
+    assert_eq!(
+        state.apply(&commit(7, 0, 100, 199)),
+        Ok(CommandOutcome::SegmentsCommitted {
+            committed: 0,
+            refused: 1
+        })
+    );
+    commit_one(&mut state, 7, 1, 100, 199).expect("the new leader commits");
+    assert_eq!(segment_bases(&state, 7), vec![0, 100]);
 }
 
 #[test]
 fn manifest_entries_never_overlap_and_a_retried_commit_is_accepted() {
     let mut state = cluster(1);
     state.apply(&create("t", 7, vec![vec![1]])).expect("create");
-    state.apply(&commit(7, 0, 100, 199)).expect("commit");
-    state
-        .apply(&commit(7, 0, 100, 199))
-        .expect("the same commit again");
+    commit_one(&mut state, 7, 0, 100, 199).expect("commit");
+    commit_one(&mut state, 7, 0, 100, 199).expect("the same commit again");
     for (base, last) in [(150, 250), (0, 100), (199, 300), (120, 130)] {
         assert!(
             matches!(
-                state.apply(&commit(7, 0, base, last)),
+                commit_one(&mut state, 7, 0, base, last),
                 Err(MetaError::InvalidSegment { .. })
             ),
             "{base}..={last} overlaps"
         );
     }
-    state.apply(&commit(7, 0, 0, 99)).expect("adjacent below");
+    commit_one(&mut state, 7, 0, 0, 99).expect("adjacent below");
+    commit_one(&mut state, 7, 0, 200, 299).expect("adjacent above");
+    assert_eq!(segment_bases(&state, 7), vec![0, 100, 200]);
+}
+
+#[test]
+fn one_object_commits_segments_of_many_partitions_each_fenced_on_its_own() {
+    let mut state = cluster(2);
     state
-        .apply(&commit(7, 0, 200, 299))
-        .expect("adjacent above");
+        .apply(&create("t", 7, vec![vec![1], vec![2]]))
+        .expect("create");
+    state
+        .apply(&register(2, 1, None))
+        .expect("broker 2 restarts");
+    let mut second = segment(7, 0, 0, 9);
+    second.partition = 1;
+    second.byte_offset = 100;
+    let outcome = state.apply(&MetaCommand::CommitSegments(CommitSegments {
+        object: "o".into(),
+        segments: vec![segment(7, 0, 0, 9), second],
+    }));
+    assert_eq!(
+        outcome,
+        Ok(CommandOutcome::SegmentsCommitted {
+            committed: 1,
+            refused: 1
+        }),
+        "partition 1 moved to epoch 1 when broker 2 restarted"
+    );
+    assert_eq!(
+        state.referenced_objects().into_iter().collect::<Vec<_>>(),
+        vec!["o"]
+    );
+    assert!(matches!(
+        state.apply(&MetaCommand::CommitSegments(CommitSegments {
+            object: "o".into(),
+            segments: vec![],
+        })),
+        Err(MetaError::InvalidSegment { .. })
+    ));
+}
+
+#[test]
+fn advancing_the_log_start_drops_entries_below_it_and_never_goes_back() {
+    let mut state = cluster(1);
+    state.apply(&create("t", 7, vec![vec![1]])).expect("create");
+    for base in [0, 100, 200] {
+        commit_one(&mut state, 7, 0, base, base + 99).expect("commit");
+    }
+    let advance = |offset| MetaCommand::AdvanceLogStart {
+        topic_id: Uuid::from_u128(7),
+        partition: 0,
+        log_start_offset: offset,
+    };
+    state.apply(&advance(150)).expect("advance");
+    assert_eq!(
+        segment_bases(&state, 7),
+        vec![100, 200],
+        "100..=199 still holds 150"
+    );
+    state
+        .apply(&advance(50))
+        .expect("a smaller start is a no-op");
+    let manifest = state
+        .partition_manifest(Uuid::from_u128(7), 0)
+        .expect("manifest");
+    assert_eq!(manifest.log_start_offset, 150);
+    assert_eq!(manifest.end_offset(), Some(300));
+    assert_eq!(manifest.segment_for(150).map(|(base, _)| base), Some(100));
+    assert_eq!(manifest.segment_for(300), None);
+    assert!(
+        matches!(
+            commit_one(&mut state, 7, 0, 0, 99),
+            Err(MetaError::InvalidSegment { .. })
+        ),
+        "below the log start"
+    );
+    assert!(matches!(
+        state.apply(&MetaCommand::AdvanceLogStart {
+            topic_id: Uuid::from_u128(7),
+            partition: 3,
+            log_start_offset: 1,
+        }),
+        Err(MetaError::UnknownPartition { .. })
+    ));
 }
 
 #[test]
@@ -242,7 +359,7 @@ fn a_restarted_leader_moves_to_a_new_epoch() {
         1
     );
     assert!(matches!(
-        state.apply(&commit(7, 0, 0, 9)),
+        commit_one(&mut state, 7, 0, 0, 9),
         Err(MetaError::FencedLeaderEpoch { .. })
     ));
     // Registering the same incarnation again is a repeat, not a restart.
@@ -476,6 +593,13 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
             base,
             base + len
         )),
+        (topic.clone(), 0..3i32, 0..300i64).prop_map(|(t, partition, offset)| {
+            MetaCommand::AdvanceLogStart {
+                topic_id: Uuid::from_u128(t),
+                partition,
+                log_start_offset: offset,
+            }
+        }),
         (broker, 0..3u32)
             .prop_map(|(broker_id, count)| MetaCommand::AllocateProducerIds { broker_id, count }),
     ]
@@ -530,6 +654,17 @@ proptest! {
                 if p.leader != NO_LEADER {
                     prop_assert!(p.isr.contains(&p.leader));
                     prop_assert!(state.broker(p.leader).is_some_and(|b| !b.fenced));
+                }
+            }
+            for index in 0..topic.partitions.len() as i32 {
+                let Some(manifest) = state.partition_manifest(topic.topic_id, index) else {
+                    continue;
+                };
+                let mut previous_last = manifest.log_start_offset - 1;
+                for (base, segment) in &manifest.segments {
+                    prop_assert!(segment.last_offset >= manifest.log_start_offset);
+                    prop_assert!(*base > previous_last || previous_last < manifest.log_start_offset);
+                    previous_last = segment.last_offset;
                 }
             }
         }

@@ -13,7 +13,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{debug, debug_span};
+use tracing::{Instrument, debug, debug_span};
 use uuid::Uuid;
 
 use super::{RequestContext, TopicRef, led_partition};
@@ -27,6 +27,7 @@ const READ_COMMITTED: i8 = 1;
 struct Wanted {
     topic_index: usize,
     index: i32,
+    topic_id: Uuid,
     partition: Result<Arc<Partition>, BrokerError>,
     fetch_offset: i64,
     max_bytes: usize,
@@ -44,10 +45,12 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
             TopicRef::Name(&fetch_topic.topic)
         };
         for p in &fetch_topic.partitions {
+            let led = led_partition(ctx.broker, topic, p.partition);
             wanted.push(Wanted {
                 topic_index,
                 index: p.partition,
-                partition: led_partition(ctx.broker, topic, p.partition).map(|led| led.partition),
+                topic_id: led.as_ref().map_or(Uuid::nil(), |led| led.topic.id),
+                partition: led.map(|led| led.partition),
                 fetch_offset: p.fetch_offset,
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
                 current_leader_epoch: p.current_leader_epoch,
@@ -65,7 +68,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
         .filter_map(|w| w.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
         .collect();
     loop {
-        let (mut partitions, total, any_error) = read_all(ctx, &wanted, max_bytes);
+        let (mut partitions, total, any_error) = read_all(ctx, &wanted, max_bytes).await;
         let done = total >= min_bytes
             || any_error
             || watchers.is_empty()
@@ -95,57 +98,63 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
 
 /// Reads every wanted partition once; returns their data, the bytes read and whether any
 /// partition answered an error (Kafka answers at once then).
-fn read_all(
+async fn read_all(
     ctx: &RequestContext<'_>,
     wanted: &[Wanted],
     max_bytes: usize,
 ) -> (Vec<(usize, PartitionData)>, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
-    let out = wanted
-        .iter()
-        .map(|w| {
-            let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
-            let data = match read_partition(w, budget, total == 0) {
-                Ok(data) => {
-                    total += data.records.as_ref().map_or(0, Bytes::len);
-                    data
-                }
-                Err(e) => {
-                    any_error = true;
-                    ctx.broker.metrics.count_error(API, e.response_error());
-                    let offsets = w.partition.as_ref().ok().map(|p| p.offsets());
-                    PartitionData::default()
-                        .with_partition_index(w.index)
-                        .with_error_code(e.code())
-                        .with_high_watermark(offsets.map_or(-1, |o| o.high_watermark))
-                        .with_last_stable_offset(offsets.map_or(-1, |o| o.high_watermark))
-                        .with_log_start_offset(offsets.map_or(-1, |o| o.log_start_offset))
-                        .with_records(Some(Bytes::new()))
-                }
-            };
-            (w.topic_index, data)
-        })
-        .collect();
+    let mut out = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
+        let data = match read_partition(ctx, w, budget, total == 0).await {
+            Ok(data) => {
+                total += data.records.as_ref().map_or(0, Bytes::len);
+                data
+            }
+            Err(e) => {
+                any_error = true;
+                ctx.broker.metrics.count_error(API, e.response_error());
+                let offsets = w.partition.as_ref().ok().map(|p| p.offsets());
+                PartitionData::default()
+                    .with_partition_index(w.index)
+                    .with_error_code(e.code())
+                    .with_high_watermark(offsets.map_or(-1, |o| o.high_watermark))
+                    .with_last_stable_offset(offsets.map_or(-1, |o| o.high_watermark))
+                    .with_log_start_offset(offsets.map_or(-1, |o| o.log_start_offset))
+                    .with_records(Some(Bytes::new()))
+            }
+        };
+        out.push((w.topic_index, data));
+    }
     (out, total, any_error)
 }
 
-fn read_partition(
+async fn read_partition(
+    ctx: &RequestContext<'_>,
     w: &Wanted,
     budget: usize,
     at_least_one: bool,
 ) -> Result<PartitionData, BrokerError> {
     let partition = w.partition.as_ref().map_err(Clone::clone)?;
-    let _span = debug_span!("fetch_partition", topic = %partition.topic, partition = partition.index, fetch_offset = w.fetch_offset).entered();
+    let span = debug_span!("fetch_partition", topic = %partition.topic, partition = partition.index, fetch_offset = w.fetch_offset);
     // Leadership can move while a fetch waits: check it on every read.
     let leader_epoch = partition
         .leader_epoch()
         .ok_or(BrokerError::NotLeaderOrFollower)?;
     check_leader_epoch(w.current_leader_epoch, leader_epoch)?;
     let offsets = partition.offsets();
+    let tiered =
+        (offsets.log_start_offset..offsets.local_log_start_offset).contains(&w.fetch_offset);
     let records = if budget == 0 && !at_least_one {
         Bytes::new()
+    } else if tiered {
+        read_tiered(ctx, w, budget, at_least_one)
+            .instrument(span)
+            .await?
     } else {
+        let _span = span.entered();
         partition.read(w.fetch_offset, budget, at_least_one)?
     };
     Ok(PartitionData::default()
@@ -154,6 +163,35 @@ fn read_partition(
         .with_last_stable_offset(offsets.high_watermark)
         .with_log_start_offset(offsets.log_start_offset)
         .with_records(Some(records)))
+}
+
+/// Reads below the local log start, from the committed segment holding the fetch offset.
+async fn read_tiered(
+    ctx: &RequestContext<'_>,
+    w: &Wanted,
+    budget: usize,
+    at_least_one: bool,
+) -> Result<Bytes, BrokerError> {
+    let segment = ctx.broker.metadata.read(|state| {
+        state
+            .partition_manifest(w.topic_id, w.index)
+            .and_then(|m| m.segment_for(w.fetch_offset))
+            .map(|(_, segment)| segment.clone())
+    });
+    match segment {
+        Some(segment) => {
+            ctx.broker
+                .remote
+                .read(&segment, w.fetch_offset, budget, at_least_one)
+                .await
+        }
+        // Retention moved the log start past it between our two looks.
+        None => Err(BrokerError::from(strata_log::LogError::OffsetOutOfRange {
+            requested: w.fetch_offset,
+            log_start_offset: -1,
+            log_end_offset: -1,
+        })),
+    }
 }
 
 /// KIP-320: a client that knows a newer epoch than ours, or an older one, is told so.

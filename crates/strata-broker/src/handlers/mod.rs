@@ -194,7 +194,7 @@ pub async fn dispatch(
             }
             ApiKey::ListOffsets => {
                 run::<ListOffsetsRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(list_offsets::handle(&ctx, r)))
+                    Ok(Some(list_offsets::handle(&ctx, r).await))
                 })
                 .await
             }

@@ -1,0 +1,102 @@
+//! Tiered storage on the broker: sealed log data goes to the object store, reads below the
+//! local log start come back from it.
+//!
+//! - [`uploader`] packs sealed data of every partition this broker leads into shared objects
+//!   and commits each object's segments to the manifest, fenced by leader epochs.
+//! - [`block_cache`] reads objects through a foyer hybrid cache (memory, then local disk) of
+//!   aligned blocks, with a bounded number of GETs in flight.
+//! - [`remote_read`] turns a Fetch below the local log start into whole batches from a
+//!   committed segment, the same bytes a local read would have returned.
+//!
+//! The lifecycle and why each step is crash-safe are in `docs/architecture.md` (Tiering).
+
+pub mod block_cache;
+mod metrics;
+pub mod remote_read;
+pub mod uploader;
+
+use std::time::Duration;
+
+pub use metrics::TieringMetrics;
+
+/// How this broker tiers, by the names its config file uses (Kafka's where Kafka has one).
+#[derive(Debug, Clone)]
+pub struct TieringSettings {
+    /// `remote.log.manager.task.interval.ms`: how often the uploader looks for sealed data.
+    pub upload_interval: Duration,
+    /// `strata.tiering.upload.max.lag.ms`: a partition's active segment is rolled (and so
+    /// uploaded) once it holds data this old, which bounds what only the local disk holds.
+    pub upload_max_lag: Duration,
+    /// `strata.tiering.object.target.bytes`: an object is sent once it holds this much.
+    pub object_target_bytes: u64,
+    /// `strata.tiering.cache.memory.bytes`: the read cache's memory tier.
+    pub cache_memory_bytes: usize,
+    /// `strata.tiering.cache.disk.bytes`: the read cache's local-disk tier.
+    pub cache_disk_bytes: usize,
+    /// `strata.tiering.fetch.max.concurrent.gets`: GETs in flight for reads, so catch-up
+    /// readers cannot take every connection and core from the produce path.
+    pub max_concurrent_gets: usize,
+    /// `strata.tiering.fetch.readahead.blocks`: blocks fetched ahead of a sequential reader.
+    pub readahead_blocks: u64,
+}
+
+impl Default for TieringSettings {
+    fn default() -> Self {
+        Self {
+            upload_interval: Duration::from_secs(30),
+            upload_max_lag: Duration::from_secs(60),
+            object_target_bytes: 64 << 20,
+            cache_memory_bytes: 64 << 20,
+            cache_disk_bytes: 1 << 30,
+            max_concurrent_gets: 8,
+            readahead_blocks: 4,
+        }
+    }
+}
+
+impl TieringSettings {
+    /// Takes one of the settings above by its config name; `None` if the name is not one.
+    pub fn apply(&mut self, name: &str, value: u64) -> Option<Result<(), String>> {
+        let positive = || {
+            if value == 0 {
+                Err(format!("{name} must be positive"))
+            } else {
+                Ok(())
+            }
+        };
+        let result = match name {
+            "remote.log.manager.task.interval.ms" => {
+                positive().map(|()| self.upload_interval = Duration::from_millis(value))
+            }
+            "strata.tiering.upload.max.lag.ms" => {
+                positive().map(|()| self.upload_max_lag = Duration::from_millis(value))
+            }
+            "strata.tiering.object.target.bytes" => {
+                positive().map(|()| self.object_target_bytes = value)
+            }
+            "strata.tiering.cache.memory.bytes" => positive().map(|()| {
+                self.cache_memory_bytes = usize::try_from(value).unwrap_or(usize::MAX);
+            }),
+            "strata.tiering.cache.disk.bytes" => {
+                if value < block_cache::BLOCK_BYTES {
+                    Err(format!(
+                        "{name} must be at least one block ({} bytes)",
+                        block_cache::BLOCK_BYTES
+                    ))
+                } else {
+                    self.cache_disk_bytes = usize::try_from(value).unwrap_or(usize::MAX);
+                    Ok(())
+                }
+            }
+            "strata.tiering.fetch.max.concurrent.gets" => positive().map(|()| {
+                self.max_concurrent_gets = usize::try_from(value).unwrap_or(usize::MAX);
+            }),
+            "strata.tiering.fetch.readahead.blocks" => {
+                self.readahead_blocks = value;
+                Ok(())
+            }
+            _ => return None,
+        };
+        Some(result)
+    }
+}

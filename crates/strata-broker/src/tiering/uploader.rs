@@ -1,0 +1,258 @@
+//! The uploader: one per broker, packing sealed data of every tiered partition this broker
+//! leads into shared objects, so PUTs per GiB do not grow with the partition count.
+//!
+//! A round: roll the active segment of each quiet partition whose data has waited
+//! `upload_max_lag`; take sealed ranges from each partition's tiered end on, partitions in
+//! rotating order, until the object reaches its target size; read them (outside every lock,
+//! from files the log keeps open); PUT the object under a name never used before; commit its
+//! segments in one `CommitSegments` command, each fenced by the leader epoch it was read
+//! under; then let local retention delete what is now committed. Rounds run back to back
+//! while they fill objects, and once per `upload_interval` otherwise.
+//!
+//! Crash safety: nothing local is deleted before the commit, so a crash or a failed PUT
+//! leaves at worst an object nobody references (an orphan, for the sweeper). A retried PUT
+//! sends the same bytes under the same name, so an ambiguous PUT is harmless. Rounds are
+//! sequential, so each partition's segments are committed in offset order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use object_store::ObjectStoreExt;
+use strata_log::SealedRange;
+use strata_meta::{CommandOutcome, CommitSegments, MetaCommand, SegmentCommit};
+use strata_tier::object::{Chunk, encode};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::partition::Partition;
+
+/// Sealed data of one partition, chosen for the next object.
+struct Candidate {
+    partition: Arc<Partition>,
+    topic_id: Uuid,
+    leader_epoch: i32,
+    range: SealedRange,
+}
+
+/// Starts the uploader; it stops when `cancel` fires (an upload in flight is abandoned: its
+/// object, if stored, is an orphan).
+pub fn spawn(broker: Arc<Broker>, cancel: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(broker.config.tiering.upload_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let rotation = AtomicUsize::new(0);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            loop {
+                let round = tokio::select! {
+                    () = cancel.cancelled() => return,
+                    round = upload_round(&broker, &rotation) => round,
+                };
+                match round {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => {
+                        broker.metrics.tiering.upload_failures.inc();
+                        warn!(error = %e, "upload round failed; its data stays local and is retried");
+                        break;
+                    }
+                }
+            }
+            report_lag(&broker);
+        }
+    })
+}
+
+/// One object's worth: answers whether it filled an object (more may be waiting).
+async fn upload_round(broker: &Arc<Broker>, rotation: &AtomicUsize) -> Result<bool, BrokerError> {
+    let chooser = broker.clone();
+    let start = rotation.fetch_add(1, Ordering::Relaxed);
+    let (candidates, filled) = blocking(move || choose(&chooser, start)).await??;
+    if candidates.is_empty() {
+        return Ok(false);
+    }
+    let name = format!(
+        "segments/{}/{}",
+        broker.config.node_id,
+        Uuid::new_v4().simple()
+    );
+    let span = info_span!("upload", object = %name, segments = candidates.len());
+    async {
+        let read = candidates.iter().map(|c| (c.range.clone(), c.topic_id, c.partition.index)).collect::<Vec<_>>();
+        let chunks = blocking(move || read_chunks(read)).await??;
+        let (bytes, footer) =
+            encode(&chunks).map_err(|e| BrokerError::RemoteStorage(e.to_string()))?;
+        let size = bytes.len() as u64;
+        broker
+            .object_store
+            .put(&object_store::path::Path::from(name.as_str()), bytes.into())
+            .instrument(info_span!("put", bytes = size))
+            .await
+            .map_err(|e| BrokerError::RemoteStorage(format!("storing {name}: {e}")))?;
+        broker.metrics.tiering.objects_uploaded.inc();
+        broker.metrics.tiering.bytes_uploaded.inc_by(size);
+
+        let segments = candidates
+            .iter()
+            .zip(&footer.chunks)
+            .map(|(candidate, chunk)| SegmentCommit {
+                topic_id: candidate.topic_id,
+                partition: candidate.partition.index,
+                leader_epoch: candidate.leader_epoch,
+                base_offset: chunk.base_offset,
+                last_offset: chunk.last_offset,
+                byte_offset: chunk.byte_offset,
+                byte_len: chunk.byte_len,
+                max_timestamp_ms: chunk.max_timestamp_ms,
+            })
+            .collect();
+        let outcome = broker
+            .metadata
+            .commit(MetaCommand::CommitSegments(CommitSegments {
+                object: name.clone(),
+                segments,
+            }))
+            .instrument(info_span!("commit"))
+            .await?;
+        if let CommandOutcome::SegmentsCommitted { committed, refused } = outcome {
+            broker.metrics.tiering.segments_committed.inc_by(u64::from(committed));
+            broker.metrics.tiering.segments_refused.inc_by(u64::from(refused));
+            info!(object = %name, bytes = size, committed, refused, "object uploaded and committed");
+        }
+        // What is committed may now leave the local disk, by local retention.
+        let trimmed: Vec<_> = candidates.into_iter().map(|c| c.partition).collect();
+        let trimmer = broker.clone();
+        blocking(move || {
+            let now = trimmer.clock.now_ms();
+            for partition in trimmed {
+                if let Err(e) = partition.enforce_retention(now) {
+                    warn!(topic = %partition.topic, partition = partition.index, error = %e, "local retention after upload failed");
+                }
+            }
+        })
+        .await?;
+        Ok(filled)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Picks sealed ranges for one object from the tiered partitions this broker leads, starting
+/// at partition `start` (mod their count) so that no partition waits behind others for
+/// ever. Rolls quiet partitions' active segments first. Answers the ranges and whether they
+/// fill the object.
+fn choose(broker: &Broker, start: usize) -> Result<(Vec<Candidate>, bool), BrokerError> {
+    let settings = &broker.config.tiering;
+    let now = broker.clock.now_ms();
+    let lag_ms = i64::try_from(settings.upload_max_lag.as_millis()).unwrap_or(i64::MAX);
+    let led: Vec<(Uuid, Arc<Partition>)> = broker
+        .topics
+        .all()
+        .iter()
+        .filter(|t| t.config.tiered())
+        .flat_map(|t| t.partitions.values().map(|p| (t.id, p.clone())))
+        .filter(|(_, p)| p.leader_epoch().is_some())
+        .collect();
+    let mut budget = settings.object_target_bytes;
+    let mut candidates = Vec::new();
+    let count = led.len();
+    for (topic_id, partition) in led
+        .into_iter()
+        .cycle()
+        .skip(start % count.max(1))
+        .take(count)
+    {
+        let Some(leader_epoch) = partition.leader_epoch() else {
+            continue;
+        };
+        partition.roll_if_older(now.saturating_sub(lag_ms), now)?;
+        let (_, remote) = partition.remote();
+        let mut from = remote.map_or(i64::MIN, |r| r.end);
+        while budget > 0 {
+            let Some(range) = partition.sealed_range(from, budget)? else {
+                break;
+            };
+            budget = budget.saturating_sub(range.len());
+            from = range.last_offset + 1;
+            candidates.push(Candidate {
+                partition: partition.clone(),
+                topic_id,
+                leader_epoch,
+                range,
+            });
+        }
+        if budget == 0 {
+            return Ok((candidates, true));
+        }
+    }
+    Ok((candidates, false))
+}
+
+/// Reads the chosen ranges into chunks, in the order chosen.
+fn read_chunks(ranges: Vec<(SealedRange, Uuid, i32)>) -> Result<Vec<Chunk>, BrokerError> {
+    ranges
+        .into_iter()
+        .map(|(range, topic_id, partition)| {
+            Ok(Chunk {
+                topic_id,
+                partition,
+                base_offset: range.base_offset,
+                last_offset: range.last_offset,
+                max_timestamp_ms: range.max_timestamp_ms,
+                batches: range.read()?,
+            })
+        })
+        .collect()
+}
+
+/// Sets the upload-lag and manifest gauges.
+fn report_lag(broker: &Broker) {
+    let now = broker.clock.now_ms();
+    let (mut bytes, mut records, mut oldest) = (0u64, 0i64, None::<i64>);
+    for topic in broker.topics.all().iter().filter(|t| t.config.tiered()) {
+        for partition in topic.partitions.values() {
+            if partition.leader_epoch().is_none() {
+                continue;
+            }
+            let (_, remote) = partition.remote();
+            let offsets = partition.offsets();
+            let from = remote.map_or(offsets.local_log_start_offset, |r| r.end);
+            let (pending, since) = partition.pending_from(from);
+            bytes += pending;
+            records += (offsets.high_watermark - from).max(0);
+            if pending > 0 {
+                oldest = oldest.min(since).or(since);
+            }
+        }
+    }
+    let tiering = &broker.metrics.tiering;
+    tiering
+        .upload_lag_bytes
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    tiering.upload_lag_records.set(records);
+    tiering
+        .upload_lag_seconds
+        .set(oldest.map_or(0, |since| (now - since).max(0) / 1000));
+    let (objects, manifest_bytes) = broker.metadata.read(|state| state.manifest_totals());
+    tiering
+        .manifest_objects
+        .set(i64::try_from(objects).unwrap_or(i64::MAX));
+    tiering
+        .manifest_bytes
+        .set(i64::try_from(manifest_bytes).unwrap_or(i64::MAX));
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))
+}

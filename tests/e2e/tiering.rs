@@ -1,0 +1,213 @@
+//! Tiered storage, one scenario run against every kind of object store: `file://` (the
+//! embedded default), `memory://`, and a real S3-compatible server (moto) on loopback.
+//!
+//! A real client produces past many small segments; the broker uploads them, deletes the
+//! local copies, and serves everything again from offset 0 byte for byte, ListOffsets by
+//! time and earliest included; after a restart, the tiered data is still served.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+use strata_e2e::{BrokerProcess, server_command};
+
+use crate::object_store::s3_server;
+use crate::produce_fetch::{consume_and_check, produce_records};
+use crate::run_contract::http_get;
+use crate::{client_runtime, consumer, create_topic};
+
+const TOPIC: &str = "tiered";
+const PARTITIONS: i32 = 2;
+
+/// Where the scenario's objects go.
+struct Backend {
+    url: String,
+    env: Vec<(&'static str, &'static str)>,
+    /// Whether the store outlives the broker process (not so for `memory://`).
+    durable: bool,
+}
+
+fn start(data_dir: &Path, backend: &Backend) -> BrokerProcess {
+    let config = data_dir.with_extension("toml");
+    std::fs::write(
+        &config,
+        "\"remote.log.manager.task.interval.ms\" = 100\n\
+         \"strata.tiering.upload.max.lag.ms\" = 300\n\
+         \"strata.tiering.object.target.bytes\" = 1048576\n\
+         \"strata.tiering.cache.disk.bytes\" = 16777216\n",
+    )
+    .expect("config file");
+    let mut command = server_command(data_dir).expect("strata binary");
+    command
+        .arg("--object-store")
+        .arg(&backend.url)
+        .arg("--config")
+        .arg(&config)
+        .envs(backend.env.iter().copied())
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+    BrokerProcess::start(command).expect("broker starts")
+}
+
+/// The partition's directory under the data directory.
+fn partition_dir(data_dir: &Path, partition: i32) -> PathBuf {
+    let log = data_dir.join("log");
+    let topic = std::fs::read_dir(&log)
+        .expect("log dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{TOPIC}.")))
+        })
+        .expect("the topic's directory");
+    topic.join(partition.to_string())
+}
+
+/// The base offset of the oldest local segment.
+fn local_log_start(data_dir: &Path, partition: i32) -> i64 {
+    std::fs::read_dir(partition_dir(data_dir, partition))
+        .expect("partition dir")
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".log")?
+                .parse::<i64>()
+                .ok()
+        })
+        .min()
+        .unwrap_or(0)
+}
+
+/// A metric's value from the admin port's Prometheus text.
+fn metric(admin: &str, name: &str) -> f64 {
+    let (_, body) = http_get(admin, "/metrics");
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The offset ListOffsets answers for `timestamp`.
+fn offset_for_time(bootstrap: &str, partition: i32, timestamp: i64) -> Offset {
+    let mut query = TopicPartitionList::new();
+    query
+        .add_partition_offset(TOPIC, partition, Offset::Offset(timestamp))
+        .expect("query");
+    consumer(bootstrap, &[])
+        .offsets_for_times(query, Duration::from_secs(10))
+        .expect("offsets_for_times")
+        .find_partition(TOPIC, partition)
+        .expect("answered")
+        .offset()
+}
+
+fn scenario(backend: &Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let broker = start(&data_dir, backend);
+    client_runtime().block_on(create_topic(
+        &broker.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        &[
+            ("segment.bytes", "65536"),
+            ("local.retention.bytes", "0"),
+            ("retention.ms", "-1"),
+        ],
+    ));
+    let landed = produce_records(
+        &broker.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        4000,
+        &[("acks", "all"), ("linger.ms", "5")],
+    );
+    // Sealed segments go up and their local copies go away; the active one stays.
+    wait_until("local segments are deleted after upload", || {
+        (0..PARTITIONS).all(|p| local_log_start(&data_dir, p) > 1000)
+    });
+    assert!(metric(&broker.admin, "strata_tiering_objects_uploaded_total") >= 1.0);
+    assert!(metric(&broker.admin, "strata_tiering_manifest_objects") >= 1.0);
+    assert!(
+        metric(
+            &broker.admin,
+            "strata_object_store_requests_total{op=\"put\",purpose=\"segments\"}"
+        ) >= 1.0
+    );
+
+    // Everything reads back from offset 0, the tiered part from the object store.
+    consume_and_check(&broker.bootstrap, TOPIC, PARTITIONS, &landed);
+    assert!(metric(&broker.admin, "strata_tiering_remote_read_bytes_total") > 0.0);
+    let (low, high) = consumer(&broker.bootstrap, &[])
+        .fetch_watermarks(TOPIC, 0, Duration::from_secs(10))
+        .expect("watermarks");
+    assert_eq!((low, high), (0, 2000), "earliest is the tiered log start");
+    let sent = &landed[&(0, 10)];
+    assert_eq!(
+        offset_for_time(&broker.bootstrap, 0, sent.timestamp),
+        Offset::Offset(10),
+        "ListOffsets by time finds a tiered record"
+    );
+    if !backend.durable {
+        return;
+    }
+    drop(broker);
+    let broker = start(&data_dir, backend);
+    consume_and_check(&broker.bootstrap, TOPIC, PARTITIONS, &landed);
+    let more = produce_records(&broker.bootstrap, TOPIC, PARTITIONS, 10, &[("acks", "all")]);
+    assert!(
+        more.keys().all(|(_, offset)| *offset >= 2000),
+        "appends after a restart continue after the tiered offsets"
+    );
+}
+
+#[test]
+fn tiering_on_the_local_directory_store() {
+    let objects = tempfile::tempdir().expect("tempdir");
+    scenario(&Backend {
+        url: format!("file://{}", objects.path().display()),
+        env: vec![],
+        durable: true,
+    });
+    let stored = std::fs::read_dir(objects.path().join("segments"))
+        .expect("objects under segments/")
+        .count();
+    assert!(stored >= 1, "objects are files under the store's directory");
+}
+
+#[test]
+fn tiering_on_the_memory_store() {
+    scenario(&Backend {
+        url: "memory://".into(),
+        env: vec![],
+        durable: false,
+    });
+}
+
+#[test]
+fn tiering_on_an_s3_server() {
+    let Some(server) = s3_server("strata-tiering") else {
+        return;
+    };
+    scenario(&Backend {
+        url: format!(
+            "s3://strata-tiering/cluster?endpoint={}&region=us-east-1&path_style=true",
+            server.endpoint
+        ),
+        env: vec![
+            ("AWS_ACCESS_KEY_ID", "strata"),
+            ("AWS_SECRET_ACCESS_KEY", "strata"),
+        ],
+        durable: true,
+    });
+}
