@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use strata_e2e::{BrokerProcess, server_command};
@@ -15,10 +16,17 @@ use strata_e2e::{BrokerProcess, server_command};
 use crate::object_store::s3_server;
 use crate::produce_fetch::{consume_and_check, produce_records};
 use crate::run_contract::http_get;
-use crate::{client_runtime, consumer, create_topic};
+use crate::{admin, client_runtime, consumer, create_topic};
 
 const TOPIC: &str = "tiered";
 const PARTITIONS: i32 = 2;
+/// Small segments, local copies deleted as soon as they are tiered, no whole-log retention
+/// (the records carry 2023 timestamps).
+const TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("segment.bytes", "65536"),
+    ("local.retention.bytes", "0"),
+    ("retention.ms", "-1"),
+];
 
 /// Where the scenario's objects go.
 struct Backend {
@@ -35,7 +43,10 @@ fn start(data_dir: &Path, backend: &Backend) -> BrokerProcess {
         "\"remote.log.manager.task.interval.ms\" = 100\n\
          \"strata.tiering.upload.max.lag.ms\" = 300\n\
          \"strata.tiering.object.target.bytes\" = 1048576\n\
-         \"strata.tiering.cache.disk.bytes\" = 16777216\n",
+         \"strata.tiering.cache.disk.bytes\" = 16777216\n\
+         \"strata.tiering.orphan.grace.ms\" = 1000\n\
+         \"strata.tiering.sweep.interval.ms\" = 200\n\
+         \"log.retention.check.interval.ms\" = 200\n",
     )
     .expect("config file");
     let mut command = server_command(data_dir).expect("strata binary");
@@ -119,11 +130,7 @@ fn scenario(backend: &Backend) {
         &broker.bootstrap,
         TOPIC,
         PARTITIONS,
-        &[
-            ("segment.bytes", "65536"),
-            ("local.retention.bytes", "0"),
-            ("retention.ms", "-1"),
-        ],
+        TOPIC_CONFIGS,
     ));
     let landed = produce_records(
         &broker.bootstrap,
@@ -158,17 +165,84 @@ fn scenario(backend: &Backend) {
         Offset::Offset(10),
         "ListOffsets by time finds a tiered record"
     );
-    if !backend.durable {
-        return;
-    }
-    drop(broker);
-    let broker = start(&data_dir, backend);
-    consume_and_check(&broker.bootstrap, TOPIC, PARTITIONS, &landed);
-    let more = produce_records(&broker.bootstrap, TOPIC, PARTITIONS, 10, &[("acks", "all")]);
-    assert!(
-        more.keys().all(|(_, offset)| *offset >= 2000),
-        "appends after a restart continue after the tiered offsets"
+    let broker = if backend.durable {
+        drop(broker);
+        let broker = start(&data_dir, backend);
+        consume_and_check(&broker.bootstrap, TOPIC, PARTITIONS, &landed);
+        let more = produce_records(&broker.bootstrap, TOPIC, PARTITIONS, 10, &[("acks", "all")]);
+        assert!(
+            more.keys().all(|(_, offset)| *offset >= 2000),
+            "appends after a restart continue after the tiered offsets"
+        );
+        broker
+    } else {
+        broker
+    };
+    deletes_and_expires(&broker);
+}
+
+/// DeleteRecords into the tiered part, then whole-log retention expiring every tiered
+/// segment, then the sweeper deleting the objects nothing references any more.
+fn deletes_and_expires(broker: &BrokerProcess) {
+    let admin = admin(&broker.bootstrap);
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let mut delete = TopicPartitionList::new();
+    delete
+        .add_partition_offset(TOPIC, 0, Offset::Offset(1500))
+        .expect("offset");
+    let deleted = client_runtime()
+        .block_on(admin.delete_records(&delete, &options))
+        .expect("delete_records");
+    let answered = deleted.find_partition(TOPIC, 0).expect("answered");
+    assert_eq!(answered.error(), Ok(()));
+    assert_eq!(
+        answered.offset(),
+        Offset::Offset(1500),
+        "the new low watermark"
     );
+    let low = |partition| {
+        consumer(&broker.bootstrap, &[])
+            .fetch_watermarks(TOPIC, partition, Duration::from_secs(10))
+            .expect("watermarks")
+            .0
+    };
+    assert_eq!(low(0), 1500);
+    let mut too_far = TopicPartitionList::new();
+    too_far
+        .add_partition_offset(TOPIC, 1, Offset::Offset(1_000_000))
+        .expect("offset");
+    let refused = client_runtime()
+        .block_on(admin.delete_records(&too_far, &options))
+        .expect("delete_records");
+    assert!(
+        refused
+            .find_partition(TOPIC, 1)
+            .expect("answered")
+            .error()
+            .is_err(),
+        "deleting past the high watermark is OFFSET_OUT_OF_RANGE"
+    );
+
+    // The records are from 2023: a day of retention expires every tiered segment.
+    let objects_before = metric(&broker.admin, "strata_tiering_manifest_objects");
+    // AlterConfigs replaces every override: the others are named again.
+    let mut retention = AlterConfig::new(ResourceSpecifier::Topic(TOPIC));
+    for (name, value) in TOPIC_CONFIGS {
+        retention = retention.set(name, value);
+    }
+    let retention = retention.set("retention.ms", "86400000");
+    client_runtime()
+        .block_on(admin.alter_configs([&retention], &options))
+        .expect("alter_configs")
+        .into_iter()
+        .for_each(|r| assert!(r.is_ok(), "{r:?}"));
+    wait_until("retention moves both partitions' log start", || {
+        (0..PARTITIONS).all(|p| low(p) >= 1900)
+    });
+    wait_until("the sweeper deletes the unreferenced objects", || {
+        metric(&broker.admin, "strata_tiering_manifest_objects") == 0.0
+            && metric(&broker.admin, "strata_tiering_objects_deleted_total") >= objects_before
+    });
 }
 
 #[test]
@@ -179,10 +253,25 @@ fn tiering_on_the_local_directory_store() {
         env: vec![],
         durable: true,
     });
-    let stored = std::fs::read_dir(objects.path().join("segments"))
-        .expect("objects under segments/")
-        .count();
-    assert!(stored >= 1, "objects are files under the store's directory");
+    assert_eq!(
+        files_under(&objects.path().join("segments")),
+        0,
+        "the sweeper deleted the objects' files"
+    );
+}
+
+fn files_under(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => files_under(&e.path()),
+                    _ => 1,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 #[test]

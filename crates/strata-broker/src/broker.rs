@@ -49,6 +49,7 @@ pub struct BrokerTasks {
     retention: (CancellationToken, tokio::task::JoinHandle<()>),
     group_ticker: (CancellationToken, tokio::task::JoinHandle<()>),
     uploader: (CancellationToken, tokio::task::JoinHandle<()>),
+    sweeper: (CancellationToken, tokio::task::JoinHandle<()>),
     broker: Arc<Broker>,
 }
 
@@ -121,6 +122,8 @@ impl Broker {
         let ticker = crate::groups::spawn_ticker(broker.clone(), ticker_cancel.clone());
         let uploader_cancel = CancellationToken::new();
         let uploader = crate::tiering::uploader::spawn(broker.clone(), uploader_cancel.clone());
+        let sweeper_cancel = CancellationToken::new();
+        let sweeper = crate::tiering::sweeper::spawn(broker.clone(), sweeper_cancel.clone());
         Ok((
             broker.clone(),
             BrokerTasks {
@@ -128,6 +131,7 @@ impl Broker {
                 retention: (retention_cancel, retention_task),
                 group_ticker: (ticker_cancel, ticker),
                 uploader: (uploader_cancel, uploader),
+                sweeper: (sweeper_cancel, sweeper),
                 broker,
             },
         ))
@@ -156,9 +160,10 @@ impl Broker {
 impl BrokerTasks {
     /// Stops the background tasks. Call after client connections have drained.
     pub async fn shutdown(self) {
-        let (cancel, task) = self.uploader;
-        cancel.cancel();
-        let _ = task.await;
+        for (cancel, task) in [self.uploader, self.sweeper] {
+            cancel.cancel();
+            let _ = task.await;
+        }
         let (cancel, task) = self.group_ticker;
         cancel.cancel();
         let _ = task.await;
@@ -204,5 +209,6 @@ async fn retention_loop(broker: Arc<Broker>, cancel: CancellationToken) {
                 .retention_deleted_segments
                 .inc_by(deleted as u64);
         }
+        crate::tiering::retention::expire(&broker).await;
     }
 }

@@ -320,6 +320,17 @@ impl MetadataView {
         self.controller.state.read(read)
     }
 
+    /// Runs `read` on this node's replica once it has applied everything committed when the
+    /// call was made (a ReadIndex round trip to the raft leader): for decisions that must not
+    /// miss a recent commit.
+    pub async fn read_latest<T>(
+        &self,
+        read: impl FnOnce(&MetadataState) -> T,
+    ) -> Result<T, BrokerError> {
+        self.controller.catch_up(CATCH_UP_TIMEOUT).await?;
+        Ok(self.read(read))
+    }
+
     /// The index of the last command applied here.
     pub fn applied_index(&self) -> u64 {
         self.controller

@@ -49,6 +49,14 @@ pub struct TieredRange {
     pub end: i64,
 }
 
+/// What the manifest says of a partition: where its log starts (DeleteRecords and
+/// retention move it, in both tiers) and what the object store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemoteLog {
+    pub log_start_offset: i64,
+    pub tiered: Option<TieredRange>,
+}
+
 struct PartitionState {
     log: PartitionLog,
     producers: ProducerStates,
@@ -57,15 +65,15 @@ struct PartitionState {
     /// Whether sealed data goes to the object store (`remote.storage.enable` on a topic that
     /// is not compacted); local segments are then deleted only once committed there.
     tiered: bool,
-    /// What the manifest holds of this partition.
-    remote: Option<TieredRange>,
+    /// What the manifest says of this partition.
+    remote: RemoteLog,
 }
 
 impl PartitionState {
     /// The end of what local retention may delete: everything, unless the log is tiered,
     /// when only what the manifest holds.
     fn deletable_end(&self) -> i64 {
-        match (self.tiered, self.remote) {
+        match (self.tiered, self.remote.tiered) {
             (false, _) => i64::MAX,
             (true, Some(remote)) => remote.end,
             (true, None) => i64::MIN,
@@ -74,13 +82,14 @@ impl PartitionState {
 
     fn offsets(&self) -> LogOffsets {
         let local_log_start_offset = self.log.log_start_offset();
-        let log_start_offset = match self.remote {
+        let log_start_offset = match self.remote.tiered {
             // The tiers meet (or overlap): the log starts where the tiered part does.
             Some(remote) if remote.end >= local_log_start_offset => {
                 remote.start.min(local_log_start_offset)
             }
             _ => local_log_start_offset,
-        };
+        }
+        .max(self.remote.log_start_offset.min(self.log.log_end_offset()));
         LogOffsets {
             log_start_offset,
             local_log_start_offset,
@@ -153,7 +162,7 @@ impl Partition {
                 producers,
                 leader_epoch: None,
                 tiered: config.tiered(),
-                remote: None,
+                remote: RemoteLog::default(),
             }),
             high_watermark,
         })
@@ -240,14 +249,16 @@ impl Partition {
         state.tiered = config.tiered();
     }
 
-    /// Takes what the manifest now holds of this partition. A local log that ends before the
+    /// Takes what the manifest now says of this partition. A local log that ends before the
     /// tiered part does (its disk was lost or replaced) skips ahead to the tiered end, so new
-    /// appends continue after the stored offsets instead of reusing them.
-    pub fn set_remote(&self, remote: Option<TieredRange>, now_ms: i64) -> Result<(), BrokerError> {
+    /// appends continue after the stored offsets instead of reusing them; local data below
+    /// the log start goes.
+    pub fn set_remote(&self, remote: RemoteLog, now_ms: i64) -> Result<(), BrokerError> {
         let mut state = self.lock();
         state.remote = remote;
-        if let Some(remote) = remote
-            && state.log.skip_to(remote.end, now_ms)?
+        state.log.advance_log_start(remote.log_start_offset)?;
+        if let Some(tiered) = remote.tiered
+            && state.log.skip_to(tiered.end, now_ms)?
         {
             let end = state.log.log_end_offset();
             drop(state);
@@ -256,10 +267,9 @@ impl Partition {
         Ok(())
     }
 
-    /// What the manifest holds of this partition, and whether it is tiered at all.
-    pub fn remote(&self) -> (bool, Option<TieredRange>) {
-        let state = self.lock();
-        (state.tiered, state.remote)
+    /// What the object store holds of this partition.
+    pub fn tiered_range(&self) -> Option<TieredRange> {
+        self.lock().remote.tiered
     }
 
     pub fn offsets(&self) -> LogOffsets {

@@ -21,7 +21,7 @@ use tracing::{info_span, warn};
 use crate::broker::Broker;
 use crate::config::TopicConfig;
 use crate::error::BrokerError;
-use crate::partition::TieredRange;
+use crate::partition::{RemoteLog, TieredRange};
 use crate::topics::{HostedPartition, HostedTopic};
 
 /// The topic defaults in force on `broker_id`: its static ones, then the cluster's dynamic
@@ -56,7 +56,7 @@ pub fn hosted_topics(
                 .map(|(p, index)| HostedPartition {
                     index,
                     leader_epoch: (p.leader == broker_id).then_some(p.leader_epoch),
-                    remote: tiered_range(state, topic.topic_id, index),
+                    remote: remote_log(state, topic.topic_id, index),
                 })
                 .collect();
             (!partitions.is_empty()).then(|| HostedTopic {
@@ -69,18 +69,23 @@ pub fn hosted_topics(
         .collect()
 }
 
-/// The offsets of a partition the manifest places in the object store, if any.
-fn tiered_range(
-    state: &MetadataState,
-    topic_id: uuid::Uuid,
-    partition: i32,
-) -> Option<TieredRange> {
-    let manifest = state.partition_manifest(topic_id, partition)?;
-    let (first_base, _) = manifest.segments.first_key_value()?;
-    Some(TieredRange {
-        start: manifest.log_start_offset.max(*first_base),
-        end: manifest.end_offset()?,
-    })
+/// What the manifest says of a partition.
+fn remote_log(state: &MetadataState, topic_id: uuid::Uuid, partition: i32) -> RemoteLog {
+    let Some(manifest) = state.partition_manifest(topic_id, partition) else {
+        return RemoteLog::default();
+    };
+    let tiered = manifest
+        .segments
+        .first_key_value()
+        .zip(manifest.end_offset())
+        .map(|((first_base, _), end)| TieredRange {
+            start: manifest.log_start_offset.max(*first_base),
+            end,
+        });
+    RemoteLog {
+        log_start_offset: manifest.log_start_offset,
+        tiered,
+    }
 }
 
 /// Reconciles once, setting aside topic directories the metadata does not place here. Run at

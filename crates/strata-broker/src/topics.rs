@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::config::TopicConfig;
 use crate::error::BrokerError;
-use crate::partition::{Partition, TieredRange};
+use crate::partition::{Partition, RemoteLog};
 
 /// A topic as this broker hosts it: the partitions placed here.
 #[derive(Debug)]
@@ -58,8 +58,8 @@ pub struct HostedPartition {
     pub index: i32,
     /// `Some(epoch)` when this broker leads the partition.
     pub leader_epoch: Option<i32>,
-    /// What the manifest holds of the partition in the object store.
-    pub remote: Option<TieredRange>,
+    /// What the manifest says of the partition.
+    pub remote: RemoteLog,
 }
 
 #[derive(Debug, Default)]
@@ -245,7 +245,7 @@ mod tests {
                 .map(|&(index, leader_epoch)| HostedPartition {
                     index,
                     leader_epoch,
-                    remote: None,
+                    remote: RemoteLog::default(),
                 })
                 .collect(),
         }

@@ -430,6 +430,19 @@ impl PartitionLog {
         Ok(deleted)
     }
 
+    /// Moves the log start forward to `offset` (at most the log end): DeleteRecords, or a log
+    /// start the tiered log moved. Segments wholly below it are deleted; the log start is kept
+    /// in memory only, so the caller re-applies it after a restart (the manifest holds it).
+    pub fn advance_log_start(&mut self, offset: i64) -> Result<(), LogError> {
+        let offset = offset.min(self.log_end_offset());
+        if offset <= self.log_start_offset {
+            return Ok(());
+        }
+        self.delete_segments_below(offset)?;
+        self.log_start_offset = self.log_start_offset.max(offset);
+        Ok(())
+    }
+
     /// Removes every batch at or after `offset` (followers will need it to drop a divergent tail).
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
         while self.segments.len() > 1 && self.active().base_offset >= offset {
@@ -852,6 +865,26 @@ mod tests {
         assert_eq!(log.log_end_offset(), 12);
         let reopened = PartitionLog::open(dir.path(), config()).expect("reopen");
         assert_eq!(reopened.log_start_offset(), 10);
+    }
+
+    #[test]
+    fn the_log_start_moves_forward_inside_a_segment_and_reads_below_it_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        for _ in 0..3 {
+            log.append(&validated(2, NOW), 0, NOW).expect("append");
+            log.roll(NOW).expect("roll");
+        }
+        log.advance_log_start(3).expect("advance");
+        assert_eq!(log.log_start_offset(), 3);
+        assert_eq!(log.segment_count(), 3, "[0,2) went; [2,4) holds 3");
+        assert!(matches!(
+            log.read_plan(2, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        log.advance_log_start(1).expect("never backwards");
+        log.advance_log_start(100).expect("capped at the log end");
+        assert_eq!(log.log_start_offset(), 6);
     }
 
     #[test]

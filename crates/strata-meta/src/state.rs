@@ -110,6 +110,36 @@ impl PartitionManifest {
     pub fn size_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.byte_len).sum()
     }
+
+    /// Where whole-log retention moves the log start: past every oldest segment whose newest
+    /// record is older than `retention_ms`, or whose removal still leaves at least
+    /// `retention_bytes` (counting `newer_bytes`, the data not tiered yet), as Kafka applies
+    /// `retention.*` to segments. `None` when nothing expires.
+    pub fn expired_end(
+        &self,
+        now_ms: i64,
+        retention_ms: Option<i64>,
+        retention_bytes: Option<i64>,
+        newer_bytes: u64,
+    ) -> Option<i64> {
+        let mut total = self.size_bytes() + newer_bytes;
+        let mut end = None;
+        for segment in self.segments.values() {
+            let old = retention_ms.is_some_and(|ms| {
+                segment.max_timestamp_ms >= 0
+                    && now_ms.saturating_sub(segment.max_timestamp_ms) > ms
+            });
+            let over = retention_bytes.is_some_and(|limit| {
+                total.saturating_sub(segment.byte_len) >= u64::try_from(limit).unwrap_or(0)
+            });
+            if !(old || over) {
+                break;
+            }
+            total -= segment.byte_len;
+            end = Some(segment.last_offset + 1);
+        }
+        end.filter(|end| *end > self.log_start_offset)
+    }
 }
 
 /// What an applied command produced, beyond the state change itself.

@@ -247,6 +247,34 @@ fn one_object_commits_segments_of_many_partitions_each_fenced_on_its_own() {
 }
 
 #[test]
+fn whole_log_retention_expires_the_oldest_segments_by_time_and_by_size() {
+    let mut state = cluster(1);
+    state.apply(&create("t", 7, vec![vec![1]])).expect("create");
+    for (base, ts) in [(0, 1_000), (100, 2_000), (200, 3_000)] {
+        let mut segment = segment(7, 0, base, base + 99);
+        segment.max_timestamp_ms = ts;
+        state.commit_segment("o", &segment).expect("commit");
+    }
+    let manifest = state
+        .partition_manifest(Uuid::from_u128(7), 0)
+        .expect("manifest");
+    // Each segment is 100 bytes.
+    assert_eq!(manifest.expired_end(2_500, Some(1_000), None, 0), Some(100));
+    assert_eq!(
+        manifest.expired_end(10_000, Some(1_000), None, 0),
+        Some(300)
+    );
+    assert_eq!(manifest.expired_end(1_500, Some(1_000), None, 0), None);
+    assert_eq!(manifest.expired_end(0, None, Some(150), 0), Some(100));
+    assert_eq!(
+        manifest.expired_end(0, None, Some(150), 100),
+        Some(200),
+        "untiered bytes count towards the size"
+    );
+    assert_eq!(manifest.expired_end(0, None, None, 0), None);
+}
+
+#[test]
 fn advancing_the_log_start_drops_entries_below_it_and_never_goes_back() {
     let mut state = cluster(1);
     state.apply(&create("t", 7, vec![vec![1]])).expect("create");

@@ -404,6 +404,30 @@ const OFFSET_DELETE: &[Field] = &[
     ),
 ];
 
+// DeleteRecords (21)
+const DELETE_RECORDS_PARTITION: &[Field] = &[
+    f("partition_index", 0, ANY, INT32),
+    f("offset", 0, ANY, INT64),
+];
+const DELETE_RECORDS_TOPIC: &[Field] = &[
+    f("name", 0, ANY, Ty::Str),
+    f(
+        "partitions",
+        0,
+        ANY,
+        Ty::Array(&Ty::Struct(DELETE_RECORDS_PARTITION)),
+    ),
+];
+const DELETE_RECORDS: &[Field] = &[
+    f(
+        "topics",
+        0,
+        ANY,
+        Ty::Array(&Ty::Struct(DELETE_RECORDS_TOPIC)),
+    ),
+    f("timeout_ms", 0, ANY, INT32),
+];
+
 // CreatePartitions (37)
 const CREATE_PARTITIONS_ASSIGNMENT: &[Field] = &[f("broker_ids", 0, ANY, Ty::Array(&INT32))];
 const CREATE_PARTITIONS_TOPIC: &[Field] = &[
@@ -581,6 +605,13 @@ pub(crate) const SCHEMAS: &[Schema] = &[
         max: 6,
         flexible_from: 4,
         fields: DELETE_TOPICS,
+    },
+    Schema {
+        api_key: 21,
+        min: 0,
+        max: 2,
+        flexible_from: 2,
+        fields: DELETE_RECORDS,
     },
     Schema {
         api_key: 22,

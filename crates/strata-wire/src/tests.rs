@@ -250,6 +250,18 @@ fn create_partitions_sample() -> CreatePartitionsRequest {
         .with_timeout_ms(1000)
 }
 
+fn delete_records_sample() -> DeleteRecordsRequest {
+    let partition = delete_records_request::DeleteRecordsPartition::default()
+        .with_partition_index(1)
+        .with_offset(42);
+    let topic_with = delete_records_request::DeleteRecordsTopic::default()
+        .with_name(topic("t"))
+        .with_partitions(vec![partition.clone(), partition.with_offset(-1)]);
+    DeleteRecordsRequest::default()
+        .with_topics(vec![topic_with])
+        .with_timeout_ms(1000)
+}
+
 fn incremental_alter_configs_sample() -> IncrementalAlterConfigsRequest {
     let config = incremental_alter_configs_request::AlterableConfig::default()
         .with_name(s("retention.ms"))
@@ -275,6 +287,11 @@ fn alter_configs_requests_of_every_version_pass_and_truncations_fail() {
 #[test]
 fn create_partitions_requests_of_every_version_pass_and_truncations_fail() {
     prove(create_partitions_sample());
+}
+
+#[test]
+fn delete_records_requests_of_every_version_pass_and_truncations_fail() {
+    prove(delete_records_sample());
 }
 
 #[test]
@@ -452,7 +469,8 @@ fn offset_delete_requests_of_every_version_pass_and_truncations_fail() {
 #[test]
 fn every_advertised_api_has_a_test_above() {
     let tested = [
-        0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 22, 32, 33, 37, 42, 44, 47, 60,
+        0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 32, 33, 37, 42, 44, 47,
+        60,
     ];
     let served: Vec<i16> = supported_apis().map(|(k, _, _)| k).collect();
     assert_eq!(served, tested);
@@ -546,6 +564,9 @@ fn sample_frames() -> Vec<Bytes> {
     for version in [0, 1] {
         frames.push(encode(&incremental_alter_configs_sample(), version));
     }
+    for version in [0, 2] {
+        frames.push(encode(&delete_records_sample(), version));
+    }
     frames
 }
 
@@ -587,6 +608,7 @@ fn decode_accepted(frame: &[u8]) {
         ApiKey::DescribeConfigs => DescribeConfigsRequest::decode(&mut body, v).map(|_| ()),
         ApiKey::AlterConfigs => AlterConfigsRequest::decode(&mut body, v).map(|_| ()),
         ApiKey::CreatePartitions => CreatePartitionsRequest::decode(&mut body, v).map(|_| ()),
+        ApiKey::DeleteRecords => DeleteRecordsRequest::decode(&mut body, v).map(|_| ()),
         ApiKey::IncrementalAlterConfigs => {
             IncrementalAlterConfigsRequest::decode(&mut body, v).map(|_| ())
         }

@@ -76,7 +76,7 @@ async fn lookup(
 ) -> Result<(i64, i64), BrokerError> {
     let partition = &led.partition;
     let offsets = partition.offsets();
-    let (_, remote) = partition.remote();
+    let remote = partition.tiered_range();
     Ok(match timestamp {
         LATEST => (offsets.high_watermark, -1),
         EARLIEST => (offsets.log_start_offset, -1),

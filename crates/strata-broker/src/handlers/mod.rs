@@ -8,6 +8,7 @@ mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
@@ -28,10 +29,10 @@ use std::time::Instant;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader,
     SyncGroupRequest,
 };
@@ -92,6 +93,7 @@ fn api_name(api_key: ApiKey) -> &'static str {
         ApiKey::ApiVersions => "api_versions",
         ApiKey::CreateTopics => "create_topics",
         ApiKey::DeleteTopics => "delete_topics",
+        ApiKey::DeleteRecords => "delete_records",
         ApiKey::InitProducerId => "init_producer_id",
         ApiKey::DescribeCluster => "describe_cluster",
         ApiKey::DescribeConfigs => "describe_configs",
@@ -237,6 +239,12 @@ pub async fn dispatch(
             ApiKey::IncrementalAlterConfigs => {
                 run::<IncrementalAlterConfigsRequest, _>(&ctx, body, |r| async {
                     Ok(Some(alter_configs::handle_incremental(&ctx, r).await))
+                })
+                .await
+            }
+            ApiKey::DeleteRecords => {
+                run::<DeleteRecordsRequest, _>(&ctx, body, |r| async {
+                    Ok(Some(delete_records::handle(&ctx, r).await))
                 })
                 .await
             }

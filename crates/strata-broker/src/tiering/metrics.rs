@@ -33,6 +33,10 @@ pub struct TieringMetrics {
     pub cache_reads: Family<TierLabels, Counter>,
     /// Bytes served to fetches from tiered segments.
     pub remote_read_bytes: Counter,
+    /// Objects the sweeper deleted (unreferenced past the grace period).
+    pub objects_deleted: Counter,
+    /// Log start moves by whole-log retention.
+    pub retention_advances: Counter,
     /// Objects and bytes the manifest references, cluster-wide.
     pub manifest_objects: Gauge,
     pub manifest_bytes: Gauge,
@@ -90,6 +94,16 @@ impl TieringMetrics {
             "remote_read_bytes",
             "Bytes of tiered data returned to fetches",
             self.remote_read_bytes.clone(),
+        );
+        tiering.register(
+            "objects_deleted",
+            "Objects the sweeper deleted because no manifest entry referenced them",
+            self.objects_deleted.clone(),
+        );
+        tiering.register(
+            "retention_advances",
+            "Log start moves made by whole-log retention on tiered partitions",
+            self.retention_advances.clone(),
         );
         tiering.register(
             "manifest_objects",

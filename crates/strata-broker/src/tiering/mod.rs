@@ -13,6 +13,8 @@
 pub mod block_cache;
 mod metrics;
 pub mod remote_read;
+pub mod retention;
+pub mod sweeper;
 pub mod uploader;
 
 use std::time::Duration;
@@ -38,6 +40,12 @@ pub struct TieringSettings {
     pub max_concurrent_gets: usize,
     /// `strata.tiering.fetch.readahead.blocks`: blocks fetched ahead of a sequential reader.
     pub readahead_blocks: u64,
+    /// `strata.tiering.orphan.grace.ms`: an object no manifest entry references is deleted
+    /// once it is this old. An upload that has not committed within half of it gives up, so
+    /// the sweeper never deletes an object a commit is about to reference.
+    pub orphan_grace: Duration,
+    /// `strata.tiering.sweep.interval.ms`: how often the sweeper lists the store.
+    pub sweep_interval: Duration,
 }
 
 impl Default for TieringSettings {
@@ -50,6 +58,8 @@ impl Default for TieringSettings {
             cache_disk_bytes: 1 << 30,
             max_concurrent_gets: 8,
             readahead_blocks: 4,
+            orphan_grace: Duration::from_secs(3600),
+            sweep_interval: Duration::from_secs(300),
         }
     }
 }
@@ -91,6 +101,12 @@ impl TieringSettings {
             "strata.tiering.fetch.max.concurrent.gets" => positive().map(|()| {
                 self.max_concurrent_gets = usize::try_from(value).unwrap_or(usize::MAX);
             }),
+            "strata.tiering.orphan.grace.ms" => {
+                positive().map(|()| self.orphan_grace = Duration::from_millis(value))
+            }
+            "strata.tiering.sweep.interval.ms" => {
+                positive().map(|()| self.sweep_interval = Duration::from_millis(value))
+            }
             "strata.tiering.fetch.readahead.blocks" => {
                 self.readahead_blocks = value;
                 Ok(())

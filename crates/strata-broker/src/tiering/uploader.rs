@@ -29,6 +29,7 @@ use uuid::Uuid;
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::partition::Partition;
+use crate::tiering::sweeper::SEGMENTS_PREFIX;
 
 /// Sealed data of one partition, chosen for the next object.
 struct Candidate {
@@ -78,8 +79,9 @@ async fn upload_round(broker: &Arc<Broker>, rotation: &AtomicUsize) -> Result<bo
     if candidates.is_empty() {
         return Ok(false);
     }
+    let started = std::time::Instant::now();
     let name = format!(
-        "segments/{}/{}",
+        "{SEGMENTS_PREFIX}/{}/{}",
         broker.config.node_id,
         Uuid::new_v4().simple()
     );
@@ -98,6 +100,13 @@ async fn upload_round(broker: &Arc<Broker>, rotation: &AtomicUsize) -> Result<bo
             .map_err(|e| BrokerError::RemoteStorage(format!("storing {name}: {e}")))?;
         broker.metrics.tiering.objects_uploaded.inc();
         broker.metrics.tiering.bytes_uploaded.inc_by(size);
+        // The sweeper deletes unreferenced objects past the grace period: committing later
+        // than half of it could reference an object being deleted.
+        if started.elapsed() > broker.config.tiering.orphan_grace / 2 {
+            return Err(BrokerError::RemoteStorage(format!(
+                "storing {name} took longer than half the orphan grace period; it is left for the sweeper"
+            )));
+        }
 
         let segments = candidates
             .iter()
@@ -173,7 +182,7 @@ fn choose(broker: &Broker, start: usize) -> Result<(Vec<Candidate>, bool), Broke
             continue;
         };
         partition.roll_if_older(now.saturating_sub(lag_ms), now)?;
-        let (_, remote) = partition.remote();
+        let remote = partition.tiered_range();
         let mut from = remote.map_or(i64::MIN, |r| r.end);
         while budget > 0 {
             let Some(range) = partition.sealed_range(from, budget)? else {
@@ -221,7 +230,7 @@ fn report_lag(broker: &Broker) {
             if partition.leader_epoch().is_none() {
                 continue;
             }
-            let (_, remote) = partition.remote();
+            let remote = partition.tiered_range();
             let offsets = partition.offsets();
             let from = remote.map_or(offsets.local_log_start_offset, |r| r.end);
             let (pending, since) = partition.pending_from(from);

@@ -1,0 +1,99 @@
+//! The sweeper: deletes objects that no manifest entry references and that are older than
+//! the grace period: objects whose segments all expired or were deleted, and orphans of
+//! uploads that never committed (a crash, a deposed leader, a refused commit).
+//!
+//! Safety: an uploader gives up on committing once half the grace period has passed since it
+//! started, so an object past the grace period is never about to be referenced; and the
+//! sweeper reads the manifest through a ReadIndex, so no commit it could miss exists. One
+//! broker sweeps (the live broker with the lowest id), so the store is listed once per pass.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::broker::Broker;
+use crate::error::BrokerError;
+
+/// Where the uploader puts objects.
+pub const SEGMENTS_PREFIX: &str = "segments";
+
+pub fn spawn(broker: Arc<Broker>, cancel: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(broker.config.tiering.sweep_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            if !sweeps_here(&broker) {
+                continue;
+            }
+            let pass = tokio::select! {
+                () = cancel.cancelled() => return,
+                pass = sweep(&broker).instrument(info_span!("sweep")) => pass,
+            };
+            match pass {
+                Ok(0) => {}
+                Ok(deleted) => info!(deleted, "sweeper deleted unreferenced objects"),
+                Err(e) => warn!(error = %e, "sweep failed; the next one retries"),
+            }
+        }
+    })
+}
+
+/// Whether this broker is the one that sweeps: the live broker with the lowest id.
+fn sweeps_here(broker: &Broker) -> bool {
+    broker
+        .metadata
+        .read(|state| state.live_brokers().next().map(|b| b.broker_id))
+        == Some(broker.config.node_id)
+}
+
+/// One pass; answers how many objects it deleted.
+pub async fn sweep(broker: &Broker) -> Result<usize, BrokerError> {
+    let store_err = |e: object_store::Error| BrokerError::RemoteStorage(e.to_string());
+    let grace_ms =
+        i64::try_from(broker.config.tiering.orphan_grace.as_millis()).unwrap_or(i64::MAX);
+    let cutoff_ms = broker.clock.now_ms().saturating_sub(grace_ms);
+    let prefix = object_store::path::Path::from(SEGMENTS_PREFIX);
+    let old: Vec<object_store::path::Path> = broker
+        .object_store
+        .list(Some(&prefix))
+        .try_filter(|meta| std::future::ready(meta.last_modified.timestamp_millis() < cutoff_ms))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .map_err(store_err)?;
+    if old.is_empty() {
+        return Ok(0);
+    }
+    let referenced = broker
+        .metadata
+        .read_latest(|state| {
+            state
+                .referenced_objects()
+                .into_iter()
+                .map(str::to_string)
+                .collect::<std::collections::HashSet<_>>()
+        })
+        .await?;
+    let mut deleted = 0;
+    for location in old {
+        if referenced.contains(location.as_ref()) {
+            continue;
+        }
+        broker
+            .object_store
+            .delete(&location)
+            .await
+            .map_err(store_err)?;
+        broker.metrics.tiering.objects_deleted.inc();
+        deleted += 1;
+    }
+    Ok(deleted)
+}
