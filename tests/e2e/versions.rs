@@ -84,6 +84,7 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
         ApiKey::ApiVersions,
         ApiKey::CreateTopics,
         ApiKey::DeleteTopics,
+        ApiKey::DeleteRecords,
         ApiKey::InitProducerId,
         ApiKey::DescribeConfigs,
         ApiKey::AlterConfigs,
@@ -276,6 +277,23 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
             response.responses[0].error_code, 0,
             "IncrementalAlterConfigs v{version}"
         );
+    }
+    for version in range(ApiKey::DeleteRecords) {
+        let partition = delete_records_request::DeleteRecordsPartition::default()
+            .with_partition_index(0)
+            .with_offset(-1);
+        let delete = delete_records_request::DeleteRecordsTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(vec![partition]);
+        let response = client.send(
+            &DeleteRecordsRequest::default()
+                .with_topics(vec![delete])
+                .with_timeout_ms(5000),
+            version,
+        );
+        let answered = &response.topics[0].partitions[0];
+        assert_eq!(answered.error_code, 0, "DeleteRecords v{version}");
+        assert!(answered.low_watermark >= 0, "DeleteRecords v{version}");
     }
     for version in range(ApiKey::CreatePartitions) {
         let grow = create_partitions_request::CreatePartitionsTopic::default()
