@@ -5,6 +5,7 @@
 //! local copies, and serves everything again from offset 0 byte for byte, ListOffsets by
 //! time and earliest included; after a restart, the tiered data is still served.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use strata_e2e::{BrokerProcess, server_command};
 
 use crate::object_store::s3_server;
-use crate::produce_fetch::{consume_and_check, produce_records};
+use crate::produce_fetch::{Sent, consume_and_check, produce_records};
 use crate::run_contract::http_get;
 use crate::{admin, client_runtime, consumer, create_topic};
 
@@ -169,16 +170,40 @@ fn scenario(backend: &Backend) {
         drop(broker);
         let broker = start(&data_dir, backend);
         consume_and_check(&broker.bootstrap, TOPIC, PARTITIONS, &landed);
-        let more = produce_records(&broker.bootstrap, TOPIC, PARTITIONS, 10, &[("acks", "all")]);
-        assert!(
-            more.keys().all(|(_, offset)| *offset >= 2000),
-            "appends after a restart continue after the tiered offsets"
-        );
-        broker
+        lose_the_disk(broker, &data_dir, backend, landed)
     } else {
         broker
     };
     deletes_and_expires(&broker);
+}
+
+/// Uploads everything, kills the broker, deletes its whole data directory and starts it
+/// again with the same object store: every record comes back, and appends continue.
+fn lose_the_disk(
+    broker: BrokerProcess,
+    data_dir: &Path,
+    backend: &Backend,
+    mut landed: HashMap<(i32, i64), Sent>,
+) -> BrokerProcess {
+    let more = produce_records(&broker.bootstrap, TOPIC, PARTITIONS, 10, &[("acks", "all")]);
+    assert!(
+        more.keys().all(|(_, offset)| *offset >= 2000),
+        "appends after a restart continue after the tiered offsets"
+    );
+    landed.extend(more);
+    wait_until("everything acknowledged is in the object store", || {
+        metric(&broker.admin, "strata_tiering_upload_lag_records") == 0.0
+    });
+    broker.kill9().expect("kill -9");
+    std::fs::remove_dir_all(data_dir).expect("rm -rf data");
+    let broker = start(data_dir, backend);
+    consume_and_check(&broker.bootstrap, TOPIC, PARTITIONS, &landed);
+    let after = produce_records(&broker.bootstrap, TOPIC, PARTITIONS, 10, &[("acks", "all")]);
+    assert!(
+        after.keys().all(|(_, offset)| *offset >= 2005),
+        "a broker that lost its disk appends after the tiered offsets"
+    );
+    broker
 }
 
 /// DeleteRecords into the tiered part, then whole-log retention expiring every tiered

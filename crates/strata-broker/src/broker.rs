@@ -16,6 +16,7 @@ use crate::node_meta::NodeMeta;
 use crate::partition::Partition;
 use crate::producer_ids::ProducerIds;
 use crate::tiering::block_cache::BlockCache;
+use crate::tiering::metadata_backup::Backups;
 use crate::tiering::remote_read::RemoteReader;
 use crate::topics::TopicRegistry;
 
@@ -34,6 +35,8 @@ pub struct Broker {
     pub object_store: Arc<dyn object_store::ObjectStore>,
     /// Reads of tiered segments, through the block cache.
     pub remote: RemoteReader,
+    /// The embedded node's metadata backups.
+    pub backups: Backups,
     /// This node's replica of the cluster metadata.
     pub metadata: MetadataView,
     pub producer_ids: ProducerIds,
@@ -50,6 +53,7 @@ pub struct BrokerTasks {
     group_ticker: (CancellationToken, tokio::task::JoinHandle<()>),
     uploader: (CancellationToken, tokio::task::JoinHandle<()>),
     sweeper: (CancellationToken, tokio::task::JoinHandle<()>),
+    backup: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
     broker: Arc<Broker>,
 }
 
@@ -59,22 +63,18 @@ impl Broker {
     pub async fn open(
         config: BrokerConfig,
         advertised: (String, u16),
+        object_store: Arc<dyn object_store::ObjectStore>,
         metadata: MetadataView,
         producer_ids: ProducerIds,
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Self>, BrokerTasks), BrokerError> {
-        let object_store = strata_objects::open(
-            &config.object_store_url,
-            strata_objects::StoreSettings::default(),
-            metrics.object_store.clone(),
-        )
-        .map_err(|e| BrokerError::ObjectStoreUrl(Arc::new(e)))?;
         let data_dir = config.data_dir.clone();
         let node_id = config.node_id;
+        let metadata_replicated = !config.backs_up_metadata();
         let (node, topics) = tokio::task::spawn_blocking(move || {
             let _span = info_span!("recover_data_dir", data_dir = %data_dir.display()).entered();
             let node = NodeMeta::open(&data_dir, node_id)?;
-            let topics = TopicRegistry::open(&data_dir)?;
+            let topics = TopicRegistry::open(&data_dir, metadata_replicated)?;
             Ok::<_, BrokerError>((node, topics))
         })
         .await
@@ -111,6 +111,7 @@ impl Broker {
             advertised,
             object_store,
             remote,
+            backups: Backups::default(),
             metadata,
             producer_ids,
             groups: GroupCoordinator::default(),
@@ -124,6 +125,9 @@ impl Broker {
         let uploader = crate::tiering::uploader::spawn(broker.clone(), uploader_cancel.clone());
         let sweeper_cancel = CancellationToken::new();
         let sweeper = crate::tiering::sweeper::spawn(broker.clone(), sweeper_cancel.clone());
+        let backup_cancel = CancellationToken::new();
+        let backup = crate::tiering::metadata_backup::spawn(broker.clone(), backup_cancel.clone())
+            .map(|task| (backup_cancel, task));
         Ok((
             broker.clone(),
             BrokerTasks {
@@ -132,6 +136,7 @@ impl Broker {
                 group_ticker: (ticker_cancel, ticker),
                 uploader: (uploader_cancel, uploader),
                 sweeper: (sweeper_cancel, sweeper),
+                backup,
                 broker,
             },
         ))
@@ -160,7 +165,7 @@ impl Broker {
 impl BrokerTasks {
     /// Stops the background tasks. Call after client connections have drained.
     pub async fn shutdown(self) {
-        for (cancel, task) in [self.uploader, self.sweeper] {
+        for (cancel, task) in [self.uploader, self.sweeper].into_iter().chain(self.backup) {
             cancel.cancel();
             let _ = task.await;
         }

@@ -356,6 +356,12 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// Whether this node backs its metadata up to the object store: the embedded single node,
+    /// whose raft state shares its data directory (see `tiering::metadata_backup`).
+    pub fn backs_up_metadata(&self) -> bool {
+        self.controller_quorum.is_empty()
+    }
+
     /// Whether this node is one of the configured voters (a quorum of one counts).
     pub fn is_voter(&self) -> bool {
         self.controller_quorum.is_empty()

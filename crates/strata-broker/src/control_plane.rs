@@ -331,6 +331,15 @@ impl MetadataView {
         Ok(self.read(read))
     }
 
+    /// A snapshot of the metadata as applied here now (the raft snapshot format), with what
+    /// `read` answers of the same state.
+    pub fn backup<T>(
+        &self,
+        read: impl FnOnce(&MetadataState) -> T,
+    ) -> std::io::Result<(Vec<u8>, T)> {
+        self.controller.state.backup(read)
+    }
+
     /// The index of the last command applied here.
     pub fn applied_index(&self) -> u64 {
         self.controller

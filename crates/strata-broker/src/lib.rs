@@ -73,6 +73,15 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let admin_shutdown = CancellationToken::new();
+    let object_store = strata_objects::open(
+        &config.object_store_url,
+        strata_objects::StoreSettings::default(),
+        metrics.object_store.clone(),
+    )
+    .map_err(|e| BrokerError::ObjectStoreUrl(Arc::new(e)))?;
+    if config.roles.broker {
+        tiering::metadata_backup::restore_if_empty(&config, &object_store).await?;
+    }
     let control_plane = ControlPlane::start(&config, controller_listener).await?;
     // Ends by itself when the controller stops.
     let _quorum_metrics = control_plane.spawn_metrics(metrics.clone());
@@ -92,6 +101,7 @@ pub async fn run(
         Some(kafka) => {
             let node = BrokerNode {
                 control_plane: &control_plane,
+                object_store,
                 metrics,
                 ready: &ready,
                 shutdown: &stopping,
@@ -138,6 +148,7 @@ async fn run_controller_only(
 /// A node with the broker role, while it runs.
 struct BrokerNode<'a> {
     control_plane: &'a ControlPlane,
+    object_store: Arc<dyn object_store::ObjectStore>,
     metrics: Arc<Metrics>,
     ready: &'a AtomicBool,
     shutdown: &'a CancellationToken,
@@ -154,6 +165,7 @@ impl BrokerNode<'_> {
     ) -> Result<(), BrokerError> {
         let Self {
             control_plane,
+            object_store,
             metrics,
             ready,
             shutdown,
@@ -165,6 +177,7 @@ impl BrokerNode<'_> {
         let (broker, tasks) = Broker::open(
             config,
             advertised.clone(),
+            object_store,
             control_plane.view(),
             producer_ids,
             metrics,

@@ -37,18 +37,8 @@ impl NodeMeta {
         let meta = match existing {
             Some(bytes) => serde_json::from_slice::<PersistedMeta>(&bytes)
                 .map_err(|e| BrokerError::storage(&path, std::io::Error::other(e)))?,
-            None => {
-                let meta = PersistedMeta {
-                    version: 1,
-                    cluster_id: new_cluster_id(),
-                    node_id,
-                    producer_id_block_end: 0,
-                };
-                // Persist at once so the cluster id is fixed from the first start on.
-                let bytes = serde_json::to_vec_pretty(&meta).expect("plain struct serializes");
-                write_atomic(&path, &bytes).map_err(|e| BrokerError::storage(&path, e))?;
-                meta
-            }
+            // Persisted at once so the cluster id is fixed from the first start on.
+            None => create(&path, node_id, &new_cluster_id())?,
         };
         if meta.node_id != node_id {
             return Err(BrokerError::storage(
@@ -65,6 +55,19 @@ impl NodeMeta {
         })
     }
 
+    /// Writes `meta/node.json` naming `cluster_id`, for a data directory being restored from
+    /// a metadata backup; an existing identity is left alone.
+    pub fn adopt(data_dir: &Path, node_id: i32, cluster_id: &str) -> Result<(), BrokerError> {
+        let path = data_dir.join("meta").join("node.json");
+        if read_optional(&path)
+            .map_err(|e| BrokerError::storage(&path, e))?
+            .is_none()
+        {
+            create(&path, node_id, cluster_id)?;
+        }
+        Ok(())
+    }
+
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
     }
@@ -73,6 +76,19 @@ impl NodeMeta {
     pub fn legacy_producer_id_end(&self) -> i64 {
         self.legacy_producer_id_end
     }
+}
+
+/// Writes a new identity to `path`.
+fn create(path: &Path, node_id: i32, cluster_id: &str) -> Result<PersistedMeta, BrokerError> {
+    let meta = PersistedMeta {
+        version: 1,
+        cluster_id: cluster_id.to_string(),
+        node_id,
+        producer_id_block_end: 0,
+    };
+    let bytes = serde_json::to_vec_pretty(&meta).expect("plain struct serializes");
+    write_atomic(path, &bytes).map_err(|e| BrokerError::storage(path, e))?;
+    Ok(meta)
 }
 
 /// Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 characters).

@@ -67,15 +67,19 @@ struct PartitionState {
     tiered: bool,
     /// What the manifest says of this partition.
     remote: RemoteLog,
+    /// The tiered end as far as it would survive losing this broker's disk: local copies
+    /// below it may go. The reconciler sets it on a replicated quorum; an embedded node's
+    /// metadata backups set it.
+    durable_tiered_end: Option<i64>,
 }
 
 impl PartitionState {
     /// The end of what local retention may delete: everything, unless the log is tiered,
     /// when only what the manifest holds.
     fn deletable_end(&self) -> i64 {
-        match (self.tiered, self.remote.tiered) {
+        match (self.tiered, self.durable_tiered_end) {
             (false, _) => i64::MAX,
-            (true, Some(remote)) => remote.end,
+            (true, Some(end)) => end,
             (true, None) => i64::MIN,
         }
     }
@@ -163,6 +167,7 @@ impl Partition {
                 leader_epoch: None,
                 tiered: config.tiered(),
                 remote: RemoteLog::default(),
+                durable_tiered_end: None,
             }),
             high_watermark,
         })
@@ -253,9 +258,19 @@ impl Partition {
     /// tiered part does (its disk was lost or replaced) skips ahead to the tiered end, so new
     /// appends continue after the stored offsets instead of reusing them; local data below
     /// the log start goes.
-    pub fn set_remote(&self, remote: RemoteLog, now_ms: i64) -> Result<(), BrokerError> {
+    /// With `durable`, the manifest it came from survives a lost disk, so local copies of
+    /// what it holds may go.
+    pub fn set_remote(
+        &self,
+        remote: RemoteLog,
+        durable: bool,
+        now_ms: i64,
+    ) -> Result<(), BrokerError> {
         let mut state = self.lock();
         state.remote = remote;
+        if durable && let Some(tiered) = remote.tiered {
+            state.durable_tiered_end = state.durable_tiered_end.max(Some(tiered.end));
+        }
         state.log.advance_log_start(remote.log_start_offset)?;
         if let Some(tiered) = remote.tiered
             && state.log.skip_to(tiered.end, now_ms)?
@@ -265,6 +280,12 @@ impl Partition {
             self.high_watermark.send_replace(end);
         }
         Ok(())
+    }
+
+    /// Lets local retention delete what is below `end` (a metadata backup holds it).
+    pub fn set_durable_tiered_end(&self, end: i64) {
+        let mut state = self.lock();
+        state.durable_tiered_end = state.durable_tiered_end.max(Some(end));
     }
 
     /// What the object store holds of this partition.

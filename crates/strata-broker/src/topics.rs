@@ -73,16 +73,20 @@ struct Topics {
 pub struct TopicRegistry {
     log_dir: PathBuf,
     topics: RwLock<Topics>,
+    /// Whether applied metadata survives losing this disk (a replicated quorum); if not, a
+    /// metadata backup decides when tiered data may leave the disk.
+    metadata_replicated: bool,
 }
 
 impl TopicRegistry {
     /// A registry over `<data_dir>/log`, hosting nothing until the first reconcile.
-    pub fn open(data_dir: &Path) -> Result<Self, BrokerError> {
+    pub fn open(data_dir: &Path, metadata_replicated: bool) -> Result<Self, BrokerError> {
         let log_dir = data_dir.join("log");
         std::fs::create_dir_all(&log_dir).map_err(|e| BrokerError::storage(&log_dir, e))?;
         Ok(Self {
             log_dir,
             topics: RwLock::new(Topics::default()),
+            metadata_replicated,
         })
     }
 
@@ -171,7 +175,8 @@ impl TopicRegistry {
             };
             // Before leadership: a log that lost its disk must skip past the tiered offsets
             // before it takes an append.
-            if let Err(e) = partition.set_remote(wanted.remote, now_ms()) {
+            if let Err(e) = partition.set_remote(wanted.remote, self.metadata_replicated, now_ms())
+            {
                 error!(topic = %name, partition = wanted.index, error = %e, "could not align the local log with the tiered log");
                 continue;
             }
@@ -254,7 +259,7 @@ mod tests {
     #[test]
     fn reconcile_opens_leads_and_deletes_what_the_metadata_says() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry = TopicRegistry::open(dir.path()).expect("open");
+        let registry = TopicRegistry::open(dir.path(), true).expect("open");
         let id = Uuid::new_v4();
         registry.reconcile(&[hosted(id, "orders", &[(0, Some(3)), (2, None)])]);
         let topic = registry.get("orders").expect("hosted");
@@ -290,7 +295,7 @@ mod tests {
     #[test]
     fn unknown_topic_directories_are_set_aside_not_deleted() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry = TopicRegistry::open(dir.path()).expect("open");
+        let registry = TopicRegistry::open(dir.path(), true).expect("open");
         let kept = Uuid::new_v4();
         let unknown = Uuid::new_v4();
         let log = dir.path().join("log");

@@ -25,7 +25,7 @@ pub use controller::{Controller, ControllerError};
 pub use leader::{Committed, LeaderAnswer, LeaderClient, LeaderRequest, QuorumStatus};
 pub use log_store::LogStore;
 pub use network::raft_routes;
-pub use state_machine::{StateMachineStore, StateReader};
+pub use state_machine::{StateMachineStore, StateReader, seed_from_backup};
 
 /// A node's id in the quorum (the same number as its Kafka broker id).
 pub type NodeId = u64;

@@ -61,6 +61,30 @@ impl StateReader {
         )
     }
 
+    /// A snapshot of the state as applied now, in the stored snapshot format (what
+    /// [`seed_from_backup`] takes), together with what `read` answers of that same state.
+    pub fn backup<T>(&self, read: impl FnOnce(&MetadataState) -> T) -> io::Result<(Vec<u8>, T)> {
+        let applied = self
+            .applied
+            .read()
+            .expect("the state lock holder never panics");
+        let data = encode_snapshot(&applied.state).map_err(io::Error::other)?;
+        let snapshot_id = applied.last_applied.map_or_else(
+            || "backup-0".to_string(),
+            |id| format!("backup-{}", id.index),
+        );
+        let snapshot = StoredSnapshot {
+            meta: Meta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership.clone(),
+                snapshot_id,
+            },
+            data,
+        };
+        let answer = read(&applied.state);
+        Ok((encode_stored(&snapshot)?, answer))
+    }
+
     /// The log id of the last applied command.
     pub fn last_applied(&self) -> Option<LogId> {
         self.applied
@@ -243,13 +267,45 @@ fn to_openraft(snapshot: StoredSnapshot) -> Snapshot<TypeConfig> {
 }
 
 fn store_snapshot(dir: &Path, snapshot: &StoredSnapshot) -> io::Result<()> {
+    write_atomic(&dir.join("snapshot"), &encode_stored(snapshot)?)
+}
+
+fn encode_stored(snapshot: &StoredSnapshot) -> io::Result<Vec<u8>> {
     let meta = serde_json::to_vec(&snapshot.meta)?;
     let meta_len = u32::try_from(meta.len()).map_err(io::Error::other)?;
     let mut bytes = Vec::with_capacity(4 + meta.len() + snapshot.data.len());
     bytes.extend_from_slice(&meta_len.to_le_bytes());
     bytes.extend_from_slice(&meta);
     bytes.extend_from_slice(&snapshot.data);
-    write_atomic(&dir.join("snapshot"), &bytes)
+    Ok(bytes)
+}
+
+/// Prepares an empty raft directory `dir` to start from `backup` (made by
+/// [`StateReader::backup`]) as a node that took that snapshot and purged its log up to it:
+/// the state machine starts from it, the log continues after it, and the vote is the term
+/// of its last entry, so the next election moves to a later term. Answers the restored
+/// state. Refuses a damaged backup and a directory that already holds raft state.
+pub fn seed_from_backup(dir: &Path, backup: &[u8]) -> io::Result<MetadataState> {
+    let snapshot = decode_stored(backup)?;
+    let state = decode_snapshot(&snapshot.data).map_err(io::Error::other)?;
+    let last = snapshot
+        .meta
+        .last_log_id
+        .ok_or_else(|| io::Error::other("the backup holds no applied entry"))?;
+    let state_dir = dir.join("state");
+    let log_dir = dir.join("log");
+    if state_dir.join("snapshot").exists() || log_dir.join("log").exists() {
+        return Err(io::Error::other(
+            "the raft directory already holds state; a backup is only restored into an empty one",
+        ));
+    }
+    std::fs::create_dir_all(&state_dir)?;
+    std::fs::create_dir_all(&log_dir)?;
+    store_snapshot(&state_dir, &snapshot)?;
+    write_atomic(&log_dir.join("purged.json"), &serde_json::to_vec(&last)?)?;
+    let vote = openraft::Vote::new_committed(last.leader_id.term, last.leader_id.node_id);
+    write_atomic(&log_dir.join("vote.json"), &serde_json::to_vec(&vote)?)?;
+    Ok(state)
 }
 
 fn decode_stored(bytes: &[u8]) -> io::Result<StoredSnapshot> {

@@ -115,3 +115,75 @@ mod restarts {
         );
     }
 }
+
+mod backups {
+    use std::collections::BTreeMap;
+
+    use strata_meta::MetaCommand;
+
+    use crate::{Controller, seed_from_backup};
+
+    async fn single_node(dir: &std::path::Path) -> Controller {
+        let controller = Controller::start(1, dir, vec![]).await.expect("start");
+        controller
+            .initialize(BTreeMap::from([(1, "127.0.0.1:1".to_string())]))
+            .await
+            .expect("initialize");
+        controller
+    }
+
+    #[tokio::test]
+    async fn a_node_restored_from_a_backup_has_the_state_and_keeps_writing() {
+        let first = tempfile::tempdir().expect("tempdir");
+        let controller = single_node(first.path()).await;
+        for command in [
+            MetaCommand::InitCluster {
+                cluster_id: "restored".into(),
+            },
+            MetaCommand::InitCluster {
+                cluster_id: "refused".into(),
+            },
+        ] {
+            controller.propose(command).await.expect("committed");
+        }
+        let (backup, cluster) = controller
+            .state
+            .backup(|s| s.cluster_id().map(str::to_string))
+            .expect("backup");
+        assert_eq!(cluster.as_deref(), Some("restored"));
+        let applied = controller.state.last_applied().expect("applied");
+        controller.shutdown().await;
+
+        let second = tempfile::tempdir().expect("tempdir");
+        let state = seed_from_backup(second.path(), &backup).expect("seed");
+        assert_eq!(state.cluster_id(), Some("restored"));
+        assert!(
+            seed_from_backup(second.path(), &backup).is_err(),
+            "never over existing raft state"
+        );
+        assert!(seed_from_backup(tempfile::tempdir().expect("t").path(), b"junk").is_err());
+
+        let restored = Controller::start(1, second.path(), vec![])
+            .await
+            .expect("start");
+        assert!(
+            !restored
+                .initialize(BTreeMap::from([(1, "127.0.0.1:1".to_string())]))
+                .await
+                .expect("initialize"),
+            "the restored quorum exists already"
+        );
+        assert_eq!(
+            restored.state.read(|s| s.cluster_id().map(str::to_string)),
+            Some("restored".to_string())
+        );
+        let committed = restored
+            .propose(MetaCommand::InitCluster {
+                cluster_id: "restored".into(),
+            })
+            .await
+            .expect("writes go on after the restore");
+        assert!(committed.log_index > applied.index);
+        restored.shutdown().await;
+    }
+}

@@ -11,6 +11,7 @@
 //! The lifecycle and why each step is crash-safe are in `docs/architecture.md` (Tiering).
 
 pub mod block_cache;
+pub mod metadata_backup;
 mod metrics;
 pub mod remote_read;
 pub mod retention;
@@ -46,6 +47,9 @@ pub struct TieringSettings {
     pub orphan_grace: Duration,
     /// `strata.tiering.sweep.interval.ms`: how often the sweeper lists the store.
     pub sweep_interval: Duration,
+    /// `strata.metadata.backup.interval.ms`: how often an embedded node backs its metadata
+    /// up to the object store when it changed (upload rounds back it up at once).
+    pub metadata_backup_interval: Duration,
 }
 
 impl Default for TieringSettings {
@@ -60,6 +64,7 @@ impl Default for TieringSettings {
             readahead_blocks: 4,
             orphan_grace: Duration::from_secs(3600),
             sweep_interval: Duration::from_secs(300),
+            metadata_backup_interval: Duration::from_secs(10),
         }
     }
 }
@@ -106,6 +111,9 @@ impl TieringSettings {
             }
             "strata.tiering.sweep.interval.ms" => {
                 positive().map(|()| self.sweep_interval = Duration::from_millis(value))
+            }
+            "strata.metadata.backup.interval.ms" => {
+                positive().map(|()| self.metadata_backup_interval = Duration::from_millis(value))
             }
             "strata.tiering.fetch.readahead.blocks" => {
                 self.readahead_blocks = value;

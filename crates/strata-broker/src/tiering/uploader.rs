@@ -135,7 +135,9 @@ async fn upload_round(broker: &Arc<Broker>, rotation: &AtomicUsize) -> Result<bo
             broker.metrics.tiering.segments_refused.inc_by(u64::from(refused));
             info!(object = %name, bytes = size, committed, refused, "object uploaded and committed");
         }
-        // What is committed may now leave the local disk, by local retention.
+        // What is committed may now leave the local disk, by local retention, once a lost
+        // disk cannot take the commit with it.
+        broker.backups.back_up(broker).await?;
         let trimmed: Vec<_> = candidates.into_iter().map(|c| c.partition).collect();
         let trimmer = broker.clone();
         blocking(move || {

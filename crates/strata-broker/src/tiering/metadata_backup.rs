@@ -1,0 +1,165 @@
+//! The embedded node's metadata, backed up to the object store.
+//!
+//! A single node keeps its raft state on the same disk as its log, so losing the disk would
+//! lose the manifest that says where the tiered data is. Such a node therefore writes a
+//! snapshot of its metadata to `metadata/snapshot` after every upload round (before the
+//! round's local copies may go) and whenever the metadata changed, at most every
+//! `strata.metadata.backup.interval.ms`. Started with an empty data directory and the same
+//! object store, it restores the snapshot into its raft directory before the quorum starts,
+//! so every topic and every tiered record comes back; only what was not yet uploaded is lost.
+//!
+//! Ordering is what makes that promise hold: a tiered partition may delete a local segment
+//! only once a backup holds the commit of its data ([`Partition::set_durable_tiered_end`] is
+//! set from the state each backup captured). Nodes of a multi-node quorum do not back up:
+//! their metadata is replicated, and commits are durable once applied.
+//!
+//! [`Partition::set_durable_tiered_end`]: crate::partition::Partition::set_durable_tiered_end
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::node_meta::NodeMeta;
+
+/// Where the backup lives in the object store.
+pub const BACKUP_OBJECT: &str = "metadata/snapshot";
+
+fn store_err(what: &str, e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::RemoteStorage(format!("{what}: {e}"))
+}
+
+/// On an embedded node whose data directory has no raft state, restores the metadata from
+/// the object store's backup, if there is one. Answers whether it did.
+pub async fn restore_if_empty(
+    config: &BrokerConfig,
+    store: &Arc<dyn ObjectStore>,
+) -> Result<bool, BrokerError> {
+    let raft_dir = config.data_dir.join("raft");
+    if !config.backs_up_metadata() || raft_dir.exists() {
+        return Ok(false);
+    }
+    let backup = match store
+        .get(&object_store::path::Path::from(BACKUP_OBJECT))
+        .await
+    {
+        Ok(found) => found
+            .bytes()
+            .await
+            .map_err(|e| store_err("reading the metadata backup", e))?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(store_err("looking for a metadata backup", e)),
+    };
+    let data_dir = config.data_dir.clone();
+    let node_id = config.node_id;
+    let index = tokio::task::spawn_blocking(move || seed(&data_dir, &raft_dir, node_id, &backup))
+        .await
+        .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
+    info!(
+        backup = BACKUP_OBJECT,
+        cluster_id = %index,
+        "restored the metadata from the object store: the data directory was empty"
+    );
+    Ok(true)
+}
+
+fn seed(
+    data_dir: &Path,
+    raft_dir: &Path,
+    node_id: i32,
+    backup: &[u8],
+) -> Result<String, BrokerError> {
+    let state = strata_raft::seed_from_backup(raft_dir, backup)
+        .map_err(|e| store_err("restoring the metadata backup", e))?;
+    let cluster_id = state
+        .cluster_id()
+        .ok_or_else(|| store_err("restoring the metadata backup", "it names no cluster"))?
+        .to_string();
+    NodeMeta::adopt(data_dir, node_id, &cluster_id)?;
+    Ok(cluster_id)
+}
+
+/// Serializes backups so an older one never overwrites a newer one, and remembers what the
+/// last one covered.
+#[derive(Debug, Default)]
+pub struct Backups {
+    last_index: tokio::sync::Mutex<Option<u64>>,
+}
+
+impl Backups {
+    /// Writes a backup of the metadata as applied now (unless the last one already covers
+    /// it), then lets each tiered partition trim what that backup's manifest holds.
+    pub async fn back_up(&self, broker: &Broker) -> Result<(), BrokerError> {
+        if !broker.config.backs_up_metadata() {
+            return Ok(());
+        }
+        let mut last = self.last_index.lock().await;
+        let index = broker.metadata.applied_index();
+        if *last == Some(index) {
+            return Ok(());
+        }
+        let (bytes, tiered_ends) = broker
+            .metadata
+            .backup(|state| {
+                state
+                    .topics()
+                    .flat_map(|t| {
+                        (0..t.partitions.len() as i32).filter_map(move |p| {
+                            let end = state.partition_manifest(t.topic_id, p)?.end_offset()?;
+                            Some((t.topic_id, p, end))
+                        })
+                    })
+                    .collect::<Vec<(Uuid, i32, i64)>>()
+            })
+            .map_err(|e| store_err("snapshotting the metadata", e))?;
+        let size = bytes.len();
+        broker
+            .object_store
+            .put(
+                &object_store::path::Path::from(BACKUP_OBJECT),
+                Bytes::from(bytes).into(),
+            )
+            .instrument(info_span!("metadata_backup", index, bytes = size))
+            .await
+            .map_err(|e| store_err("writing the metadata backup", e))?;
+        *last = Some(index);
+        for (topic_id, partition, end) in tiered_ends {
+            if let Some(partition) = broker
+                .topics
+                .get_by_id(topic_id)
+                .and_then(|t| t.partition(partition).cloned())
+            {
+                partition.set_durable_tiered_end(end);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Backs the metadata up whenever it changed, at most every backup interval.
+pub fn spawn(broker: Arc<Broker>, cancel: CancellationToken) -> Option<JoinHandle<()>> {
+    if !broker.config.backs_up_metadata() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut interval = tokio::time::interval(broker.config.tiering.metadata_backup_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            if let Err(e) = broker.backups.back_up(&broker).await {
+                warn!(error = %e, "metadata backup failed; local copies of tiered data stay until one succeeds");
+            }
+        }
+    }))
+}
