@@ -7,17 +7,22 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use rdkafka::Message;
 use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::consumer::Consumer;
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
-use strata_e2e::{BrokerProcess, server_command};
+use strata_e2e::{BrokerProcess, InProcessBroker, server_command};
+use strata_objects::FaultPlan;
 
 use crate::object_store::s3_server;
 use crate::produce_fetch::{Sent, consume_and_check, produce_records};
 use crate::run_contract::http_get;
-use crate::{admin, client_runtime, consumer, create_topic};
+use crate::{admin, client_runtime, consumer, create_topic, producer};
 
 const TOPIC: &str = "tiered";
 const PARTITIONS: i32 = 2;
@@ -324,4 +329,177 @@ fn tiering_on_an_s3_server() {
         ],
         durable: true,
     });
+}
+
+/// An in-process broker that tiers quickly to a `file://` store under `objects`, with
+/// `faults` injected under the store's retry layer.
+fn faulty_broker(
+    objects: &Path,
+    faults: &Arc<FaultPlan>,
+    local_budget_bytes: u64,
+) -> InProcessBroker {
+    InProcessBroker::start_with(|c| {
+        c.object_store_url = format!("file://{}", objects.display());
+        c.object_store_faults = Some(faults.clone());
+        c.tiering.upload_interval = Duration::from_millis(100);
+        c.tiering.upload_max_lag = Duration::from_millis(300);
+        c.tiering.object_target_bytes = 256 * 1024;
+        c.tiering.cache_disk_bytes = 16 << 20;
+        c.tiering.local_budget_bytes = local_budget_bytes;
+    })
+    .expect("broker starts")
+}
+
+/// The store fails every third request, loses the answers to some PUTs after storing them,
+/// answers slowly, and then fails everything for a while: produce carries on, and every
+/// acknowledged record is read back at its offset once the local copies are gone.
+#[test]
+fn object_store_faults_lose_nothing_acknowledged() {
+    let objects = tempfile::tempdir().expect("tempdir");
+    let faults = Arc::new(FaultPlan::default());
+    faults.fail_every.store(3, Ordering::Release);
+    faults.ambiguous_puts.store(4, Ordering::Release);
+    faults.delay_ms.store(20, Ordering::Release);
+    let broker = faulty_broker(objects.path(), &faults, 0);
+    let admin = broker.admin.to_string();
+    client_runtime().block_on(create_topic(
+        &broker.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        TOPIC_CONFIGS,
+    ));
+    let mut landed = produce_records(
+        &broker.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        3000,
+        &[("acks", "all")],
+    );
+    wait_until("an upload got through the faults", || {
+        metric(&admin, "strata_tiering_segments_committed_total") >= 1.0
+    });
+
+    // An outage: every request fails. Produce is not affected.
+    faults.fail_next.store(u32::MAX, Ordering::Release);
+    let during = produce_records(
+        &broker.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        1000,
+        &[("acks", "all")],
+    );
+    assert_eq!(
+        during.len(),
+        1000,
+        "produce carries on while the store is down"
+    );
+    faults.fail_next.store(0, Ordering::Release);
+    landed.extend(during);
+
+    wait_until("everything is uploaded after the outage", || {
+        metric(&admin, "strata_tiering_upload_lag_records") == 0.0
+            && (0..PARTITIONS).all(|p| local_log_start(&broker.data_dir, p) > 1500)
+    });
+    assert_eq!(
+        faults.ambiguous_puts.load(Ordering::Acquire),
+        0,
+        "the ambiguous PUTs happened"
+    );
+    consume_and_check(&broker.bootstrap, TOPIC, PARTITIONS, &landed);
+}
+
+/// With the store down, data waiting for it grows to the local budget; from then on produce
+/// answers KAFKA_STORAGE_ERROR (retriable) instead of filling the disk, and once the store
+/// is back everything acknowledged is there and produce works again.
+#[test]
+fn a_full_local_budget_refuses_produce_until_the_store_returns() {
+    let objects = tempfile::tempdir().expect("tempdir");
+    let faults = Arc::new(FaultPlan::default());
+    let broker = faulty_broker(objects.path(), &faults, 64 * 1024);
+    let admin = broker.admin.to_string();
+    client_runtime().block_on(create_topic(&broker.bootstrap, TOPIC, 1, TOPIC_CONFIGS));
+    faults.fail_next.store(u32::MAX, Ordering::Release);
+    let producer = producer(
+        &broker.bootstrap,
+        &[
+            ("acks", "all"),
+            ("message.timeout.ms", "2000"),
+            ("linger.ms", "5"),
+        ],
+    );
+    let mut acknowledged = HashMap::new();
+    let value = "v".repeat(200);
+    client_runtime().block_on(async {
+        for round in 0..20 {
+            let deliveries: Vec<_> = (0..100)
+                .map(|i| {
+                    let key = format!("{round}-{i}");
+                    let record = FutureRecord::to(TOPIC)
+                        .partition(0)
+                        .key(&key)
+                        .payload(&value);
+                    (key.clone(), producer.send_result(record).expect("queued"))
+                })
+                .collect();
+            let mut refused = false;
+            for (key, delivery) in deliveries {
+                match delivery.await {
+                    Ok(Ok(delivered)) => {
+                        acknowledged.insert(delivered.offset, key);
+                    }
+                    _ => refused = true,
+                }
+            }
+            if refused {
+                break;
+            }
+            // Give the uploader's measurement time to see the backlog.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let refused = metric(
+        &admin,
+        "strata_kafka_request_errors_total{api=\"produce\",error=\"kafka_storage_error\"}",
+    );
+    assert!(
+        refused >= 1.0,
+        "produce was refused once the budget was full"
+    );
+    assert!(
+        acknowledged.len() < 2000,
+        "not everything was acknowledged while the store was down"
+    );
+    faults.fail_next.store(0, Ordering::Release);
+    wait_until("the backlog is uploaded", || {
+        metric(&admin, "strata_tiering_upload_lag_bytes") < 64.0 * 1024.0
+    });
+    let after = produce_records(&broker.bootstrap, TOPIC, 1, 10, &[("acks", "all")]);
+    assert_eq!(after.len(), 10, "produce works again");
+    let consumer = consumer(&broker.bootstrap, &[]);
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(TOPIC, 0, Offset::Beginning)
+        .expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen < acknowledged.len() {
+        assert!(
+            Instant::now() < deadline,
+            "only {seen} acknowledged records read back"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let message = message.expect("consume");
+        if let Some(key) = acknowledged.get(&message.offset()) {
+            assert_eq!(
+                message.key(),
+                Some(key.as_bytes()),
+                "offset {}",
+                message.offset()
+            );
+            seen += 1;
+        }
+    }
 }

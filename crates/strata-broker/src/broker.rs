@@ -30,8 +30,8 @@ pub struct Broker {
     pub clock: Arc<dyn Clock>,
     /// Where clients are told to connect.
     pub advertised: (String, u16),
-    /// Where sealed segments are tiered to (opened at startup, not contacted until the
-    /// uploader writes to it or a fetch reads below the local log).
+    /// Where sealed segments are tiered to. Contacted at startup only by an embedded node
+    /// with an empty data directory (looking for a metadata backup).
     pub object_store: Arc<dyn object_store::ObjectStore>,
     /// Reads of tiered segments, through the block cache.
     pub remote: RemoteReader,
@@ -140,6 +140,17 @@ impl Broker {
                 broker,
             },
         ))
+    }
+
+    /// Refuses an append to a tiered partition while the data waiting for the object store
+    /// exceeds the local budget (as the uploader last measured it).
+    pub fn check_tiering_backlog(&self) -> Result<(), BrokerError> {
+        let budget = self.config.tiering.local_budget_bytes;
+        let pending = u64::try_from(self.metrics.tiering.upload_lag_bytes.get()).unwrap_or(0);
+        if budget > 0 && pending >= budget {
+            return Err(BrokerError::TieringBacklog { pending, budget });
+        }
+        Ok(())
     }
 
     /// Waits until `partition`'s appends are durable per the configured durability.

@@ -197,6 +197,9 @@ pub struct BrokerConfig {
     pub groups: crate::groups::GroupSettings,
     /// Uploads to and reads from the object store.
     pub tiering: crate::tiering::TieringSettings,
+    /// Failures to inject under the object store's retry layer (fault tests, chaos drills);
+    /// `None` in normal operation.
+    pub object_store_faults: Option<std::sync::Arc<strata_objects::FaultPlan>>,
 }
 
 impl BrokerConfig {
@@ -221,6 +224,7 @@ impl BrokerConfig {
             rack: None,
             groups: crate::groups::GroupSettings::default(),
             tiering: crate::tiering::TieringSettings::default(),
+            object_store_faults: None,
         }
     }
 

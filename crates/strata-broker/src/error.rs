@@ -45,6 +45,11 @@ pub enum BrokerError {
     FencedLeaderEpoch { requested: i32, current: i32 },
     #[error(transparent)]
     ObjectStoreUrl(Arc<strata_objects::ObjectStoreUrlError>),
+    /// Too much data waits for the object store; retry once the uploader catches up.
+    #[error(
+        "{pending} bytes on this broker wait to be uploaded to the object store (budget {budget}): retry later"
+    )]
+    TieringBacklog { pending: u64, budget: u64 },
     /// The object store failed a read, or holds something other than the manifest says.
     #[error("tiered storage: {0}")]
     RemoteStorage(String),
@@ -104,7 +109,9 @@ impl BrokerError {
             Self::InvalidRequiredAcks { .. } => ResponseError::InvalidRequiredAcks,
             Self::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
             Self::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
-            Self::ObjectStoreUrl(_) | Self::RemoteStorage(_) => ResponseError::KafkaStorageError,
+            Self::ObjectStoreUrl(_) | Self::RemoteStorage(_) | Self::TieringBacklog { .. } => {
+                ResponseError::KafkaStorageError
+            }
             Self::ShuttingDown | Self::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
             Self::InvalidRequest { .. } => ResponseError::InvalidRequest,
             Self::Setup(_) => ResponseError::UnknownServerError,

@@ -73,12 +73,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let admin_shutdown = CancellationToken::new();
-    let object_store = strata_objects::open(
-        &config.object_store_url,
-        strata_objects::StoreSettings::default(),
-        metrics.object_store.clone(),
-    )
-    .map_err(|e| BrokerError::ObjectStoreUrl(Arc::new(e)))?;
+    let object_store = open_object_store(&config, &metrics)?;
     if config.roles.broker {
         tiering::metadata_backup::restore_if_empty(&config, &object_store).await?;
     }
@@ -119,6 +114,28 @@ pub async fn run(
     admin_shutdown.cancel();
     let _ = admin.await;
     outcome
+}
+
+/// The object store `--object-store` names, behind the standard layers (and the configured
+/// fault injection, if any, under them).
+fn open_object_store(
+    config: &BrokerConfig,
+    metrics: &Metrics,
+) -> Result<Arc<dyn object_store::ObjectStore>, BrokerError> {
+    let backend = strata_objects::open_backend(&config.object_store_url)
+        .map_err(|e| BrokerError::ObjectStoreUrl(Arc::new(e)))?;
+    let backend: Arc<dyn object_store::ObjectStore> = match &config.object_store_faults {
+        Some(plan) => Arc::new(strata_objects::Layered::new(
+            backend,
+            strata_objects::Faults(plan.clone()),
+        )),
+        None => backend,
+    };
+    Ok(strata_objects::decorate(
+        backend,
+        strata_objects::StoreSettings::default(),
+        metrics.object_store.clone(),
+    ))
 }
 
 /// A controller-only node: it votes, fences silent brokers while it leads, and serves its

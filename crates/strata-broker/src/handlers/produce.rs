@@ -202,6 +202,9 @@ async fn append(
     if batch.header().is_transactional() {
         return Err(BrokerError::TransactionsUnsupported);
     }
+    if config.tiered() {
+        broker.check_tiering_backlog()?;
+    }
     let outcome = partition.append(&batch, now_ms)?;
     if !outcome.duplicate {
         broker.metrics.produce_bytes.inc_by(bytes as u64);

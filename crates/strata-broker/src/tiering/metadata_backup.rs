@@ -56,7 +56,13 @@ pub async fn restore_if_empty(
             .await
             .map_err(|e| store_err("reading the metadata backup", e))?,
         Err(object_store::Error::NotFound { .. }) => return Ok(false),
-        Err(e) => return Err(store_err("looking for a metadata backup", e)),
+        // Starting a new cluster instead would overwrite the backup with an empty one.
+        Err(e) => {
+            return Err(store_err(
+                "the data directory is empty and the object store cannot be asked for a metadata backup to restore",
+                e,
+            ));
+        }
     };
     let data_dir = config.data_dir.clone();
     let node_id = config.node_id;

@@ -47,6 +47,10 @@ pub struct TieringSettings {
     pub orphan_grace: Duration,
     /// `strata.tiering.sweep.interval.ms`: how often the sweeper lists the store.
     pub sweep_interval: Duration,
+    /// `strata.tiering.local.budget.bytes`: once this broker's tiered partitions hold this
+    /// much data not yet in the object store (an outage, a slow store), produce to them
+    /// answers KAFKA_STORAGE_ERROR (retriable) instead of filling the disk. 0: no budget.
+    pub local_budget_bytes: u64,
     /// `strata.metadata.backup.interval.ms`: how often an embedded node backs its metadata
     /// up to the object store when it changed (upload rounds back it up at once).
     pub metadata_backup_interval: Duration,
@@ -65,6 +69,7 @@ impl Default for TieringSettings {
             orphan_grace: Duration::from_secs(3600),
             sweep_interval: Duration::from_secs(300),
             metadata_backup_interval: Duration::from_secs(10),
+            local_budget_bytes: 16 << 30,
         }
     }
 }
@@ -114,6 +119,10 @@ impl TieringSettings {
             }
             "strata.metadata.backup.interval.ms" => {
                 positive().map(|()| self.metadata_backup_interval = Duration::from_millis(value))
+            }
+            "strata.tiering.local.budget.bytes" => {
+                self.local_budget_bytes = value;
+                Ok(())
             }
             "strata.tiering.fetch.readahead.blocks" => {
                 self.readahead_blocks = value;

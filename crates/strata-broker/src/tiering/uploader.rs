@@ -31,6 +31,9 @@ use crate::error::BrokerError;
 use crate::partition::Partition;
 use crate::tiering::sweeper::SEGMENTS_PREFIX;
 
+/// How often the upload lag is measured.
+const LAG_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Sealed data of one partition, chosen for the next object.
 struct Candidate {
     partition: Arc<Partition>,
@@ -42,33 +45,50 @@ struct Candidate {
 /// Starts the uploader; it stops when `cancel` fires (an upload in flight is abandoned: its
 /// object, if stored, is an orphan).
 pub fn spawn(broker: Arc<Broker>, cancel: CancellationToken) -> JoinHandle<()> {
+    let reporter = tokio::spawn(report_lag_loop(broker.clone(), cancel.clone()));
+    let uploader = tokio::spawn(upload_loop(broker, cancel));
     tokio::spawn(async move {
-        let mut interval = tokio::time::interval(broker.config.tiering.upload_interval);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let rotation = AtomicUsize::new(0);
+        let _ = tokio::join!(reporter, uploader);
+    })
+}
+
+/// Measures the upload lag every [`LAG_REPORT_INTERVAL`], whatever the uploader is doing
+/// (a round can spend a long time retrying): produce reads it for the local budget.
+async fn report_lag_loop(broker: Arc<Broker>, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(LAG_REPORT_INTERVAL);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = interval.tick() => report_lag(&broker),
+        }
+    }
+}
+
+async fn upload_loop(broker: Arc<Broker>, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(broker.config.tiering.upload_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let rotation = AtomicUsize::new(0);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = interval.tick() => {}
+        }
         loop {
-            tokio::select! {
+            let round = tokio::select! {
                 () = cancel.cancelled() => return,
-                _ = interval.tick() => {}
-            }
-            loop {
-                let round = tokio::select! {
-                    () = cancel.cancelled() => return,
-                    round = upload_round(&broker, &rotation) => round,
-                };
-                match round {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(e) => {
-                        broker.metrics.tiering.upload_failures.inc();
-                        warn!(error = %e, "upload round failed; its data stays local and is retried");
-                        break;
-                    }
+                round = upload_round(&broker, &rotation) => round,
+            };
+            match round {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    broker.metrics.tiering.upload_failures.inc();
+                    warn!(error = %e, "upload round failed; its data stays local and is retried");
+                    break;
                 }
             }
-            report_lag(&broker);
         }
-    })
+    }
 }
 
 /// One object's worth: answers whether it filled an object (more may be waiting).
