@@ -16,6 +16,7 @@ use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
+use strata_broker::BrokerConfig;
 use strata_e2e::{BrokerProcess, InProcessBroker, server_command};
 use strata_objects::FaultPlan;
 
@@ -338,14 +339,21 @@ fn faulty_broker(
     faults: &Arc<FaultPlan>,
     local_budget_bytes: u64,
 ) -> InProcessBroker {
+    tiering_broker(objects, |c| {
+        c.object_store_faults = Some(faults.clone());
+        c.tiering.local_budget_bytes = local_budget_bytes;
+    })
+}
+
+/// An in-process broker that tiers quickly to a `file://` store under `objects`.
+fn tiering_broker(objects: &Path, adjust: impl FnOnce(&mut BrokerConfig)) -> InProcessBroker {
     InProcessBroker::start_with(|c| {
         c.object_store_url = format!("file://{}", objects.display());
-        c.object_store_faults = Some(faults.clone());
         c.tiering.upload_interval = Duration::from_millis(100);
         c.tiering.upload_max_lag = Duration::from_millis(300);
         c.tiering.object_target_bytes = 256 * 1024;
         c.tiering.cache_disk_bytes = 16 << 20;
-        c.tiering.local_budget_bytes = local_budget_bytes;
+        adjust(c);
     })
     .expect("broker starts")
 }
@@ -502,4 +510,55 @@ fn a_full_local_budget_refuses_produce_until_the_store_returns() {
             seen += 1;
         }
     }
+}
+
+/// The object-request bill does not grow with the partition count: the same bytes produced
+/// into 1 partition and into 100 make about the same number of PUTs.
+#[test]
+fn puts_do_not_grow_with_the_partition_count() {
+    let puts = |partitions: i32| {
+        let objects = tempfile::tempdir().expect("tempdir");
+        // Objects larger than the client's batches, so the batch size does not decide.
+        let broker = tiering_broker(objects.path(), |c| {
+            c.tiering.object_target_bytes = 2 << 20;
+        });
+        let admin = broker.admin.to_string();
+        client_runtime().block_on(create_topic(
+            &broker.bootstrap,
+            TOPIC,
+            partitions,
+            &[("local.retention.bytes", "0"), ("retention.ms", "-1")],
+        ));
+        // 4 MiB in 1 KiB records, spread evenly.
+        let producer = producer(&broker.bootstrap, &[("acks", "all"), ("linger.ms", "5")]);
+        let value = vec![b'x'; 1024];
+        client_runtime().block_on(async {
+            let deliveries: Vec<_> = (0..4096)
+                .map(|i| {
+                    let record = FutureRecord::<(), _>::to(TOPIC)
+                        .partition(i % partitions)
+                        .payload(&value);
+                    producer.send_result(record).expect("queued")
+                })
+                .collect();
+            for delivery in deliveries {
+                delivery.await.expect("delivered").expect("acknowledged");
+            }
+        });
+        wait_until("everything is uploaded", || {
+            metric(&admin, "strata_tiering_upload_lag_records") == 0.0
+                && metric(&admin, "strata_tiering_uploaded_bytes_total") >= 4.0 * 1024.0 * 1024.0
+        });
+        metric(
+            &admin,
+            "strata_object_store_requests_total{op=\"put\",purpose=\"segments\"}",
+        )
+    };
+    let (one, hundred) = (puts(1), puts(100));
+    eprintln!("PUTs for 4 MiB: {one} into 1 partition, {hundred} into 100 partitions");
+    assert!(one >= 1.0 && hundred >= 1.0);
+    assert!(
+        hundred <= 2.0 * one + 4.0,
+        "100 partitions made {hundred} PUTs where 1 made {one}"
+    );
 }

@@ -1,9 +1,10 @@
 //! The uploader: one per broker, packing sealed data of every tiered partition this broker
 //! leads into shared objects, so PUTs per GiB do not grow with the partition count.
 //!
-//! A round: roll the active segment of each quiet partition whose data has waited
-//! `upload_max_lag`; take sealed ranges from each partition's tiered end on, partitions in
-//! rotating order, until the object reaches its target size; read them (outside every lock,
+//! A round: take sealed ranges from each partition's tiered end on, partitions in rotating
+//! order, until the object reaches its target size; if it is not full, send it only once the
+//! oldest data not yet uploaded has waited `upload_max_lag` (rolling every partition's active
+//! segment first, so they all travel together); read them (outside every lock,
 //! from files the log keeps open); PUT the object under a name never used before; commit its
 //! segments in one `CommitSegments` command, each fenced by the leader epoch it was read
 //! under; then let local retention delete what is now committed. Rounds run back to back
@@ -177,8 +178,12 @@ async fn upload_round(broker: &Arc<Broker>, rotation: &AtomicUsize) -> Result<bo
 
 /// Picks sealed ranges for one object from the tiered partitions this broker leads, starting
 /// at partition `start` (mod their count) so that no partition waits behind others for
-/// ever. Rolls quiet partitions' active segments first. Answers the ranges and whether they
-/// fill the object.
+/// ever. Answers the ranges and whether they fill the object.
+///
+/// An object is sent when it is full, or when the oldest data not yet uploaded (on any of
+/// these partitions) has waited `upload_max_lag`; then every partition's active segment is
+/// rolled first, so all of them travel in the same object. That is what keeps PUTs from
+/// growing with the partition count: one flush per lag period, not one per partition.
 fn choose(broker: &Broker, start: usize) -> Result<(Vec<Candidate>, bool), BrokerError> {
     let settings = &broker.config.tiering;
     let now = broker.clock.now_ms();
@@ -191,6 +196,17 @@ fn choose(broker: &Broker, start: usize) -> Result<(Vec<Candidate>, bool), Broke
         .flat_map(|t| t.partitions.values().map(|p| (t.id, p.clone())))
         .filter(|(_, p)| p.leader_epoch().is_some())
         .collect();
+    let tiered_end = |p: &Partition| p.tiered_range().map_or(i64::MIN, |r| r.end);
+    let oldest_pending = led
+        .iter()
+        .filter_map(|(_, p)| p.pending_from(tiered_end(p)).1)
+        .min();
+    let due = oldest_pending.is_some_and(|since| since <= now.saturating_sub(lag_ms));
+    if due {
+        for (_, partition) in &led {
+            partition.roll_if_older(now, now)?;
+        }
+    }
     let mut budget = settings.object_target_bytes;
     let mut candidates = Vec::new();
     let count = led.len();
@@ -203,9 +219,7 @@ fn choose(broker: &Broker, start: usize) -> Result<(Vec<Candidate>, bool), Broke
         let Some(leader_epoch) = partition.leader_epoch() else {
             continue;
         };
-        partition.roll_if_older(now.saturating_sub(lag_ms), now)?;
-        let remote = partition.tiered_range();
-        let mut from = remote.map_or(i64::MIN, |r| r.end);
+        let mut from = tiered_end(&partition);
         while budget > 0 {
             let Some(range) = partition.sealed_range(from, budget)? else {
                 break;
@@ -222,6 +236,9 @@ fn choose(broker: &Broker, start: usize) -> Result<(Vec<Candidate>, bool), Broke
         if budget == 0 {
             return Ok((candidates, true));
         }
+    }
+    if !due {
+        candidates.clear();
     }
     Ok((candidates, false))
 }
