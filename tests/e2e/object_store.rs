@@ -70,6 +70,12 @@ pub(crate) fn s3_server(bucket: &str) -> Option<S3Server> {
 fn check_store(url: &str, env: &[(&str, &str)]) -> (bool, String) {
     let output = Command::new(strata_e2e::strata_bin().expect("strata binary"))
         .args(["check-object-store", url])
+        // Only what the test gives: no keys from the environment it runs in, and no instance
+        // metadata lookups (off AWS they only time out).
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .envs(env.iter().copied())
         .env_remove("RUST_BACKTRACE")
         .output()
@@ -109,6 +115,34 @@ fn the_object_store_layer_works_against_an_s3_server_and_the_local_defaults() {
     );
     let (ok, output) = check_store(&url, &credentials);
     assert!(ok && output.contains("the object store works"), "{output}");
+
+    // aws-config's default chain: a profile in a shared credentials file, no AWS_* keys.
+    let home = tempfile::tempdir().expect("tempdir");
+    let credentials_file = home.path().join("credentials");
+    std::fs::write(
+        &credentials_file,
+        "[strata]\naws_access_key_id = strata\naws_secret_access_key = strata\n",
+    )
+    .expect("credentials file");
+    let no_config = home.path().join("config");
+    let credentials_file = credentials_file.display().to_string();
+    let no_config = no_config.display().to_string();
+    let profile = [
+        ("AWS_SHARED_CREDENTIALS_FILE", credentials_file.as_str()),
+        ("AWS_CONFIG_FILE", no_config.as_str()),
+        ("AWS_PROFILE", "strata"),
+    ];
+    let (ok, output) = check_store(&url, &profile);
+    assert!(
+        ok && output.contains("the object store works"),
+        "credentials from a profile: {output}"
+    );
+    let nowhere = [
+        ("AWS_SHARED_CREDENTIALS_FILE", no_config.as_str()),
+        ("AWS_CONFIG_FILE", no_config.as_str()),
+    ];
+    let (ok, output) = check_store(&url, &nowhere);
+    assert!(!ok, "no credentials anywhere fails: {output}");
     let missing = format!(
         "s3://no-such-bucket/x?endpoint={}&region=us-east-1&path_style=true",
         server.endpoint

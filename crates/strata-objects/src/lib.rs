@@ -4,6 +4,7 @@
 //! transient failures) and [`Timeouts`] (a limit per attempt); tests can put [`Faults`]
 //! underneath. Everything above this crate sees only `Arc<dyn ObjectStore>`.
 
+mod aws_credentials;
 mod counted;
 mod faults;
 mod layer;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use object_store::ObjectStore;
 
+pub use aws_credentials::AwsConfigCredentials;
 pub use counted::{Counted, ObjectStoreMetrics, RequestLabels};
 pub use faults::{FaultPlan, Faults, Injected};
 pub use layer::{Call, Layer, Layered, Op, Request};

@@ -3,9 +3,10 @@
 //!
 //! - `file:///abs/path`: a local directory (created if missing), the embedded default.
 //! - `memory://`: in memory, for tests.
-//! - `s3://bucket/prefix`: S3 or an S3-compatible server; credentials, region and endpoint
-//!   come from the standard `AWS_*` variables, and the URL may set the rest for MinIO and
-//!   LocalStack: `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true`
+//! - `s3://bucket/prefix`: S3 or an S3-compatible server; credentials come from aws-config's
+//!   default chain ([`AwsConfigCredentials`]), region and endpoint from the standard `AWS_*`
+//!   variables, and the URL may set the rest for MinIO and LocalStack:
+//!   `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true`
 //!   (an `http://` endpoint allows plain HTTP).
 
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
+
+use crate::aws_credentials::AwsConfigCredentials;
 
 /// Why an object store URL could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +61,8 @@ pub fn open_backend(url: &str) -> Result<Arc<dyn ObjectStore>, ObjectStoreUrlErr
         };
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
-            .with_retry(no_retries);
+            .with_retry(no_retries)
+            .with_credentials(Arc::new(AwsConfigCredentials::default()));
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair
                 .split_once('=')
