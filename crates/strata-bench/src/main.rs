@@ -4,6 +4,7 @@
 
 mod baseline;
 mod broker_stats;
+mod raw_get;
 mod report;
 mod startup;
 mod workload;
@@ -34,6 +35,9 @@ enum Command {
     Baseline(baseline::BaselineArgs),
     /// Start a broker command and time its first answered request; then its idle RSS.
     Startup(startup::StartupArgs),
+    /// The object store's own read throughput: every object under a prefix read in 1 MiB
+    /// ranged GETs (the broker's block size), a bounded number at a time.
+    RawGet(raw_get::RawGetArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +52,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Startup(args) => {
             println!("{}", serde_json::to_string_pretty(&startup::run(&args)?)?);
+            return Ok(());
+        }
+        Command::RawGet(args) => {
+            println!("{}", serde_json::to_string_pretty(&raw_get::run(&args)?)?);
             return Ok(());
         }
     };

@@ -152,7 +152,12 @@ impl BlockCache {
         let tier = match entry.source() {
             Source::Memory => "memory",
             Source::Disk => "disk",
-            Source::Outer => "object_store",
+            Source::Outer => {
+                self.metrics
+                    .fetched_bytes
+                    .inc_by(entry.value().len() as u64);
+                "object_store"
+            }
         };
         self.metrics
             .cache_reads

@@ -33,6 +33,8 @@ pub struct TieringMetrics {
     pub cache_reads: Family<TierLabels, Counter>,
     /// Bytes served to fetches from tiered segments.
     pub remote_read_bytes: Counter,
+    /// Bytes the read cache GOT from the object store (its misses).
+    pub fetched_bytes: Counter,
     /// Objects the sweeper deleted (unreferenced past the grace period).
     pub objects_deleted: Counter,
     /// Log start moves by whole-log retention.
@@ -104,6 +106,11 @@ impl TieringMetrics {
             "retention_advances",
             "Log start moves made by whole-log retention on tiered partitions",
             self.retention_advances.clone(),
+        );
+        tiering.register(
+            "fetched_bytes",
+            "Bytes of tiered data read from the object store into the cache (misses)",
+            self.fetched_bytes.clone(),
         );
         tiering.register(
             "manifest_objects",

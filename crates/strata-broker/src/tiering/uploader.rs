@@ -203,6 +203,7 @@ fn choose(broker: &Broker, start: usize) -> Result<(Vec<Candidate>, bool), Broke
         .min();
     let due = oldest_pending.is_some_and(|since| since <= now.saturating_sub(lag_ms));
     if due {
+        let _span = info_span!("seal", partitions = led.len()).entered();
         for (_, partition) in &led {
             partition.roll_if_older(now, now)?;
         }
