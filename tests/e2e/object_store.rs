@@ -21,7 +21,7 @@ impl Drop for S3Server {
     }
 }
 
-fn http(address: &str, request: &str) -> std::io::Result<String> {
+pub(crate) fn http(address: &str, request: &str) -> std::io::Result<String> {
     let mut stream = std::net::TcpStream::connect(address)?;
     stream.write_all(request.as_bytes())?;
     let mut response = String::new();

@@ -41,6 +41,9 @@ struct Backend {
     env: Vec<(&'static str, &'static str)>,
     /// Whether the store outlives the broker process (not so for `memory://`).
     durable: bool,
+    /// How many tiered objects the store holds, asked of the store itself (`None` where the
+    /// test cannot see into it).
+    stored_objects: Box<dyn Fn() -> Option<usize>>,
 }
 
 fn start(data_dir: &Path, backend: &Backend) -> BrokerProcess {
@@ -151,7 +154,13 @@ fn scenario(backend: &Backend) {
         (0..PARTITIONS).all(|p| local_log_start(&data_dir, p) > 1000)
     });
     assert!(metric(&broker.admin, "strata_tiering_objects_uploaded_total") >= 1.0);
-    assert!(metric(&broker.admin, "strata_tiering_manifest_objects") >= 1.0);
+    // Gauges are refreshed every 250 ms.
+    wait_until("the manifest gauge counts the objects", || {
+        metric(&broker.admin, "strata_tiering_manifest_objects") >= 1.0
+    });
+    if let Some(stored) = (backend.stored_objects)() {
+        assert!(stored >= 1, "the store itself lists the objects");
+    }
     assert!(
         metric(
             &broker.admin,
@@ -180,7 +189,7 @@ fn scenario(backend: &Backend) {
     } else {
         broker
     };
-    deletes_and_expires(&broker);
+    deletes_and_expires(&broker, backend);
 }
 
 /// Uploads everything, kills the broker, deletes its whole data directory and starts it
@@ -214,7 +223,7 @@ fn lose_the_disk(
 
 /// DeleteRecords into the tiered part, then whole-log retention expiring every tiered
 /// segment, then the sweeper deleting the objects nothing references any more.
-fn deletes_and_expires(broker: &BrokerProcess) {
+fn deletes_and_expires(broker: &BrokerProcess, backend: &Backend) {
     let admin = admin(&broker.bootstrap);
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let mut delete = TopicPartitionList::new();
@@ -255,7 +264,6 @@ fn deletes_and_expires(broker: &BrokerProcess) {
     );
 
     // The records are from 2023: a day of retention expires every tiered segment.
-    let objects_before = metric(&broker.admin, "strata_tiering_manifest_objects");
     // AlterConfigs replaces every override: the others are named again.
     let mut retention = AlterConfig::new(ResourceSpecifier::Topic(TOPIC));
     for (name, value) in TOPIC_CONFIGS {
@@ -270,25 +278,24 @@ fn deletes_and_expires(broker: &BrokerProcess) {
     wait_until("retention moves both partitions' log start", || {
         (0..PARTITIONS).all(|p| low(p) >= 1900)
     });
+    // Every object stored is then unreferenced, and the sweeper deletes each.
     wait_until("the sweeper deletes the unreferenced objects", || {
         metric(&broker.admin, "strata_tiering_manifest_objects") == 0.0
-            && metric(&broker.admin, "strata_tiering_objects_deleted_total") >= objects_before
+            && metric(&broker.admin, "strata_tiering_objects_deleted_total") >= 1.0
+            && (backend.stored_objects)().is_none_or(|n| n == 0)
     });
 }
 
 #[test]
 fn tiering_on_the_local_directory_store() {
     let objects = tempfile::tempdir().expect("tempdir");
+    let segments = objects.path().join("segments");
     scenario(&Backend {
         url: format!("file://{}", objects.path().display()),
         env: vec![],
         durable: true,
+        stored_objects: Box::new(move || Some(files_under(&segments))),
     });
-    assert_eq!(
-        files_under(&objects.path().join("segments")),
-        0,
-        "the sweeper deleted the objects' files"
-    );
 }
 
 fn files_under(dir: &Path) -> usize {
@@ -311,6 +318,7 @@ fn tiering_on_the_memory_store() {
         url: "memory://".into(),
         env: vec![],
         durable: false,
+        stored_objects: Box::new(|| None),
     });
 }
 
@@ -319,6 +327,7 @@ fn tiering_on_an_s3_server() {
     let Some(server) = s3_server("strata-tiering") else {
         return;
     };
+    let address = server.endpoint.trim_start_matches("http://").to_string();
     scenario(&Backend {
         url: format!(
             "s3://strata-tiering/cluster?endpoint={}&region=us-east-1&path_style=true",
@@ -329,6 +338,16 @@ fn tiering_on_an_s3_server() {
             ("AWS_SECRET_ACCESS_KEY", "strata"),
         ],
         durable: true,
+        stored_objects: Box::new(move || {
+            let listing = crate::object_store::http(
+                &address,
+                &format!(
+                    "GET /strata-tiering?list-type=2&prefix=cluster/segments/ HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+                ),
+            )
+            .ok()?;
+            Some(listing.matches("<Key>").count())
+        }),
     });
 }
 

@@ -385,6 +385,16 @@ impl MetadataState {
                 c.base_offset, c.last_offset, base, existing.last_offset
             ));
         }
+        // Tiered data is contiguous: a segment may not start past the committed end (an
+        // uploader committing out of order), unless the log start moved past that end.
+        if let Some(end) = manifest.end_offset()
+            && c.base_offset > end.max(manifest.log_start_offset)
+        {
+            return invalid(format!(
+                "offsets {}..={} would leave a gap after the committed end {end}",
+                c.base_offset, c.last_offset
+            ));
+        }
         manifest.segments.insert(c.base_offset, entry);
         Ok(())
     }

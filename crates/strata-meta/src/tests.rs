@@ -207,6 +207,21 @@ fn manifest_entries_never_overlap_and_a_retried_commit_is_accepted() {
     commit_one(&mut state, 7, 0, 0, 99).expect("adjacent below");
     commit_one(&mut state, 7, 0, 200, 299).expect("adjacent above");
     assert_eq!(segment_bases(&state, 7), vec![0, 100, 200]);
+    assert!(
+        matches!(
+            commit_one(&mut state, 7, 0, 400, 499),
+            Err(MetaError::InvalidSegment { .. })
+        ),
+        "a gap after the committed end"
+    );
+    state
+        .apply(&MetaCommand::AdvanceLogStart {
+            topic_id: Uuid::from_u128(7),
+            partition: 0,
+            log_start_offset: 400,
+        })
+        .expect("advance");
+    commit_one(&mut state, 7, 0, 400, 499).expect("no gap once the log starts there");
 }
 
 #[test]

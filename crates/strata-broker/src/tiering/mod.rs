@@ -32,6 +32,9 @@ pub struct TieringSettings {
     pub upload_max_lag: Duration,
     /// `strata.tiering.object.target.bytes`: an object is sent once it holds this much.
     pub object_target_bytes: u64,
+    /// `strata.tiering.upload.max.in.flight`: objects being stored at once (their commits
+    /// still go in order).
+    pub upload_max_in_flight: usize,
     /// `strata.tiering.cache.memory.bytes`: the read cache's memory tier.
     pub cache_memory_bytes: usize,
     /// `strata.tiering.cache.disk.bytes`: the read cache's local-disk tier.
@@ -62,6 +65,7 @@ impl Default for TieringSettings {
             upload_interval: Duration::from_secs(30),
             upload_max_lag: Duration::from_secs(60),
             object_target_bytes: 64 << 20,
+            upload_max_in_flight: 4,
             cache_memory_bytes: 64 << 20,
             cache_disk_bytes: 1 << 30,
             max_concurrent_gets: 8,
@@ -94,6 +98,9 @@ impl TieringSettings {
             "strata.tiering.object.target.bytes" => {
                 positive().map(|()| self.object_target_bytes = value)
             }
+            "strata.tiering.upload.max.in.flight" => positive().map(|()| {
+                self.upload_max_in_flight = usize::try_from(value).unwrap_or(usize::MAX);
+            }),
             "strata.tiering.cache.memory.bytes" => positive().map(|()| {
                 self.cache_memory_bytes = usize::try_from(value).unwrap_or(usize::MAX);
             }),

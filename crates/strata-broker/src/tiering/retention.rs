@@ -14,9 +14,6 @@ pub async fn expire(broker: &Broker) {
     for topic in broker.topics.all().iter().filter(|t| t.config.tiered()) {
         let (retention_ms, retention_bytes) =
             (topic.config.retention_ms(), topic.config.retention_bytes());
-        if retention_ms.is_none() && retention_bytes.is_none() {
-            continue;
-        }
         for partition in topic.partitions.values() {
             if partition.leader_epoch().is_none() {
                 continue;
@@ -25,11 +22,20 @@ pub async fn expire(broker: &Broker) {
                 continue;
             };
             let (newer_bytes, _) = partition.pending_from(tiered.end);
+            let local_start = partition.offsets().local_log_start_offset;
             let expired = broker.metadata.read(|state| {
                 state
                     .partition_manifest(topic.id, partition.index)?
                     .expired_end(now, retention_ms, retention_bytes, newer_bytes)
             });
+            // Data between the tiered end and the local log start exists nowhere (local
+            // retention deleted it while the topic was not tiered): the log starts after it,
+            // or the next upload would leave a gap the manifest refuses.
+            let expired = if tiered.end < local_start {
+                expired.max(Some(local_start))
+            } else {
+                expired
+            };
             let Some(log_start_offset) = expired else {
                 continue;
             };

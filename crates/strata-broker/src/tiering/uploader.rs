@@ -1,22 +1,25 @@
 //! The uploader: one per broker, packing sealed data of every tiered partition this broker
 //! leads into shared objects, so PUTs per GiB do not grow with the partition count.
 //!
-//! A round: take sealed ranges from each partition's tiered end on, partitions in rotating
-//! order, until the object reaches its target size; if it is not full, send it only once the
-//! oldest data not yet uploaded has waited `upload_max_lag` (rolling every partition's active
-//! segment first, so they all travel together); read them (outside every lock,
-//! from files the log keeps open); PUT the object under a name never used before; commit its
-//! segments in one `CommitSegments` command, each fenced by the leader epoch it was read
-//! under; then let local retention delete what is now committed. Rounds run back to back
-//! while they fill objects, and once per `upload_interval` otherwise.
+//! Cutting an object: take sealed ranges from where each partition's committed or in-flight
+//! data ends, partitions in rotating order, until the object reaches its target size; if it
+//! is not full, cut it only once the oldest data not yet uploaded has waited
+//! `upload_max_lag` (rolling every partition's active segment first, so they all travel
+//! together). Each object is read (outside every lock, from files the log keeps open),
+//! packed and PUT under a name never used before; up to `upload_max_in_flight` objects are
+//! stored at once. Commits run one at a time in the order objects were cut: one
+//! `CommitSegments` command per object, each segment fenced by the leader epoch it was read
+//! under; then local retention may delete what is committed. Objects are cut back to back
+//! while they fill, and once per `upload_interval` otherwise.
 //!
 //! Crash safety: nothing local is deleted before the commit, so a crash or a failed PUT
 //! leaves at worst an object nobody references (an orphan, for the sweeper). A retried PUT
-//! sends the same bytes under the same name, so an ambiguous PUT is harmless. Rounds are
-//! sequential, so each partition's segments are committed in offset order.
+//! sends the same bytes under the same name, so an ambiguous PUT is harmless. A failed or
+//! refused object discards every object cut after it before they commit, so a partition's
+//! segments are committed in offset order with no gap (the manifest refuses a gap anyway).
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use object_store::ObjectStoreExt;
 use strata_log::SealedRange;
@@ -65,41 +68,116 @@ async fn report_lag_loop(broker: Arc<Broker>, cancel: CancellationToken) {
     }
 }
 
-async fn upload_loop(broker: Arc<Broker>, cancel: CancellationToken) {
-    let mut interval = tokio::time::interval(broker.config.tiering.upload_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let rotation = AtomicUsize::new(0);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = interval.tick() => {}
+/// Objects being stored, oldest first, and how far each partition's data is claimed by them.
+#[derive(Default)]
+struct Pipeline {
+    in_flight: VecDeque<JoinHandle<Result<Stored, BrokerError>>>,
+    /// Per partition, the offset after the last one an object in flight holds.
+    claimed: HashMap<(Uuid, i32), i64>,
+}
+
+impl Pipeline {
+    fn claim(&mut self, candidates: &[Candidate]) {
+        for c in candidates {
+            self.claimed
+                .insert((c.topic_id, c.partition.index), c.range.last_offset + 1);
         }
-        loop {
-            let round = tokio::select! {
-                () = cancel.cancelled() => return,
-                round = upload_round(&broker, &rotation) => round,
-            };
-            match round {
-                Ok(true) => continue,
-                Ok(false) => break,
+    }
+
+    /// Forgets everything in flight: a failed or refused object must not be followed by a
+    /// commit of what was read after it, which would leave a gap. Their objects, if stored,
+    /// are orphans for the sweeper.
+    fn reset(&mut self) {
+        for task in self.in_flight.drain(..) {
+            task.abort();
+        }
+        self.claimed.clear();
+    }
+}
+
+/// Keeps up to `upload_max_in_flight` objects being stored at once and commits them one at
+/// a time in the order they were cut, so each partition's segments are committed in offset
+/// order whatever order the PUTs finish in.
+async fn upload_loop(broker: Arc<Broker>, cancel: CancellationToken) {
+    let settings = broker.config.tiering.clone();
+    let mut interval = tokio::time::interval(settings.upload_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rotation = 0usize;
+    let mut pipeline = Pipeline::default();
+    loop {
+        while pipeline.in_flight.len() < settings.upload_max_in_flight {
+            let chooser = broker.clone();
+            let claimed = pipeline.claimed.clone();
+            rotation = rotation.wrapping_add(1);
+            let start = rotation;
+            let chosen = blocking(move || choose(&chooser, start, &claimed)).await;
+            let (candidates, filled) = match chosen.and_then(|c| c) {
+                Ok(chosen) => chosen,
                 Err(e) => {
-                    broker.metrics.tiering.upload_failures.inc();
-                    warn!(error = %e, "upload round failed; its data stays local and is retried");
+                    warn!(error = %e, "choosing data to upload failed");
                     break;
+                }
+            };
+            if candidates.is_empty() {
+                break;
+            }
+            pipeline.claim(&candidates);
+            pipeline
+                .in_flight
+                .push_back(tokio::spawn(store_object(broker.clone(), candidates)));
+            if !filled {
+                break;
+            }
+        }
+        let Some(oldest) = pipeline.in_flight.front_mut() else {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = interval.tick() => continue,
+            }
+        };
+        let stored = tokio::select! {
+            () = cancel.cancelled() => {
+                pipeline.reset();
+                return;
+            }
+            stored = oldest => stored,
+        };
+        pipeline.in_flight.pop_front();
+        let committed = match stored {
+            Ok(Ok(stored)) => commit_object(&broker, stored).await,
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(BrokerError::from(std::io::Error::other(e.to_string()))),
+        };
+        match committed {
+            Ok(true) => {}
+            Ok(false) => pipeline.reset(),
+            Err(e) => {
+                pipeline.reset();
+                broker.metrics.tiering.upload_failures.inc();
+                warn!(error = %e, "upload failed; its data stays local and is retried");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    _ = interval.tick() => {}
                 }
             }
         }
     }
 }
 
-/// One object's worth: answers whether it filled an object (more may be waiting).
-async fn upload_round(broker: &Arc<Broker>, rotation: &AtomicUsize) -> Result<bool, BrokerError> {
-    let chooser = broker.clone();
-    let start = rotation.fetch_add(1, Ordering::Relaxed);
-    let (candidates, filled) = blocking(move || choose(&chooser, start)).await??;
-    if candidates.is_empty() {
-        return Ok(false);
-    }
+/// An object stored, waiting for its commit.
+struct Stored {
+    name: String,
+    candidates: Vec<Candidate>,
+    footer: strata_tier::object::Footer,
+    size: u64,
+    started: std::time::Instant,
+}
+
+/// Reads the chosen ranges, packs them and PUTs the object under a new name.
+async fn store_object(
+    broker: Arc<Broker>,
+    candidates: Vec<Candidate>,
+) -> Result<Stored, BrokerError> {
     let started = std::time::Instant::now();
     let name = format!(
         "{SEGMENTS_PREFIX}/{}/{}",
@@ -108,7 +186,10 @@ async fn upload_round(broker: &Arc<Broker>, rotation: &AtomicUsize) -> Result<bo
     );
     let span = info_span!("upload", object = %name, segments = candidates.len());
     async {
-        let read = candidates.iter().map(|c| (c.range.clone(), c.topic_id, c.partition.index)).collect::<Vec<_>>();
+        let read = candidates
+            .iter()
+            .map(|c| (c.range.clone(), c.topic_id, c.partition.index))
+            .collect::<Vec<_>>();
         let chunks = blocking(move || read_chunks(read)).await??;
         let (bytes, footer) =
             encode(&chunks).map_err(|e| BrokerError::RemoteStorage(e.to_string()))?;
@@ -121,59 +202,81 @@ async fn upload_round(broker: &Arc<Broker>, rotation: &AtomicUsize) -> Result<bo
             .map_err(|e| BrokerError::RemoteStorage(format!("storing {name}: {e}")))?;
         broker.metrics.tiering.objects_uploaded.inc();
         broker.metrics.tiering.bytes_uploaded.inc_by(size);
-        // The sweeper deletes unreferenced objects past the grace period: committing later
-        // than half of it could reference an object being deleted.
-        if started.elapsed() > broker.config.tiering.orphan_grace / 2 {
-            return Err(BrokerError::RemoteStorage(format!(
-                "storing {name} took longer than half the orphan grace period; it is left for the sweeper"
-            )));
-        }
-
-        let segments = candidates
-            .iter()
-            .zip(&footer.chunks)
-            .map(|(candidate, chunk)| SegmentCommit {
-                topic_id: candidate.topic_id,
-                partition: candidate.partition.index,
-                leader_epoch: candidate.leader_epoch,
-                base_offset: chunk.base_offset,
-                last_offset: chunk.last_offset,
-                byte_offset: chunk.byte_offset,
-                byte_len: chunk.byte_len,
-                max_timestamp_ms: chunk.max_timestamp_ms,
-            })
-            .collect();
-        let outcome = broker
-            .metadata
-            .commit(MetaCommand::CommitSegments(CommitSegments {
-                object: name.clone(),
-                segments,
-            }))
-            .instrument(info_span!("commit"))
-            .await?;
-        if let CommandOutcome::SegmentsCommitted { committed, refused } = outcome {
-            broker.metrics.tiering.segments_committed.inc_by(u64::from(committed));
-            broker.metrics.tiering.segments_refused.inc_by(u64::from(refused));
-            info!(object = %name, bytes = size, committed, refused, "object uploaded and committed");
-        }
-        // What is committed may now leave the local disk, by local retention, once a lost
-        // disk cannot take the commit with it.
-        broker.backups.back_up(broker).await?;
-        let trimmed: Vec<_> = candidates.into_iter().map(|c| c.partition).collect();
-        let trimmer = broker.clone();
-        blocking(move || {
-            let now = trimmer.clock.now_ms();
-            for partition in trimmed {
-                if let Err(e) = partition.enforce_retention(now) {
-                    warn!(topic = %partition.topic, partition = partition.index, error = %e, "local retention after upload failed");
-                }
-            }
+        Ok(Stored {
+            name: name.clone(),
+            candidates,
+            footer,
+            size,
+            started,
         })
-        .await?;
-        Ok(filled)
     }
     .instrument(span)
     .await
+}
+
+/// Commits a stored object's segments, backs the metadata up where that is what makes the
+/// commit survive a lost disk, and lets local retention trim. Answers false if the manifest
+/// refused any segment (the pipeline then starts over from the manifest).
+async fn commit_object(broker: &Arc<Broker>, stored: Stored) -> Result<bool, BrokerError> {
+    let Stored {
+        name,
+        candidates,
+        footer,
+        size,
+        started,
+    } = stored;
+    // The sweeper deletes unreferenced objects past the grace period: committing later than
+    // half of it could reference an object being deleted.
+    if started.elapsed() > broker.config.tiering.orphan_grace / 2 {
+        return Err(BrokerError::RemoteStorage(format!(
+            "storing {name} took longer than half the orphan grace period; it is left for the sweeper"
+        )));
+    }
+    let segments = candidates
+        .iter()
+        .zip(&footer.chunks)
+        .map(|(candidate, chunk)| SegmentCommit {
+            topic_id: candidate.topic_id,
+            partition: candidate.partition.index,
+            leader_epoch: candidate.leader_epoch,
+            base_offset: chunk.base_offset,
+            last_offset: chunk.last_offset,
+            byte_offset: chunk.byte_offset,
+            byte_len: chunk.byte_len,
+            max_timestamp_ms: chunk.max_timestamp_ms,
+        })
+        .collect();
+    let outcome = broker
+        .metadata
+        .commit(MetaCommand::CommitSegments(CommitSegments {
+            object: name.clone(),
+            segments,
+        }))
+        .instrument(info_span!("commit", object = %name))
+        .await?;
+    let mut all_taken = true;
+    if let CommandOutcome::SegmentsCommitted { committed, refused } = outcome {
+        let tiering = &broker.metrics.tiering;
+        tiering.segments_committed.inc_by(u64::from(committed));
+        tiering.segments_refused.inc_by(u64::from(refused));
+        info!(object = %name, bytes = size, committed, refused, "object uploaded and committed");
+        all_taken = refused == 0;
+    }
+    // What is committed may now leave the local disk, by local retention, once a lost disk
+    // cannot take the commit with it.
+    broker.backups.back_up(broker).await?;
+    let trimmed: Vec<_> = candidates.into_iter().map(|c| c.partition).collect();
+    let trimmer = broker.clone();
+    blocking(move || {
+        let now = trimmer.clock.now_ms();
+        for partition in trimmed {
+            if let Err(e) = partition.enforce_retention(now) {
+                warn!(topic = %partition.topic, partition = partition.index, error = %e, "local retention after upload failed");
+            }
+        }
+    })
+    .await?;
+    Ok(all_taken)
 }
 
 /// Picks sealed ranges for one object from the tiered partitions this broker leads, starting
@@ -184,7 +287,11 @@ async fn upload_round(broker: &Arc<Broker>, rotation: &AtomicUsize) -> Result<bo
 /// these partitions) has waited `upload_max_lag`; then every partition's active segment is
 /// rolled first, so all of them travel in the same object. That is what keeps PUTs from
 /// growing with the partition count: one flush per lag period, not one per partition.
-fn choose(broker: &Broker, start: usize) -> Result<(Vec<Candidate>, bool), BrokerError> {
+fn choose(
+    broker: &Broker,
+    start: usize,
+    claimed: &HashMap<(Uuid, i32), i64>,
+) -> Result<(Vec<Candidate>, bool), BrokerError> {
     let settings = &broker.config.tiering;
     let now = broker.clock.now_ms();
     let lag_ms = i64::try_from(settings.upload_max_lag.as_millis()).unwrap_or(i64::MAX);
@@ -196,10 +303,16 @@ fn choose(broker: &Broker, start: usize) -> Result<(Vec<Candidate>, bool), Broke
         .flat_map(|t| t.partitions.values().map(|p| (t.id, p.clone())))
         .filter(|(_, p)| p.leader_epoch().is_some())
         .collect();
-    let tiered_end = |p: &Partition| p.tiered_range().map_or(i64::MIN, |r| r.end);
+    // Where the next upload of a partition starts: after what is committed or in flight.
+    let next_from = |topic_id: Uuid, p: &Partition| {
+        let tiered_end = p.tiered_range().map_or(i64::MIN, |r| r.end);
+        claimed
+            .get(&(topic_id, p.index))
+            .map_or(tiered_end, |c| (*c).max(tiered_end))
+    };
     let oldest_pending = led
         .iter()
-        .filter_map(|(_, p)| p.pending_from(tiered_end(p)).1)
+        .filter_map(|(topic_id, p)| p.pending_from(next_from(*topic_id, p)).1)
         .min();
     let due = oldest_pending.is_some_and(|since| since <= now.saturating_sub(lag_ms));
     if due {
@@ -220,7 +333,7 @@ fn choose(broker: &Broker, start: usize) -> Result<(Vec<Candidate>, bool), Broke
         let Some(leader_epoch) = partition.leader_epoch() else {
             continue;
         };
-        let mut from = tiered_end(&partition);
+        let mut from = next_from(topic_id, &partition);
         while budget > 0 {
             let Some(range) = partition.sealed_range(from, budget)? else {
                 break;
