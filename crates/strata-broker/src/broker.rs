@@ -196,35 +196,32 @@ impl BrokerTasks {
 
 /// Applies retention and time-based rolls on every partition, periodically.
 async fn retention_loop(broker: Arc<Broker>, cancel: CancellationToken) {
-    let mut interval = tokio::time::interval(broker.config.retention_check_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = interval.tick() => {}
-        }
-        let pass = broker.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let _span = info_span!("retention_pass").entered();
-            let now = pass.clock.now_ms();
-            let mut deleted = 0;
-            for topic in pass.topics.all() {
-                for partition in topic.partitions.values() {
-                    match partition.enforce_retention(now) {
-                        Ok(n) => deleted += n,
-                        Err(e) => warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed"),
-                    }
+    let period = broker.config.retention_check_interval;
+    crate::periodic::every(period, &cancel, || retention_pass(&broker)).await;
+}
+
+async fn retention_pass(broker: &Arc<Broker>) {
+    let pass = broker.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let _span = info_span!("retention_pass").entered();
+        let now = pass.clock.now_ms();
+        let mut deleted = 0;
+        for topic in pass.topics.all() {
+            for partition in topic.partitions.values() {
+                match partition.enforce_retention(now) {
+                    Ok(n) => deleted += n,
+                    Err(e) => warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed"),
                 }
             }
-            deleted
-        })
-        .await;
-        if let Ok(deleted) = outcome {
-            broker
-                .metrics
-                .retention_deleted_segments
-                .inc_by(deleted as u64);
         }
-        crate::tiering::retention::expire(&broker).await;
+        deleted
+    })
+    .await;
+    if let Ok(deleted) = outcome {
+        broker
+            .metrics
+            .retention_deleted_segments
+            .inc_by(deleted as u64);
     }
+    crate::tiering::retention::expire(broker).await;
 }

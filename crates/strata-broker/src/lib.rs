@@ -21,6 +21,7 @@ mod liveness;
 pub mod metrics;
 pub mod node_meta;
 pub mod partition;
+mod periodic;
 pub mod producer_ids;
 pub mod producer_state;
 pub mod reconciler;

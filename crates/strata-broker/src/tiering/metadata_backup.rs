@@ -156,16 +156,12 @@ pub fn spawn(broker: Arc<Broker>, cancel: CancellationToken) -> Option<JoinHandl
         return None;
     }
     Some(tokio::spawn(async move {
-        let mut interval = tokio::time::interval(broker.config.tiering.metadata_backup_interval);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                _ = interval.tick() => {}
-            }
+        let period = broker.config.tiering.metadata_backup_interval;
+        crate::periodic::every(period, &cancel, || async {
             if let Err(e) = broker.backups.back_up(&broker).await {
                 warn!(error = %e, "metadata backup failed; local copies of tiered data stay until one succeeds");
             }
-        }
+        })
+        .await;
     }))
 }

@@ -23,26 +23,18 @@ pub const SEGMENTS_PREFIX: &str = "segments";
 
 pub fn spawn(broker: Arc<Broker>, cancel: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut interval = tokio::time::interval(broker.config.tiering.sweep_interval);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                _ = interval.tick() => {}
-            }
+        let period = broker.config.tiering.sweep_interval;
+        crate::periodic::every(period, &cancel, || async {
             if !sweeps_here(&broker) {
-                continue;
+                return;
             }
-            let pass = tokio::select! {
-                () = cancel.cancelled() => return,
-                pass = sweep(&broker).instrument(info_span!("sweep")) => pass,
-            };
-            match pass {
+            match sweep(&broker).instrument(info_span!("sweep")).await {
                 Ok(0) => {}
                 Ok(deleted) => info!(deleted, "sweeper deleted unreferenced objects"),
                 Err(e) => warn!(error = %e, "sweep failed; the next one retries"),
             }
-        }
+        })
+        .await;
     })
 }
 

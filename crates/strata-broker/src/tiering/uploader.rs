@@ -59,13 +59,10 @@ pub fn spawn(broker: Arc<Broker>, cancel: CancellationToken) -> JoinHandle<()> {
 /// Measures the upload lag every [`LAG_REPORT_INTERVAL`], whatever the uploader is doing
 /// (a round can spend a long time retrying): produce reads it for the local budget.
 async fn report_lag_loop(broker: Arc<Broker>, cancel: CancellationToken) {
-    let mut interval = tokio::time::interval(LAG_REPORT_INTERVAL);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = interval.tick() => report_lag(&broker),
-        }
-    }
+    crate::periodic::every(LAG_REPORT_INTERVAL, &cancel, || async {
+        report_lag(&broker)
+    })
+    .await;
 }
 
 /// Objects being stored, oldest first, and how far each partition's data is claimed by them.
