@@ -16,6 +16,9 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "deployment files (k8s, Dockerfile, terraform, compose)"
+bash scripts/check-deploy.sh
+
 step "building the strata and strata-bench binaries (the end-to-end tests run them)"
 cargo build -p strata -p strata-bench --locked
 
