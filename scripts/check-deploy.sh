@@ -80,3 +80,34 @@ if command -v terraform >/dev/null && [ -d /opt/tf-plugins ]; then
 else
   "$VENV/bin/python" scripts/check-terraform-structure.py
 fi
+
+# The local cloud: the compose file parses, builds strata from the Dockerfile, names only
+# pinned public images, publishes ports on loopback only, and mounts files that exist.
+"$VENV/bin/python" - localstack/compose.yaml <<'PY'
+import re, sys
+from pathlib import Path
+import yaml
+
+path = Path(sys.argv[1])
+compose = yaml.safe_load(path.read_text())
+services = compose["services"]
+built = [n for n, s in services.items() if "build" in s]
+assert built, "strata is built from the repository's Dockerfile"
+for name in built:
+    build = services[name]["build"]
+    assert (path.parent / build["context"] / build["dockerfile"]).is_file(), name
+for name, service in services.items():
+    if "build" in service:
+        continue
+    image = service["image"]
+    assert re.fullmatch(r"[\w./-]+:\d+(\.\d+)+", image), f"{name}: {image} is not pinned to a version"
+    for port in service.get("ports", []):
+        assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    for volume in service.get("volumes", []):
+        source = volume.split(":")[0]
+        assert (path.parent / source).exists(), f"{name} mounts {source}, which does not exist"
+for name in built:
+    for port in services[name].get("ports", []):
+        assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+print(f"  localstack/compose.yaml: {len(services)} services; {len(built)} built from the Dockerfile, the rest pinned; loopback ports only")
+PY

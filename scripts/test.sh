@@ -22,6 +22,9 @@ bash scripts/check-deploy.sh
 step "building the strata and strata-bench binaries (the end-to-end tests run them)"
 cargo build -p strata -p strata-bench --locked
 
+step "the local cloud without Docker: LocalStack S3, three nodes, an OTLP sink (localstack/host.sh check)"
+STRATA_BIN="${CARGO_TARGET_DIR:-target}/debug/strata" bash localstack/host.sh check
+
 step "cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
