@@ -79,6 +79,7 @@ if command -v terraform >/dev/null && [ -d /opt/tf-plugins ]; then
   fi
 else
   "$VENV/bin/python" scripts/check-terraform-structure.py
+  say "terraform is missing: the apply against a local S3 was SKIPPED"
 fi
 
 # The local cloud: the compose file parses, builds strata from the Dockerfile, names only
