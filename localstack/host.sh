@@ -38,9 +38,8 @@ for candidate in "${HOME}"/.pyenv/versions/3.1[2-9]*/bin/python python3.13 pytho
   fi
 done
 if [ -z "$python313" ]; then
-  echo "LocalStack needs Python 3.12 or later and none is installed" >&2; exit 1
-fi
-if [ ! -f "$LS_VENV/.strata-ready" ]; then
+  say "FALLBACK: LocalStack needs Python 3.12 or later and none is installed; moto stands in for its S3"
+elif [ ! -f "$LS_VENV/.strata-ready" ]; then
   say "installing LocalStack (host mode, S3 only) into $LS_VENV"
   "$python313" -m venv "$LS_VENV"
   "$LS_VENV/bin/pip" install -q 'localstack-core[runtime]==4.14.0' 'cbor2<6' 'pyOpenSSL==24.2.1' \
@@ -51,14 +50,22 @@ fi
 
 # LocalStack S3 on loopback: hypercorn bound to 127.0.0.1, no DNS server.
 s3_port=$(free_port)
-GATEWAY_SERVER=hypercorn GATEWAY_LISTEN="127.0.0.1:$s3_port" SERVICES=s3 DNS_ADDRESS=0 \
-  DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 FILESYSTEM_ROOT="$scratch/localstack" \
-  LOCALSTACK_VOLUME_DIR="$scratch/localstack/vol" \
-  "$LS_VENV/bin/python" -m localstack.runtime.main >"$scratch/localstack.log" 2>&1 &
-pids+=($!)
-wait_http "http://127.0.0.1:$s3_port/_localstack/health"
+if [ -n "$python313" ]; then
+  GATEWAY_SERVER=hypercorn GATEWAY_LISTEN="127.0.0.1:$s3_port" SERVICES=s3 DNS_ADDRESS=0 \
+    DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 FILESYSTEM_ROOT="$scratch/localstack" \
+    LOCALSTACK_VOLUME_DIR="$scratch/localstack/vol" \
+    "$LS_VENV/bin/python" -m localstack.runtime.main >"$scratch/localstack.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$s3_port/_localstack/health"
+  s3_name="LocalStack S3"
+else
+  "$TEST_VENV/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$scratch/moto.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$s3_port/"
+  s3_name="moto S3 (fallback)"
+fi
 curl -sf -X PUT "http://127.0.0.1:$s3_port/strata" >/dev/null
-say "LocalStack S3 at http://127.0.0.1:$s3_port (bucket strata)"
+say "$s3_name at http://127.0.0.1:$s3_port (bucket strata)"
 
 # The OTLP/HTTP sink: accepts what the brokers export and counts it.
 otlp_port=$(free_port)
@@ -146,5 +153,5 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 curl -s "http://127.0.0.1:$s3_port/strata?list-type=2&prefix=cluster/segments/" | grep -q '<Key>' \
-  || { echo "no tiered objects reached LocalStack" >&2; exit 1; }
-say "tiered objects are in LocalStack under s3://strata/cluster/segments/"
+  || { echo "no tiered objects reached $s3_name" >&2; exit 1; }
+say "tiered objects are in $s3_name under s3://strata/cluster/segments/"
