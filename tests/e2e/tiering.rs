@@ -154,7 +154,7 @@ fn scenario(backend: &Backend) {
         (0..PARTITIONS).all(|p| local_log_start(&data_dir, p) > 1000)
     });
     assert!(metric(&broker.admin, "strata_tiering_objects_uploaded_total") >= 1.0);
-    // Gauges are refreshed every 250 ms.
+    // The manifest gauges are refreshed every 2 s.
     wait_until("the manifest gauge counts the objects", || {
         metric(&broker.admin, "strata_tiering_manifest_objects") >= 1.0
     });

@@ -208,16 +208,20 @@ impl ValidatedBatch {
 }
 
 /// How many leading bytes of `bytes` are whole batches (a read cut at a byte budget ends
-/// mid-batch; Kafka returns only the complete ones).
-pub fn complete_batches_len(bytes: &[u8]) -> usize {
+/// mid-batch; Kafka returns only the complete ones), and the header of the last of them.
+pub fn complete_batches(bytes: &[u8]) -> (usize, Option<BatchHeader>) {
     let mut complete = 0;
+    let mut last = None;
     while let Some(header) = BatchHeader::parse(&bytes[complete..]) {
         match header.total_len() {
-            Some(len) if complete + len <= bytes.len() => complete += len,
+            Some(len) if complete + len <= bytes.len() => {
+                complete += len;
+                last = Some(header);
+            }
             _ => break,
         }
     }
-    complete
+    (complete, last)
 }
 
 /// Whether validating `records` needs decompression (expensive: run it off the async runtime).

@@ -636,7 +636,7 @@ impl ReadPlan {
         }
         let mut buf = BytesMut::zeroed(want);
         file.read_exact_at(&mut buf, start).map_err(err)?;
-        buf.truncate(batch::complete_batches_len(&buf));
+        buf.truncate(batch::complete_batches(&buf).0);
         Ok(buf.freeze())
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use strata_log::batch::{BatchHeader, HEADER_LEN, complete_batches_len, first_record_at_or_after};
+use strata_log::batch::{BatchHeader, HEADER_LEN, complete_batches, first_record_at_or_after};
 use strata_meta::SegmentEntry;
 use tracing::{Instrument, debug_span};
 
@@ -82,8 +82,9 @@ impl RemoteReader {
                 .blocks
                 .read(&segment.object, position..position + want)
                 .await?;
-            bytes.truncate(complete_batches_len(&bytes));
-            if let Some(last) = last_batch(&bytes) {
+            let (complete, last) = complete_batches(&bytes);
+            bytes.truncate(complete);
+            if let Some(last) = last {
                 self.remember(
                     segment,
                     last.last_offset() + 1,
@@ -207,19 +208,4 @@ impl RemoteReader {
             },
         );
     }
-}
-
-/// The header of the last whole batch in `bytes`.
-fn last_batch(bytes: &[u8]) -> Option<BatchHeader> {
-    let mut at = 0;
-    let mut last = None;
-    while let Some(header) = BatchHeader::parse(&bytes[at..]) {
-        let len = header.total_len()?;
-        if at + len > bytes.len() {
-            break;
-        }
-        at += len;
-        last = Some(header);
-    }
-    last
 }

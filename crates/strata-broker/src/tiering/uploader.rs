@@ -37,6 +37,8 @@ use crate::tiering::sweeper::SEGMENTS_PREFIX;
 
 /// How often the upload lag is measured.
 const LAG_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often the manifest gauges are refreshed.
+const MANIFEST_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Sealed data of one partition, chosen for the next object.
 struct Candidate {
@@ -50,9 +52,10 @@ struct Candidate {
 /// object, if stored, is an orphan).
 pub fn spawn(broker: Arc<Broker>, cancel: CancellationToken) -> JoinHandle<()> {
     let reporter = tokio::spawn(report_lag_loop(broker.clone(), cancel.clone()));
+    let manifest = tokio::spawn(report_manifest_loop(broker.clone(), cancel.clone()));
     let uploader = tokio::spawn(upload_loop(broker, cancel));
     tokio::spawn(async move {
-        let _ = tokio::join!(reporter, uploader);
+        let _ = tokio::join!(reporter, manifest, uploader);
     })
 }
 
@@ -61,6 +64,22 @@ pub fn spawn(broker: Arc<Broker>, cancel: CancellationToken) -> JoinHandle<()> {
 async fn report_lag_loop(broker: Arc<Broker>, cancel: CancellationToken) {
     crate::periodic::every(LAG_REPORT_INTERVAL, &cancel, || async {
         report_lag(&broker)
+    })
+    .await;
+}
+
+/// Counts what the manifest references every [`MANIFEST_REPORT_INTERVAL`]: a walk of the
+/// whole manifest, too much for the lag's quarter-second cadence.
+async fn report_manifest_loop(broker: Arc<Broker>, cancel: CancellationToken) {
+    crate::periodic::every(MANIFEST_REPORT_INTERVAL, &cancel, || async {
+        let (objects, bytes) = broker.metadata.read(|state| state.manifest_totals());
+        let tiering = &broker.metrics.tiering;
+        tiering
+            .manifest_objects
+            .set(i64::try_from(objects).unwrap_or(i64::MAX));
+        tiering
+            .manifest_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     })
     .await;
 }
@@ -371,7 +390,7 @@ fn read_chunks(ranges: Vec<(SealedRange, Uuid, i32)>) -> Result<Vec<Chunk>, Brok
         .collect()
 }
 
-/// Sets the upload-lag and manifest gauges.
+/// Sets the upload-lag gauges.
 fn report_lag(broker: &Broker) {
     let now = broker.clock.now_ms();
     let (mut bytes, mut records, mut oldest) = (0u64, 0i64, None::<i64>);
@@ -399,13 +418,6 @@ fn report_lag(broker: &Broker) {
     tiering
         .upload_lag_seconds
         .set(oldest.map_or(0, |since| (now - since).max(0) / 1000));
-    let (objects, manifest_bytes) = broker.metadata.read(|state| state.manifest_totals());
-    tiering
-        .manifest_objects
-        .set(i64::try_from(objects).unwrap_or(i64::MAX));
-    tiering
-        .manifest_bytes
-        .set(i64::try_from(manifest_bytes).unwrap_or(i64::MAX));
 }
 
 async fn blocking<T: Send + 'static>(
