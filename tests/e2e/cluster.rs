@@ -11,7 +11,7 @@ use kafka_protocol::messages::{
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
-use strata_e2e::BrokerProcess;
+use strata_e2e::{BrokerProcess, unused_port};
 
 use crate::clients;
 use crate::groups::{consume_group, group_member};
@@ -22,13 +22,6 @@ use crate::{admin, client_runtime, consumer, create_topic, topic_config};
 
 /// A loopback port that was free a moment ago (the quorum's addresses must be known before
 /// any node starts).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// The broker ids `bootstrap`'s Metadata lists, once it lists `expected` (or what it last
 /// listed when time runs out).
 fn brokers_listed_by(bootstrap: &str, expected: &[i32]) -> Vec<i32> {
@@ -55,7 +48,7 @@ fn three_node_layout() -> anyhow::Result<([tempfile::TempDir; 3], String)> {
         tempfile::tempdir()?,
     ];
     let quorum = (1..=3)
-        .map(|id| format!("{id}@127.0.0.1:{}", free_port()))
+        .map(|id| format!("{id}@127.0.0.1:{}", unused_port()))
         .collect::<Vec<_>>()
         .join(",");
     Ok((dirs, quorum))

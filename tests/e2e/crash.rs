@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use strata_e2e::{BrokerProcess, strata_bin};
+use strata_e2e::{BrokerProcess, strata_bin, unused_port};
 
 use crate::{client_runtime, consumer, create_topic, producer};
 
@@ -137,20 +137,11 @@ fn acknowledged_records_survive_kill_9_with_fsync_durability() {
     crash_while_producing("fsync");
 }
 
-/// A port nothing listens on right now, so a restarted broker can reuse it.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 #[test]
 fn an_idempotent_producer_retrying_across_a_kill_9_leaves_no_duplicates() {
     const RECORDS: usize = 20_000;
     let dir = tempfile::tempdir().expect("tempdir");
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", unused_port());
     let start = || {
         let mut command = std::process::Command::new(strata_bin().expect("binary"));
         command

@@ -33,10 +33,7 @@ pub(crate) fn http(address: &str, request: &str) -> std::io::Result<String> {
 pub(crate) fn s3_server(bucket: &str) -> Option<S3Server> {
     let python = clients::confluent_python("moto S3 server")?;
     let moto = std::path::Path::new(&python).with_file_name("moto_server");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = strata_e2e::unused_port();
     let child = Command::new(moto)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -182,11 +183,21 @@ impl BrokerProcess {
             }
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut before = Vec::new();
         loop {
             let remaining = deadline.saturating_duration_since(std::time::Instant::now());
             let Ok(line) = rx.recv_timeout(remaining) else {
+                // Either silent for too long or gone: say which, with what it said.
+                let exited = child.try_wait().ok().flatten();
                 let _ = child.kill();
-                bail!("strata server did not log its listening line in time");
+                let _ = child.wait();
+                bail!(
+                    "strata server did not log its listening line ({}); its stderr:\n{}",
+                    exited.map_or("still running after 30 s".to_string(), |s| format!(
+                        "exited: {s}"
+                    )),
+                    before.join("\n")
+                );
             };
             if line.contains("strata listening") {
                 let bootstrap = field(&line, "kafka").context("startup line has kafka=")?;
@@ -198,6 +209,7 @@ impl BrokerProcess {
                     log: rx,
                 });
             }
+            before.push(line);
         }
     }
 
@@ -233,6 +245,27 @@ impl Drop for BrokerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A loopback port for a process that must be told its port before it starts (a quorum
+/// member, a broker restarted on the address its clients know, an S3 server). A port from
+/// bind(0) is in the kernel's ephemeral range, where the next bind(0) or outgoing connection
+/// of any test may take it before the child binds it; these come from below that range
+/// (Linux's starts at 32768), where nothing is handed out unasked, and never repeat within
+/// this process.
+pub fn unused_port() -> u16 {
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Test binaries run one after another, but start each at its own place anyway.
+    let base = std::process::id().wrapping_mul(7919) % SPAN;
+    loop {
+        let step = u32::from(NEXT.fetch_add(1, Ordering::Relaxed));
+        let port = u16::try_from(FIRST + (base + step) % SPAN).expect("below 32000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
     }
 }
 

@@ -288,6 +288,16 @@ impl Partition {
         state.durable_tiered_end = state.durable_tiered_end.max(Some(end));
     }
 
+    /// The first offset losing this broker's disk would lose: the durable tiered end (see
+    /// [`Self::set_durable_tiered_end`]), or the log start while nothing tiered is durable.
+    pub fn first_undurable_offset(&self) -> i64 {
+        let state = self.lock();
+        let log_start = state.offsets().log_start_offset;
+        state
+            .durable_tiered_end
+            .map_or(log_start, |end| end.max(log_start))
+    }
+
     /// What the object store holds of this partition.
     pub fn tiered_range(&self) -> Option<TieredRange> {
         self.lock().remote.tiered

@@ -390,7 +390,7 @@ fn read_chunks(ranges: Vec<(SealedRange, Uuid, i32)>) -> Result<Vec<Chunk>, Brok
         .collect()
 }
 
-/// Sets the upload-lag gauges.
+/// Sets the upload-lag gauges: what losing this broker's disk would lose now.
 fn report_lag(broker: &Broker) {
     let now = broker.clock.now_ms();
     let (mut bytes, mut records, mut oldest) = (0u64, 0i64, None::<i64>);
@@ -399,12 +399,12 @@ fn report_lag(broker: &Broker) {
             if partition.leader_epoch().is_none() {
                 continue;
             }
-            let remote = partition.tiered_range();
-            let offsets = partition.offsets();
-            let from = remote.map_or(offsets.local_log_start_offset, |r| r.end);
+            // Committed is not enough: an embedded node's commit is safe from a lost disk
+            // only once a metadata backup holds it.
+            let from = partition.first_undurable_offset();
             let (pending, since) = partition.pending_from(from);
             bytes += pending;
-            records += (offsets.high_watermark - from).max(0);
+            records += (partition.offsets().high_watermark - from).max(0);
             if pending > 0 {
                 oldest = oldest.min(since).or(since);
             }
