@@ -7,7 +7,8 @@
 #   localstack/host.sh check    start, produce and consume through the cluster, see spans
 #                               arrive at the sink, and stop (the test command runs this)
 #
-# LocalStack needs Python 3.12+; it is installed once into ~/.cache/strata/localstack-venv.
+# LocalStack 4.14 needs Python 3.13+ (it imports warnings.deprecated); it is installed once
+# into ~/.cache/strata/localstack-venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
@@ -19,37 +20,68 @@ scratch=$(mktemp -d)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # LocalStack can hang in its own shutdown: 10 s for everything, then SIGKILL.
+  for _ in $(seq 1 50); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.2
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   rm -rf "$scratch"
 }
 trap cleanup EXIT
 say() { printf '  %s\n' "$*"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# N distinct free loopback ports, below the kernel's ephemeral range: a port from bind(0)
+# could be taken by any outgoing connection before the process it is meant for binds it.
+free_ports() {
+  python3 - "$1" <<'PY'
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ports = []
+for port in random.sample(range(10000, low), low - 10000):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+    ports.append(port)
+    if len(ports) == int(sys.argv[1]):
+        break
+print(*ports)
+PY
+}
 wait_http() { # URL
-  for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done
+  for _ in $(seq 1 300); do curl -sf -m 2 "$1" >/dev/null && return 0; sleep 0.2; done
   echo "nothing answered at $1" >&2; return 1
 }
 
 python313=""
-for candidate in "${HOME}"/.pyenv/versions/3.1[2-9]*/bin/python python3.13 python3.12 python3; do
+for candidate in python3.14 python3.13 "${HOME}"/.pyenv/versions/3.1[3-9]*/bin/python python3; do
   if command -v "$candidate" >/dev/null \
-    && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+    && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 13))' 2>/dev/null; then
     python313=$(command -v "$candidate"); break
   fi
 done
+# What the venv is built from and with; a venv built otherwise is rebuilt.
+ls_packages="localstack-core[runtime]==4.14.0 cbor2<6 pyOpenSSL==24.2.1 cryptography==43.0.3 service-identity"
 if [ -z "$python313" ]; then
-  say "FALLBACK: LocalStack needs Python 3.12 or later and none is installed; moto stands in for its S3"
-elif [ ! -f "$LS_VENV/.strata-ready" ]; then
-  say "installing LocalStack (host mode, S3 only) into $LS_VENV"
-  "$python313" -m venv "$LS_VENV"
-  "$LS_VENV/bin/pip" install -q 'localstack-core[runtime]==4.14.0' 'cbor2<6' 'pyOpenSSL==24.2.1' \
-    'cryptography==43.0.3' service-identity
-  touch "$LS_VENV/.strata-ready"
+  say "FALLBACK: LocalStack needs Python 3.13 or later and none is installed; moto stands in for its S3"
+else
+  ls_stamp="$("$python313" -c 'import sys; print(sys.version)' | head -1) $ls_packages"
+  if [ "$(cat "$LS_VENV/.strata-ready" 2>/dev/null)" != "$ls_stamp" ]; then
+    say "installing LocalStack (host mode, S3 only) into $LS_VENV"
+    rm -rf "$LS_VENV"
+    "$python313" -m venv "$LS_VENV"
+    # shellcheck disable=SC2086 # one word per package
+    "$LS_VENV/bin/pip" install -q $ls_packages
+    echo "$ls_stamp" >"$LS_VENV/.strata-ready"
+  fi
 fi
 [ -x "$STRATA" ] || { echo "build strata first (cargo build -p strata): $STRATA is missing" >&2; exit 1; }
 
 # LocalStack S3 on loopback: hypercorn bound to 127.0.0.1, no DNS server.
-s3_port=$(free_port)
+read -r s3_port otlp_port k0 k1 k2 a0 a1 a2 c0 c1 c2 < <(free_ports 11)
 if [ -n "$python313" ]; then
   GATEWAY_SERVER=hypercorn GATEWAY_LISTEN="127.0.0.1:$s3_port" SERVICES=s3 DNS_ADDRESS=0 \
     DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 FILESYSTEM_ROOT="$scratch/localstack" \
@@ -64,11 +96,11 @@ else
   wait_http "http://127.0.0.1:$s3_port/"
   s3_name="moto S3 (fallback)"
 fi
-curl -sf -X PUT "http://127.0.0.1:$s3_port/strata" >/dev/null
+curl -sf -m 10 -X PUT "http://127.0.0.1:$s3_port/strata" >/dev/null \
+  || { echo "$s3_name did not create the bucket; its log:" >&2; tail -20 "$scratch"/*.log >&2; exit 1; }
 say "$s3_name at http://127.0.0.1:$s3_port (bucket strata)"
 
 # The OTLP/HTTP sink: accepts what the brokers export and counts it.
-otlp_port=$(free_port)
 python3 - "$otlp_port" "$scratch/spans" >"$scratch/otlp.log" 2>&1 <<'PY' &
 import http.server, sys
 port, out = int(sys.argv[1]), sys.argv[2]
@@ -89,8 +121,7 @@ cat >"$scratch/strata.toml" <<'TOML'
 "remote.log.manager.task.interval.ms" = 500
 "strata.tiering.upload.max.lag.ms" = 2000
 TOML
-declare -a kafka admin controller
-for i in 0 1 2; do kafka[$i]=$(free_port); admin[$i]=$(free_port); controller[$i]=$(free_port); done
+kafka=("$k0" "$k1" "$k2") admin=("$a0" "$a1" "$a2") controller=("$c0" "$c1" "$c2")
 quorum="0@127.0.0.1:${controller[0]},1@127.0.0.1:${controller[1]},2@127.0.0.1:${controller[2]}"
 store="s3://strata/cluster?endpoint=http://127.0.0.1:$s3_port&region=us-east-1&path_style=true"
 for i in 0 1 2; do
@@ -149,9 +180,9 @@ done
 grep -q '^/v1/traces ' "$scratch/spans" || { echo "no spans reached the OTLP sink" >&2; exit 1; }
 say "spans arrived at the OTLP sink: $(grep -c '^/v1/traces ' "$scratch/spans") export(s)"
 for _ in $(seq 1 100); do
-  curl -s "http://127.0.0.1:$s3_port/strata?list-type=2&prefix=cluster/segments/" | grep -q '<Key>' && break
+  curl -s -m 10 "http://127.0.0.1:$s3_port/strata?list-type=2&prefix=cluster/segments/" | grep -q '<Key>' && break
   sleep 0.2
 done
-curl -s "http://127.0.0.1:$s3_port/strata?list-type=2&prefix=cluster/segments/" | grep -q '<Key>' \
+curl -s -m 10 "http://127.0.0.1:$s3_port/strata?list-type=2&prefix=cluster/segments/" | grep -q '<Key>' \
   || { echo "no tiered objects reached $s3_name" >&2; exit 1; }
 say "tiered objects are in $s3_name under s3://strata/cluster/segments/"

@@ -11,13 +11,12 @@ use kafka_protocol::messages::{
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
-use strata_e2e::{BrokerProcess, unused_port};
+use strata_e2e::{BrokerProcess, unused_port, wait_ready};
 
 use crate::clients;
 use crate::groups::{consume_group, group_member};
 use crate::produce_fetch::{consume_and_check, produce_records};
 use crate::raw::{Client, s};
-use crate::run_contract::http_get;
 use crate::{admin, client_runtime, consumer, create_topic, topic_config};
 
 /// A loopback port that was free a moment ago (the quorum's addresses must be known before
@@ -26,7 +25,7 @@ use crate::{admin, client_runtime, consumer, create_topic, topic_config};
 /// listed when time runs out).
 fn brokers_listed_by(bootstrap: &str, expected: &[i32]) -> Vec<i32> {
     let client = consumer(bootstrap, &[]);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut ids: Vec<i32> = client
             .fetch_metadata(None, Duration::from_secs(5))
@@ -54,19 +53,23 @@ fn three_node_layout() -> anyhow::Result<([tempfile::TempDir; 3], String)> {
     Ok((dirs, quorum))
 }
 
-/// Starts node `i + 1` on `dirs[i]`. Each logs its startup line before the quorum forms, so
-/// they can start one after another.
+/// Starts node `i + 1` on `dirs[i]` and waits until all are ready. Each logs its startup
+/// line before the quorum forms, so they can start one after another.
 fn start_cluster(dirs: &[tempfile::TempDir], quorum: &str) -> anyhow::Result<Vec<BrokerProcess>> {
-    (1..)
+    let nodes = (1..)
         .zip(dirs)
         .map(|(id, dir): (i32, _)| {
             let id = id.to_string();
-            BrokerProcess::spawn(
+            BrokerProcess::spawn_member(
                 dir.path(),
                 &["--node-id", &id, "--controller-quorum", quorum],
             )
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for node in &nodes {
+        wait_ready(&node.admin)?;
+    }
+    Ok(nodes)
 }
 
 #[test]
@@ -377,7 +380,8 @@ fn broker_only_and_controller_only_nodes_join_and_voters_are_added_and_removed()
     let mut voters = start_cluster(&dirs, &quorum)?;
     let extra = [tempfile::tempdir()?, tempfile::tempdir()?];
     // Node 4 only serves clients and node 5 only runs a controller: neither is a voter, so
-    // both join the quorum as learners.
+    // both join the quorum as learners. Each is ready once caught up (the controller-only
+    // node after a ReadIndex round trip), which `spawn` waits for.
     let mut broker_only = BrokerProcess::spawn(
         extra[0].path(),
         &[
@@ -409,6 +413,8 @@ fn broker_only_and_controller_only_nodes_join_and_voters_are_added_and_removed()
         "the broker-only node registers and serves Metadata from its own replica"
     );
 
+    // A voter applies the registration up to a heartbeat later.
+    brokers_listed_by(&voters[0].bootstrap, &[1, 2, 3, 4]);
     let metadata = Client::connect(&voters[0].bootstrap).send(&MetadataRequest::default(), 12);
     let racks: Vec<(i32, Option<String>)> = metadata
         .brokers
@@ -433,16 +439,6 @@ fn broker_only_and_controller_only_nodes_join_and_voters_are_added_and_removed()
     }
     let sent = produce_records(&broker_only.bootstrap, "four-ways", 8, 80, &[]);
     consume_and_check(&voters[0].bootstrap, "four-ways", 8, &sent);
-
-    // The controller-only node is ready once caught up.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_get(&controller_only.admin, "/readyz").0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "the controller-only node becomes ready"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 
     let first_controller = quorum
         .split(',')
@@ -498,7 +494,7 @@ fn a_group_keeps_its_offsets_when_its_coordinator_dies_and_returns() -> anyhow::
     // Its offsets partition has its only replica there: once the node is fenced, the group
     // has no coordinator until it returns.
     let other = (down + 1) % 3;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while coordinator_of(&bootstrap(&nodes, other), "survivors").0
         != ResponseError::CoordinatorNotAvailable.code()
     {

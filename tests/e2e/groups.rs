@@ -82,7 +82,8 @@ fn a_groups_lag_is_exported_per_partition() -> anyhow::Result<()> {
     ];
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, metrics) = crate::run_contract::http_get(&broker.admin.to_string(), "/metrics");
+        let (_, metrics) =
+            strata_e2e::http_get(&broker.admin.to_string(), "/metrics").expect("metrics");
         if wanted.iter().all(|line| metrics.contains(line)) {
             break;
         }

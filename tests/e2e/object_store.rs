@@ -2,7 +2,6 @@
 //! and a real S3-compatible server (moto, installed into the test venv by
 //! scripts/install-test-deps.sh and started here on a loopback port).
 
-use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,14 +18,6 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-pub(crate) fn http(address: &str, request: &str) -> std::io::Result<String> {
-    let mut stream = std::net::TcpStream::connect(address)?;
-    stream.write_all(request.as_bytes())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response)
 }
 
 /// Starts moto and creates `bucket`; `None` when moto is not installed (and not required).
@@ -50,7 +41,7 @@ pub(crate) fn s3_server(bucket: &str) -> Option<S3Server> {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match http(&address, &create) {
+        match strata_e2e::http(&address, &create) {
             Ok(response) if response.starts_with("HTTP/1.1 200") => return Some(server),
             other => {
                 assert!(

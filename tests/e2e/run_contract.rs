@@ -1,57 +1,22 @@
 //! The `strata server` contract: port 0 and the startup line, the admin endpoints, flags from
 //! the environment and the config file, and SIGTERM's ordered shutdown.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use strata_e2e::{BrokerProcess, server_command, strata_bin};
+use strata_e2e::{BrokerProcess, http_get, server_command, strata_bin};
 
 use crate::{client_runtime, create_topic};
-
-/// A GET on an admin port: its status code and body.
-pub(crate) fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect admin port");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
 
 #[test]
 fn the_server_reports_its_ports_serves_admin_endpoints_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut broker = BrokerProcess::spawn(dir.path(), &[]).expect("broker starts");
-    assert_eq!(http_get(&broker.admin, "/healthz").0, 200);
-    // The startup line comes once the listeners are bound; ready means the node has also
-    // joined the metadata quorum and registered, which takes a moment more.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while http_get(&broker.admin, "/readyz").0 != 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "/readyz never turned ready"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // The startup line comes once the listeners are bound; `spawn` then waits for /readyz
+    // (the node has also joined the metadata quorum and registered).
+    let mut broker = BrokerProcess::spawn(dir.path(), &[]).expect("broker starts and is ready");
+    assert_eq!(http_get(&broker.admin, "/healthz").expect("healthz").0, 200);
     client_runtime().block_on(create_topic(&broker.bootstrap, "contract", 1, &[]));
-    let (status, metrics) = http_get(&broker.admin, "/metrics");
+    let (status, metrics) = http_get(&broker.admin, "/metrics").expect("metrics");
     assert_eq!(status, 200);
     assert!(
         metrics.contains("strata_kafka_requests_total"),
@@ -71,7 +36,8 @@ fn the_server_reports_its_ports_serves_admin_endpoints_and_stops_on_sigterm() {
         "a quorum of one leads itself"
     );
     assert_eq!(value("strata_quorum_live_brokers"), 1);
-    assert_eq!(value("strata_quorum_apply_lag"), 0);
+    // A broker heartbeat (one every 2 s) may be committed and not yet applied.
+    assert!(value("strata_quorum_apply_lag") <= 1);
 
     let status = broker.terminate().expect("the broker stops after SIGTERM");
     assert!(status.success(), "ordered shutdown exits 0, got {status}");

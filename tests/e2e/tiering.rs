@@ -17,12 +17,11 @@ use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use strata_broker::BrokerConfig;
-use strata_e2e::{BrokerProcess, InProcessBroker, server_command};
+use strata_e2e::{BrokerProcess, InProcessBroker, http, http_get, server_command};
 use strata_objects::FaultPlan;
 
 use crate::object_store::s3_server;
 use crate::produce_fetch::{Sent, consume_and_check, produce_records};
-use crate::run_contract::http_get;
 use crate::{admin, client_runtime, consumer, create_topic, producer};
 
 const TOPIC: &str = "tiered";
@@ -102,12 +101,13 @@ fn local_log_start(data_dir: &Path, partition: i32) -> i64 {
         .unwrap_or(0)
 }
 
-/// A metric's value from the admin port's Prometheus text.
+/// A metric's value from the admin port's Prometheus text (a metric not exported is a
+/// failure, not a zero).
 fn metric(admin: &str, name: &str) -> f64 {
-    let (_, body) = http_get(admin, "/metrics");
+    let (_, body) = http_get(admin, "/metrics").expect("metrics");
     body.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("{name} is not exported"))
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -200,15 +200,26 @@ fn lose_the_disk(
     backend: &Backend,
     mut landed: HashMap<(i32, i64), Sent>,
 ) -> BrokerProcess {
+    let committed =
+        |broker: &BrokerProcess| metric(&broker.admin, "strata_tiering_segments_committed_total");
+    let before = committed(&broker);
     let more = produce_records(&broker.bootstrap, TOPIC, PARTITIONS, 10, &[("acks", "all")]);
     assert!(
         more.keys().all(|(_, offset)| *offset >= 2000),
         "appends after a restart continue after the tiered offsets"
     );
     landed.extend(more);
-    wait_until("everything acknowledged is in the object store", || {
-        metric(&broker.admin, "strata_tiering_upload_lag_records") == 0.0
+    // The lag gauge is measured every 250 ms, so a reading taken before the produce can
+    // still say 0: wait for the new segments' commits, then for a fresh reading of 0 (which
+    // on this embedded node also means a metadata backup holds the commits).
+    wait_until("the new records are committed", || {
+        committed(&broker) >= before + f64::from(PARTITIONS)
     });
+    std::thread::sleep(Duration::from_millis(500));
+    wait_until(
+        "everything acknowledged is safe in the object store",
+        || metric(&broker.admin, "strata_tiering_upload_lag_records") == 0.0,
+    );
     broker.kill9().expect("kill -9");
     std::fs::remove_dir_all(data_dir).expect("rm -rf data");
     let broker = start(data_dir, backend);
@@ -339,7 +350,7 @@ fn tiering_on_an_s3_server() {
         ],
         durable: true,
         stored_objects: Box::new(move || {
-            let listing = crate::object_store::http(
+            let listing = http(
                 &address,
                 &format!(
                     "GET /strata-tiering?list-type=2&prefix=cluster/segments/ HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
@@ -450,7 +461,7 @@ fn a_full_local_budget_refuses_produce_until_the_store_returns() {
         &broker.bootstrap,
         &[
             ("acks", "all"),
-            ("message.timeout.ms", "2000"),
+            ("message.timeout.ms", "10000"),
             ("linger.ms", "5"),
         ],
     );
@@ -537,9 +548,11 @@ fn a_full_local_budget_refuses_produce_until_the_store_returns() {
 fn puts_do_not_grow_with_the_partition_count() {
     let puts = |partitions: i32| {
         let objects = tempfile::tempdir().expect("tempdir");
-        // Objects larger than the client's batches, so the batch size does not decide.
+        // Objects larger than the client's batches, so the batch size does not decide, and
+        // a lag long enough that objects are cut when full, not by how long producing took.
         let broker = tiering_broker(objects.path(), |c| {
             c.tiering.object_target_bytes = 2 << 20;
+            c.tiering.upload_max_lag = Duration::from_secs(3);
         });
         let admin = broker.admin.to_string();
         client_runtime().block_on(create_topic(

@@ -1,7 +1,7 @@
 //! Test harness: Strata brokers on loopback ports the OS picks, in-process or as a child
 //! process of the `strata` binary (for kill -9 and the command-line contract).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -72,7 +72,7 @@ impl InProcessBroker {
             task: Some(task),
             _temp: None,
         };
-        wait_for_port(&broker.bootstrap)?;
+        wait_ready(&broker.admin.to_string())?;
         Ok(broker)
     }
 
@@ -97,15 +97,49 @@ impl Drop for InProcessBroker {
     }
 }
 
-/// Waits until something accepts TCP connections at `addr`.
-pub fn wait_for_port(addr: &str) -> anyhow::Result<()> {
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(addr).is_ok() {
+/// Waits until the admin port at `admin` answers `/readyz` with 200: the node has joined the
+/// metadata quorum, caught up and registered, so a first request does not absorb an election.
+pub fn wait_ready(admin: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if http_get(admin, "/readyz").is_ok_and(|(status, _)| status == 200) {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(25));
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{admin}/readyz did not turn ready within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
-    bail!("nothing listens on {addr}")
+}
+
+/// Sends a raw HTTP/1.1 `request` (which should say `Connection: close`) and returns the
+/// whole response.
+pub fn http(address: &str, request: &str) -> std::io::Result<String> {
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+/// A GET: the status code and body.
+pub fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    let response = http(
+        address,
+        &format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"),
+    )?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no status code")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 /// The `strata` binary built alongside these tests (`cargo build -p strata` first), or
@@ -156,18 +190,35 @@ pub struct BrokerProcess {
 }
 
 impl BrokerProcess {
-    /// Runs [`server_command`] plus `extra` arguments, and reads the bound addresses from its
-    /// startup line.
+    /// Runs [`server_command`] plus `extra` arguments, reads the bound addresses from its
+    /// startup line and waits until it is ready.
     pub fn spawn(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start(Self::server(data_dir, extra)?)
+    }
+
+    /// Like [`Self::spawn`] for a member of a multi-node quorum, which cannot be ready before
+    /// enough of the others run: returns once its listeners are bound.
+    pub fn spawn_member(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::launch(Self::server(data_dir, extra)?)
+    }
+
+    fn server(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Command> {
         let mut command = server_command(data_dir)?;
         command
             .args(extra)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
-        Self::start(command)
+        Ok(command)
+    }
+
+    /// Starts a prepared `strata` command, reads its startup line and waits until it is ready.
+    pub fn start(command: Command) -> anyhow::Result<Self> {
+        let broker = Self::launch(command)?;
+        wait_ready(&broker.admin)?;
+        Ok(broker)
     }
 
     /// Starts a prepared `strata` command and waits for its startup line.
-    pub fn start(mut command: Command) -> anyhow::Result<Self> {
+    fn launch(mut command: Command) -> anyhow::Result<Self> {
         let mut child = command
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -251,18 +302,21 @@ impl Drop for BrokerProcess {
 /// A loopback port for a process that must be told its port before it starts (a quorum
 /// member, a broker restarted on the address its clients know, an S3 server). A port from
 /// bind(0) is in the kernel's ephemeral range, where the next bind(0) or outgoing connection
-/// of any test may take it before the child binds it; these come from below that range
-/// (Linux's starts at 32768), where nothing is handed out unasked, and never repeat within
-/// this process.
+/// of any test may take it before the child binds it; these come from below that range,
+/// where nothing is handed out unasked, and never repeat within this process.
 pub fn unused_port() -> u16 {
-    const FIRST: u32 = 20_000;
-    const SPAN: u32 = 12_000;
+    const FIRST: u32 = 10_000;
     static NEXT: AtomicU16 = AtomicU16::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_start.saturating_sub(FIRST).max(1_000);
     // Test binaries run one after another, but start each at its own place anyway.
-    let base = std::process::id().wrapping_mul(7919) % SPAN;
+    let base = std::process::id().wrapping_mul(7919) % span;
     loop {
         let step = u32::from(NEXT.fetch_add(1, Ordering::Relaxed));
-        let port = u16::try_from(FIRST + (base + step) % SPAN).expect("below 32000");
+        let port = u16::try_from(FIRST + (base + step) % span).expect("a port number");
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }

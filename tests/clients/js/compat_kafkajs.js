@@ -67,9 +67,9 @@ async function main() {
   const p1 = offsets.find((o) => o.partition === 1);
   assert.equal(p0.low, '0');
   assert.equal(p0.high, String(expectedNext));
-  // acks=0 is not acknowledged: wait briefly for it to land.
+  // acks=0 is not acknowledged: wait for it to land.
   let high1 = p1.high;
-  for (let i = 0; i < 20 && high1 !== '6'; i++) {
+  for (let i = 0; i < 300 && high1 !== '6'; i++) {
     await new Promise((r) => setTimeout(r, 100));
     high1 = (await admin.fetchTopicOffsets(topic)).find((o) => o.partition === 1).high;
   }

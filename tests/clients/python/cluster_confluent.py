@@ -86,7 +86,12 @@ def main():
     check(configs["retention.ms"].value == "3600000", "describe_configs through another node shows the create's config")
 
     admin.delete_topics([TOPIC], operation_timeout=10)[TOPIC].result(timeout=15)
+    # The other node applies the deletion up to a heartbeat later.
+    deadline = time.time() + 30
     gone = TOPIC not in other.list_topics(timeout=10).topics
+    while not gone and time.time() < deadline:
+        time.sleep(0.2)
+        gone = TOPIC not in other.list_topics(timeout=10).topics
     check(gone, "a topic deleted through one node is gone from another")
     print("confluent-kafka cluster: all checks passed")
 

@@ -144,7 +144,12 @@ def acks_settings():
         create_topic(topic, 1)
         acked = produce(topic, 1, 200, 0, acks=acks)
         c = consumer()
+        # acks=0 is not answered: the last request may still be on its way to the log.
+        deadline = time.time() + 30
         low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        while high - low < 200 and time.time() < deadline:
+            time.sleep(0.1)
+            low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
         c.close()
         check(high - low == 200, f"acks={acks}: all 200 records stored")
         if acks != "0":
@@ -179,8 +184,8 @@ def offsets_for_times():
 def long_poll():
     topic = f"py-tail-{SUFFIX}"
     create_topic(topic, 1)
-    c = consumer(**{"fetch.wait.max.ms": 5000})
-    c.assign([TopicPartition(topic, 0, -1)])  # OFFSET_END
+    c = consumer(**{"fetch.wait.max.ms": 30000})
+    c.assign([TopicPartition(topic, 0, 0)])  # the topic is empty: 0 is its end
     for _ in range(5):
         c.poll(0.2)
     producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 0})
@@ -188,7 +193,8 @@ def long_poll():
     producer.produce(topic, key=b"k", value=b"fresh", partition=0)
     producer.flush(10)
     msg = None
-    while msg is None and time.time() - sent < 4:
+    # Woken by the append, not by the 30 s max wait.
+    while msg is None and time.time() - sent < 15:
         msg = c.poll(0.1)
     c.close()
     check(msg is not None and msg.value() == b"fresh", f"an assigned consumer sees a new record within the long-poll ({time.time() - sent:.2f}s)")

@@ -176,13 +176,19 @@ public final class Compat {
         try (KafkaConsumer<byte[], byte[]> a = groupMember(group); KafkaConsumer<byte[], byte[]> b = groupMember(group)) {
             a.subscribe(List.of(topic));
             b.subscribe(List.of(topic));
+            // Poll until every record is read and the group has settled: a rebalance may still
+            // be moving a partition when the last record arrives, and a commit then would miss it.
             long deadline = System.currentTimeMillis() + 60_000;
-            while (keys.size() < count && System.currentTimeMillis() < deadline) {
+            while (System.currentTimeMillis() < deadline) {
                 for (KafkaConsumer<byte[], byte[]> member : List.of(a, b)) {
                     for (ConsumerRecord<byte[], byte[]> r : member.poll(Duration.ofMillis(100))) {
                         keys.add(new String(r.key(), StandardCharsets.UTF_8));
                         reads++;
                     }
+                }
+                if (keys.size() == count && readToTheEnd(a) && readToTheEnd(b)
+                        && a.assignment().size() + b.assignment().size() == 3) {
+                    break;
                 }
             }
             int owned = a.assignment().size() + b.assignment().size();
@@ -210,6 +216,13 @@ public final class Compat {
             }
         }
         check(resumed.equals(Set.of("late0", "late1", "late2", "late3", "late4")), "a new member resumes after the commits: " + resumed);
+    }
+
+    /** Whether `member` has consumed every partition it owns up to the partition's end. */
+    private static boolean readToTheEnd(KafkaConsumer<byte[], byte[]> member) {
+        Set<TopicPartition> owned = member.assignment();
+        Map<TopicPartition, Long> ends = member.endOffsets(owned);
+        return owned.stream().allMatch(tp -> member.position(tp) == ends.get(tp));
     }
 
     private static void check0(boolean ok, String what) {
