@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Tiered storage, measured: PUTs per GiB ingested into 1 partition and into 100, and the
 # cold-read throughput of a consumer replaying tiered data against the object store's own
-# ranged-GET throughput, measured in the same run on the same objects.
+# ranged-GET throughput, measured in the same run on the same objects, and against the same
+# consumer replaying as many bytes from the local log (remote.storage.enable=false).
 #
 #   bench/tiering.sh [file|moto] [RECORDS_PER_SECOND] [SECONDS]
 #   e.g. bench/tiering.sh file 50000 20     (about 1 GiB per partition count)
 #
-# Needs release builds of strata and strata-bench (cargo build --release -p strata -p strata-bench);
-# `moto` needs the test venv (scripts/install-test-deps.sh).
+# Needs release builds of strata and strata-bench (cargo build --release -p strata -p strata-bench)
+# and the test venv (scripts/install-test-deps.sh: confluent-kafka creates the local topic,
+# moto is the S3 server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:-file}; rate=${2:-50000}; secs=${3:-20}
@@ -79,24 +81,39 @@ for partitions in 1 100; do
   python3 -c "b=$bytes; p=$puts; print(f'{$partitions:<11} {b/2**20:10.0f} {p:8d} {p/(b/2**30):12.1f}')"
 done
 
+# The baseline for the broker's own read path: as many bytes in a 100-partition topic that
+# is not tiered, replayed from the local log (page cache) by the same consumer.
+"$HOME/.cache/strata/venv/bin/python" - "$bootstrap" <<'PY'
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+topic = NewTopic("local-100", 100, 1, config={"remote.storage.enable": "false"})
+admin.create_topics([topic])["local-100"].result(timeout=30)
+PY
+"$bin/strata-bench" produce --bootstrap "$bootstrap" --topic local-100 --partitions 100 \
+  --rate "$rate" --duration "$secs" --quiet >/dev/null
+
 # Cold reads: a restarted broker with an empty read cache replays the 100-partition topic,
 # every byte of which is only in the object store now; then replays it again, warm (from
-# the read cache's memory and disk tiers), which is the broker path's own ceiling.
+# the read cache's memory and disk tiers); then replays the local topic.
 stop_broker
 rm -rf "$scratch/data/cache"
 start_broker
-for pass in cold warm; do
-  "$bin/strata-bench" consume --bootstrap "$bootstrap" --topic tier-100 --partitions 100 \
+for pass in cold warm local; do
+  topic=tier-100; [ "$pass" = local ] && topic=local-100
+  "$bin/strata-bench" consume --bootstrap "$bootstrap" --topic "$topic" --partitions 100 \
     --duration 60 --quiet --json "$scratch/$pass.json" >/dev/null
 done
 stop_broker
 "$bin/strata-bench" raw-get --store "$store" >"$scratch/raw.json"
-python3 - "$scratch/cold.json" "$scratch/raw.json" "$scratch/warm.json" <<'PY'
+python3 - "$scratch"/{cold,raw,warm,local}.json <<'PY'
 import json, sys
-cold, raw, warm = (json.load(open(path)) for path in sys.argv[1:4])
+cold, raw, warm, local = (json.load(open(path)) for path in sys.argv[1:5])
 cold_mb = cold["mb_per_s"]
 print(f"cold replay through the broker: {cold_mb:.0f} MB/s ({cold['bytes']/2**20:.0f} MiB)")
 print(f"warm replay (read cache):       {warm['mb_per_s']:.0f} MB/s")
+print(f"local replay (not tiered):      {local['mb_per_s']:.0f} MB/s ({local['bytes']/2**20:.0f} MiB)")
 print(f"raw ranged GETs from the store: {raw['mb_per_s']:.0f} MB/s ({raw['bytes']/2**20:.0f} MiB in {raw['gets']} GETs)")
-print(f"cold / raw GET: {cold_mb / raw['mb_per_s']:.2f}; cold / warm: {cold_mb / warm['mb_per_s']:.2f}")
+print(f"cold / raw GET: {cold_mb / raw['mb_per_s']:.2f}; cold / warm: {cold_mb / warm['mb_per_s']:.2f}; "
+      f"warm / local: {warm['mb_per_s'] / local['mb_per_s']:.2f}")
 PY
