@@ -49,17 +49,17 @@ impl TieringMetrics {
         let tiering = registry.sub_registry_with_prefix("tiering");
         tiering.register(
             "upload_lag_bytes",
-            "Local bytes of tiered partitions led here not yet committed to the object store",
+            "Local bytes of tiered partitions led here that a lost disk would lose (not yet committed to the object store, or on an embedded node not yet in a metadata backup)",
             self.upload_lag_bytes.clone(),
         );
         tiering.register(
             "upload_lag_records",
-            "Offsets of tiered partitions led here not yet committed to the object store",
+            "Offsets of tiered partitions led here that a lost disk would lose",
             self.upload_lag_records.clone(),
         );
         tiering.register(
             "upload_lag_seconds",
-            "Age of the oldest data led here not yet committed to the object store",
+            "Age of the oldest data led here that a lost disk would lose",
             self.upload_lag_seconds.clone(),
         );
         tiering.register(
