@@ -244,9 +244,7 @@ impl BrokerProcess {
                 let _ = child.wait();
                 bail!(
                     "strata server did not log its listening line ({}); its stderr:\n{}",
-                    exited.map_or("still running after 30 s".to_string(), |s| format!(
-                        "exited: {s}"
-                    )),
+                    exited.map_or("it had not exited".to_string(), |s| format!("exited: {s}")),
                     before.join("\n")
                 );
             };
