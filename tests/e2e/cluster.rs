@@ -19,8 +19,6 @@ use crate::produce_fetch::{consume_and_check, produce_records};
 use crate::raw::{Client, s};
 use crate::{admin, client_runtime, consumer, create_topic, topic_config};
 
-/// A loopback port that was free a moment ago (the quorum's addresses must be known before
-/// any node starts).
 /// The broker ids `bootstrap`'s Metadata lists, once it lists `expected` (or what it last
 /// listed when time runs out).
 fn brokers_listed_by(bootstrap: &str, expected: &[i32]) -> Vec<i32> {

@@ -392,3 +392,39 @@ impl Partition {
         self.lock().producers.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a lost disk would lose starts at the durable tiered end, not the committed one:
+    /// an embedded node's commit counts only once a metadata backup holds it.
+    #[test]
+    fn only_a_durable_commit_is_safe_from_a_lost_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partition =
+            Partition::open("t".into(), 0, dir.path(), &TopicConfig::builtin()).expect("open");
+        let remote = RemoteLog {
+            log_start_offset: 0,
+            tiered: Some(TieredRange { start: 0, end: 100 }),
+        };
+        partition.set_remote(remote, false, 0).expect("set_remote");
+        assert_eq!(
+            partition.first_undurable_offset(),
+            0,
+            "committed, not backed up"
+        );
+        partition.set_durable_tiered_end(60);
+        assert_eq!(
+            partition.first_undurable_offset(),
+            60,
+            "a backup holds part of it"
+        );
+        partition.set_remote(remote, true, 0).expect("set_remote");
+        assert_eq!(
+            partition.first_undurable_offset(),
+            100,
+            "a replicated commit"
+        );
+    }
+}
