@@ -1,5 +1,7 @@
 //! Any bytes as a request frame: the bounds walk must never panic, and whatever it accepts
-//! must decode with kafka-protocol without aborting (an error is fine).
+//! must decode with kafka-protocol without aborting (an error is fine). The blobs a group
+//! request nests (members' subscriptions, assignments) go through the broker's bounded
+//! decoders too, as the coordinator would read them.
 #![no_main]
 
 use bytes::Bytes;
@@ -31,10 +33,18 @@ fuzz_target!(|data: &[u8]| {
         ApiKey::OffsetCommit => OffsetCommitRequest::decode(&mut body, v).map(drop),
         ApiKey::OffsetFetch => OffsetFetchRequest::decode(&mut body, v).map(drop),
         ApiKey::FindCoordinator => FindCoordinatorRequest::decode(&mut body, v).map(drop),
-        ApiKey::JoinGroup => JoinGroupRequest::decode(&mut body, v).map(drop),
+        ApiKey::JoinGroup => JoinGroupRequest::decode(&mut body, v).map(|request| {
+            for protocol in &request.protocols {
+                let _ = strata_wire::embedded::consumer_subscription(&protocol.metadata);
+            }
+        }),
         ApiKey::Heartbeat => HeartbeatRequest::decode(&mut body, v).map(drop),
         ApiKey::LeaveGroup => LeaveGroupRequest::decode(&mut body, v).map(drop),
-        ApiKey::SyncGroup => SyncGroupRequest::decode(&mut body, v).map(drop),
+        ApiKey::SyncGroup => SyncGroupRequest::decode(&mut body, v).map(|request| {
+            for assignment in &request.assignments {
+                let _ = strata_wire::embedded::consumer_assignment(&assignment.assignment);
+            }
+        }),
         ApiKey::DescribeGroups => DescribeGroupsRequest::decode(&mut body, v).map(drop),
         ApiKey::ListGroups => ListGroupsRequest::decode(&mut body, v).map(drop),
         ApiKey::DeleteGroups => DeleteGroupsRequest::decode(&mut body, v).map(drop),

@@ -33,6 +33,9 @@ pub enum BrokerError {
     UnknownTopicOrPartition,
     #[error("unknown topic id")]
     UnknownTopicId,
+    /// Only the broker's coordinators write to Kafka's internal topics.
+    #[error("{topic} is an internal topic: clients cannot write to it or delete its records")]
+    InternalTopic { topic: String },
     #[error(transparent)]
     InvalidConfig(#[from] ConfigError),
     #[error("transactions are not supported yet")]
@@ -104,6 +107,7 @@ impl BrokerError {
             }
             Self::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
             Self::UnknownTopicId => ResponseError::UnknownTopicId,
+            Self::InternalTopic { .. } => ResponseError::InvalidTopicException,
             Self::InvalidConfig(_) => ResponseError::InvalidConfig,
             Self::TransactionsUnsupported => ResponseError::UnsupportedVersion,
             Self::InvalidRequiredAcks { .. } => ResponseError::InvalidRequiredAcks,

@@ -43,6 +43,8 @@ pub struct GroupMetrics {
     /// Only for partitions this broker leads (it knows their end).
     pub log_end_offset: Family<GroupPartitionLabels, Gauge>,
     pub lag: Family<GroupPartitionLabels, Gauge>,
+    /// `__consumer_offsets` records skipped while loading because their value does not decode.
+    pub records_skipped: Counter,
 }
 
 impl GroupMetrics {
@@ -67,6 +69,11 @@ impl GroupMetrics {
             "lag",
             "Records between a group's committed offset and the end of the partition",
             self.lag.clone(),
+        );
+        group.register(
+            "records_skipped",
+            "Consumer offsets records skipped while loading groups because their value does not decode",
+            self.records_skipped.clone(),
         );
     }
 }

@@ -1,5 +1,18 @@
 //! Kafka's rules for names.
 
+/// The topics Kafka reserves for its coordinators (`Topic.isInternal`): clients may read them
+/// but never write to them, delete their records, create or delete them.
+pub const INTERNAL_TOPICS: &[&str] = &[
+    "__consumer_offsets",
+    "__transaction_state",
+    "__share_group_state",
+];
+
+/// Whether `name` is one of Kafka's internal topics.
+pub fn is_internal_topic(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
 /// Kafka's limit on topic name length.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 

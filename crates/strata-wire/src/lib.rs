@@ -8,6 +8,7 @@
 //! No runtime and no I/O here.
 
 mod cursor;
+pub mod embedded;
 mod frame;
 mod schema;
 mod walk;
@@ -40,6 +41,8 @@ pub enum BoundsError {
     },
     #[error("{field} takes the request past {max} array elements")]
     TooManyElements { field: &'static str, max: usize },
+    #[error("{what} does not decode: {reason}")]
+    Undecodable { what: &'static str, reason: String },
     #[error("api key {api_key} version {api_version} is not served")]
     UnsupportedApi { api_key: i16, api_version: i16 },
 }

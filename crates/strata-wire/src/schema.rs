@@ -49,15 +49,15 @@ pub(crate) struct Schema {
     pub fields: &'static [Field],
 }
 
-const ANY: i16 = i16::MAX;
+pub(crate) const ANY: i16 = i16::MAX;
 const BOOL: Ty = Ty::Fixed(1);
 const INT8: Ty = Ty::Fixed(1);
 const INT16: Ty = Ty::Fixed(2);
-const INT32: Ty = Ty::Fixed(4);
+pub(crate) const INT32: Ty = Ty::Fixed(4);
 const INT64: Ty = Ty::Fixed(8);
 const UUID: Ty = Ty::Fixed(16);
 
-const fn f(name: &'static str, min: i16, max: i16, ty: Ty) -> Field {
+pub(crate) const fn f(name: &'static str, min: i16, max: i16, ty: Ty) -> Field {
     Field {
         name,
         min,

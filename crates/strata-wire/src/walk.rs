@@ -42,10 +42,7 @@ pub fn check_request(frame: &[u8]) -> Result<(), BoundsError> {
     cursor.skip(8, "request header")?;
     // The header's client id is a classic nullable string even in flexible versions.
     walk_str(&mut cursor, false, "client_id")?;
-    let mut walk = Walk {
-        version,
-        elements_left: MAX_REQUEST_ELEMENTS,
-    };
+    let mut walk = Walk::new(version);
     if flexible {
         walk.tagged(&mut cursor, &[], "request header")?;
     }
@@ -59,14 +56,22 @@ pub fn check_request(frame: &[u8]) -> Result<(), BoundsError> {
 /// thousands.
 pub const MAX_REQUEST_ELEMENTS: usize = 1 << 20;
 
-/// One walk of a request: its version and the element budget it has left.
-struct Walk {
+/// One walk of a request (or of a blob inside one): its version and the element budget it
+/// has left.
+pub(crate) struct Walk {
     version: i16,
     elements_left: usize,
 }
 
 impl Walk {
-    fn fields(
+    pub(crate) fn new(version: i16) -> Self {
+        Self {
+            version,
+            elements_left: MAX_REQUEST_ELEMENTS,
+        }
+    }
+
+    pub(crate) fn fields(
         &mut self,
         cursor: &mut Cursor<'_>,
         fields: &[Field],

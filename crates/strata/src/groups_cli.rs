@@ -12,10 +12,10 @@ use kafka_protocol::messages::offset_commit_request::{
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    BrokerId, ConsumerProtocolAssignment, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
-    ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    BrokerId, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
+    ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::cli::{GroupsCommand, ResetTarget};
 use crate::kafka_client::Cluster;
@@ -84,13 +84,9 @@ fn describe_group(
     }
     let mut owners = HashMap::new();
     for member in &described.members {
-        let mut bytes = member.member_assignment.clone();
-        if bytes.len() < 2 {
-            continue;
-        }
-        let version = i16::from_be_bytes([bytes[0], bytes[1]]).clamp(0, 3);
-        bytes = bytes.slice(2..);
-        let Ok(assignment) = ConsumerProtocolAssignment::decode(&mut bytes, version) else {
+        // Another client wrote it: bounded before it is decoded.
+        let Ok(assignment) = strata_wire::embedded::consumer_assignment(&member.member_assignment)
+        else {
             continue;
         };
         for tp in assignment.assigned_partitions {

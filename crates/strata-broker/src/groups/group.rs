@@ -721,21 +721,16 @@ impl Group {
     /// The topics the members subscribe to, when the group runs the consumer protocol;
     /// `None` when a subscription cannot be read (treat every topic as subscribed).
     pub fn subscribed_topics(&self) -> Option<std::collections::HashSet<String>> {
-        use kafka_protocol::messages::ConsumerProtocolSubscription;
-        use kafka_protocol::protocol::Decodable;
         let mut topics = std::collections::HashSet::new();
         if self.protocol_type.as_deref() != Some("consumer") {
             return Some(topics);
         }
         let protocol = self.protocol_name.clone().unwrap_or_default();
         for member in self.members.values() {
-            let mut metadata = member.metadata_for(&protocol);
-            if metadata.len() < 2 {
-                return None;
-            }
-            let version = i16::from_be_bytes([metadata[0], metadata[1]]).clamp(0, 3);
-            let _ = bytes::Buf::get_i16(&mut metadata);
-            let subscription = ConsumerProtocolSubscription::decode(&mut metadata, version).ok()?;
+            // A member's metadata is whatever its client sent: bounded before it is decoded.
+            let subscription =
+                strata_wire::embedded::consumer_subscription(&member.metadata_for(&protocol))
+                    .ok()?;
             topics.extend(subscription.topics.iter().map(|t| t.to_string()));
         }
         Some(topics)

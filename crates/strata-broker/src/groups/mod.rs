@@ -249,7 +249,14 @@ impl GroupCoordinator {
             })
             .await;
             let groups = match loaded {
-                Ok(Ok(groups)) => groups,
+                Ok(Ok(replayed)) => {
+                    broker
+                        .metrics
+                        .groups
+                        .records_skipped
+                        .inc_by(replayed.skipped);
+                    replayed.groups
+                }
                 Ok(Err(e)) => {
                     warn!(partition = index, error = %e, "could not load the groups of a consumer offsets partition");
                     broker.groups.lock().remove(&index);
@@ -347,6 +354,13 @@ impl GroupCoordinator {
                 Some((shard.partition.clone(), groups.values().cloned().collect()))
             })
             .collect()
+    }
+
+    /// The groups of offsets partition `index` while it is loaded under leader epoch `epoch`.
+    pub fn groups_of(&self, index: i32, epoch: i32) -> Option<Vec<SharedGroup>> {
+        let shards = self.lock();
+        let shard = shards.get(&index).filter(|s| s.leader_epoch == epoch)?;
+        Some(shard.groups.as_ref()?.values().cloned().collect())
     }
 
     /// Forgets a deleted group.
@@ -517,7 +531,13 @@ async fn checkpoint_where_due(broker: &Arc<Broker>) {
                 records,
                 live
             );
-            if let Err(e) = checkpoint(broker, &partition, &groups)
+            let Some(epoch) = partition.leader_epoch() else {
+                continue;
+            };
+            let index = partition.index;
+            let list = || broker.groups.groups_of(index, epoch);
+            let now_ms = broker.clock.now_ms();
+            if let Err(e) = checkpoint(broker.as_ref(), &partition, list, now_ms)
                 .instrument(span)
                 .await
             {
@@ -527,43 +547,53 @@ async fn checkpoint_where_due(broker: &Arc<Broker>) {
     }
 }
 
+/// Where a coordinator's records go: the partition's log, made durable per the broker's
+/// durability (tests write straight to a partition).
+pub(crate) trait GroupWriter {
+    fn append(
+        &self,
+        partition: &Arc<Partition>,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> impl Future<Output = Result<(), ResponseError>> + Send;
+}
+
+impl GroupWriter for Broker {
+    async fn append(
+        &self,
+        partition: &Arc<Partition>,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), ResponseError> {
+        store::append(self, partition, records).await
+    }
+}
+
 /// Kafka compacts `__consumer_offsets` with its log cleaner; Strata's coordinator, which
 /// holds the partition's whole live state, compacts it by rewriting that state: it starts a
 /// new segment, appends every group's committed offsets and last metadata record there
 /// (under each group's lock, so nothing it writes meanwhile can be overtaken), and then
 /// deletes the segments before it. A crash in between leaves duplicates, never a gap.
+///
+/// The groups are listed (`list`) only after the roll: a group is in the shard before it
+/// writes its first record, so every group with a record below the roll point is listed,
+/// and a group created after the listing writes only above it. `list` answers `None` when
+/// the shard is no longer loaded under the epoch the checkpoint started in; nothing is
+/// deleted then.
 async fn checkpoint(
-    broker: &Arc<Broker>,
+    writer: &impl GroupWriter,
     partition: &Arc<Partition>,
-    groups: &[SharedGroup],
+    list: impl FnOnce() -> Option<Vec<SharedGroup>>,
+    now_ms: i64,
 ) -> Result<(), String> {
-    let start = partition
-        .roll(broker.clock.now_ms())
-        .map_err(|e| e.to_string())?;
-    for group in groups {
+    let start = partition.roll(now_ms).map_err(|e| e.to_string())?;
+    let groups = list().ok_or("the partition is no longer loaded here")?;
+    for group in &groups {
         let group = group.lock().await;
-        let mut records: Vec<(Bytes, Option<Bytes>)> = group
-            .offsets
-            .iter()
-            .map(|((topic, index), offset)| {
-                let key = RecordKey::Offset {
-                    group: group.group_id.clone(),
-                    topic: topic.clone(),
-                    partition: *index,
-                };
-                (key.encode(), Some(encode_offset(offset)))
-            })
-            .collect();
-        if let Some(stored) = &group.last_stored {
-            let key = RecordKey::Group {
-                group: group.group_id.clone(),
-            };
-            records.push((key.encode(), Some(encode_group(stored))));
-        }
+        let records = group_records(&group);
         if records.is_empty() {
             continue;
         }
-        store::append(broker, partition, records)
+        writer
+            .append(partition, records)
             .await
             .map_err(|e| format!("writing the checkpoint: {e}"))?;
     }
@@ -575,6 +605,29 @@ async fn checkpoint(
         start, deleted, "checkpointed a consumer offsets partition"
     );
     Ok(())
+}
+
+/// A group's live state as records: its committed offsets and its last metadata record.
+fn group_records(group: &Group) -> Vec<(Bytes, Option<Bytes>)> {
+    let mut records: Vec<(Bytes, Option<Bytes>)> = group
+        .offsets
+        .iter()
+        .map(|((topic, index), offset)| {
+            let key = RecordKey::Offset {
+                group: group.group_id.clone(),
+                topic: topic.clone(),
+                partition: *index,
+            };
+            (key.encode(), Some(encode_offset(offset)))
+        })
+        .collect();
+    if let Some(stored) = &group.last_stored {
+        let key = RecordKey::Group {
+            group: group.group_id.clone(),
+        };
+        records.push((key.encode(), Some(encode_group(stored))));
+    }
+    records
 }
 
 /// Sets the group metrics from the groups loaded here: members per group and state, and
@@ -656,6 +709,94 @@ async fn expire_offsets(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TopicConfig;
+
+    /// Writes straight to the partition, as a broker with `--durability os` does.
+    struct Direct;
+
+    impl GroupWriter for Direct {
+        async fn append(
+            &self,
+            partition: &Arc<Partition>,
+            records: Vec<(Bytes, Option<Bytes>)>,
+        ) -> Result<(), ResponseError> {
+            store::append_unsynced(partition, records, 0)
+                .map_err(|_| ResponseError::CoordinatorNotAvailable)
+        }
+    }
+
+    fn commit(group: &str, offset: i64) -> Vec<(Bytes, Option<Bytes>)> {
+        let key = RecordKey::Offset {
+            group: group.into(),
+            topic: "t".into(),
+            partition: 0,
+        };
+        let value = CommittedOffset {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        };
+        vec![(key.encode(), Some(encode_offset(&value)))]
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_keeps_the_commits_of_a_group_created_while_it_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partition = Arc::new(
+            Partition::open(OFFSETS_TOPIC.into(), 0, dir.path(), &TopicConfig::builtin())
+                .expect("open"),
+        );
+        partition.set_leadership(Some(0));
+        store::append_unsynced(&partition, commit("old", 5), 0).expect("append");
+        let mut old = Group::new("old");
+        old.offsets.insert(
+            ("t".into(), 0),
+            CommittedOffset {
+                offset: 5,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: 0,
+            },
+        );
+        let old: SharedGroup = Arc::new(tokio::sync::Mutex::new(old));
+        // A group that commits at the moment the checkpoint looks at the shard, and is not
+        // among the groups it sees: its commit must survive the checkpoint.
+        let list = || {
+            store::append_unsynced(&partition, commit("new", 9), 0).expect("append");
+            Some(vec![old.clone()])
+        };
+        checkpoint(&Direct, &partition, list, 0)
+            .await
+            .expect("checkpoint");
+        let replayed = store::replay(&partition, Instant::now()).expect("replay");
+        let offset = |g: &str| {
+            replayed
+                .groups
+                .get(g)
+                .and_then(|g| g.offsets.get(&("t".into(), 0)))
+                .map(|o| o.offset)
+        };
+        assert_eq!(offset("old"), Some(5), "rewritten by the checkpoint");
+        assert_eq!(offset("new"), Some(9), "written while the checkpoint ran");
+        assert!(
+            partition.offsets().log_start_offset > 0,
+            "older segments went"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_of_a_shard_no_longer_loaded_deletes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partition = Arc::new(
+            Partition::open(OFFSETS_TOPIC.into(), 0, dir.path(), &TopicConfig::builtin())
+                .expect("open"),
+        );
+        partition.set_leadership(Some(0));
+        store::append_unsynced(&partition, commit("g", 5), 0).expect("append");
+        assert!(checkpoint(&Direct, &partition, || None, 0).await.is_err());
+        assert_eq!(partition.offsets().log_start_offset, 0);
+    }
 
     #[test]
     fn groups_map_to_the_partitions_kafka_would_choose() {

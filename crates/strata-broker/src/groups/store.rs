@@ -32,6 +32,52 @@ pub async fn append(
     records: Vec<(Bytes, Option<Bytes>)>,
 ) -> Result<(), ResponseError> {
     let now_ms = broker.clock.now_ms();
+    let result = async {
+        append_unsynced(partition, records, now_ms)?;
+        broker.make_durable(partition).await
+    }
+    .await;
+    result.map_err(|e| match e {
+        BrokerError::NotLeaderOrFollower | BrokerError::ShuttingDown => {
+            ResponseError::NotCoordinator
+        }
+        other => {
+            warn!(error = %other, "could not write group records");
+            ResponseError::CoordinatorNotAvailable
+        }
+    })
+}
+
+/// Appends `records` as one batch without waiting for durability.
+pub(super) fn append_unsynced(
+    partition: &Partition,
+    records: Vec<(Bytes, Option<Bytes>)>,
+    now_ms: i64,
+) -> Result<(), BrokerError> {
+    let batch = encode_batch(records, now_ms).map_err(|e| BrokerError::InvalidRequest {
+        reason: format!("group records do not encode: {e}"),
+    })?;
+    partition.append(
+        &validate_produce_batch(batch, &own_batch_limits(now_ms))?,
+        now_ms,
+    )?;
+    Ok(())
+}
+
+/// The coordinator's own batches are checked for structure only: it wrote them.
+fn own_batch_limits(now_ms: i64) -> BatchLimits {
+    BatchLimits {
+        max_message_bytes: usize::MAX,
+        max_decompressed_bytes: usize::MAX,
+        now_ms,
+        timestamp_before_max_ms: i64::MAX,
+        timestamp_after_max_ms: i64::MAX,
+        log_append_time: false,
+    }
+}
+
+/// One uncompressed batch of `records` (key, value or a tombstone), as a coordinator writes it.
+fn encode_batch(records: Vec<(Bytes, Option<Bytes>)>, now_ms: i64) -> Result<Bytes, ResponseError> {
     // Offsets relative to the batch; the log assigns the real ones on append.
     let records: Vec<Record> = (0i64..)
         .zip(records)
@@ -63,34 +109,23 @@ pub async fn append(
         warn!(error = %e, "could not encode group records");
         ResponseError::UnknownServerError
     })?;
-    let limits = BatchLimits {
-        max_message_bytes: usize::MAX,
-        max_decompressed_bytes: usize::MAX,
-        now_ms,
-        timestamp_before_max_ms: i64::MAX,
-        timestamp_after_max_ms: i64::MAX,
-        log_append_time: false,
-    };
-    let result = async {
-        let batch = validate_produce_batch(buf.freeze(), &limits)?;
-        partition.append(&batch, now_ms)?;
-        broker.make_durable(partition).await
-    }
-    .await;
-    result.map_err(|e| match e {
-        BrokerError::NotLeaderOrFollower | BrokerError::ShuttingDown => {
-            ResponseError::NotCoordinator
-        }
-        other => {
-            warn!(error = %other, "could not write group records");
-            ResponseError::CoordinatorNotAvailable
-        }
-    })
+    Ok(buf.freeze())
+}
+
+/// What replaying a partition rebuilt.
+pub struct Replayed {
+    pub groups: HashMap<String, Group>,
+    /// Records whose key names a group but whose value does not decode: damaged, or written
+    /// by something other than a coordinator. They are skipped, never read as deletions.
+    pub skipped: u64,
 }
 
 /// Rebuilds every group of one partition from its records. Blocking: run it off the runtime.
-pub fn replay(partition: &Partition, now: Instant) -> Result<HashMap<String, Group>, BrokerError> {
-    let mut groups: HashMap<String, Group> = HashMap::new();
+pub fn replay(partition: &Partition, now: Instant) -> Result<Replayed, BrokerError> {
+    let mut replayed = Replayed {
+        groups: HashMap::new(),
+        skipped: 0,
+    };
     let offsets = partition.offsets();
     let mut position = offsets.log_start_offset;
     while position < offsets.high_watermark {
@@ -105,34 +140,115 @@ pub fn replay(partition: &Partition, now: Instant) -> Result<HashMap<String, Gro
             if record.control {
                 continue;
             }
-            if let Some(key) = record.key.and_then(RecordKey::decode) {
-                apply(&mut groups, key, record.value, now);
+            let Some(key) = record.key.and_then(RecordKey::decode) else {
+                continue;
+            };
+            if !apply(&mut replayed.groups, key, record.value, now) {
+                replayed.skipped += 1;
+                warn!(
+                    partition = partition.index,
+                    offset = record.offset,
+                    "skipping a consumer offsets record whose value does not decode"
+                );
             }
         }
     }
-    groups.retain(|_, g| !g.is_empty());
-    Ok(groups)
+    replayed.groups.retain(|_, g| !g.is_empty());
+    Ok(replayed)
 }
 
-fn apply(groups: &mut HashMap<String, Group>, key: RecordKey, value: Option<Bytes>, now: Instant) {
+/// Applies one record; false when its value is present but does not decode (and nothing
+/// changed). Only a record with no value at all is a tombstone.
+fn apply(
+    groups: &mut HashMap<String, Group>,
+    key: RecordKey,
+    value: Option<Bytes>,
+    now: Instant,
+) -> bool {
     let group = groups
         .entry(key.group().to_string())
         .or_insert_with(|| Group::new(key.group()));
     match key {
         RecordKey::Offset {
             topic, partition, ..
-        } => match value.and_then(decode_offset) {
-            Some(offset) => {
+        } => match value.map(decode_offset) {
+            Some(Some(offset)) => {
                 group.offsets.insert((topic, partition), offset);
             }
+            Some(None) => return false,
             None => {
                 group.offsets.remove(&(topic, partition));
             }
         },
-        RecordKey::Group { .. } => match value.and_then(decode_group) {
-            Some(stored) => group.restore(stored, now),
+        RecordKey::Group { .. } => match value.map(decode_group) {
+            Some(Some(stored)) => group.restore(stored, now),
+            Some(None) => return false,
             // A tombstone: the group was deleted, offsets and all.
             None => *group = Group::new(&group.group_id),
         },
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TopicConfig;
+    use crate::groups::group::CommittedOffset;
+    use crate::groups::records::encode_offset;
+
+    fn write(partition: &Partition, records: Vec<(Bytes, Option<Bytes>)>) {
+        append_unsynced(partition, records, 0).expect("appends");
+    }
+
+    #[test]
+    fn a_value_that_does_not_decode_is_skipped_not_read_as_a_tombstone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partition = Partition::open(
+            "__consumer_offsets".into(),
+            0,
+            dir.path(),
+            &TopicConfig::builtin(),
+        )
+        .expect("open");
+        partition.set_leadership(Some(0));
+        let key = |p: i32| {
+            RecordKey::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: p,
+            }
+            .encode()
+        };
+        let committed = CommittedOffset {
+            offset: 42,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        };
+        write(
+            &partition,
+            vec![
+                (key(0), Some(encode_offset(&committed))),
+                (key(1), Some(encode_offset(&committed))),
+            ],
+        );
+        // What a client could have produced before internal topics were refused: garbage for
+        // partition 0, and a real tombstone for partition 1.
+        write(
+            &partition,
+            vec![(key(0), Some(Bytes::from_static(b"\xff"))), (key(1), None)],
+        );
+        let replayed = replay(&partition, Instant::now()).expect("replays");
+        assert_eq!(replayed.skipped, 1);
+        let group = replayed.groups.get("g").expect("the group survives");
+        assert_eq!(
+            group.offsets.get(&("t".into(), 0)).map(|o| o.offset),
+            Some(42)
+        );
+        assert!(
+            !group.offsets.contains_key(&("t".into(), 1)),
+            "a tombstone deletes"
+        );
     }
 }

@@ -29,6 +29,11 @@ pub async fn handle(
                 DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
             let outcome =
                 match led_partition(ctx.broker, TopicRef::Name(&topic.name), p.partition_index) {
+                    Ok(led) if strata_meta::names::is_internal_topic(&led.topic.name) => {
+                        Err(BrokerError::InternalTopic {
+                            topic: led.topic.name.to_string(),
+                        })
+                    }
                     Ok(led) => delete_below(ctx, &led, p.offset).await,
                     Err(e) => Err(e),
                 };

@@ -161,7 +161,7 @@ fn describe(state: &MetadataState, topic: &TopicRecord) -> MetadataResponseTopic
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(topic.name.clone()))))
         .with_topic_id(topic.topic_id)
-        .with_is_internal(topic.name == crate::groups::OFFSETS_TOPIC)
+        .with_is_internal(strata_meta::names::is_internal_topic(&topic.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

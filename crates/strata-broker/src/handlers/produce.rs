@@ -145,6 +145,12 @@ async fn produce_partition(
         Ok(led) => led,
         Err(e) => return error_result(ctx, index, &e),
     };
+    if strata_meta::names::is_internal_topic(&topic.name) {
+        let refused = BrokerError::InternalTopic {
+            topic: topic.name.to_string(),
+        };
+        return error_result(ctx, index, &refused);
+    }
     let span = info_span!("produce_partition", topic = %topic.name, partition = index, bytes = records.len());
     match append(ctx, &topic, &partition, records)
         .instrument(span)

@@ -1,14 +1,14 @@
-//! Hostile input: each malformed request gets its connection answered or closed, and a real
-//! client connected alongside keeps being served.
+//! Malformed frames: each gets its connection answered or closed, and a real client
+//! connected alongside keeps being served.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use strata_e2e::InProcessBroker;
 
+use super::still_serves;
 use crate::{client_runtime, create_topic, producer};
 
 fn connect(bootstrap: &str) -> TcpStream {
@@ -48,21 +48,6 @@ fn header(api_key: i16, version: i16) -> Vec<u8> {
     out
 }
 
-fn still_serves(producer: &FutureProducer) {
-    let delivered = client_runtime().block_on(async {
-        producer
-            .send(
-                FutureRecord::to("alive").partition(0).key("k").payload("v"),
-                Duration::from_secs(10),
-            )
-            .await
-    });
-    assert!(
-        delivered.is_ok(),
-        "the real client is still served: {delivered:?}"
-    );
-}
-
 fn send_and_expect_close(bootstrap: &str, bytes: &[u8], what: &str) {
     let mut stream = connect(bootstrap);
     // The broker may close before reading everything: a failed write is a close too.
@@ -79,14 +64,14 @@ fn malformed_requests_close_only_their_connection() {
     let broker = InProcessBroker::start().expect("broker");
     client_runtime().block_on(create_topic(&broker.bootstrap, "alive", 1, &[]));
     let producer = producer(&broker.bootstrap, &[("linger.ms", "0")]);
-    still_serves(&producer);
+    still_serves(&producer, "alive");
 
     // The 14-byte Metadata v1 request that claims 0x7fffffff topics.
     let mut body = header(3, 1);
     body.extend_from_slice(&0x7fff_ffffi32.to_be_bytes());
     assert_eq!(body.len(), 14);
     send_and_expect_close(&broker.bootstrap, &frame(&body), "huge array count");
-    still_serves(&producer);
+    still_serves(&producer, "alive");
 
     // Produce v3 claiming 0x7fffffff topics.
     let mut body = header(0, 3);
@@ -145,7 +130,7 @@ fn malformed_requests_close_only_their_connection() {
         &frame(&body),
         "string longer than the frame",
     );
-    still_serves(&producer);
+    still_serves(&producer, "alive");
 
     // Random bytes, with valid and invalid framing.
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x0574_7a7a);
@@ -163,7 +148,7 @@ fn malformed_requests_close_only_their_connection() {
         let mut sink = Vec::new();
         let _ = stream.read_to_end(&mut sink);
     }
-    still_serves(&producer);
+    still_serves(&producer, "alive");
 }
 
 #[test]
