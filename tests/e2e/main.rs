@@ -8,6 +8,7 @@ mod crash;
 mod group_versions;
 mod groups;
 mod hostile;
+mod identity;
 mod object_store;
 mod produce_fetch;
 mod raw;
@@ -15,6 +16,7 @@ mod run_contract;
 mod telemetry;
 mod tiering;
 mod upgrade;
+mod uptime;
 mod versions;
 
 use std::time::Duration;

@@ -1,9 +1,9 @@
 //! The admin HTTP port: `/metrics` (Prometheus text), `/healthz` (the process is up) and
 //! `/readyz` (the node has caught up with the committed metadata and, on a broker, the data
-//! directory is open and the Kafka listener is serving).
+//! directory is open, the Kafka listener is serving and every hosted partition is online;
+//! otherwise 503 with the reasons, one per line).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -14,26 +14,27 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::health::Health;
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 struct AdminState {
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    health: Arc<Health>,
 }
 
-/// Serves the admin endpoints until `shutdown` fires. `ready` flips `/readyz` to 200.
+/// Serves the admin endpoints until `shutdown` fires; `/readyz` answers what `health` says.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    health: Arc<Health>,
     shutdown: CancellationToken,
 ) {
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(AdminState { metrics, ready });
+        .with_state(AdminState { metrics, health });
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -53,9 +54,11 @@ async fn render_metrics(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    match state.health.report() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
     }
 }

@@ -19,6 +19,15 @@ use crate::tiering::block_cache::BlockCache;
 use crate::tiering::metadata_backup::Backups;
 use crate::tiering::remote_read::RemoteReader;
 use crate::topics::TopicRegistry;
+use strata_log::SegmentFiles;
+
+/// How many sealed segments' descriptors stay open: the setting, but never more than a
+/// quarter of the process's descriptor limit, which connections and active segments need.
+fn segment_files_capacity(configured: usize) -> usize {
+    let limit = crate::process::fd_limit()
+        .map_or(usize::MAX, |l| usize::try_from(l / 4).unwrap_or(usize::MAX));
+    configured.min(limit).max(16)
+}
 
 /// Everything a request handler needs.
 #[derive(Debug)]
@@ -54,8 +63,12 @@ pub struct BrokerTasks {
     uploader: (CancellationToken, tokio::task::JoinHandle<()>),
     sweeper: (CancellationToken, tokio::task::JoinHandle<()>),
     backup: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    process_report: (CancellationToken, tokio::task::JoinHandle<()>),
     broker: Arc<Broker>,
 }
+
+/// How often descriptor counts are exported.
+const PROCESS_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Broker {
     /// Opens the data directory (recovering every partition) and starts background tasks.
@@ -71,10 +84,13 @@ impl Broker {
         let data_dir = config.data_dir.clone();
         let node_id = config.node_id;
         let metadata_replicated = !config.backs_up_metadata();
+        let files = Arc::new(SegmentFiles::new(segment_files_capacity(
+            config.open_segment_files_max,
+        )));
         let (node, topics) = tokio::task::spawn_blocking(move || {
             let _span = info_span!("recover_data_dir", data_dir = %data_dir.display()).entered();
             let node = NodeMeta::open(&data_dir, node_id)?;
-            let topics = TopicRegistry::open(&data_dir, metadata_replicated)?;
+            let topics = TopicRegistry::open(&data_dir, metadata_replicated, files)?;
             Ok::<_, BrokerError>((node, topics))
         })
         .await
@@ -128,6 +144,9 @@ impl Broker {
         let backup_cancel = CancellationToken::new();
         let backup = crate::tiering::metadata_backup::spawn(broker.clone(), backup_cancel.clone())
             .map(|task| (backup_cancel, task));
+        let process_cancel = CancellationToken::new();
+        let process_task =
+            tokio::spawn(report_process_loop(broker.clone(), process_cancel.clone()));
         Ok((
             broker.clone(),
             BrokerTasks {
@@ -137,6 +156,7 @@ impl Broker {
                 uploader: (uploader_cancel, uploader),
                 sweeper: (sweeper_cancel, sweeper),
                 backup,
+                process_report: (process_cancel, process_task),
                 broker,
             },
         ))
@@ -176,7 +196,8 @@ impl Broker {
 impl BrokerTasks {
     /// Stops the background tasks. Call after client connections have drained.
     pub async fn shutdown(self) {
-        for (cancel, task) in [self.uploader, self.sweeper].into_iter().chain(self.backup) {
+        let stopped_first = [self.uploader, self.sweeper, self.process_report];
+        for (cancel, task) in stopped_first.into_iter().chain(self.backup) {
             cancel.cancel();
             let _ = task.await;
         }
@@ -192,6 +213,18 @@ impl BrokerTasks {
         }
         self.broker.remote.blocks().close().await;
     }
+}
+
+/// Exports descriptor counts (the process's and the sealed segments'), periodically.
+async fn report_process_loop(broker: Arc<Broker>, cancel: CancellationToken) {
+    crate::periodic::every(PROCESS_REPORT_INTERVAL, &cancel, || async {
+        crate::process::report_fds(&broker.metrics);
+        broker
+            .metrics
+            .open_segment_files
+            .set(i64::try_from(broker.topics.open_segment_files()).unwrap_or(i64::MAX));
+    })
+    .await;
 }
 
 /// Applies retention and time-based rolls on every partition, periodically.

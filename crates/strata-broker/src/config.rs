@@ -183,6 +183,9 @@ pub struct BrokerConfig {
     pub durability: Durability,
     /// How often retention and time-based segment rolls are checked.
     pub retention_check_interval: Duration,
+    /// `strata.log.open.segments.max`: sealed segments whose descriptors stay open for reads
+    /// (the least recently read are closed first).
+    pub open_segment_files_max: usize,
     /// How long an ordered shutdown may take before the process exits anyway.
     pub shutdown_timeout: Duration,
     /// Broker-wide defaults for topic-level settings (from their `log.*` names).
@@ -217,6 +220,7 @@ impl BrokerConfig {
             num_partitions: 1,
             durability: Durability::Os,
             retention_check_interval: Duration::from_secs(30),
+            open_segment_files_max: 1024,
             shutdown_timeout: Duration::from_secs(30),
             topic_defaults: TopicConfig::builtin(),
             controller_quorum: BTreeMap::new(),
@@ -301,6 +305,10 @@ impl BrokerConfig {
             }
             "socket.request.max.bytes" => {
                 self.socket_request_max_bytes = positive(value)? as usize;
+            }
+            "strata.log.open.segments.max" => {
+                self.open_segment_files_max =
+                    usize::try_from(positive(value)?).map_err(|_| invalid("too large"))?;
             }
             "log.retention.check.interval.ms" => {
                 self.retention_check_interval = Duration::from_millis(positive(value)?);

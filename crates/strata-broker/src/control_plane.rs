@@ -30,6 +30,9 @@ use crate::metrics::Metrics;
 
 /// How long a node waits for its replica to apply what the quorum committed.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a starting broker watches an unknown registration of its node id for a heartbeat:
+/// two heartbeat intervals and a margin.
+const IDENTITY_WATCH: Duration = Duration::from_secs(5);
 
 /// A running controller and the server its peers reach it through.
 pub struct ControlPlane {
@@ -141,18 +144,97 @@ impl ControlPlane {
         }
     }
 
-    /// Records the cluster id (the first node's wins) and this broker, retrying until a
-    /// quorum answers or `shutdown` fires; answers the incarnation it registered.
+    /// Refuses to register over another live process with this node id (Kafka's
+    /// DuplicateBrokerRegistration). A registration under `previous` (this data directory's
+    /// own earlier process, which is dead: this one holds the directory's lock) or a fenced
+    /// one is free to take over. Any other is watched for a little longer than a heartbeat
+    /// interval: if its heartbeat moves, its process is alive and this one must not start;
+    /// if not, it is a process that died without being fenced yet (a wiped disk restarted
+    /// at once). A quorum of one needs no watch: only this process writes to it.
+    ///
+    /// Run before [`Self::join`]: a learner joining under a live node's id would take that
+    /// node's place in the quorum's replication. The registration is read from the leader.
+    pub async fn check_identity_free(
+        &self,
+        broker_id: i32,
+        previous: Option<Uuid>,
+        sole_voter: bool,
+        shutdown: &CancellationToken,
+    ) -> Result<(), BrokerError> {
+        if sole_voter {
+            return Ok(());
+        }
+        let Some(first) = self.live_registration(broker_id, shutdown).await? else {
+            return Ok(());
+        };
+        if Some(first.0) == previous {
+            return Ok(());
+        }
+        info!(
+            broker_id,
+            incarnation = %first.0,
+            "another process registered this node id; watching whether it is alive"
+        );
+        let deadline = tokio::time::Instant::now() + IDENTITY_WATCH;
+        while tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                () = shutdown.cancelled() => return Err(BrokerError::ShuttingDown),
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            match self.live_registration(broker_id, shutdown).await? {
+                Some(now) if now == first => {}
+                Some(now) if now.0 == first.0 => {
+                    return Err(BrokerError::DuplicateBroker {
+                        broker_id,
+                        incarnation: first.0,
+                    });
+                }
+                // Fenced, or replaced by yet another registration: registering supersedes
+                // whatever that is.
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The incarnation and last heartbeat of `broker_id`'s registration if it is not fenced,
+    /// as the leader knows it; retried while no leader answers.
+    async fn live_registration(
+        &self,
+        broker_id: i32,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<(Uuid, i64)>, BrokerError> {
+        loop {
+            let asked = tokio::select! {
+                () = shutdown.cancelled() => return Err(BrokerError::ShuttingDown),
+                asked = self.controller.registered_broker(broker_id) => asked,
+            };
+            match asked {
+                Ok(record) => {
+                    return Ok(record
+                        .filter(|b| !b.fenced)
+                        .map(|b| (b.incarnation, b.last_heartbeat_ms)));
+                }
+                Err(e) => {
+                    warn!(error = %e, "no controller quorum yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Records the cluster id (the first node's wins) and this broker as `incarnation`,
+    /// retrying until a quorum answers or `shutdown` fires.
     pub async fn register(
         &self,
         cluster_id: &str,
         config: &BrokerConfig,
         advertised: &(String, u16),
         now_ms: i64,
+        incarnation: Uuid,
         shutdown: &CancellationToken,
     ) -> Result<Registration, BrokerError> {
         let broker_id = config.node_id;
-        let incarnation = Uuid::new_v4();
         let registration = RegisterBroker {
             broker_id,
             incarnation,

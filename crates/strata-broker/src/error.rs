@@ -58,6 +58,9 @@ pub enum BrokerError {
     RemoteStorage(String),
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// The partition's log failed on this broker (see `partition::Offline`).
+    #[error("the partition is offline on this broker: {reason}")]
+    PartitionOffline { reason: String },
     #[error("this broker does not lead the partition; refresh metadata to find its leader")]
     NotLeaderOrFollower,
     #[error("{reason}")]
@@ -68,6 +71,17 @@ pub enum BrokerError {
     ControlPlane(strata_raft::ControllerError),
     #[error("the metadata quorum refused this broker's registration: {0}")]
     Registration(String),
+    /// Another live process is registered under this node id.
+    #[error(
+        "node id {broker_id} is in use by another live broker (incarnation {incarnation}, still heartbeating); stop it or give this node another --node-id"
+    )]
+    DuplicateBroker {
+        broker_id: i32,
+        incarnation: uuid::Uuid,
+    },
+    /// A newer process registered under this node id: this one must stop serving.
+    #[error("another process registered as node {broker_id}; this one stops serving")]
+    Superseded { broker_id: i32 },
     #[error(transparent)]
     Metadata(#[from] MetaError),
 }
@@ -117,10 +131,13 @@ impl BrokerError {
                 ResponseError::KafkaStorageError
             }
             Self::ShuttingDown | Self::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+            Self::PartitionOffline { .. } => ResponseError::KafkaStorageError,
             Self::InvalidRequest { .. } => ResponseError::InvalidRequest,
             Self::Setup(_) => ResponseError::UnknownServerError,
             Self::ControlPlane(_) => ResponseError::NotController,
             Self::Registration(_) => ResponseError::UnknownServerError,
+            Self::DuplicateBroker { .. } => ResponseError::DuplicateBrokerRegistration,
+            Self::Superseded { .. } => ResponseError::StaleBrokerEpoch,
             Self::Metadata(e) => meta_error_code(e),
         }
     }
@@ -156,9 +173,10 @@ fn meta_error_code(e: &MetaError) -> ResponseError {
 fn log_error_code(e: &LogError) -> ResponseError {
     match e {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        LogError::Io { .. } | LogError::Corrupt { .. } | LogError::SegmentFull { .. } => {
-            ResponseError::KafkaStorageError
-        }
+        LogError::Io { .. }
+        | LogError::SyncFailed { .. }
+        | LogError::Corrupt { .. }
+        | LogError::SegmentFull { .. } => ResponseError::KafkaStorageError,
     }
 }
 

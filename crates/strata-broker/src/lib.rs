@@ -11,17 +11,20 @@ pub mod clock;
 pub mod config;
 pub mod config_view;
 pub mod control_plane;
+pub mod data_dir_lock;
 pub mod error;
 pub mod frame_reader;
 mod group_commit;
 pub mod groups;
 pub mod handlers;
+pub mod health;
 mod legacy_topics;
 mod liveness;
 pub mod metrics;
 pub mod node_meta;
 pub mod partition;
 mod periodic;
+pub mod process;
 pub mod producer_ids;
 pub mod producer_state;
 pub mod reconciler;
@@ -31,7 +34,6 @@ pub mod topic_admin;
 pub mod topics;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use tokio::net::TcpListener;
@@ -42,6 +44,7 @@ pub use broker::Broker;
 pub use config::BrokerConfig;
 use control_plane::ControlPlane;
 pub use error::BrokerError;
+use health::Health;
 use metrics::Metrics;
 use producer_ids::ProducerIds;
 
@@ -70,23 +73,60 @@ pub async fn run(
             "a node serves Kafka clients exactly when it has the broker role".into(),
         ));
     }
+    // Before anything under the data directory is read or written.
+    let _lock = data_dir_lock::DataDirLock::acquire(&config.data_dir)?;
     let admin_addr = admin_listener.local_addr()?;
     let metrics = Arc::new(Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(Health::default());
     let admin_shutdown = CancellationToken::new();
-    let object_store = open_object_store(&config, &metrics)?;
-    if config.roles.broker {
-        tiering::metadata_backup::restore_if_empty(&config, &object_store).await?;
-    }
-    let control_plane = ControlPlane::start(&config, controller_listener).await?;
-    // Ends by itself when the controller stops.
-    let _quorum_metrics = control_plane.spawn_metrics(metrics.clone());
+    // First, so a node that takes long to start (or never does) says why on /readyz.
     let admin = tokio::spawn(admin_http::serve(
         admin_listener,
         metrics.clone(),
-        ready.clone(),
+        health.clone(),
         admin_shutdown.clone(),
     ));
+    let listeners = NodeListeners {
+        kafka,
+        controller: controller_listener,
+        admin_addr,
+    };
+    let started = run_node(config, listeners, metrics, &health, &shutdown).await;
+    admin_shutdown.cancel();
+    let _ = admin.await;
+    started
+}
+
+/// The listeners a node runs on, once the admin port serves.
+struct NodeListeners {
+    kafka: Option<TcpListener>,
+    controller: TcpListener,
+    admin_addr: std::net::SocketAddr,
+}
+
+/// Everything after the lock and the admin port: the quorum, then the node's role, then the
+/// ordered stop.
+async fn run_node(
+    config: BrokerConfig,
+    listeners: NodeListeners,
+    metrics: Arc<Metrics>,
+    health: &Arc<Health>,
+    shutdown: &CancellationToken,
+) -> Result<(), BrokerError> {
+    let NodeListeners {
+        kafka,
+        controller: controller_listener,
+        admin_addr,
+    } = listeners;
+    let object_store = open_object_store(&config, &metrics)?;
+    if config.roles.broker {
+        health.phase("restoring the metadata backup, if the data directory is empty");
+        tiering::metadata_backup::restore_if_empty(&config, &object_store).await?;
+    }
+    health.phase("starting the metadata quorum");
+    let control_plane = ControlPlane::start(&config, controller_listener).await?;
+    // Ends by itself when the controller stops.
+    let _quorum_metrics = control_plane.spawn_metrics(metrics.clone());
     // Stops the node's own tasks when it fails before `shutdown` fires.
     let stopping = shutdown.child_token();
     let fencer = config
@@ -99,21 +139,19 @@ pub async fn run(
                 control_plane: &control_plane,
                 object_store,
                 metrics,
-                ready: &ready,
+                health,
                 shutdown: &stopping,
             };
             node.run(config, kafka, admin_addr).await
         }
-        None => run_controller_only(&config, &control_plane, admin_addr, &ready, &stopping).await,
+        None => run_controller_only(&config, &control_plane, admin_addr, health, &stopping).await,
     };
-    ready.store(false, Ordering::Release);
+    health.phase("stopping");
     stopping.cancel();
     if let Some(fencer) = fencer {
         let _ = fencer.await;
     }
     control_plane.stop().await;
-    admin_shutdown.cancel();
-    let _ = admin.await;
     outcome
 }
 
@@ -145,7 +183,7 @@ async fn run_controller_only(
     config: &BrokerConfig,
     control_plane: &ControlPlane,
     admin_addr: std::net::SocketAddr,
-    ready: &AtomicBool,
+    health: &Health,
     shutdown: &CancellationToken,
 ) -> Result<(), BrokerError> {
     info!(
@@ -156,9 +194,11 @@ async fn run_controller_only(
         roles = "controller",
         "strata listening"
     );
+    health.phase("joining the metadata quorum");
     control_plane.join(shutdown).await?;
+    health.phase("catching up with the metadata quorum");
     control_plane.catch_up(shutdown).await?;
-    ready.store(true, Ordering::Release);
+    health.serving();
     shutdown.cancelled().await;
     Ok(())
 }
@@ -168,7 +208,7 @@ struct BrokerNode<'a> {
     control_plane: &'a ControlPlane,
     object_store: Arc<dyn object_store::ObjectStore>,
     metrics: Arc<Metrics>,
-    ready: &'a AtomicBool,
+    health: &'a Arc<Health>,
     shutdown: &'a CancellationToken,
 }
 
@@ -185,12 +225,13 @@ impl BrokerNode<'_> {
             control_plane,
             object_store,
             metrics,
-            ready,
+            health,
             shutdown,
         } = self;
         let kafka_addr = kafka_listener.local_addr()?;
         let advertised = config.advertised_address(kafka_addr);
         let drain_timeout = config.shutdown_timeout;
+        health.phase("opening the data directory");
         let producer_ids = ProducerIds::new(control_plane.controller.clone(), config.node_id);
         let (broker, tasks) = Broker::open(
             config,
@@ -211,13 +252,27 @@ impl BrokerNode<'_> {
             node_id = broker.config.node_id,
             "strata listening"
         );
+        health.phase("checking that no other live process uses this node id");
+        control_plane
+            .check_identity_free(
+                broker.config.node_id,
+                broker.node.previous_incarnation(),
+                broker.config.controller_quorum.is_empty(),
+                shutdown,
+            )
+            .await?;
+        health.phase("joining the metadata quorum");
         control_plane.join(shutdown).await?;
+        health.phase("registering with the metadata quorum");
+        let incarnation = uuid::Uuid::new_v4();
+        broker.node.record_incarnation(incarnation)?;
         let registration = control_plane
             .register(
-                broker.node.cluster_id(),
+                &broker.node.cluster_id(),
                 &broker.config,
                 &advertised,
                 broker.clock.now_ms(),
+                incarnation,
                 shutdown,
             )
             .await?;
@@ -233,13 +288,16 @@ impl BrokerNode<'_> {
             &broker.metadata,
         )
         .await?;
-        let hosted = reconciler::first_pass(&broker).await?;
-        let reconciler = reconciler::spawn(broker.clone(), hosted, shutdown.clone());
+        health.phase("opening the partitions placed on this broker");
+        let hosted = reconciler::first_pass(&broker, incarnation).await?;
+        let reconciler = reconciler::spawn(broker.clone(), incarnation, hosted, shutdown.clone());
         broker
             .producer_ids
             .adopt_local_ids(broker.node.legacy_producer_id_end())
             .await?;
-        ready.store(true, Ordering::Release);
+        let checked = broker.clone();
+        health.add_check(move || checked.topics.offline_partitions());
+        health.serving();
         server::serve(
             kafka_listener,
             broker.clone(),
@@ -249,7 +307,7 @@ impl BrokerNode<'_> {
         .await;
 
         let started = Instant::now();
-        ready.store(false, Ordering::Release);
+        health.phase("stopping");
         let _ = reconciler.await;
         tasks.shutdown().await;
         info!(
@@ -264,7 +322,9 @@ impl BrokerNode<'_> {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "partitions flushed"
         );
-        let _ = heartbeat.await;
-        Ok(())
+        match heartbeat.await {
+            Ok(Some(superseded)) => Err(superseded),
+            _ => Ok(()),
+        }
     }
 }

@@ -13,14 +13,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use strata_meta::MetaError;
 use strata_meta::{BrokerHeartbeat, FenceBroker, MetaCommand};
 use strata_raft::Controller;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::error::BrokerError;
 
 /// Kafka's `broker.heartbeat.interval.ms` default.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
@@ -33,27 +35,49 @@ pub struct Registration {
     pub incarnation: Uuid,
 }
 
-/// Heartbeats for this broker until `shutdown` fires.
+/// Heartbeats for this broker until `shutdown` fires. A heartbeat refused because another
+/// process has registered under this node id since means this process must stop serving:
+/// the task then fires `shutdown` itself and answers [`BrokerError::Superseded`].
 pub fn spawn_heartbeat(
     controller: Arc<Controller>,
     me: Registration,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    every_interval(shutdown, move || {
+) -> JoinHandle<Option<BrokerError>> {
+    let superseded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let broker_id = me.broker_id;
+    let flag = superseded.clone();
+    let stop = shutdown.clone();
+    let beats = every_interval(shutdown, move || {
         let controller = controller.clone();
         let heartbeat = MetaCommand::BrokerHeartbeat(BrokerHeartbeat {
             broker_id: me.broker_id,
             incarnation: me.incarnation,
             now_ms: clock.now_ms(),
         });
+        let flag = flag.clone();
+        let stop = stop.clone();
         async move {
             match controller.propose(heartbeat).await.map(|c| c.response) {
                 Ok(Ok(_)) => {}
+                Ok(Err(MetaError::StaleBrokerIncarnation { .. })) => {
+                    error!(
+                        broker_id,
+                        "another process registered under this node id; this one stops serving"
+                    );
+                    flag.store(true, std::sync::atomic::Ordering::Release);
+                    stop.cancel();
+                }
                 Ok(Err(refused)) => warn!(error = %refused, "heartbeat refused"),
                 Err(e) => debug!(error = %e, "heartbeat not delivered"),
             }
         }
+    });
+    tokio::spawn(async move {
+        let _ = beats.await;
+        superseded
+            .load(std::sync::atomic::Ordering::Acquire)
+            .then_some(BrokerError::Superseded { broker_id })
     })
 }
 

@@ -100,6 +100,11 @@ pub struct Metrics {
     pub fsync_duration: Histogram,
     pub fsync_batch_waiters: Histogram,
     pub retention_deleted_segments: Counter,
+    /// Descriptors the process has open, and its limit.
+    pub open_fds: Gauge,
+    pub max_fds: Gauge,
+    /// Sealed segments' descriptors held open for reads (bounded; see `SegmentFiles`).
+    pub open_segment_files: Gauge,
     pub quorum: QuorumMetrics,
     pub groups: GroupMetrics,
     pub object_store: strata_objects::ObjectStoreMetrics,
@@ -244,6 +249,24 @@ impl Metrics {
             "Segments deleted by retention",
             retention_deleted_segments.clone(),
         );
+        let open_fds = Gauge::default();
+        registry.register(
+            "process_open_fds",
+            "File descriptors the broker process has open",
+            open_fds.clone(),
+        );
+        let max_fds = Gauge::default();
+        registry.register(
+            "process_max_fds",
+            "The broker process's limit on open file descriptors",
+            max_fds.clone(),
+        );
+        let open_segment_files = Gauge::default();
+        registry.register(
+            "log_open_segment_files",
+            "Sealed segment files held open for reads (least recently used closed first)",
+            open_segment_files.clone(),
+        );
         let quorum = QuorumMetrics::default();
         quorum.register(&mut registry);
         let groups = GroupMetrics::default();
@@ -271,6 +294,9 @@ impl Metrics {
             fsync_duration,
             fsync_batch_waiters,
             retention_deleted_segments,
+            open_fds,
+            max_fds,
+            open_segment_files,
         }
     }
 

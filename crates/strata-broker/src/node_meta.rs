@@ -20,13 +20,17 @@ struct PersistedMeta {
     node_id: i32,
     /// Ids below this were handed out by this node before the quorum kept producer ids.
     producer_id_block_end: i64,
+    /// The incarnation the last process on this directory registered as: a registration of
+    /// this node id under it is this directory's own earlier process, not another broker.
+    #[serde(default)]
+    incarnation: Option<uuid::Uuid>,
 }
 
 /// The node's persisted identity.
 #[derive(Debug)]
 pub struct NodeMeta {
-    cluster_id: String,
-    legacy_producer_id_end: i64,
+    path: std::path::PathBuf,
+    meta: std::sync::Mutex<PersistedMeta>,
 }
 
 impl NodeMeta {
@@ -50,9 +54,15 @@ impl NodeMeta {
             ));
         }
         Ok(Self {
-            cluster_id: meta.cluster_id,
-            legacy_producer_id_end: meta.producer_id_block_end,
+            path,
+            meta: std::sync::Mutex::new(meta),
         })
+    }
+
+    fn meta(&self) -> std::sync::MutexGuard<'_, PersistedMeta> {
+        self.meta
+            .lock()
+            .expect("no code panics holding the node identity")
     }
 
     /// Writes `meta/node.json` naming `cluster_id`, for a data directory being restored from
@@ -68,13 +78,26 @@ impl NodeMeta {
         Ok(())
     }
 
-    pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
+    pub fn cluster_id(&self) -> String {
+        self.meta().cluster_id.clone()
     }
 
     /// The end of the producer ids this node handed out on its own (0 for a new node).
     pub fn legacy_producer_id_end(&self) -> i64 {
-        self.legacy_producer_id_end
+        self.meta().producer_id_block_end
+    }
+
+    /// The incarnation this directory's previous process registered as, if any.
+    pub fn previous_incarnation(&self) -> Option<uuid::Uuid> {
+        self.meta().incarnation
+    }
+
+    /// Records the incarnation this process is about to register as.
+    pub fn record_incarnation(&self, incarnation: uuid::Uuid) -> Result<(), BrokerError> {
+        let mut meta = self.meta();
+        meta.incarnation = Some(incarnation);
+        let bytes = serde_json::to_vec_pretty(&*meta).expect("plain struct serializes");
+        write_atomic(&self.path, &bytes).map_err(|e| BrokerError::storage(&self.path, e))
     }
 }
 
@@ -85,6 +108,7 @@ fn create(path: &Path, node_id: i32, cluster_id: &str) -> Result<PersistedMeta, 
         cluster_id: cluster_id.to_string(),
         node_id,
         producer_id_block_end: 0,
+        incarnation: None,
     };
     let bytes = serde_json::to_vec_pretty(&meta).expect("plain struct serializes");
     write_atomic(path, &bytes).map_err(|e| BrokerError::storage(path, e))?;
@@ -112,6 +136,12 @@ mod tests {
         assert_eq!(first.legacy_producer_id_end(), 0);
         let second = NodeMeta::open(dir.path(), 1).expect("reopen");
         assert_eq!(second.cluster_id(), first.cluster_id());
+        assert_eq!(second.previous_incarnation(), None);
+        let incarnation = uuid::Uuid::new_v4();
+        second.record_incarnation(incarnation).expect("record");
+        let third = NodeMeta::open(dir.path(), 1).expect("reopen");
+        assert_eq!(third.previous_incarnation(), Some(incarnation));
+        assert_eq!(third.cluster_id(), first.cluster_id());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use strata_log::{LogConfig, PartitionLog, ValidatedBatch};
+use strata_log::{LogConfig, LogError, PartitionLog, SegmentFiles, ValidatedBatch};
 use tokio::sync::watch;
 
 use crate::config::TopicConfig;
@@ -57,8 +57,32 @@ pub struct RemoteLog {
     pub tiered: Option<TieredRange>,
 }
 
+/// Why a partition cannot serve: Kafka's offline replica, answered KAFKA_STORAGE_ERROR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offline {
+    /// Bringing it in line with the metadata failed (an unlink, a file that could not be
+    /// created); the reconciler retries and it serves again once that succeeds.
+    Reconcile(String),
+    /// An fsync failed. The kernel may have dropped the pages it could not write, so a later
+    /// fsync's success would prove nothing: nothing written since the last good fsync is
+    /// acknowledged, and the partition stays offline until a restart recovers its log from
+    /// what is really on disk.
+    SyncFailed(String),
+}
+
+impl std::fmt::Display for Offline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Reconcile(why) => write!(f, "{why} (retrying)"),
+            Self::SyncFailed(why) => write!(f, "an fsync failed, restart to recover: {why}"),
+        }
+    }
+}
+
 struct PartitionState {
     log: PartitionLog,
+    /// Set while the partition cannot serve; appends and reads answer KAFKA_STORAGE_ERROR.
+    offline: Option<Offline>,
     producers: ProducerStates,
     /// The epoch this broker leads the partition under; `None` while it does not lead it.
     leader_epoch: Option<i32>,
@@ -74,6 +98,33 @@ struct PartitionState {
 }
 
 impl PartitionState {
+    fn check_online(&self) -> Result<(), BrokerError> {
+        match &self.offline {
+            None => Ok(()),
+            Some(offline) => Err(BrokerError::PartitionOffline {
+                reason: offline.to_string(),
+            }),
+        }
+    }
+
+    /// Marks the partition offline; a failed fsync is never replaced by a lesser reason.
+    fn go_offline(&mut self, offline: Offline) {
+        if !matches!(self.offline, Some(Offline::SyncFailed(_))) {
+            tracing::error!(reason = %offline, "a partition went offline");
+            self.offline = Some(offline);
+        }
+    }
+
+    /// Passes `result` on, taking the partition offline first if it failed in an fsync.
+    fn note_sync_failure<T>(&mut self, result: Result<T, LogError>) -> Result<T, BrokerError> {
+        result.map_err(|e| {
+            if let LogError::SyncFailed { .. } = e {
+                self.go_offline(Offline::SyncFailed(e.to_string()));
+            }
+            BrokerError::from(e)
+        })
+    }
+
     /// The end of what local retention may delete: everything, unless the log is tiered,
     /// when only what the manifest holds.
     fn deletable_end(&self) -> i64 {
@@ -133,13 +184,15 @@ pub fn log_config(config: &TopicConfig) -> LogConfig {
 
 impl Partition {
     /// Opens (recovering if needed) the partition's log in `dir` and rebuilds producer state.
+    /// Its sealed segments are read through `files`, shared by the broker's partitions.
     pub fn open(
         topic: Arc<str>,
         index: i32,
         dir: &Path,
         config: &TopicConfig,
+        files: Arc<SegmentFiles>,
     ) -> Result<Self, BrokerError> {
-        let log = PartitionLog::open(dir, log_config(config))?;
+        let log = PartitionLog::open(dir, log_config(config), files)?;
         let mut producers = ProducerStates::default();
         log.scan_batch_headers(|header| {
             if header.producer_id >= 0 {
@@ -163,6 +216,7 @@ impl Partition {
             index,
             state: Mutex::new(PartitionState {
                 log,
+                offline: None,
                 producers,
                 leader_epoch: None,
                 tiered: config.tiered(),
@@ -194,6 +248,7 @@ impl Partition {
         });
         let mut state = self.lock();
         let leader_epoch = state.leader_epoch.ok_or(BrokerError::NotLeaderOrFollower)?;
+        state.check_online()?;
         if let Some(producer) = &producer
             && let SequenceCheck::Duplicate(range) = state.producers.check(producer)?
         {
@@ -203,7 +258,8 @@ impl Partition {
                 duplicate: true,
             });
         }
-        let info = state.log.append(batch, leader_epoch, now_ms)?;
+        let info = state.log.append(batch, leader_epoch, now_ms);
+        let info = state.note_sync_failure(info)?;
         let range = AppendedRange {
             base_offset: info.base_offset,
             last_offset: info.last_offset,
@@ -230,10 +286,11 @@ impl Partition {
         max_bytes: usize,
         at_least_one: bool,
     ) -> Result<Bytes, BrokerError> {
-        let plan = self
-            .lock()
-            .log
-            .read_plan(fetch_offset, max_bytes, at_least_one)?;
+        let plan = {
+            let state = self.lock();
+            state.check_online()?;
+            state.log.read_plan(fetch_offset, max_bytes, at_least_one)?
+        };
         Ok(plan.execute()?)
     }
 
@@ -326,10 +383,11 @@ impl Partition {
     /// creation time): a quiet partition's data then becomes sealed and can be uploaded.
     pub fn roll_if_older(&self, before_ms: i64, now_ms: i64) -> Result<bool, BrokerError> {
         let mut state = self.lock();
-        let log = &mut state.log;
+        let log = &state.log;
         let holds_data = log.log_end_offset() > log.active_base_offset();
-        if holds_data && log.active_created_ms() <= before_ms {
-            log.roll(now_ms)?;
+        if state.offline.is_none() && holds_data && log.active_created_ms() <= before_ms {
+            let rolled = state.log.roll(now_ms);
+            state.note_sync_failure(rolled)?;
             return Ok(true);
         }
         Ok(false)
@@ -352,26 +410,58 @@ impl Partition {
 
     /// Makes everything appended so far durable; returns the offset it is durable up to.
     pub fn sync(&self) -> Result<i64, BrokerError> {
-        let handle = self.lock().log.sync_handle();
-        Ok(handle.sync()?)
+        let handle = {
+            let state = self.lock();
+            state.check_online()?;
+            state.log.sync_handle()?
+        };
+        handle.sync().map_err(|e| {
+            let reason = format!("fsync of {}-{}: {e}", self.topic, self.index);
+            let mut state = self.lock();
+            state.go_offline(Offline::SyncFailed(reason.clone()));
+            BrokerError::PartitionOffline { reason }
+        })
+    }
+
+    /// Why the partition cannot serve, if it cannot.
+    pub fn offline(&self) -> Option<Offline> {
+        self.lock().offline.clone()
+    }
+
+    /// Takes the partition offline while a reconcile step fails (`Some`), or back online
+    /// once it succeeds (`None`). A failed fsync keeps it offline whatever this says.
+    pub fn set_reconcile_failure(&self, failure: Option<String>) {
+        let mut state = self.lock();
+        match failure {
+            Some(why) => state.go_offline(Offline::Reconcile(why)),
+            None => {
+                if matches!(state.offline, Some(Offline::Reconcile(_))) {
+                    state.offline = None;
+                }
+            }
+        }
     }
 
     /// Applies local retention and time-based rolls; returns how many segments were
     /// deleted. A tiered log deletes only what the manifest holds.
+    /// An offline partition is left alone.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, BrokerError> {
         let mut state = self.lock();
+        if state.offline.is_some() {
+            return Ok(0);
+        }
         let deletable_end = state.deletable_end();
-        Ok(state
-            .log
-            .enforce_retention(now_ms, deletable_end)?
-            .deleted_segments)
+        let outcome = state.log.enforce_retention(now_ms, deletable_end);
+        Ok(state.note_sync_failure(outcome)?.deleted_segments)
     }
 
     /// Starts a new segment (if the active one holds anything); answers its base offset.
     pub fn roll(&self, now_ms: i64) -> Result<i64, BrokerError> {
         let mut state = self.lock();
+        state.check_online()?;
         if state.log.log_end_offset() > state.log.active_base_offset() {
-            state.log.roll(now_ms)?;
+            let rolled = state.log.roll(now_ms);
+            state.note_sync_failure(rolled)?;
         }
         Ok(state.log.log_end_offset())
     }
@@ -383,14 +473,22 @@ impl Partition {
 
     /// Flushes the log before shutdown.
     pub fn flush(&self) -> Result<(), BrokerError> {
-        self.lock().log.flush()?;
-        Ok(())
+        let mut state = self.lock();
+        state.check_online()?;
+        let flushed = state.log.flush();
+        state.note_sync_failure(flushed)
     }
 
     /// How many producers have idempotence state here.
     pub fn producer_count(&self) -> usize {
         self.lock().producers.len()
     }
+}
+
+/// A small descriptor set for unit tests that open partitions.
+#[cfg(test)]
+pub(crate) fn test_files() -> Arc<SegmentFiles> {
+    Arc::new(SegmentFiles::new(16))
 }
 
 #[cfg(test)]
@@ -402,8 +500,14 @@ mod tests {
     #[test]
     fn only_a_durable_commit_is_safe_from_a_lost_disk() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let partition =
-            Partition::open("t".into(), 0, dir.path(), &TopicConfig::builtin()).expect("open");
+        let partition = Partition::open(
+            "t".into(),
+            0,
+            dir.path(),
+            &TopicConfig::builtin(),
+            test_files(),
+        )
+        .expect("open");
         let remote = RemoteLog {
             log_start_offset: 0,
             tiered: Some(TieredRange { start: 0, end: 100 }),
@@ -426,5 +530,71 @@ mod tests {
             100,
             "a replicated commit"
         );
+    }
+
+    fn one_batch() -> ValidatedBatch {
+        use strata_log::test_util::{NOW, batch, limits, record};
+        let bytes = batch(&[record("v")], strata_log::Compression::None, NOW);
+        strata_log::validate_produce_batch(bytes, &limits()).expect("valid")
+    }
+
+    #[test]
+    fn a_failed_fsync_takes_the_partition_offline_for_good() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = test_files();
+        let partition = Partition::open(
+            "t".into(),
+            0,
+            dir.path(),
+            &TopicConfig::builtin(),
+            files.clone(),
+        )
+        .expect("open");
+        partition.set_leadership(Some(0));
+        partition.append(&one_batch(), 0).expect("append");
+        assert_eq!(partition.sync().expect("sync"), 1);
+        partition.append(&one_batch(), 0).expect("append");
+        files.fail_next_syncs(1);
+        let failed = partition.sync().expect_err("the fsync fails");
+        assert_eq!(
+            failed.response_error(),
+            kafka_protocol::error::ResponseError::KafkaStorageError
+        );
+        assert!(matches!(partition.offline(), Some(Offline::SyncFailed(_))));
+        // The disk "works" again, but a second fsync proves nothing about the first's pages:
+        // nothing more is acknowledged, appended or read until a restart recovers the log.
+        assert!(partition.sync().is_err(), "no second fsync is trusted");
+        assert!(partition.append(&one_batch(), 0).is_err());
+        assert!(partition.read(0, 1 << 20, true).is_err());
+        partition.set_reconcile_failure(None);
+        assert!(
+            partition.offline().is_some(),
+            "a reconcile success does not clear it"
+        );
+        drop(partition);
+        let reopened = Partition::open("t".into(), 0, dir.path(), &TopicConfig::builtin(), files)
+            .expect("reopen");
+        assert_eq!(reopened.offline(), None, "a restart recovers it");
+        assert_eq!(reopened.offsets().high_watermark, 2);
+    }
+
+    #[test]
+    fn a_roll_whose_fsync_fails_takes_the_partition_offline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = test_files();
+        let partition = Partition::open(
+            "t".into(),
+            0,
+            dir.path(),
+            &TopicConfig::builtin(),
+            files.clone(),
+        )
+        .expect("open");
+        partition.set_leadership(Some(0));
+        partition.append(&one_batch(), 0).expect("append");
+        files.fail_next_syncs(1);
+        assert!(partition.roll(0).is_err());
+        assert!(matches!(partition.offline(), Some(Offline::SyncFailed(_))));
+        assert!(partition.append(&one_batch(), 0).is_err());
     }
 }

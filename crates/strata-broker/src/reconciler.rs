@@ -17,6 +17,7 @@ use strata_meta::MetadataState;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, warn};
+use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::config::TopicConfig;
@@ -38,13 +39,19 @@ fn effective_defaults(
     }
 }
 
-/// What `broker_id` should host according to `state`, sorted by topic id.
+/// What `broker_id` should host according to `state`, sorted by topic id. It leads only while
+/// `incarnation` is the registered one: once another process registered under this node id,
+/// the partitions' leader is that process, not this one.
 pub fn hosted_topics(
     state: &MetadataState,
     broker_id: i32,
+    incarnation: Uuid,
     static_defaults: &TopicConfig,
 ) -> Vec<HostedTopic> {
     let defaults = effective_defaults(state, broker_id, static_defaults);
+    let current = state
+        .broker(broker_id)
+        .is_some_and(|b| b.incarnation == incarnation);
     state
         .topics()
         .filter_map(|topic| {
@@ -55,7 +62,7 @@ pub fn hosted_topics(
                 .filter(|(p, _)| p.replicas.contains(&broker_id))
                 .map(|(p, index)| HostedPartition {
                     index,
-                    leader_epoch: (p.leader == broker_id).then_some(p.leader_epoch),
+                    leader_epoch: (current && p.leader == broker_id).then_some(p.leader_epoch),
                     remote: remote_log(state, topic.topic_id, index),
                 })
                 .collect();
@@ -90,8 +97,11 @@ fn remote_log(state: &MetadataState, topic_id: uuid::Uuid, partition: i32) -> Re
 
 /// Reconciles once, setting aside topic directories the metadata does not place here. Run at
 /// startup, once this node has caught up with the quorum.
-pub async fn first_pass(broker: &Arc<Broker>) -> Result<Vec<HostedTopic>, BrokerError> {
-    let (index, hosted) = snapshot(broker);
+pub async fn first_pass(
+    broker: &Arc<Broker>,
+    incarnation: Uuid,
+) -> Result<Vec<HostedTopic>, BrokerError> {
+    let (index, hosted) = snapshot(broker, incarnation);
     let pass = broker.clone();
     let hosted = tokio::task::spawn_blocking(move || {
         let _span = info_span!("reconcile", index, startup = true).entered();
@@ -107,21 +117,32 @@ pub async fn first_pass(broker: &Arc<Broker>) -> Result<Vec<HostedTopic>, Broker
     Ok(hosted)
 }
 
-/// Reconciles after every metadata change until `shutdown` fires.
+/// How soon a pass that left a partition unopened or offline is retried.
+const RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reconciles after every metadata change, and again every [`RETRY_INTERVAL`] while a
+/// partition placed here failed to open or to take the metadata, until `shutdown` fires.
 pub fn spawn(
     broker: Arc<Broker>,
+    incarnation: Uuid,
     mut last: Vec<HostedTopic>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut changes = broker.metadata.changes();
+        let mut retries = tokio::time::interval(RETRY_INTERVAL);
+        retries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let retry = tokio::select! {
                 () = shutdown.cancelled() => return,
-                changed = changes.next() => if !changed { return },
+                changed = changes.next() => if changed { false } else { return },
+                _ = retries.tick() => true,
+            };
+            if retry && !broker.topics.needs_retry() {
+                continue;
             }
-            let (index, hosted) = snapshot(&broker);
-            if hosted != last {
+            let (index, hosted) = snapshot(&broker, incarnation);
+            if hosted != last || retry {
                 let pass = broker.clone();
                 let desired = hosted.clone();
                 let done = tokio::task::spawn_blocking(move || {
@@ -142,11 +163,16 @@ pub fn spawn(
 }
 
 /// The applied index and what it places here; the state read is at least that recent.
-fn snapshot(broker: &Broker) -> (u64, Vec<HostedTopic>) {
+fn snapshot(broker: &Broker, incarnation: Uuid) -> (u64, Vec<HostedTopic>) {
     let index = broker.metadata.applied_index();
-    let hosted = broker
-        .metadata
-        .read(|state| hosted_topics(state, broker.config.node_id, &broker.config.topic_defaults));
+    let hosted = broker.metadata.read(|state| {
+        hosted_topics(
+            state,
+            broker.config.node_id,
+            incarnation,
+            &broker.config.topic_defaults,
+        )
+    });
     (index, hosted)
 }
 
@@ -183,7 +209,7 @@ mod tests {
     #[test]
     fn a_broker_hosts_its_replicas_and_leads_where_the_metadata_says() {
         let mut state = MetadataState::default();
-        register(&mut state, 1);
+        let one = register(&mut state, 1);
         let two = register(&mut state, 2);
         let topic_id = Uuid::new_v4();
         state
@@ -195,7 +221,7 @@ mod tests {
             }))
             .expect("created");
         let defaults = TopicConfig::builtin();
-        let on_one = hosted_topics(&state, 1, &defaults);
+        let on_one = hosted_topics(&state, 1, one, &defaults);
         assert_eq!(on_one.len(), 1);
         let indexes: Vec<_> = on_one[0].partitions.iter().map(|p| p.index).collect();
         assert_eq!(indexes, [0, 2]);
@@ -206,7 +232,12 @@ mod tests {
                 .all(|p| p.leader_epoch == Some(0))
         );
         assert_eq!(on_one[0].config.retention_ms(), Some(1000));
-        assert!(hosted_topics(&state, 3, &defaults).is_empty());
+        assert!(hosted_topics(&state, 3, Uuid::new_v4(), &defaults).is_empty());
+        // Another process registered as broker 1: this one hosts the same replicas but
+        // leads none of them.
+        let stale = hosted_topics(&state, 1, Uuid::new_v4(), &defaults);
+        assert_eq!(stale[0].partitions.len(), 2);
+        assert!(stale[0].partitions.iter().all(|p| p.leader_epoch.is_none()));
 
         // Fencing broker 2 takes its leadership away (its partition goes offline), and a
         // cluster-wide default reaches every topic that does not override it.
@@ -224,7 +255,7 @@ mod tests {
                 replace: false,
             }))
             .expect("altered");
-        let on_two = hosted_topics(&state, 2, &defaults);
+        let on_two = hosted_topics(&state, 2, two, &defaults);
         assert_eq!(on_two[0].partitions[0].leader_epoch, None);
         assert_eq!(on_two[0].config.segment_bytes(), 4096);
         assert_eq!(on_two[0].config.retention_ms(), Some(1000));

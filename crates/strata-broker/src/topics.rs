@@ -7,7 +7,9 @@
 //! topic of the same name from inheriting old data.
 //!
 //! Data is deleted only when the metadata says so: a topic (or partition) this broker hosted
-//! and the metadata no longer lists. A directory the metadata has never heard of, found at
+//! and the metadata no longer lists. A partition that fails to open, or to take what the
+//! metadata says of it, stays placed here (offline, answering KAFKA_STORAGE_ERROR, reported
+//! on `/readyz`) and is retried; a failure never reads as "no longer placed here". A directory the metadata has never heard of, found at
 //! startup, is renamed `<dir>.stray` instead: the metadata may have been lost or restored
 //! from elsewhere, and whether that data matters is the operator's call.
 
@@ -17,6 +19,8 @@ use std::sync::{Arc, RwLock};
 
 use tracing::{error, info, warn};
 use uuid::Uuid;
+
+use strata_log::SegmentFiles;
 
 use crate::config::TopicConfig;
 use crate::error::BrokerError;
@@ -72,21 +76,31 @@ struct Topics {
 #[derive(Debug)]
 pub struct TopicRegistry {
     log_dir: PathBuf,
+    /// Descriptors of sealed segments, shared by every partition.
+    files: Arc<SegmentFiles>,
     topics: RwLock<Topics>,
     /// Whether applied metadata survives losing this disk (a replicated quorum); if not, a
     /// metadata backup decides when tiered data may leave the disk.
     metadata_replicated: bool,
+    /// Partitions placed here that could not be opened, with why; retried on every pass.
+    unopened: std::sync::Mutex<BTreeMap<(Arc<str>, i32), String>>,
 }
 
 impl TopicRegistry {
     /// A registry over `<data_dir>/log`, hosting nothing until the first reconcile.
-    pub fn open(data_dir: &Path, metadata_replicated: bool) -> Result<Self, BrokerError> {
+    pub fn open(
+        data_dir: &Path,
+        metadata_replicated: bool,
+        files: Arc<SegmentFiles>,
+    ) -> Result<Self, BrokerError> {
         let log_dir = data_dir.join("log");
         std::fs::create_dir_all(&log_dir).map_err(|e| BrokerError::storage(&log_dir, e))?;
         Ok(Self {
             log_dir,
+            files,
             topics: RwLock::new(Topics::default()),
             metadata_replicated,
+            unopened: std::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -109,16 +123,71 @@ impl TopicRegistry {
         all
     }
 
+    /// How many sealed segments' descriptors are open now.
+    pub fn open_segment_files(&self) -> usize {
+        self.files.len()
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
         self.topics
             .read()
             .expect("topic map lock is never poisoned")
     }
 
+    fn unopened(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Arc<str>, i32), String>> {
+        self.unopened
+            .lock()
+            .expect("no code panics holding the unopened partitions")
+    }
+
+    /// Every partition placed here that cannot serve, and why, for `/readyz`.
+    pub fn offline_partitions(&self) -> Vec<String> {
+        let mut offline: Vec<String> = self
+            .unopened()
+            .iter()
+            .map(|((topic, index), why)| {
+                format!("partition {topic}-{index} could not be opened: {why}")
+            })
+            .collect();
+        for topic in self.all() {
+            for partition in topic.partitions.values() {
+                if let Some(why) = partition.offline() {
+                    offline.push(format!(
+                        "partition {}-{} is offline: {why}",
+                        topic.name, partition.index
+                    ));
+                }
+            }
+        }
+        offline
+    }
+
+    /// Whether `topic_id`'s partition `index` is placed here but cannot serve.
+    pub fn is_offline(&self, topic_id: Uuid, index: i32) -> bool {
+        match self.get_by_id(topic_id) {
+            Some(topic) => match topic.partition(index) {
+                Some(partition) => partition.offline().is_some(),
+                None => self.unopened().contains_key(&(topic.name.clone(), index)),
+            },
+            None => false,
+        }
+    }
+
+    /// Whether a pass should run again although the metadata did not change: something
+    /// placed here failed to open or to take the metadata.
+    pub fn needs_retry(&self) -> bool {
+        !self.unopened().is_empty()
+            || self.all().iter().any(|t| {
+                t.partitions
+                    .values()
+                    .any(|p| matches!(p.offline(), Some(crate::partition::Offline::Reconcile(_))))
+            })
+    }
+
     /// Brings the hosted partitions in line with `desired`: opens new ones (recovering their
     /// logs), updates leadership and configs, and deletes what is no longer placed here.
-    /// A partition that fails to open is left out (and logged); the next call retries it.
-    /// Blocking: call off the async runtime.
+    /// A partition that fails to open or to take the metadata is kept (offline) and retried
+    /// by the next call. Blocking: call off the async runtime.
     pub fn reconcile(&self, desired: &[HostedTopic]) {
         let current: HashMap<Uuid, Arc<Topic>> = self.read().by_id.clone();
         let mut next = Topics::default();
@@ -133,6 +202,8 @@ impl TopicRegistry {
             .filter(|t| !next.by_id.contains_key(&t.id))
             .cloned()
             .collect();
+        self.unopened()
+            .retain(|(topic, _), _| next.by_name.contains_key(topic));
         *self
             .topics
             .write()
@@ -154,6 +225,10 @@ impl TopicRegistry {
         let dir = self.topic_dir(&name, hosted.id);
         let config_changed = existing.is_some_and(|t| t.config != hosted.config);
         let mut partitions = BTreeMap::new();
+        let mut unopened = self.unopened();
+        unopened.retain(|(topic, index), _| {
+            *topic != name || hosted.partitions.iter().any(|p| p.index == *index)
+        });
         for wanted in &hosted.partitions {
             let partition = match existing.and_then(|t| t.partition(wanted.index)) {
                 Some(partition) => {
@@ -164,28 +239,42 @@ impl TopicRegistry {
                 }
                 None => {
                     let path = dir.join(wanted.index.to_string());
-                    match Partition::open(name.clone(), wanted.index, &path, &hosted.config) {
+                    let opened = Partition::open(
+                        name.clone(),
+                        wanted.index,
+                        &path,
+                        &hosted.config,
+                        self.files.clone(),
+                    );
+                    match opened {
                         Ok(partition) => Arc::new(partition),
                         Err(e) => {
-                            error!(topic = %name, partition = wanted.index, error = %e, "could not open a partition placed on this broker");
+                            error!(topic = %name, partition = wanted.index, error = %e, "could not open a partition placed on this broker; retrying");
+                            unopened.insert((name.clone(), wanted.index), e.to_string());
                             continue;
                         }
                     }
                 }
             };
+            unopened.remove(&(name.clone(), wanted.index));
             // Before leadership: a log that lost its disk must skip past the tiered offsets
-            // before it takes an append.
-            if let Err(e) = partition.set_remote(wanted.remote, self.metadata_replicated, now_ms())
-            {
-                error!(topic = %name, partition = wanted.index, error = %e, "could not align the local log with the tiered log");
-                continue;
+            // before it takes an append; until it has, it is offline.
+            let aligned = partition.set_remote(wanted.remote, self.metadata_replicated, now_ms());
+            if let Err(e) = &aligned {
+                error!(topic = %name, partition = wanted.index, error = %e, "could not align the local log with the tiered log; the partition is offline until a retry succeeds");
             }
+            partition.set_reconcile_failure(
+                aligned
+                    .err()
+                    .map(|e| format!("aligning with the tiered log: {e}")),
+            );
             partition.set_leadership(wanted.leader_epoch);
             partitions.insert(wanted.index, partition);
         }
+        drop(unopened);
         if let Some(topic) = existing {
             for (index, partition) in &topic.partitions {
-                if !partitions.contains_key(index) {
+                if !hosted.partitions.iter().any(|p| p.index == *index) {
                     partition.set_leadership(None);
                     self.remove_dir(&dir.join(index.to_string()));
                 }
@@ -228,6 +317,7 @@ impl TopicRegistry {
     }
 
     fn remove_dir(&self, dir: &Path) {
+        self.files.forget_under(dir);
         if let Err(e) = std::fs::remove_dir_all(dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -259,7 +349,8 @@ mod tests {
     #[test]
     fn reconcile_opens_leads_and_deletes_what_the_metadata_says() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry = TopicRegistry::open(dir.path(), true).expect("open");
+        let registry =
+            TopicRegistry::open(dir.path(), true, crate::partition::test_files()).expect("open");
         let id = Uuid::new_v4();
         registry.reconcile(&[hosted(id, "orders", &[(0, Some(3)), (2, None)])]);
         let topic = registry.get("orders").expect("hosted");
@@ -292,10 +383,127 @@ mod tests {
         assert!(!topic_dir.exists(), "a deleted topic's data is removed");
     }
 
+    fn append_and_roll(partition: &Partition, batches: usize) {
+        use strata_log::test_util::{NOW, batch, limits, record};
+        for _ in 0..batches {
+            let bytes = batch(&[record("v")], strata_log::Compression::None, NOW);
+            let valid = strata_log::validate_produce_batch(bytes, &limits()).expect("valid");
+            partition.append(&valid, NOW).expect("append");
+            partition.roll(NOW).expect("roll");
+        }
+    }
+
+    #[test]
+    fn a_partition_that_cannot_take_the_metadata_stays_offline_and_is_never_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry =
+            TopicRegistry::open(dir.path(), true, crate::partition::test_files()).expect("open");
+        let id = Uuid::new_v4();
+        registry.reconcile(&[hosted(id, "orders", &[(0, Some(1))])]);
+        let partition = registry
+            .get("orders")
+            .and_then(|t| t.partition(0).cloned())
+            .expect("hosted");
+        append_and_roll(&partition, 3);
+        // DeleteRecords moved the log start to 2, but the oldest segment's index cannot be
+        // unlinked (a directory stands where it was).
+        let partition_dir = dir.path().join(format!("log/orders.{}/0", id.simple()));
+        let index = partition_dir
+            .join(strata_log::segment::log_file_name(0))
+            .with_extension("index");
+        std::fs::remove_file(&index).expect("rm");
+        std::fs::create_dir(&index).expect("mkdir");
+        std::fs::write(index.join("pin"), b"x").expect("pin");
+        let mut moved = hosted(id, "orders", &[(0, Some(1))]);
+        moved.partitions[0].remote = RemoteLog {
+            log_start_offset: 2,
+            tiered: None,
+        };
+        registry.reconcile(std::slice::from_ref(&moved));
+        let still = registry
+            .get("orders")
+            .and_then(|t| t.partition(0).cloned())
+            .expect("still hosted");
+        assert!(Arc::ptr_eq(&still, &partition), "the same partition, kept");
+        assert!(
+            partition_dir
+                .join(strata_log::segment::log_file_name(1))
+                .exists(),
+            "nothing deleted"
+        );
+        assert!(matches!(
+            partition.offline(),
+            Some(crate::partition::Offline::Reconcile(_))
+        ));
+        assert!(registry.needs_retry());
+        assert_eq!(registry.offline_partitions().len(), 1);
+        assert!(registry.is_offline(id, 0));
+        assert_eq!(
+            partition
+                .read(2, 1 << 20, true)
+                .expect_err("offline")
+                .response_error(),
+            kafka_protocol::error::ResponseError::KafkaStorageError
+        );
+
+        // The disk recovers: the retry finishes the job and the partition serves again.
+        std::fs::remove_dir_all(&index).expect("unpin");
+        registry.reconcile(std::slice::from_ref(&moved));
+        assert_eq!(partition.offline(), None);
+        assert!(!registry.needs_retry());
+        assert_eq!(partition.offsets().log_start_offset, 2);
+        assert!(registry.offline_partitions().is_empty());
+    }
+
+    #[test]
+    fn a_partition_that_fails_to_open_is_reported_and_retried() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry =
+            TopicRegistry::open(dir.path(), true, crate::partition::test_files()).expect("open");
+        let id = Uuid::new_v4();
+        let topic_dir = dir.path().join(format!("log/orders.{}", id.simple()));
+        std::fs::create_dir_all(&topic_dir).expect("mkdir");
+        // A file where the partition's directory belongs: it cannot open.
+        std::fs::write(topic_dir.join("0"), b"in the way").expect("write");
+        let desired = [hosted(id, "orders", &[(0, Some(1))])];
+        registry.reconcile(&desired);
+        assert!(
+            registry
+                .get("orders")
+                .expect("topic")
+                .partition(0)
+                .is_none()
+        );
+        assert!(registry.is_offline(id, 0));
+        assert!(registry.needs_retry());
+        let offline = registry.offline_partitions();
+        assert!(
+            offline[0].contains("orders-0 could not be opened"),
+            "{offline:?}"
+        );
+        assert!(
+            topic_dir.join("0").is_file(),
+            "what was there is left alone"
+        );
+
+        std::fs::remove_file(topic_dir.join("0")).expect("rm");
+        registry.reconcile(&desired);
+        assert!(
+            registry
+                .get("orders")
+                .expect("topic")
+                .partition(0)
+                .is_some()
+        );
+        assert!(!registry.needs_retry());
+        assert!(registry.offline_partitions().is_empty());
+    }
+
     #[test]
     fn unknown_topic_directories_are_set_aside_not_deleted() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry = TopicRegistry::open(dir.path(), true).expect("open");
+        let registry =
+            TopicRegistry::open(dir.path(), true, crate::partition::test_files()).expect("open");
         let kept = Uuid::new_v4();
         let unknown = Uuid::new_v4();
         let log = dir.path().join("log");

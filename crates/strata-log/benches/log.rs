@@ -4,8 +4,10 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use std::sync::Arc;
 use strata_log::test_util::{NOW, batch, limits, record, unbounded_log_config};
-use strata_log::{Compression, PartitionLog, validate_produce_batch};
+
+use strata_log::{Compression, PartitionLog, SegmentFiles, validate_produce_batch};
 
 /// A ~1 MiB producer batch: 1000 records of 1 KiB.
 fn big_batch(codec: Compression) -> bytes::Bytes {
@@ -33,7 +35,12 @@ fn validation(c: &mut Criterion) {
 
 fn append(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut log = PartitionLog::open(dir.path(), unbounded_log_config(4096)).expect("open");
+    let mut log = PartitionLog::open(
+        dir.path(),
+        unbounded_log_config(4096),
+        Arc::new(SegmentFiles::new(64)),
+    )
+    .expect("open");
     let small: Vec<_> = (0..16).map(|_| record(&"y".repeat(1024))).collect();
     let batch =
         validate_produce_batch(batch(&small, Compression::None, NOW), &limits()).expect("valid");
@@ -47,7 +54,12 @@ fn append(c: &mut Criterion) {
 
 fn reads(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut log = PartitionLog::open(dir.path(), unbounded_log_config(4096)).expect("open");
+    let mut log = PartitionLog::open(
+        dir.path(),
+        unbounded_log_config(4096),
+        Arc::new(SegmentFiles::new(64)),
+    )
+    .expect("open");
     let records: Vec<_> = (0..16).map(|_| record(&"z".repeat(1024))).collect();
     let batch =
         validate_produce_batch(batch(&records, Compression::None, NOW), &limits()).expect("valid");

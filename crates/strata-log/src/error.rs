@@ -11,6 +11,13 @@ pub enum LogError {
         path: PathBuf,
         source: Arc<std::io::Error>,
     },
+    /// An fsync failed: what was written since the last good one may not be on disk, and a
+    /// retried fsync cannot tell.
+    #[error("fsync of {path} failed: {source}", path = path.display())]
+    SyncFailed {
+        path: PathBuf,
+        source: Arc<std::io::Error>,
+    },
     #[error("offset {requested} is outside the log's range [{log_start_offset}, {log_end_offset}]")]
     OffsetOutOfRange {
         requested: i64,

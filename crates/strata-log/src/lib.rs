@@ -13,6 +13,7 @@ pub mod durable_file;
 mod error;
 mod partition_log;
 pub mod segment;
+pub mod segment_files;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 
@@ -24,3 +25,4 @@ pub use error::LogError;
 pub use partition_log::{
     AppendInfo, LogConfig, PartitionLog, ReadPlan, RetentionOutcome, SealedRange, SyncHandle,
 };
+pub use segment_files::SegmentFiles;

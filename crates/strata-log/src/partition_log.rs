@@ -22,6 +22,7 @@ use tracing::info;
 use crate::batch::{self, BatchHeader, HEADER_LEN, PREFIX_LEN, ValidatedBatch};
 use crate::error::LogError;
 use crate::segment::{Segment, read_header_at};
+use crate::segment_files::SegmentFiles;
 
 /// Settings of a partition log (Kafka's topic-level names in the comments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,8 @@ pub struct PartitionLog {
     config: LogConfig,
     segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
+    /// Descriptors of sealed segments, shared with the broker's other partitions.
+    files: Arc<SegmentFiles>,
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> LogError {
@@ -81,8 +84,8 @@ fn now_ms() -> i64 {
 
 impl PartitionLog {
     /// Opens the log in `dir`, creating it if needed and recovering from a crash if one
-    /// happened.
-    pub fn open(dir: &Path, config: LogConfig) -> Result<Self, LogError> {
+    /// happened. Sealed segments are read through `files`.
+    pub fn open(dir: &Path, config: LogConfig, files: Arc<SegmentFiles>) -> Result<Self, LogError> {
         crate::durable_file::create_dir_all_durable(dir).map_err(|e| io_err(dir, e))?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
@@ -115,6 +118,7 @@ impl PartitionLog {
             config,
             segments,
             log_start_offset,
+            files,
         };
         info!(dir = %dir.display(), segments = log.segments.len(), log_start_offset, log_end_offset = log.log_end_offset(), "partition log opened");
         Ok(log)
@@ -220,8 +224,9 @@ impl PartitionLog {
     /// Starts a new active segment at the log end offset.
     pub fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
         let base = self.log_end_offset();
-        self.active().sync()?;
+        self.active().sync(&self.files)?;
         let segment = Segment::create(&self.dir, base, now_ms)?;
+        self.active_mut().seal();
         self.segments.insert(base, segment);
         info!(dir = %self.dir.display(), base_offset = base, "segment rolled");
         Ok(())
@@ -258,10 +263,7 @@ impl PartitionLog {
             });
         Ok(match segment {
             Some(s) if fetch_offset < log_end_offset => ReadPlan {
-                source: Some((
-                    s.file().clone(),
-                    self.dir.join(crate::segment::log_file_name(s.base_offset)),
-                )),
+                source: Some((s.file(&self.files)?, s.log_path().to_path_buf())),
                 position: s.position_for_offset(fetch_offset),
                 end: s.size(),
                 fetch_offset,
@@ -279,16 +281,16 @@ impl PartitionLog {
             .values()
             .filter(|s| s.max_timestamp() >= timestamp)
         {
-            let file = segment.file();
+            let file = segment.file(&self.files)?;
             let mut position = segment.position_for_timestamp(timestamp);
             while let Some(header) =
-                read_header_at(file, position, segment.size()).map_err(|e| io_err(&self.dir, e))?
+                read_header_at(&file, position, segment.size()).map_err(|e| io_err(&self.dir, e))?
             {
                 let len = header.total_len().unwrap_or(0);
                 if header.max_timestamp >= timestamp
                     && header.last_offset() >= self.log_start_offset
                 {
-                    let found = self.find_in_batch(file, position, len, timestamp)?;
+                    let found = self.find_in_batch(&file, position, len, timestamp)?;
                     if let Some((offset, ts)) = found {
                         return Ok(Some((offset.max(self.log_start_offset), ts)));
                     }
@@ -336,9 +338,10 @@ impl PartitionLog {
     /// idempotent-producer state after a restart).
     pub fn scan_batch_headers(&self, mut visit: impl FnMut(&BatchHeader)) -> Result<(), LogError> {
         for segment in self.segments.values() {
+            let file = segment.file(&self.files)?;
             let mut position = 0;
-            while let Some(header) = read_header_at(segment.file(), position, segment.size())
-                .map_err(|e| io_err(&self.dir, e))?
+            while let Some(header) =
+                read_header_at(&file, position, segment.size()).map_err(|e| io_err(&self.dir, e))?
             {
                 visit(&header);
                 position += header.total_len().unwrap_or(HEADER_LEN) as u64;
@@ -349,15 +352,16 @@ impl PartitionLog {
 
     /// fsyncs the active segment.
     pub fn flush(&self) -> Result<(), LogError> {
-        self.active().sync()
+        self.active().sync(&self.files)
     }
 
     /// A handle to fsync the active segment outside the partition's lock.
-    pub fn sync_handle(&self) -> SyncHandle {
-        SyncHandle {
-            file: self.active().file().clone(),
+    pub fn sync_handle(&self) -> Result<SyncHandle, LogError> {
+        Ok(SyncHandle {
+            file: self.active().file(&self.files)?,
             log_end_offset: self.log_end_offset(),
-        }
+            files: self.files.clone(),
+        })
     }
 
     /// Deletes old segments by `retention.ms` (a segment goes when its newest record is older)
@@ -398,11 +402,8 @@ impl PartitionLog {
             if !(expired || oversized) {
                 break;
             }
-            let (_, segment) = self.segments.pop_first().expect("two or more segments");
-            let next_base = *self.segments.keys().next().expect("one segment remains");
-            self.log_start_offset = self.log_start_offset.max(next_base);
-            info!(dir = %self.dir.display(), base_offset = segment.base_offset, log_start_offset = self.log_start_offset, "retention deleted a segment");
-            segment.delete()?;
+            self.delete_oldest()?;
+            info!(dir = %self.dir.display(), log_start_offset = self.log_start_offset, "retention deleted a segment");
             deleted += 1;
         }
         Ok(RetentionOutcome {
@@ -422,12 +423,24 @@ impl PartitionLog {
             if next_base > offset {
                 break;
             }
-            let (_, segment) = self.segments.pop_first().expect("two or more segments");
-            self.log_start_offset = self.log_start_offset.max(next_base);
-            segment.delete()?;
+            self.delete_oldest()?;
             deleted += 1;
         }
         Ok(deleted)
+    }
+
+    /// Deletes the oldest (never the active) segment and moves the log start past it. Its
+    /// files go first: if that fails, the segment stays in the log, whole, and the log start
+    /// stays where it was.
+    fn delete_oldest(&mut self) -> Result<(), LogError> {
+        let mut bases = self.segments.keys();
+        let (Some(&oldest), Some(&next_base)) = (bases.next(), bases.next()) else {
+            return Ok(());
+        };
+        self.segments[&oldest].delete(&self.files)?;
+        self.segments.remove(&oldest);
+        self.log_start_offset = self.log_start_offset.max(next_base);
+        Ok(())
     }
 
     /// Moves the log start forward to `offset` (at most the log end): DeleteRecords, or a log
@@ -435,19 +448,18 @@ impl PartitionLog {
     /// in memory only, so the caller re-applies it after a restart (the manifest holds it).
     pub fn advance_log_start(&mut self, offset: i64) -> Result<(), LogError> {
         let offset = offset.min(self.log_end_offset());
-        if offset <= self.log_start_offset {
-            return Ok(());
-        }
-        self.delete_segments_below(offset)?;
+        // The log start moves first: what is below it is never served again, whether or not
+        // its files go now (a failed delete is retried by the next call).
         self.log_start_offset = self.log_start_offset.max(offset);
+        self.delete_segments_below(self.log_start_offset)?;
         Ok(())
     }
 
     /// Removes every batch at or after `offset` (followers will need it to drop a divergent tail).
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
         while self.segments.len() > 1 && self.active().base_offset >= offset {
-            let (_, segment) = self.segments.pop_last().expect("more than one segment");
-            segment.delete()?;
+            self.active().delete(&self.files)?;
+            self.segments.pop_last();
         }
         self.active_mut().truncate_to(offset)
     }
@@ -456,17 +468,21 @@ impl PartitionLog {
     /// whose older data is in the object store and whose local copy was lost, so that new
     /// appends continue after the stored offsets instead of reusing them. Answers whether the
     /// log changed.
+    ///
+    /// The new segment is in place before any old one goes, so a failure part way leaves a
+    /// log that still has an active segment, starts at `offset`, and deletes the rest of
+    /// its old segments on the next [`Self::advance_log_start`].
     pub fn skip_to(&mut self, offset: i64, now_ms: i64) -> Result<bool, LogError> {
         if self.log_end_offset() >= offset {
             return Ok(false);
         }
         let fresh = Segment::create(&self.dir, offset, now_ms)?;
-        for (_, segment) in std::mem::take(&mut self.segments) {
-            segment.delete()?;
-        }
+        self.active().sync(&self.files)?;
+        self.active_mut().seal();
         self.segments.insert(offset, fresh);
         self.log_start_offset = offset;
         info!(dir = %self.dir.display(), log_start_offset = offset, "log skipped ahead to the tiered end");
+        self.delete_segments_below(offset)?;
         Ok(true)
     }
 
@@ -488,11 +504,11 @@ impl PartitionLog {
         else {
             return Ok(None);
         };
-        let file = segment.file();
+        let file = segment.file(&self.files)?;
         let io = |e| io_err(&self.dir, e);
         let mut position = segment.position_for_offset(from_offset);
         let mut range: Option<SealedRange> = None;
-        while let Some(header) = read_header_at(file, position, segment.size()).map_err(io)? {
+        while let Some(header) = read_header_at(&file, position, segment.size()).map_err(io)? {
             let len = header.total_len().unwrap_or(HEADER_LEN) as u64;
             if header.last_offset() >= from_offset {
                 let range = range.get_or_insert_with(|| SealedRange {
@@ -534,6 +550,7 @@ impl PartitionLog {
 
     /// Deletes the whole log directory (topic deletion).
     pub fn delete_all(self) -> Result<(), LogError> {
+        self.files.forget_under(&self.dir);
         std::fs::remove_dir_all(&self.dir).map_err(|e| io_err(&self.dir, e))
     }
 }
@@ -572,13 +589,14 @@ impl SealedRange {
 pub struct SyncHandle {
     file: Arc<File>,
     log_end_offset: i64,
+    files: Arc<SegmentFiles>,
 }
 
 impl SyncHandle {
     /// Makes every append made before the handle was taken durable; returns the offset the
     /// log is durable up to (exclusive).
     pub fn sync(&self) -> std::io::Result<i64> {
-        self.file.sync_data()?;
+        self.files.sync(&self.file)?;
         Ok(self.log_end_offset)
     }
 }
@@ -651,6 +669,10 @@ mod tests {
         unbounded_log_config(100)
     }
 
+    fn open_log(dir: &Path, config: LogConfig) -> Result<PartitionLog, LogError> {
+        PartitionLog::open(dir, config, Arc::new(SegmentFiles::new(4)))
+    }
+
     fn validated(records: usize, timestamp: i64) -> ValidatedBatch {
         let records: Vec<TestRecord> = (0..records)
             .map(|i| record(&format!("value-{i}")))
@@ -687,7 +709,7 @@ mod tests {
     #[test]
     fn appended_batches_read_back_with_their_assigned_offsets() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        let mut log = open_log(dir.path(), config()).expect("open");
         for i in 0..10 {
             let info = log.append(&validated(3, NOW + i), 7, NOW).expect("append");
             assert_eq!((info.base_offset, info.last_offset), (i * 3, i * 3 + 2));
@@ -705,7 +727,7 @@ mod tests {
     #[test]
     fn a_read_from_the_middle_of_a_batch_starts_with_that_batch() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        let mut log = open_log(dir.path(), config()).expect("open");
         for _ in 0..20 {
             log.append(&validated(5, NOW), 0, NOW).expect("append");
         }
@@ -720,7 +742,7 @@ mod tests {
     #[test]
     fn max_bytes_below_one_batch_returns_it_only_when_at_least_one_is_asked() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        let mut log = open_log(dir.path(), config()).expect("open");
         log.append(&validated(5, NOW), 0, NOW).expect("append");
         log.append(&validated(5, NOW), 0, NOW).expect("append");
         let one = log
@@ -758,7 +780,7 @@ mod tests {
     #[test]
     fn segments_roll_by_size_and_reads_cross_them() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(
+        let mut log = open_log(
             dir.path(),
             LogConfig {
                 segment_bytes: 500,
@@ -778,7 +800,7 @@ mod tests {
     #[test]
     fn recovery_cuts_a_torn_tail_and_keeps_everything_before_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(
+        let mut log = open_log(
             dir.path(),
             LogConfig {
                 segment_bytes: 2000,
@@ -802,7 +824,7 @@ mod tests {
             .expect("open")
             .set_len(len - 7)
             .expect("truncate");
-        let log = PartitionLog::open(dir.path(), config()).expect("recover");
+        let log = open_log(dir.path(), config()).expect("recover");
         assert_eq!(log.log_end_offset(), end - 2, "the torn batch is gone");
         assert_eq!(read_all(&log, 0).len(), 29);
 
@@ -813,7 +835,7 @@ mod tests {
             .open(&active)
             .expect("open");
         std::io::Write::write_all(&mut file, &[0xab; 100]).expect("garbage");
-        let mut log = PartitionLog::open(dir.path(), config()).expect("recover");
+        let mut log = open_log(dir.path(), config()).expect("recover");
         assert_eq!(log.log_end_offset(), end - 2);
         log.append(&validated(2, NOW), 0, NOW)
             .expect("append after recovery");
@@ -823,7 +845,7 @@ mod tests {
     #[test]
     fn a_corrupt_batch_in_the_tail_is_cut_at_its_start() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        let mut log = open_log(dir.path(), config()).expect("open");
         for _ in 0..5 {
             log.append(&validated(1, NOW), 0, NOW).expect("append");
         }
@@ -833,14 +855,14 @@ mod tests {
         let last = bytes.len() - 3;
         bytes[last] ^= 0xff;
         std::fs::write(&path, bytes).expect("write");
-        let log = PartitionLog::open(dir.path(), config()).expect("recover");
+        let log = open_log(dir.path(), config()).expect("recover");
         assert_eq!(log.log_end_offset(), 4);
     }
 
     #[test]
     fn segments_wholly_below_an_offset_are_deleted_and_the_rest_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        let mut log = open_log(dir.path(), config()).expect("open");
         for _ in 0..3 {
             log.append(&validated(2, NOW), 0, NOW).expect("append");
         }
@@ -863,14 +885,14 @@ mod tests {
         );
         assert_eq!(log.log_start_offset(), 10);
         assert_eq!(log.log_end_offset(), 12);
-        let reopened = PartitionLog::open(dir.path(), config()).expect("reopen");
+        let reopened = open_log(dir.path(), config()).expect("reopen");
         assert_eq!(reopened.log_start_offset(), 10);
     }
 
     #[test]
     fn the_log_start_moves_forward_inside_a_segment_and_reads_below_it_fail() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        let mut log = open_log(dir.path(), config()).expect("open");
         for _ in 0..3 {
             log.append(&validated(2, NOW), 0, NOW).expect("append");
             log.roll(NOW).expect("roll");
@@ -894,7 +916,7 @@ mod tests {
             retention_bytes: Some(0),
             ..config()
         };
-        let mut log = PartitionLog::open(dir.path(), cfg).expect("open");
+        let mut log = open_log(dir.path(), cfg).expect("open");
         for _ in 0..3 {
             log.append(&validated(2, NOW), 0, NOW).expect("append");
             log.roll(NOW).expect("roll");
@@ -913,7 +935,7 @@ mod tests {
     #[test]
     fn sealed_ranges_are_whole_batches_of_one_sealed_segment() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        let mut log = open_log(dir.path(), config()).expect("open");
         let one_batch = validated(2, NOW).bytes().len() as u64;
         for _ in 0..3 {
             log.append(&validated(2, NOW), 0, NOW).expect("append");
@@ -944,14 +966,14 @@ mod tests {
     #[test]
     fn a_log_behind_the_tiered_end_skips_ahead_and_appends_after_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(dir.path(), config()).expect("open");
+        let mut log = open_log(dir.path(), config()).expect("open");
         assert!(log.skip_to(500, NOW).expect("skip"));
         assert!(!log.skip_to(400, NOW).expect("no-op"), "never backwards");
         assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 500));
         let info = log.append(&validated(2, NOW), 0, NOW).expect("append");
         assert_eq!(info.base_offset, 500);
         drop(log);
-        let reopened = PartitionLog::open(dir.path(), config()).expect("reopen");
+        let reopened = open_log(dir.path(), config()).expect("reopen");
         assert_eq!(
             (reopened.log_start_offset(), reopened.log_end_offset()),
             (500, 502)
@@ -966,7 +988,7 @@ mod tests {
             retention_bytes: Some(3000),
             ..config()
         };
-        let mut log = PartitionLog::open(dir.path(), cfg).expect("open");
+        let mut log = open_log(dir.path(), cfg).expect("open");
         for _ in 0..60 {
             log.append(&validated(2, NOW), 0, NOW).expect("append");
         }
@@ -992,7 +1014,7 @@ mod tests {
             retention_ms: Some(1000),
             ..config()
         };
-        let mut log = PartitionLog::open(dir.path(), cfg).expect("open");
+        let mut log = open_log(dir.path(), cfg).expect("open");
         for i in 0..30 {
             log.append(&validated(2, NOW + i * 100), 0, NOW)
                 .expect("append");
@@ -1009,7 +1031,7 @@ mod tests {
             "only recent segments remain"
         );
         drop(log);
-        let reopened = PartitionLog::open(dir.path(), cfg).expect("reopen");
+        let reopened = open_log(dir.path(), cfg).expect("reopen");
         assert_eq!(
             reopened.log_start_offset(),
             outcome.log_start_offset,
@@ -1020,7 +1042,7 @@ mod tests {
     #[test]
     fn timestamps_are_found_through_the_index_across_segments() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(
+        let mut log = open_log(
             dir.path(),
             LogConfig {
                 segment_bytes: 1500,
@@ -1046,7 +1068,7 @@ mod tests {
         );
         assert_eq!(log.max_timestamp().expect("max"), Some((78, NOW + 390)));
         drop(log);
-        let log = PartitionLog::open(dir.path(), config()).expect("reopen");
+        let log = open_log(dir.path(), config()).expect("reopen");
         assert_eq!(
             log.offset_for_timestamp(NOW + 205).expect("lookup"),
             Some((42, NOW + 210)),
@@ -1057,7 +1079,7 @@ mod tests {
     #[test]
     fn truncation_removes_the_tail_for_followers() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = PartitionLog::open(
+        let mut log = open_log(
             dir.path(),
             LogConfig {
                 segment_bytes: 1000,
@@ -1078,6 +1100,102 @@ mod tests {
         assert_eq!(read_all(&log, 0).len(), 11);
     }
 
+    #[test]
+    fn only_the_active_segment_holds_descriptors_and_reads_share_a_bounded_set() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = Arc::new(SegmentFiles::new(3));
+        let mut log = PartitionLog::open(dir.path(), config(), files.clone()).expect("open");
+        for _ in 0..20 {
+            log.append(&validated(1, NOW), 0, NOW).expect("append");
+            log.roll(NOW).expect("roll");
+        }
+        log.append(&validated(1, NOW), 0, NOW).expect("append");
+        let holding = log
+            .segments
+            .values()
+            .filter(|s| s.holds_descriptors())
+            .count();
+        assert_eq!(holding, 1, "the active segment alone");
+        assert_eq!(
+            read_all(&log, 0).len(),
+            21,
+            "every sealed segment still reads"
+        );
+        assert!(files.len() <= 3, "at most the capacity stays open");
+        drop(log);
+        let reopened = PartitionLog::open(dir.path(), config(), files.clone()).expect("reopen");
+        let holding = reopened
+            .segments
+            .values()
+            .filter(|s| s.holds_descriptors())
+            .count();
+        assert_eq!(holding, 1, "after a restart too");
+        assert_eq!(reopened.log_end_offset(), 21);
+    }
+
+    #[test]
+    fn a_roll_that_fails_leaves_no_segment_behind_and_the_log_carries_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path(), config()).expect("open");
+        log.append(&validated(2, NOW), 0, NOW).expect("append");
+        // Something in the way of the new segment's index: creating it fails.
+        let blocker = dir
+            .path()
+            .join(crate::segment::log_file_name(2))
+            .with_extension("index");
+        std::fs::create_dir(&blocker).expect("mkdir");
+        assert!(log.roll(NOW).is_err());
+        assert!(
+            !dir.path().join(crate::segment::log_file_name(2)).exists(),
+            "the half-made segment is removed"
+        );
+        assert_eq!(log.segment_count(), 1);
+        log.append(&validated(2, NOW), 0, NOW)
+            .expect("appends go on to the old segment");
+        std::fs::remove_dir(&blocker).expect("rmdir");
+        log.roll(NOW).expect("roll");
+        log.append(&validated(2, NOW), 0, NOW).expect("append");
+        assert_eq!(read_all(&log, 0).len(), 3);
+        drop(log);
+        assert_eq!(
+            open_log(dir.path(), config())
+                .expect("reopen")
+                .log_end_offset(),
+            6
+        );
+    }
+
+    #[test]
+    fn a_segment_whose_files_cannot_be_deleted_stays_whole_in_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path(), config()).expect("open");
+        for _ in 0..3 {
+            log.append(&validated(2, NOW), 0, NOW).expect("append");
+            log.roll(NOW).expect("roll");
+        }
+        // The oldest segment's index cannot be removed (a directory stands in its place).
+        let index = dir
+            .path()
+            .join(crate::segment::log_file_name(0))
+            .with_extension("index");
+        std::fs::remove_file(&index).expect("rm");
+        std::fs::create_dir(&index).expect("mkdir");
+        std::fs::write(index.join("pin"), b"x").expect("pin");
+        assert!(log.delete_segments_below(4).is_err());
+        assert_eq!(log.log_start_offset(), 0, "the log start did not move");
+        assert_eq!(log.segment_count(), 4);
+        // Skipping ahead puts the new segment in place first: the log stays usable.
+        assert!(log.skip_to(100, NOW).is_err());
+        assert_eq!(log.log_start_offset(), 100);
+        assert_eq!(log.log_end_offset(), 100);
+        log.append(&validated(2, NOW), 0, NOW)
+            .expect("appends continue");
+        std::fs::remove_dir_all(&index).expect("unpin");
+        log.advance_log_start(100)
+            .expect("the retry deletes the rest");
+        assert_eq!(log.segment_count(), 1);
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
         #[test]
@@ -1087,7 +1205,7 @@ mod tests {
             probe in 0usize..1000,
         ) {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut log = PartitionLog::open(dir.path(), LogConfig { segment_bytes, ..config() }).expect("open");
+            let mut log = open_log(dir.path(), LogConfig { segment_bytes, ..config() }).expect("open");
             let mut starts = Vec::new();
             for n in &sizes {
                 starts.push(log.append(&validated(*n, NOW), 0, NOW).expect("append").base_offset);
@@ -1103,7 +1221,7 @@ mod tests {
             }).count();
             proptest::prop_assert_eq!(headers.len(), expected);
             drop(log);
-            let reopened = PartitionLog::open(dir.path(), config()).expect("reopen");
+            let reopened = open_log(dir.path(), config()).expect("reopen");
             proptest::prop_assert_eq!(reopened.log_end_offset(), end);
         }
     }

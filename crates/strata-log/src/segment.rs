@@ -8,9 +8,13 @@
 //! timestamp lookup may start at the last entry whose "before" timestamp is below the target.
 //! The entries are also kept in memory; the file lets a restart skip re-scanning old segments.
 //!
-//! Crash behaviour: the `.log` is the truth. A torn tail is cut by [`Segment::recover`]; an
-//! index file whose size is not a whole number of entries, or that points past the log, is
-//! rebuilt from the log.
+//! Crash behaviour: the `.log` is the truth. A torn tail is cut when the last segment is
+//! opened; an index file whose size is not a whole number of entries, or that points past the
+//! log, is rebuilt from the log.
+//!
+//! Descriptors: only the active segment keeps its files open. A sealed segment is read
+//! through the broker's shared, bounded [`SegmentFiles`], so the descriptor count does not
+//! grow with the number of segments.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -22,6 +26,7 @@ use tracing::warn;
 
 use crate::batch::{BatchHeader, HEADER_LEN, PREFIX_LEN};
 use crate::error::LogError;
+use crate::segment_files::SegmentFiles;
 
 /// Bytes of one index entry.
 pub const INDEX_ENTRY_LEN: usize = 16;
@@ -64,8 +69,8 @@ pub struct Segment {
     pub base_offset: i64,
     log_path: PathBuf,
     index_path: PathBuf,
-    log: Arc<File>,
-    index_file: File,
+    /// The files appends go to, while this is the active segment; `None` once sealed.
+    open: Option<OpenFiles>,
     index: Vec<IndexEntry>,
     /// Bytes of complete batches; reads never go past it.
     size: u64,
@@ -75,6 +80,13 @@ pub struct Segment {
     bytes_since_index: u64,
     /// Wall-clock time of the first append, for `segment.ms`.
     created_ms: i64,
+}
+
+/// The active segment's descriptors.
+#[derive(Debug)]
+struct OpenFiles {
+    log: Arc<File>,
+    index: File,
 }
 
 fn io_err(path: &Path, source: io::Error) -> LogError {
@@ -95,31 +107,30 @@ pub fn read_header_at(file: &File, position: u64, end: u64) -> io::Result<Option
 }
 
 impl Segment {
-    /// Creates a new, empty segment.
+    /// Creates a new, empty segment, open for appends. A failure removes what it created, so
+    /// a roll that failed (out of descriptors, a full disk) leaves no empty segment behind.
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Self, LogError> {
         let log_path = dir.join(log_file_name(base_offset));
         let index_path = log_path.with_extension("index");
-        let log = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| io_err(&log_path, e))?;
-        let index_file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&index_path)
-            .map_err(|e| io_err(&index_path, e))?;
-        // Without this, an fsync'd append to a segment created after the last directory sync
-        // could vanish with its file on power loss.
-        crate::durable_file::sync_dir(dir).map_err(|e| io_err(dir, e))?;
+        let created = Self::create_files(dir, &log_path, &index_path);
+        let open = match created {
+            Ok(open) => open,
+            Err(e) => {
+                for path in [&log_path, &index_path] {
+                    if let Err(cleanup) = std::fs::remove_file(path)
+                        && cleanup.kind() != io::ErrorKind::NotFound
+                    {
+                        warn!(file = %path.display(), error = %cleanup, "could not remove a segment file whose creation failed");
+                    }
+                }
+                return Err(e);
+            }
+        };
         Ok(Self {
             base_offset,
             log_path,
             index_path,
-            log: Arc::new(log),
-            index_file,
+            open: Some(open),
             index: Vec::new(),
             size: 0,
             next_offset: base_offset,
@@ -129,20 +140,44 @@ impl Segment {
         })
     }
 
-    /// Opens an existing segment. With `validate_tail`, every batch is read and its CRC
-    /// checked, and the log is truncated at the first torn or corrupt batch (use it for the
-    /// last segment, the only one a crash can tear). Otherwise the persisted index is trusted
-    /// when it is well-formed and only the batches after its last entry are walked.
+    fn create_files(dir: &Path, log_path: &Path, index_path: &Path) -> Result<OpenFiles, LogError> {
+        let log = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(log_path)
+            .map_err(|e| io_err(log_path, e))?;
+        let index = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(index_path)
+            .map_err(|e| io_err(index_path, e))?;
+        // Without this, an fsync'd append to a segment created after the last directory sync
+        // could vanish with its file on power loss.
+        crate::durable_file::sync_dir(dir).map_err(|e| io_err(dir, e))?;
+        Ok(OpenFiles {
+            log: Arc::new(log),
+            index,
+        })
+    }
+
+    /// Opens an existing segment. The last segment (`last`) is the active one: every batch is
+    /// read and its CRC checked, the log is truncated at the first torn or corrupt batch (a
+    /// crash can tear only the last segment), and its files stay open for appends. A sealed
+    /// segment trusts its persisted index when it is well-formed, walks only the batches after
+    /// its last entry, and closes its files.
     pub fn open(
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: u32,
-        validate_tail: bool,
+        last: bool,
         now_ms: i64,
     ) -> Result<Self, LogError> {
+        let validate_tail = last;
         let mut segment = Self::create_handles(dir, base_offset, now_ms)?;
         let log_len = segment
-            .log
+            .log()?
             .metadata()
             .map_err(|e| io_err(&segment.log_path, e))?
             .len();
@@ -163,7 +198,55 @@ impl Segment {
                 segment.rewrite_index()?;
             }
         }
+        if !last {
+            segment.seal();
+        }
         Ok(segment)
+    }
+
+    /// Closes the files of a segment that no longer takes appends (call after syncing it).
+    pub fn seal(&mut self) {
+        self.open = None;
+    }
+
+    /// Reopens a sealed segment's files for appends: it is the active segment again after the
+    /// segments past it were truncated away.
+    fn unseal(&mut self) -> Result<(), LogError> {
+        if self.open.is_none() {
+            let log = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&self.log_path)
+                .map_err(|e| io_err(&self.log_path, e))?;
+            let index = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.index_path)
+                .map_err(|e| io_err(&self.index_path, e))?;
+            self.open = Some(OpenFiles {
+                log: Arc::new(log),
+                index,
+            });
+        }
+        Ok(())
+    }
+
+    /// The open files of the active segment.
+    fn open_files(&mut self) -> Result<&mut OpenFiles, LogError> {
+        let path = &self.log_path;
+        self.open
+            .as_mut()
+            .ok_or_else(|| io_err(path, io::Error::other("a sealed segment takes no appends")))
+    }
+
+    /// The active segment's log descriptor (recovery and appends).
+    fn log(&self) -> Result<&Arc<File>, LogError> {
+        self.open.as_ref().map(|o| &o.log).ok_or_else(|| {
+            io_err(
+                &self.log_path,
+                io::Error::other("a sealed segment's log is read through SegmentFiles"),
+            )
+        })
     }
 
     fn create_handles(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Self, LogError> {
@@ -174,7 +257,7 @@ impl Segment {
             .append(true)
             .open(&log_path)
             .map_err(|e| io_err(&log_path, e))?;
-        let index_file = OpenOptions::new()
+        let index = OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
@@ -184,8 +267,10 @@ impl Segment {
             base_offset,
             log_path,
             index_path,
-            log: Arc::new(log),
-            index_file,
+            open: Some(OpenFiles {
+                log: Arc::new(log),
+                index,
+            }),
             index: Vec::new(),
             size: 0,
             next_offset: base_offset,
@@ -225,19 +310,19 @@ impl Segment {
         validate: bool,
         rebuild_index: bool,
     ) -> Result<(), LogError> {
+        let log = self.log()?.clone();
         let mut position = start;
         let mut expected_next = None::<i64>;
         let mut cut = None;
         while position < end {
-            let header = match read_header_at(&self.log, position, end)
-                .map_err(|e| io_err(&self.log_path, e))?
-            {
-                Some(h) => h,
-                None => {
-                    cut = Some((position, "a partial batch header"));
-                    break;
-                }
-            };
+            let header =
+                match read_header_at(&log, position, end).map_err(|e| io_err(&self.log_path, e))? {
+                    Some(h) => h,
+                    None => {
+                        cut = Some((position, "a partial batch header"));
+                        break;
+                    }
+                };
             let len = match header.total_len() {
                 Some(len)
                     if len >= HEADER_LEN && header.magic == 2 && position + len as u64 <= end =>
@@ -260,8 +345,7 @@ impl Segment {
             }
             if validate {
                 let mut body = vec![0u8; len];
-                self.log
-                    .read_exact_at(&mut body, position)
+                log.read_exact_at(&mut body, position)
                     .map_err(|e| io_err(&self.log_path, e))?;
                 if crc32c::crc32c(&body[21..]) != header.crc {
                     cut = Some((position, "a batch whose CRC does not match"));
@@ -281,10 +365,8 @@ impl Segment {
         self.size = position;
         if let Some((at, what)) = cut {
             warn!(segment = %self.log_path.display(), position = at, dropped_bytes = end - at, "truncating {what} left by a crash");
-            self.log
-                .set_len(at)
-                .map_err(|e| io_err(&self.log_path, e))?;
-            self.log.sync_all().map_err(|e| io_err(&self.log_path, e))?;
+            log.set_len(at).map_err(|e| io_err(&self.log_path, e))?;
+            log.sync_all().map_err(|e| io_err(&self.log_path, e))?;
         }
         Ok(())
     }
@@ -292,10 +374,12 @@ impl Segment {
     fn rewrite_index(&mut self) -> Result<(), LogError> {
         let bytes: Vec<u8> = self.index.iter().flat_map(|e| e.encode()).collect();
         std::fs::write(&self.index_path, bytes).map_err(|e| io_err(&self.index_path, e))?;
-        self.index_file = OpenOptions::new()
-            .append(true)
-            .open(&self.index_path)
-            .map_err(|e| io_err(&self.index_path, e))?;
+        if let Some(open) = self.open.as_mut() {
+            open.index = OpenOptions::new()
+                .append(true)
+                .open(&self.index_path)
+                .map_err(|e| io_err(&self.index_path, e))?;
+        }
         Ok(())
     }
 
@@ -317,7 +401,11 @@ impl Segment {
             max_timestamp_before: self.max_timestamp,
         };
         if persist {
-            self.index_file.write_all(&entry.encode())?;
+            let open = self
+                .open
+                .as_mut()
+                .ok_or_else(|| io::Error::other("a sealed segment takes no index entries"))?;
+            open.index.write_all(&entry.encode())?;
         }
         self.index.push(entry);
         self.bytes_since_index = 0;
@@ -338,12 +426,13 @@ impl Segment {
         })?;
         self.maybe_index(header, position, interval, true)
             .map_err(|e| io_err(&self.index_path, e))?;
+        let log = self.open_files()?.log.clone();
         let rest = &batch[PREFIX_LEN..];
         let mut slices = [io::IoSlice::new(prefix), io::IoSlice::new(rest)];
-        if let Err(e) = write_all_vectored(&self.log, &mut slices) {
+        if let Err(e) = write_all_vectored(&log, &mut slices) {
             // A write cut short (a full disk) must not leave half a batch for the next append
             // to land behind: cut the file back to the last whole batch.
-            if let Err(cut) = self.log.set_len(self.size) {
+            if let Err(cut) = log.set_len(self.size) {
                 warn!(segment = %self.log_path.display(), error = %cut, "could not remove a partial write");
             }
             return Err(io_err(&self.log_path, e));
@@ -392,27 +481,54 @@ impl Segment {
     pub fn is_empty(&self) -> bool {
         self.size == 0
     }
-    pub fn file(&self) -> &Arc<File> {
-        &self.log
+    /// Whether this segment holds descriptors of its own (only the active one does).
+    pub fn holds_descriptors(&self) -> bool {
+        self.open.is_some()
     }
 
-    /// fsyncs the log and index.
-    pub fn sync(&self) -> Result<(), LogError> {
-        self.log
-            .sync_data()
-            .map_err(|e| io_err(&self.log_path, e))?;
-        self.index_file
-            .sync_data()
-            .map_err(|e| io_err(&self.index_path, e))
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
     }
 
-    /// Cuts the segment before the first batch holding `offset` or anything after it.
+    /// A descriptor to read the log with: the active segment's own, or a sealed segment's
+    /// from `files`.
+    pub fn file(&self, files: &SegmentFiles) -> Result<Arc<File>, LogError> {
+        match &self.open {
+            Some(open) => Ok(open.log.clone()),
+            None => files
+                .get(&self.log_path)
+                .map_err(|e| io_err(&self.log_path, e)),
+        }
+    }
+
+    /// fsyncs the log and index of the active segment (a sealed one was synced when it was
+    /// sealed).
+    pub fn sync(&self, files: &SegmentFiles) -> Result<(), LogError> {
+        let Some(open) = &self.open else {
+            return Ok(());
+        };
+        let failed = |path: &Path, e: io::Error| LogError::SyncFailed {
+            path: path.to_path_buf(),
+            source: Arc::new(e),
+        };
+        files
+            .sync(&open.log)
+            .map_err(|e| failed(&self.log_path, e))?;
+        files
+            .sync(&open.index)
+            .map_err(|e| failed(&self.index_path, e))
+    }
+
+    /// Cuts the segment before the first batch holding `offset` or anything after it; the
+    /// segment is the active one afterwards.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        self.unseal()?;
+        let log = self.log()?.clone();
         let mut position = 0;
         let mut next_offset = self.base_offset;
         let mut max_timestamp = -1;
         while let Some(header) =
-            read_header_at(&self.log, position, self.size).map_err(|e| io_err(&self.log_path, e))?
+            read_header_at(&log, position, self.size).map_err(|e| io_err(&self.log_path, e))?
         {
             if header.last_offset() >= offset {
                 break;
@@ -421,8 +537,7 @@ impl Segment {
             next_offset = header.last_offset() + 1;
             max_timestamp = max_timestamp.max(header.max_timestamp);
         }
-        self.log
-            .set_len(position)
+        log.set_len(position)
             .map_err(|e| io_err(&self.log_path, e))?;
         self.index.retain(|e| u64::from(e.position) < position);
         self.size = position;
@@ -431,13 +546,20 @@ impl Segment {
         self.rewrite_index()
     }
 
-    /// Removes the segment's files.
-    pub fn delete(self) -> Result<(), LogError> {
-        std::fs::remove_file(&self.log_path).map_err(|e| io_err(&self.log_path, e))?;
-        match std::fs::remove_file(&self.index_path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&self.index_path, e)),
-            _ => Ok(()),
+    /// Removes the segment's files (closing a cached descriptor of them). The caller drops
+    /// the segment only once this succeeded, so a failure leaves it in place and whole.
+    /// The index goes first: the log is the truth, and a segment whose index is gone is
+    /// whole again once its index is rebuilt at the next start. Files already gone count as
+    /// deleted, so a retry finishes what a failed delete began.
+    pub fn delete(&self, files: &SegmentFiles) -> Result<(), LogError> {
+        files.forget(&self.log_path);
+        for path in [&self.index_path, &self.log_path] {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(path, e)),
+                _ => {}
+            }
         }
+        Ok(())
     }
 }
 

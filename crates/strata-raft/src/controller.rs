@@ -185,6 +185,18 @@ impl Controller {
         self.ask_leader(request).await.map(drop)
     }
 
+    /// Broker `broker_id`'s registration as the leader knows it, from any node (joined or
+    /// not).
+    pub async fn registered_broker(
+        &self,
+        broker_id: i32,
+    ) -> Result<Option<strata_meta::BrokerRecord>, ControllerError> {
+        match self.ask_leader(LeaderRequest::Broker { broker_id }).await? {
+            LeaderAnswer::Broker(record) => Ok(record),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Waits until this node has applied everything the quorum had committed when it was
     /// called: a read here afterwards is linearizable.
     pub async fn catch_up(&self, timeout: Duration) -> Result<(), ControllerError> {
@@ -242,7 +254,17 @@ impl Controller {
                 if known {
                     return Ok(self.membership_answer(0));
                 }
-                // SetNodes adds a new learner and updates a returning node's address alike.
+                // A learner back under a new address may be a new process with an empty
+                // log (a wiped disk, or another process taking the id over): the leader's
+                // replication progress for the old one would read that as a log going
+                // backwards. Removing the learner first starts its replication afresh.
+                let returning_learner = self.membership().nodes().any(|(id, _)| id == node_id)
+                    && !self.membership().voter_ids().any(|id| id == *node_id);
+                if returning_learner {
+                    self.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([*node_id])))
+                        .await?;
+                }
+                // SetNodes adds a new learner and updates a voter's address alike.
                 self.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(*node_id, node)])))
                     .await
             }
@@ -264,16 +286,27 @@ impl Controller {
                     .await
             }
             LeaderRequest::Status => {
-                if self.leader() != Some(self.id) {
-                    let leader = self.leader();
-                    return Err(ControllerError::NotLeader {
-                        leader,
-                        address: leader.and_then(|id| self.address_of(id)),
-                    });
-                }
+                self.check_leading()?;
                 Ok(LeaderAnswer::Status(self.status()))
             }
+            LeaderRequest::Broker { broker_id } => {
+                self.check_leading()?;
+                let record = self.state.read(|s| s.broker(*broker_id).cloned());
+                Ok(LeaderAnswer::Broker(record))
+            }
         }
+    }
+
+    /// Answers who leads unless this node does.
+    fn check_leading(&self) -> Result<(), ControllerError> {
+        if self.leader() == Some(self.id) {
+            return Ok(());
+        }
+        let leader = self.leader();
+        Err(ControllerError::NotLeader {
+            leader,
+            address: leader.and_then(|id| self.address_of(id)),
+        })
     }
 
     async fn change_membership(

@@ -40,6 +40,9 @@ pub enum LeaderRequest {
     RemoveNode { node_id: NodeId },
     /// Who leads, who votes, who learns, how far the log is.
     Status,
+    /// A broker's registration as the leader has applied it (a node that has not joined yet
+    /// has no replica to read it from).
+    Broker { broker_id: i32 },
 }
 
 /// The leader's answer to a [`LeaderRequest`].
@@ -53,6 +56,7 @@ pub enum LeaderAnswer {
         status: QuorumStatus,
     },
     Status(QuorumStatus),
+    Broker(Option<strata_meta::BrokerRecord>),
 }
 
 /// A command the quorum committed: its place in the log, and the state machine's verdict.

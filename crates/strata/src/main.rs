@@ -39,6 +39,7 @@ async fn run_server(settings: server_config::Settings) -> anyhow::Result<()> {
 
 async fn serve(settings: server_config::Settings) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    strata_broker::process::raise_fd_limit();
     // A controller-only node serves no Kafka clients.
     let kafka = if settings.broker.roles.broker {
         let listener = tokio::net::TcpListener::bind(&settings.kafka_listen)

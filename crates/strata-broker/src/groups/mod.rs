@@ -744,8 +744,14 @@ mod tests {
     async fn a_checkpoint_keeps_the_commits_of_a_group_created_while_it_runs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let partition = Arc::new(
-            Partition::open(OFFSETS_TOPIC.into(), 0, dir.path(), &TopicConfig::builtin())
-                .expect("open"),
+            Partition::open(
+                OFFSETS_TOPIC.into(),
+                0,
+                dir.path(),
+                &TopicConfig::builtin(),
+                crate::partition::test_files(),
+            )
+            .expect("open"),
         );
         partition.set_leadership(Some(0));
         store::append_unsynced(&partition, commit("old", 5), 0).expect("append");
@@ -789,8 +795,14 @@ mod tests {
     async fn a_checkpoint_of_a_shard_no_longer_loaded_deletes_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let partition = Arc::new(
-            Partition::open(OFFSETS_TOPIC.into(), 0, dir.path(), &TopicConfig::builtin())
-                .expect("open"),
+            Partition::open(
+                OFFSETS_TOPIC.into(),
+                0,
+                dir.path(),
+                &TopicConfig::builtin(),
+                crate::partition::test_files(),
+            )
+            .expect("open"),
         );
         partition.set_leadership(Some(0));
         store::append_unsynced(&partition, commit("g", 5), 0).expect("append");

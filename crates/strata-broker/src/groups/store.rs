@@ -209,6 +209,7 @@ mod tests {
             0,
             dir.path(),
             &TopicConfig::builtin(),
+            crate::partition::test_files(),
         )
         .expect("open");
         partition.set_leadership(Some(0));

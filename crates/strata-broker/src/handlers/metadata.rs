@@ -13,6 +13,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::{RequestContext, str_bytes};
+use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::topic_admin::{NewTopic, create_topic};
 
@@ -24,7 +25,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> Metad
     let topics = match request.topics {
         None => broker
             .metadata
-            .read(|state| state.topics().map(|t| describe(state, t)).collect()),
+            .read(|state| state.topics().map(|t| describe(state, t, broker)).collect()),
         Some(requested) => {
             // Versions before 4 have no flag: they always asked for auto creation.
             let auto_create = broker.config.auto_create_topics
@@ -66,9 +67,11 @@ async fn by_name(
 ) -> MetadataResponseTopic {
     let broker = ctx.broker;
     let lookup = || {
-        broker
-            .metadata
-            .read(|state| state.topic_by_name(&name).map(|t| describe(state, t)))
+        broker.metadata.read(|state| {
+            state
+                .topic_by_name(&name)
+                .map(|t| describe(state, t, broker))
+        })
     };
     if let Some(found) = lookup() {
         return found;
@@ -115,7 +118,7 @@ async fn by_name(
 fn by_id(ctx: &RequestContext<'_>, id: Uuid) -> MetadataResponseTopic {
     ctx.broker
         .metadata
-        .read(|state| state.topic(id).map(|t| describe(state, t)))
+        .read(|state| state.topic(id).map(|t| describe(state, t, ctx.broker)))
         .unwrap_or_else(|| error_topic(None, id, ResponseError::UnknownTopicId))
 }
 
@@ -128,22 +131,27 @@ fn error_topic(name: Option<TopicName>, id: Uuid, error: ResponseError) -> Metad
 }
 
 /// A topic as the metadata holds it. A partition without a leader answers
-/// LEADER_NOT_AVAILABLE; replicas on fenced brokers are listed as offline.
-fn describe(state: &MetadataState, topic: &TopicRecord) -> MetadataResponseTopic {
+/// LEADER_NOT_AVAILABLE; replicas on fenced brokers are listed as offline, and so is this
+/// broker's replica of a partition whose log failed here (which, if it leads, leaves the
+/// partition without a serving leader).
+fn describe(state: &MetadataState, topic: &TopicRecord, broker: &Broker) -> MetadataResponseTopic {
     let live: BTreeSet<i32> = state.live_brokers().map(|b| b.broker_id).collect();
+    let me = broker.config.node_id;
     let ids = |brokers: &[i32]| brokers.iter().copied().map(BrokerId).collect::<Vec<_>>();
     let partitions = topic
         .partitions
         .iter()
         .zip(0..)
         .map(|(p, index)| {
+            let failed_here =
+                p.replicas.contains(&me) && broker.topics.is_offline(topic.topic_id, index);
             let offline: Vec<i32> = p
                 .replicas
                 .iter()
                 .copied()
-                .filter(|b| !live.contains(b))
+                .filter(|b| !live.contains(b) || (*b == me && failed_here))
                 .collect();
-            let error = if p.leader == NO_LEADER {
+            let error = if p.leader == NO_LEADER || (p.leader == me && failed_here) {
                 ResponseError::LeaderNotAvailable.code()
             } else {
                 0
