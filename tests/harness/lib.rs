@@ -63,7 +63,7 @@ impl InProcessBroker {
         let admin_addr = listeners.admin.local_addr()?;
         let shutdown = CancellationToken::new();
         let task = runtime.spawn(strata_broker::run(config, listeners, shutdown.clone()));
-        let broker = Self {
+        let mut broker = Self {
             bootstrap,
             admin: admin_addr,
             data_dir: data_dir.to_path_buf(),
@@ -72,7 +72,14 @@ impl InProcessBroker {
             task: Some(task),
             _temp: None,
         };
-        wait_ready(&broker.admin.to_string())?;
+        if let Err(not_ready) = wait_ready(&broker.admin.to_string()) {
+            // A node that stopped on its own says why better than its closed admin port.
+            let finished = broker.task.as_ref().is_some_and(|t| t.is_finished());
+            if finished && let Err(stopped) = broker.stop_inner() {
+                bail!("the broker stopped while starting: {stopped:#}");
+            }
+            return Err(not_ready);
+        }
         Ok(broker)
     }
 
@@ -102,12 +109,17 @@ impl Drop for InProcessBroker {
 pub fn wait_ready(admin: &str) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        if http_get(admin, "/readyz").is_ok_and(|(status, _)| status == 200) {
+        let answer = http_get(admin, "/readyz");
+        if answer.as_ref().is_ok_and(|(status, _)| *status == 200) {
             return Ok(());
         }
         anyhow::ensure!(
             std::time::Instant::now() < deadline,
-            "{admin}/readyz did not turn ready within 60 s"
+            "{admin}/readyz did not turn ready within 60 s; its last answer: {}",
+            match answer {
+                Ok((status, body)) => format!("{status} {}", body.trim()),
+                Err(e) => e.to_string(),
+            }
         );
         std::thread::sleep(Duration::from_millis(50));
     }

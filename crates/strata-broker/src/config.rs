@@ -96,8 +96,10 @@ impl TopicConfig {
             .expect("long-typed configs are validated before they are stored")
     }
 
+    /// At most 2 GiB (Kafka's INT): segment positions are 32-bit, and a value stored before
+    /// the limit was enforced must not make every append fail.
     pub fn segment_bytes(&self) -> u64 {
-        self.long("segment.bytes").max(14) as u64
+        self.long("segment.bytes").clamp(14, i64::from(i32::MAX)) as u64
     }
     pub fn segment_ms(&self) -> i64 {
         self.long("segment.ms")
@@ -176,6 +178,10 @@ pub struct BrokerConfig {
     pub object_store_url: String,
     /// Kafka's `socket.request.max.bytes`: the largest request frame accepted.
     pub socket_request_max_bytes: usize,
+    /// What clients may hold open and in flight (connections, bytes, timeouts).
+    pub connections: ConnectionLimits,
+    /// Kafka's `fetch.max.bytes`: the most a fetch response carries, whatever it asks for.
+    pub fetch_max_bytes: usize,
     /// Upper bound on a batch's size after decompression, checked while validating it.
     pub max_decompressed_batch_bytes: usize,
     pub auto_create_topics: bool,
@@ -215,6 +221,8 @@ impl BrokerConfig {
             data_dir,
             object_store_url,
             socket_request_max_bytes: 100 * 1024 * 1024,
+            connections: ConnectionLimits::default(),
+            fetch_max_bytes: 55 * 1024 * 1024,
             max_decompressed_batch_bytes: 256 * 1024 * 1024,
             auto_create_topics: true,
             num_partitions: 1,
@@ -304,7 +312,46 @@ impl BrokerConfig {
                     .map_err(|_| invalid("must be true or false"))?;
             }
             "socket.request.max.bytes" => {
-                self.socket_request_max_bytes = positive(value)? as usize;
+                let bytes = positive(value)?;
+                if bytes > i32::MAX as u64 {
+                    return Err(invalid("must be at most 2147483647 (Kafka's INT)"));
+                }
+                self.socket_request_max_bytes = bytes as usize;
+            }
+            "fetch.max.bytes" => {
+                let bytes = positive(value)?;
+                if bytes < 1024 {
+                    return Err(invalid("must be at least 1024"));
+                }
+                self.fetch_max_bytes = usize::try_from(bytes).map_err(|_| invalid("too large"))?;
+            }
+            "max.connections" => {
+                self.connections.max_connections =
+                    usize::try_from(positive(value)?).map_err(|_| invalid("too large"))?;
+            }
+            "max.connections.per.ip" => {
+                self.connections.max_connections_per_ip =
+                    usize::try_from(positive(value)?).map_err(|_| invalid("too large"))?;
+            }
+            "connections.max.idle.ms" => {
+                self.connections.idle_timeout = Duration::from_millis(positive(value)?);
+            }
+            "queued.max.request.bytes" => {
+                let bytes: i64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("must be a whole number of bytes, or -1"))?;
+                self.connections.queued_max_request_bytes = match bytes {
+                    -1 => None,
+                    b if b > 0 => Some(usize::try_from(b).map_err(|_| invalid("too large"))?),
+                    _ => return Err(invalid("must be positive, or -1 for no limit")),
+                };
+            }
+            "strata.socket.request.timeout.ms" => {
+                self.connections.request_timeout = Duration::from_millis(positive(value)?);
+            }
+            "strata.socket.write.timeout.ms" => {
+                self.connections.write_timeout = Duration::from_millis(positive(value)?);
             }
             "strata.log.open.segments.max" => {
                 self.open_segment_files_max =
@@ -390,6 +437,42 @@ impl BrokerConfig {
 
 fn absolute(path: &std::path::Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// What clients may hold of a broker: Kafka's connection limits, and the timeouts that keep a
+/// stalled client from holding a connection (and its buffers) for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `max.connections`: connections beyond it are closed as they are accepted.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`
+    pub max_connections_per_ip: usize,
+    /// `connections.max.idle.ms`: a connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// `queued.max.request.bytes`: request bytes all connections may hold at once while they
+    /// are read and served (`None`: no limit). Never below `socket.request.max.bytes`.
+    pub queued_max_request_bytes: Option<usize>,
+    /// `strata.socket.request.timeout.ms`: once a request has begun to arrive, the rest must
+    /// arrive within this.
+    pub request_timeout: Duration,
+    /// `strata.socket.write.timeout.ms`: a response the client does not read for this long
+    /// closes the connection (and frees the response).
+    pub write_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            // Kafka's defaults are unlimited; the broker also caps connections by its
+            // descriptor limit when it starts.
+            max_connections: usize::MAX,
+            max_connections_per_ip: usize::MAX,
+            idle_timeout: Duration::from_secs(600),
+            queued_max_request_bytes: Some(512 * 1024 * 1024),
+            request_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// What a node does: vote in the metadata quorum, serve Kafka clients, or both (Kafka's

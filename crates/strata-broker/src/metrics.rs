@@ -92,6 +92,8 @@ pub struct Metrics {
     pub request_duration: Family<ApiLabels, Histogram, fn() -> Histogram>,
     pub connections_active: Gauge,
     pub connections_rejected: Counter,
+    /// Connections closed as accepted: over `max.connections` or `max.connections.per.ip`.
+    pub connections_refused: Counter,
     pub produce_bytes: Counter,
     pub produce_records: Counter,
     pub produce_duplicates: Counter,
@@ -205,6 +207,12 @@ impl Metrics {
             "Connections closed because a request was malformed or too large",
             connections_rejected.clone(),
         );
+        let connections_refused = Counter::default();
+        registry.register(
+            "kafka_connections_refused",
+            "Connections closed as they were accepted: over max.connections or max.connections.per.ip",
+            connections_refused.clone(),
+        );
         let produce_bytes = Counter::default();
         registry.register(
             "produce_bytes",
@@ -286,6 +294,7 @@ impl Metrics {
             request_duration,
             connections_active,
             connections_rejected,
+            connections_refused,
             produce_bytes,
             produce_records,
             produce_duplicates,

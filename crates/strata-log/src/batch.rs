@@ -5,11 +5,18 @@
 //! re-encodes it: CRC32C over everything after the CRC field, the header's sizes and counts,
 //! and every record's structure (decompressing compressed batches into a buffer whose size
 //! is capped, so a decompression bomb is refused rather than allocated).
+//!
+//! Timestamps are the producer's claim, checked as Kafka's `LogValidator` does: every record's
+//! timestamp (base + delta; -1 is "none") against `message.timestamp.*.max.ms`, and the
+//! header's max timestamp, which retention and time lookups trust, recomputed from the
+//! records. A batch whose header claims another maximum is rewritten with the true one (a
+//! copy and a new CRC; well-behaved clients never pay it).
 
-use std::io::Read;
 use std::ops::ControlFlow;
 
 use bytes::{Bytes, BytesMut};
+
+use crate::records::for_each_record;
 
 /// Bytes of the v2 batch header before the first record.
 pub const HEADER_LEN: usize = 61;
@@ -284,18 +291,20 @@ pub fn validate_produce_batch(
     let codec = header.compression().ok_or(BatchError::UnknownCompression {
         codec: header.attributes & COMPRESSION_MASK,
     })?;
-    let body = &records[HEADER_LEN..];
-    // Kafka's NO_TIMESTAMP (-1) base timestamp means the producer set none: nothing to check.
-    let check_timestamps = !limits.log_append_time && header.base_timestamp != -1;
-    match codec {
-        Compression::None => walk_records(body, &header, limits, check_timestamps)?,
-        codec => {
-            let plain = decompress(codec, body, limits.max_decompressed_bytes)?;
-            walk_records(&plain, &header, limits, check_timestamps)?;
-        }
+    if header.is_log_append_time() && !limits.log_append_time {
+        // The broker stamps LogAppendTime; a producer claiming it would choose the
+        // timestamp retention trusts.
+        return Err(BatchError::InvalidTimestamp {
+            timestamp: header.max_timestamp,
+            now: limits.now_ms,
+        });
     }
+    let max_timestamp = walk_records(codec, &records[HEADER_LEN..], &header, limits)?;
     if limits.log_append_time {
-        return Ok(stamp_log_append_time(&records, limits.now_ms));
+        return Ok(restamp(&records, limits.now_ms, TIMESTAMP_TYPE_BIT));
+    }
+    if max_timestamp != header.max_timestamp {
+        return Ok(restamp(&records, max_timestamp, 0));
     }
     Ok(ValidatedBatch {
         header,
@@ -303,13 +312,15 @@ pub fn validate_produce_batch(
     })
 }
 
-/// Rewrites a batch for `message.timestamp.type=LogAppendTime`: sets the timestamp-type bit
-/// and the max timestamp, which the CRC covers, so this copies the batch and recomputes it.
-fn stamp_log_append_time(records: &[u8], now_ms: i64) -> ValidatedBatch {
+/// Rewrites a batch's max timestamp (and sets `attributes_bits`): for
+/// `message.timestamp.type=LogAppendTime`, or a header whose maximum the records contradict.
+/// The CRC covers both fields, so this copies the batch and recomputes it.
+fn restamp(records: &[u8], max_timestamp: i64, attributes_bits: i16) -> ValidatedBatch {
     let mut copy = BytesMut::from(records);
-    let attributes = be_i16(&copy, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_BIT;
+    let attributes = be_i16(&copy, ATTRIBUTES_OFFSET) | attributes_bits;
     copy[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
-    copy[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now_ms.to_be_bytes());
+    copy[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+        .copy_from_slice(&max_timestamp.to_be_bytes());
     let crc = crc32c::crc32c(&copy[ATTRIBUTES_OFFSET..]);
     copy[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     let bytes = copy.freeze();
@@ -317,224 +328,29 @@ fn stamp_log_append_time(records: &[u8], now_ms: i64) -> ValidatedBatch {
     ValidatedBatch { header, bytes }
 }
 
-/// The Java client's snappy framing ("xerial"): magic, version, compatible version, then
-/// blocks of [i32 length][raw snappy].
-const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
-const XERIAL_HEADER_LEN: usize = 16;
+/// Kafka's NO_TIMESTAMP: a record whose producer set none.
+const NO_TIMESTAMP: i64 = -1;
 
-fn decompress(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<u8>, BatchError> {
-    let failed = |e: &dyn std::fmt::Display| BatchError::Decompression {
-        reason: format!("{codec:?}: {e}"),
-    };
-    match codec {
-        Compression::None => Ok(input.to_vec()),
-        Compression::Gzip => {
-            read_capped(flate2::read::MultiGzDecoder::new(input), limit).map_err(|e| e.or(&failed))
-        }
-        Compression::Lz4 => {
-            read_capped(lz4_flex::frame::FrameDecoder::new(input), limit).map_err(|e| e.or(&failed))
-        }
-        Compression::Zstd => {
-            let decoder = zstd::stream::read::Decoder::new(input).map_err(|e| failed(&e))?;
-            read_capped(decoder, limit).map_err(|e| e.or(&failed))
-        }
-        Compression::Snappy => {
-            if input.len() >= XERIAL_HEADER_LEN && &input[..8] == XERIAL_MAGIC {
-                let mut out = Vec::new();
-                let mut rest = &input[XERIAL_HEADER_LEN..];
-                while !rest.is_empty() {
-                    if rest.len() < 4 {
-                        return Err(failed(&"truncated xerial block length"));
-                    }
-                    let len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-                    let block = rest
-                        .get(4..4 + len)
-                        .ok_or_else(|| failed(&"xerial block past the end"))?;
-                    snappy_raw(block, limit.saturating_sub(out.len()), &mut out)
-                        .map_err(|e| e.or(&failed))?;
-                    rest = &rest[4 + len..];
-                }
-                Ok(out)
-            } else {
-                let mut out = Vec::new();
-                snappy_raw(input, limit, &mut out).map_err(|e| e.or(&failed))?;
-                Ok(out)
-            }
-        }
-    }
-}
-
-/// A decompression failure that is either the cap or the codec's own error.
-enum CappedError {
-    TooLarge(usize),
-    Codec(String),
-}
-
-impl CappedError {
-    fn or(self, failed: &dyn Fn(&dyn std::fmt::Display) -> BatchError) -> BatchError {
-        match self {
-            Self::TooLarge(limit) => BatchError::DecompressedTooLarge { limit },
-            Self::Codec(reason) => failed(&reason),
-        }
-    }
-}
-
-fn read_capped(reader: impl Read, limit: usize) -> Result<Vec<u8>, CappedError> {
-    let mut out = Vec::new();
-    reader
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| CappedError::Codec(e.to_string()))?;
-    if out.len() > limit {
-        return Err(CappedError::TooLarge(limit));
-    }
-    Ok(out)
-}
-
-fn snappy_raw(block: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), CappedError> {
-    // The raw format states its decompressed length up front: check it before allocating.
-    let len = snap::raw::decompress_len(block).map_err(|e| CappedError::Codec(e.to_string()))?;
-    if len > limit {
-        return Err(CappedError::TooLarge(limit));
-    }
-    let start = out.len();
-    out.resize(start + len, 0);
-    snap::raw::Decoder::new()
-        .decompress(block, &mut out[start..])
-        .map_err(|e| CappedError::Codec(e.to_string()))?;
-    Ok(())
-}
-
-/// A cursor over record bytes that never reads past its end.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    index: i32,
-}
-
-impl<'a> Cursor<'a> {
-    fn malformed(&self, reason: &'static str) -> BatchError {
-        BatchError::MalformedRecord {
-            index: self.index,
-            reason,
-        }
-    }
-
-    fn varlong(&mut self) -> Result<i64, BatchError> {
-        let mut value: u64 = 0;
-        for shift in (0..70).step_by(7) {
-            let (&byte, rest) = self
-                .bytes
-                .split_first()
-                .ok_or_else(|| self.malformed("truncated varint"))?;
-            self.bytes = rest;
-            if shift == 63 && byte > 1 {
-                return Err(self.malformed("varint overflows 64 bits"));
-            }
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                // Zigzag decoding.
-                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
-            }
-        }
-        Err(self.malformed("varint longer than 10 bytes"))
-    }
-
-    fn varint(&mut self) -> Result<i32, BatchError> {
-        i32::try_from(self.varlong()?).map_err(|_| self.malformed("varint overflows 32 bits"))
-    }
-
-    fn skip(&mut self, len: usize, reason: &'static str) -> Result<(), BatchError> {
-        if len > self.bytes.len() {
-            return Err(self.malformed(reason));
-        }
-        self.bytes = &self.bytes[len..];
-        Ok(())
-    }
-
-    /// A length-prefixed field; -1 (null) is allowed only where `nullable`.
-    fn sized(&mut self, nullable: bool, reason: &'static str) -> Result<(), BatchError> {
-        match self.varint()? {
-            -1 if nullable => Ok(()),
-            len if len >= 0 => self.skip(len as usize, reason),
-            _ => Err(self.malformed(reason)),
-        }
-    }
-}
-
-/// Walks every record of a batch, checking its structure and offset delta, and calls
-/// `visit(offset_delta, timestamp)` for each until it breaks.
-fn for_each_record(
-    body: &[u8],
-    header: &BatchHeader,
-    mut visit: impl FnMut(i32, i64) -> ControlFlow<()>,
-) -> Result<(), BatchError> {
-    let mut cursor = Cursor {
-        bytes: body,
-        index: 0,
-    };
-    for index in 0..header.records_count {
-        cursor.index = index;
-        let len = cursor.varint()?;
-        if len <= 0 || len as usize > cursor.bytes.len() {
-            return Err(cursor.malformed("record length does not fit the batch"));
-        }
-        let (record, rest) = cursor.bytes.split_at(len as usize);
-        cursor.bytes = rest;
-        let mut r = Cursor {
-            bytes: record,
-            index,
-        };
-        r.skip(1, "missing attributes")?;
-        let timestamp_delta = r.varlong()?;
-        let offset_delta = r.varint()?;
-        if offset_delta != index {
-            return Err(BatchError::Invalid {
-                reason: format!("record {index} has offset delta {offset_delta}"),
-            });
-        }
-        r.sized(true, "key longer than the record")?;
-        r.sized(true, "value longer than the record")?;
-        let headers = r.varint()?;
-        if headers < 0 {
-            return Err(r.malformed("negative header count"));
-        }
-        for _ in 0..headers {
-            r.sized(false, "header key longer than the record")?;
-            r.sized(true, "header value longer than the record")?;
-        }
-        if !r.bytes.is_empty() {
-            return Err(r.malformed("bytes left over after the record's fields"));
-        }
-        let timestamp = if header.is_log_append_time() {
-            header.max_timestamp
-        } else {
-            header.base_timestamp.saturating_add(timestamp_delta)
-        };
-        if visit(offset_delta, timestamp).is_break() {
-            return Ok(());
-        }
-    }
-    if !cursor.bytes.is_empty() {
-        return Err(BatchError::Invalid {
-            reason: "bytes left over after the last record".into(),
-        });
-    }
-    Ok(())
-}
-
-/// Walks every record of a batch, checking structure and (for CreateTime) timestamps.
+/// Walks every record of a batch, checking structure and (for CreateTime) every record's
+/// timestamp; answers the largest timestamp (-1 when no record has one).
 fn walk_records(
+    codec: Compression,
     body: &[u8],
     header: &BatchHeader,
     limits: &BatchLimits,
-    check_timestamps: bool,
-) -> Result<(), BatchError> {
+) -> Result<i64, BatchError> {
     let mut bad_timestamp = None;
-    for_each_record(body, header, |_, timestamp| {
-        if check_timestamps && check_timestamp(timestamp, limits).is_err() {
+    let mut max_timestamp = NO_TIMESTAMP;
+    let limit = limits.max_decompressed_bytes;
+    for_each_record(codec, body, header, limit, |_, timestamp| {
+        if timestamp == NO_TIMESTAMP || limits.log_append_time {
+            return ControlFlow::Continue(());
+        }
+        if check_timestamp(timestamp, limits).is_err() {
             bad_timestamp = Some(timestamp);
             return ControlFlow::Break(());
         }
+        max_timestamp = max_timestamp.max(timestamp);
         ControlFlow::Continue(())
     })?;
     match bad_timestamp {
@@ -542,7 +358,7 @@ fn walk_records(
             timestamp,
             now: limits.now_ms,
         }),
-        None => Ok(()),
+        None => Ok(max_timestamp),
     }
 }
 
@@ -565,22 +381,20 @@ pub fn first_record_at_or_after(
         codec: header.attributes & COMPRESSION_MASK,
     })?;
     let body = &batch[HEADER_LEN..end];
-    let plain;
-    let body = match codec {
-        Compression::None => body,
-        codec => {
-            plain = decompress(codec, body, max_decompressed_bytes)?;
-            &plain[..]
-        }
-    };
     let mut found = None;
-    for_each_record(body, &header, |delta, timestamp| {
-        if timestamp >= target {
-            found = Some((header.base_offset + i64::from(delta), timestamp));
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    })?;
+    for_each_record(
+        codec,
+        body,
+        &header,
+        max_decompressed_bytes,
+        |delta, timestamp| {
+            if timestamp >= target {
+                found = Some((header.base_offset + i64::from(delta), timestamp));
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        },
+    )?;
     Ok(found)
 }
 
@@ -599,7 +413,9 @@ fn check_timestamp(timestamp: i64, limits: &BatchLimits) -> Result<(), BatchErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{NOW, batch, batch_with_body, compress, fix_crc, limits, record};
+    use crate::test_util::{
+        NOW, TestRecord, batch, batch_with_body, compress, fix_crc, limits, record,
+    };
 
     const CODECS: [Compression; 5] = [
         Compression::None,
@@ -761,6 +577,75 @@ mod tests {
         };
         assert!(matches!(
             validate_produce_batch(old, &strict),
+            Err(BatchError::InvalidTimestamp { .. })
+        ));
+    }
+
+    /// `bytes` with its header's max timestamp set to `max`, re-signed.
+    fn claiming_max(bytes: Bytes, max: i64) -> Bytes {
+        let mut edited = bytes.to_vec();
+        edited[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&max.to_be_bytes());
+        fix_crc(&mut edited);
+        Bytes::from(edited)
+    }
+
+    #[test]
+    fn the_max_timestamp_is_recomputed_from_the_records_not_trusted() {
+        let records = [
+            record("a"),
+            TestRecord {
+                timestamp_delta: 7,
+                ..record("b")
+            },
+        ];
+        for codec in [Compression::None, Compression::Zstd] {
+            let lying = claiming_max(batch(&records, codec, NOW), i64::MAX);
+            let valid = validate_produce_batch(lying, &limits()).expect("valid");
+            assert_eq!(valid.max_timestamp(), NOW + 7, "{codec:?}");
+            let stored = valid.bytes();
+            assert_eq!(
+                crc32c::crc32c(&stored[ATTRIBUTES_OFFSET..]),
+                BatchHeader::parse(stored).expect("header").crc,
+                "the rewritten batch is signed again"
+            );
+        }
+        // An honest header is stored as sent, without a copy.
+        let honest = batch(&records, Compression::None, NOW);
+        let valid = validate_produce_batch(honest.clone(), &limits()).expect("valid");
+        assert_eq!(valid.bytes().as_ptr(), honest.as_ptr());
+    }
+
+    #[test]
+    fn records_of_a_batch_without_a_base_timestamp_are_still_checked() {
+        // Base -1 (NO_TIMESTAMP), but a delta puts the record ten hours ahead.
+        let ahead = TestRecord {
+            timestamp_delta: NOW + 36_000_000 + 1,
+            ..record("a")
+        };
+        let bounded = BatchLimits {
+            timestamp_after_max_ms: 3_600_000,
+            ..limits()
+        };
+        assert!(matches!(
+            validate_produce_batch(batch(&[ahead], Compression::None, -1), &bounded),
+            Err(BatchError::InvalidTimestamp { .. })
+        ));
+        // Records with no timestamp at all pass, and so does their maximum of -1.
+        let none = claiming_max(batch(&[record("a")], Compression::None, -1), i64::MAX);
+        let valid = validate_produce_batch(none, &bounded).expect("valid");
+        assert_eq!(valid.max_timestamp(), -1);
+    }
+
+    #[test]
+    fn a_producer_cannot_claim_log_append_time() {
+        let mut bytes = batch(&[record("a")], Compression::None, NOW).to_vec();
+        let attributes = be_i16(&bytes, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_BIT;
+        bytes[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+        bytes[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+            .copy_from_slice(&i64::MAX.to_be_bytes());
+        fix_crc(&mut bytes);
+        assert!(matches!(
+            validate_produce_batch(Bytes::from(bytes), &limits()),
             Err(BatchError::InvalidTimestamp { .. })
         ));
     }

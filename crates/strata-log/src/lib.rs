@@ -12,6 +12,7 @@ pub mod batch;
 pub mod durable_file;
 mod error;
 mod partition_log;
+mod records;
 pub mod segment;
 pub mod segment_files;
 #[cfg(any(test, feature = "test-util"))]

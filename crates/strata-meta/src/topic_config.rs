@@ -24,6 +24,8 @@ pub enum ConfigError {
 enum Kind {
     /// A signed 64-bit number no smaller than the given minimum.
     Long { min: i64 },
+    /// A signed 32-bit number (Kafka's INT) no smaller than the given minimum.
+    Int { min: i32 },
     /// One of a fixed set of words.
     Choice(&'static [&'static str]),
     /// Free text (stored and described, not interpreted yet).
@@ -59,7 +61,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         "segment.bytes",
         "log.segment.bytes",
         "1073741824",
-        Kind::Long { min: 14 },
+        Kind::Int { min: 14 },
     ),
     def(
         "segment.ms",
@@ -83,13 +85,13 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         "max.message.bytes",
         "message.max.bytes",
         "1048588",
-        Kind::Long { min: 0 },
+        Kind::Int { min: 0 },
     ),
     def(
         "index.interval.bytes",
         "log.index.interval.bytes",
         "4096",
-        Kind::Long { min: 0 },
+        Kind::Int { min: 0 },
     ),
     def(
         "message.timestamp.type",
@@ -125,7 +127,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         "min.insync.replicas",
         "min.insync.replicas",
         "1",
-        Kind::Long { min: 1 },
+        Kind::Int { min: 1 },
     ),
     def(
         "local.retention.ms",
@@ -209,7 +211,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         "segment.index.bytes",
         "log.index.size.max.bytes",
         "10485760",
-        Kind::Long { min: 4 },
+        Kind::Int { min: 4 },
     ),
     def(
         "segment.jitter.ms",
@@ -248,6 +250,7 @@ pub fn broker_config_def(broker_name: &str) -> Option<&'static ConfigDef> {
 pub enum KafkaConfigType {
     Boolean = 1,
     String = 2,
+    Int = 3,
     Long = 5,
     List = 7,
 }
@@ -257,6 +260,7 @@ impl ConfigDef {
     pub fn kafka_type(&self) -> KafkaConfigType {
         match self.kind {
             Kind::Long { .. } => KafkaConfigType::Long,
+            Kind::Int { .. } => KafkaConfigType::Int,
             Kind::Choice(["true", "false"]) => KafkaConfigType::Boolean,
             // The only list-valued setting: a policy may combine both words.
             Kind::Choice(_) if self.name == "cleanup.policy" => KafkaConfigType::List,
@@ -277,6 +281,19 @@ impl ConfigDef {
                     .trim()
                     .parse()
                     .map_err(|_| invalid("not a whole number".into()))?;
+                if n < min {
+                    return Err(invalid(format!("must be at least {min}")));
+                }
+                Ok(n.to_string())
+            }
+            Kind::Int { min } => {
+                let n: i64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("not a whole number".into()))?;
+                let n = i32::try_from(n).map_err(|_| {
+                    invalid(format!("must be at most {} (a 32-bit number)", i32::MAX))
+                })?;
                 if n < min {
                     return Err(invalid(format!("must be at least {min}")));
                 }
@@ -307,4 +324,45 @@ pub fn validate_overrides(
             Ok((name.clone(), def.validate(value)?))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(name: &str, value: &str) -> Result<String, ConfigError> {
+        topic_config_def(name).expect("known").validate(value)
+    }
+
+    #[test]
+    fn kafkas_int_settings_refuse_what_32_bits_cannot_hold() {
+        // Segment positions are 32-bit: 4 GiB segments would fail every append.
+        assert!(check("segment.bytes", "4294967296").is_err());
+        assert!(check("segment.bytes", &(i64::from(i32::MAX) + 1).to_string()).is_err());
+        assert_eq!(
+            check("segment.bytes", "2147483647").as_deref(),
+            Ok("2147483647")
+        );
+        assert!(
+            check("segment.bytes", "13").is_err(),
+            "smaller than a batch header"
+        );
+        for name in [
+            "max.message.bytes",
+            "index.interval.bytes",
+            "segment.index.bytes",
+            "min.insync.replicas",
+        ] {
+            assert!(check(name, "9999999999").is_err(), "{name}");
+            assert_eq!(
+                topic_config_def(name).expect("known").kafka_type(),
+                KafkaConfigType::Int,
+                "{name} is described as Kafka's INT"
+            );
+        }
+        assert!(
+            check("retention.ms", "9999999999").is_ok(),
+            "a LONG takes it"
+        );
+    }
 }

@@ -284,10 +284,16 @@ fn encode_stored(snapshot: &StoredSnapshot) -> io::Result<Vec<u8>> {
 /// [`StateReader::backup`]) as a node that took that snapshot and purged its log up to it:
 /// the state machine starts from it, the log continues after it, and the vote is the term
 /// of its last entry, so the next election moves to a later term. Answers the restored
-/// state. Refuses a damaged backup and a directory that already holds raft state.
-pub fn seed_from_backup(dir: &Path, backup: &[u8]) -> io::Result<MetadataState> {
+/// state, or `None` (writing nothing) for a backup taken before the cluster was formed,
+/// which holds nothing to restore. Refuses a damaged backup and a directory that already
+/// holds raft state.
+pub fn seed_from_backup(dir: &Path, backup: &[u8]) -> io::Result<Option<MetadataState>> {
     let snapshot = decode_stored(backup)?;
     let state = decode_snapshot(&snapshot.data).map_err(io::Error::other)?;
+    if state.cluster_id().is_none() {
+        // Written before the cluster was formed: nothing in it is worth a restore.
+        return Ok(None);
+    }
     let last = snapshot
         .meta
         .last_log_id
@@ -305,7 +311,7 @@ pub fn seed_from_backup(dir: &Path, backup: &[u8]) -> io::Result<MetadataState> 
     write_atomic(&log_dir.join("purged.json"), &serde_json::to_vec(&last)?)?;
     let vote = openraft::Vote::new_committed(last.leader_id.term, last.leader_id.node_id);
     write_atomic(&log_dir.join("vote.json"), &serde_json::to_vec(&vote)?)?;
-    Ok(state)
+    Ok(Some(state))
 }
 
 fn decode_stored(bytes: &[u8]) -> io::Result<StoredSnapshot> {

@@ -155,7 +155,9 @@ mod backups {
         controller.shutdown().await;
 
         let second = tempfile::tempdir().expect("tempdir");
-        let state = seed_from_backup(second.path(), &backup).expect("seed");
+        let state = seed_from_backup(second.path(), &backup)
+            .expect("seed")
+            .expect("a cluster to restore");
         assert_eq!(state.cluster_id(), Some("restored"));
         assert!(
             seed_from_backup(second.path(), &backup).is_err(),
@@ -185,5 +187,24 @@ mod backups {
             .expect("writes go on after the restore");
         assert!(committed.log_index > applied.index);
         restored.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_backup_taken_before_the_cluster_was_formed_restores_nothing() {
+        let first = tempfile::tempdir().expect("tempdir");
+        let controller = single_node(first.path()).await;
+        let (backup, ()) = controller.state.backup(|_| ()).expect("backup");
+        controller.shutdown().await;
+        let second = tempfile::tempdir().expect("tempdir");
+        assert!(
+            seed_from_backup(second.path(), &backup)
+                .expect("readable")
+                .is_none()
+        );
+        assert_eq!(
+            std::fs::read_dir(second.path()).expect("dir").count(),
+            0,
+            "nothing written"
+        );
     }
 }

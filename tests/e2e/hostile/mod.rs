@@ -4,6 +4,7 @@
 
 mod frames;
 mod internal_state;
+mod resources;
 
 use std::time::Duration;
 

@@ -59,8 +59,13 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
         topics.push((fetch_topic.topic, fetch_topic.topic_id));
     }
 
-    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(0);
-    let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    // Kafka's broker-side `fetch.max.bytes` caps whatever the client asks for.
+    let max_bytes = usize::try_from(request.max_bytes)
+        .unwrap_or(0)
+        .min(ctx.broker.config.fetch_max_bytes);
+    let min_bytes = usize::try_from(request.min_bytes)
+        .unwrap_or(0)
+        .min(max_bytes);
     let deadline =
         Instant::now() + Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let mut watchers: Vec<watch::Receiver<i64>> = wanted

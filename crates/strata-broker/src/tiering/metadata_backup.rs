@@ -66,31 +66,42 @@ pub async fn restore_if_empty(
     };
     let data_dir = config.data_dir.clone();
     let node_id = config.node_id;
-    let index = tokio::task::spawn_blocking(move || seed(&data_dir, &raft_dir, node_id, &backup))
+    let seeded = tokio::task::spawn_blocking(move || seed(&data_dir, &raft_dir, node_id, &backup))
         .await
         .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
-    info!(
-        backup = BACKUP_OBJECT,
-        cluster_id = %index,
-        "restored the metadata from the object store: the data directory was empty"
-    );
-    Ok(true)
+    match &seeded {
+        Some(cluster_id) => info!(
+            backup = BACKUP_OBJECT,
+            cluster_id = %cluster_id,
+            "restored the metadata from the object store: the data directory had no metadata"
+        ),
+        None => warn!(
+            backup = BACKUP_OBJECT,
+            "the metadata backup was taken before the cluster was formed; starting without it"
+        ),
+    }
+    Ok(seeded.is_some())
 }
 
+/// Seeds the raft directory from `backup`; answers the cluster id it names, or `None` for a
+/// backup that holds no cluster (nothing is written then).
 fn seed(
     data_dir: &Path,
     raft_dir: &Path,
     node_id: i32,
     backup: &[u8],
-) -> Result<String, BrokerError> {
-    let state = strata_raft::seed_from_backup(raft_dir, backup)
-        .map_err(|e| store_err("restoring the metadata backup", e))?;
+) -> Result<Option<String>, BrokerError> {
+    let Some(state) = strata_raft::seed_from_backup(raft_dir, backup)
+        .map_err(|e| store_err("restoring the metadata backup", e))?
+    else {
+        return Ok(None);
+    };
     let cluster_id = state
         .cluster_id()
-        .ok_or_else(|| store_err("restoring the metadata backup", "it names no cluster"))?
+        .expect("seed_from_backup refuses a backup without a cluster")
         .to_string();
     NodeMeta::adopt(data_dir, node_id, &cluster_id)?;
-    Ok(cluster_id)
+    Ok(Some(cluster_id))
 }
 
 /// Serializes backups so an older one never overwrites a newer one, and remembers what the
@@ -109,7 +120,9 @@ impl Backups {
         }
         let mut last = self.last_index.lock().await;
         let index = broker.metadata.applied_index();
-        if *last == Some(index) {
+        // Before the cluster is formed there is nothing to keep, and an empty backup would
+        // stand in for a real one.
+        if *last == Some(index) || broker.metadata.cluster_id().is_none() {
             return Ok(());
         }
         let (bytes, tiered_ends) = broker
