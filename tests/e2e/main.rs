@@ -5,6 +5,7 @@ mod bench_smoke;
 mod clients;
 mod cluster;
 mod crash;
+mod group_state;
 mod group_versions;
 mod groups;
 mod hostile;

@@ -113,6 +113,7 @@ pub async fn first_pass(
     .await
     .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
     broker.groups.follow_leadership(broker);
+    broker.groups.forget_deleted_topics(broker);
     broker.metadata.mark_reconciled(index);
     Ok(hosted)
 }
@@ -140,6 +141,9 @@ pub fn spawn(
             };
             if retry && !broker.topics.needs_retry() {
                 continue;
+            }
+            if !retry {
+                broker.groups.forget_deleted_topics(&broker);
             }
             let (index, hosted) = snapshot(&broker, incarnation);
             if hosted != last || retry {

@@ -22,7 +22,7 @@ use crate::{client_runtime, create_topic, producer};
 const HOSTILE_BLOB: &[u8] = &[0, 0, 0x7f, 0xff, 0xff, 0xff];
 
 /// Asks for `group`'s coordinator until one answers (the first ask creates the offsets topic).
-fn find_coordinator(client: &mut Client, group: &str) {
+pub(crate) fn find_coordinator(client: &mut Client, group: &str) {
     let request = FindCoordinatorRequest::default().with_key(s(group));
     let deadline = Instant::now() + Duration::from_secs(30);
     while client.send(&request, 3).error_code != 0 {
@@ -33,7 +33,7 @@ fn find_coordinator(client: &mut Client, group: &str) {
 
 /// Sends `request` until the coordinator has loaded (or `deadline` passes), answering the
 /// response whose error `error` reads.
-fn until_loaded<R: kafka_protocol::protocol::Request>(
+pub(crate) fn until_loaded<R: kafka_protocol::protocol::Request>(
     client: &mut Client,
     request: &R,
     version: i16,

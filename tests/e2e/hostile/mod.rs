@@ -3,7 +3,7 @@
 //! no client can change state that belongs to the broker or to other clients.
 
 mod frames;
-mod internal_state;
+pub(crate) mod internal_state;
 mod resources;
 
 use std::time::Duration;

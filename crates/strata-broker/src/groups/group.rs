@@ -109,6 +109,26 @@ pub enum Reply<T> {
     Wait(oneshot::Receiver<T>),
 }
 
+/// A static member's place taken over by a new member id without a rebalance, kept until its
+/// record is written (see [`Group::take_unpersisted_replacement`]).
+#[derive(Debug)]
+pub struct StaticReplacement {
+    old_id: String,
+    new_id: String,
+    old: ReplacedFields,
+    was_leader: bool,
+}
+
+/// What a static replacement changed of the member.
+#[derive(Debug)]
+struct ReplacedFields {
+    client_id: String,
+    client_host: String,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    session_deadline: Instant,
+}
+
 /// The answer to a SyncGroup: the member's assignment, or why not.
 pub type SyncResponse = Result<Bytes, ResponseError>;
 
@@ -189,6 +209,8 @@ pub struct Group {
     pub state_timestamp_ms: i64,
     /// The metadata record last written (or replayed): what a checkpoint rewrites.
     pub last_stored: Option<StoredGroup>,
+    /// A static replacement not yet written (see [`Group::take_unpersisted_replacement`]).
+    unpersisted_replacement: Option<StaticReplacement>,
 }
 
 /// What a change requires of the caller: persisting the group's metadata record.
@@ -216,6 +238,7 @@ impl Group {
             offsets: HashMap::new(),
             state_timestamp_ms: 0,
             last_stored: None,
+            unpersisted_replacement: None,
         }
     }
 
@@ -428,6 +451,13 @@ impl Group {
         };
         member.dismiss(ResponseError::FencedInstanceId);
         let unchanged = member.protocols == request.protocols;
+        let old = ReplacedFields {
+            client_id: member.client_id.clone(),
+            client_host: member.client_host.clone(),
+            session_timeout: member.session_timeout,
+            rebalance_timeout: member.rebalance_timeout,
+            session_deadline: member.session_deadline,
+        };
         member.member_id = new_id.clone();
         member.client_id = request.client_id.clone();
         member.client_host = request.client_host.clone();
@@ -438,11 +468,20 @@ impl Group {
         if let Some(instance) = &member.instance_id {
             self.static_members.insert(instance.clone(), new_id.clone());
         }
-        if self.leader.as_deref() == Some(old_id) {
+        let was_leader = self.leader.as_deref() == Some(old_id);
+        if was_leader {
             self.leader = Some(new_id.clone());
         }
         self.members.insert(new_id.clone(), member);
         if self.state == GroupState::Stable && unchanged {
+            // No rebalance, so nothing else will write the new member id: it must reach the
+            // log before the member hears it, or a reload would fence the live member.
+            self.unpersisted_replacement = Some(StaticReplacement {
+                old_id: old_id.to_string(),
+                new_id: new_id.clone(),
+                old,
+                was_leader,
+            });
             return Reply::Now(self.join_response(&new_id));
         }
         if matches!(
@@ -452,6 +491,34 @@ impl Group {
             self.prepare_rebalance(limits, now, now_ms);
         }
         self.await_join(&new_id, now, now_ms)
+    }
+
+    /// A static member replacement that must be written before it is answered, if the last
+    /// JoinGroup made one.
+    pub fn take_unpersisted_replacement(&mut self) -> Option<StaticReplacement> {
+        self.unpersisted_replacement.take()
+    }
+
+    /// Undoes a static member replacement whose record could not be written: the old
+    /// member id is the member again (its parked requests were fenced and stay so).
+    pub fn revert_replacement(&mut self, replaced: StaticReplacement) {
+        let Some(mut member) = self.members.shift_remove(&replaced.new_id) else {
+            return;
+        };
+        member.member_id = replaced.old_id.clone();
+        member.client_id = replaced.old.client_id;
+        member.client_host = replaced.old.client_host;
+        member.session_timeout = replaced.old.session_timeout;
+        member.rebalance_timeout = replaced.old.rebalance_timeout;
+        member.session_deadline = replaced.old.session_deadline;
+        if let Some(instance) = &member.instance_id {
+            self.static_members
+                .insert(instance.clone(), replaced.old_id.clone());
+        }
+        if replaced.was_leader {
+            self.leader = Some(replaced.old_id.clone());
+        }
+        self.members.insert(replaced.old_id, member);
     }
 
     fn add_member_and_rebalance(
@@ -710,11 +777,19 @@ impl Group {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), ResponseError> {
+        // Kafka's ClassicGroup.validateOffsetCommit: who and which generation first, the
+        // state last, so a commit from an older generation is ILLEGAL_GENERATION whatever
+        // the group is doing.
         match self.state {
             GroupState::Dead => Err(ResponseError::CoordinatorNotAvailable),
             GroupState::Empty if generation < 0 => Ok(()),
-            GroupState::CompletingRebalance => Err(ResponseError::RebalanceInProgress),
-            _ => self.check_member(member_id, instance_id, generation),
+            state => {
+                self.check_member(member_id, instance_id, generation)?;
+                if state == GroupState::CompletingRebalance {
+                    return Err(ResponseError::RebalanceInProgress);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -782,6 +857,25 @@ impl Group {
                 Ok(SyncStep::Wait(rx))
             }
         }
+    }
+
+    /// The leader's assignments could not be written: every member waiting in SyncGroup is
+    /// answered `error` now (not at the rebalance timeout), and the group rebalances again,
+    /// as Kafka's coordinator does.
+    pub fn fail_sync(
+        &mut self,
+        error: ResponseError,
+        limits: &GroupLimits,
+        now: Instant,
+        now_ms: i64,
+    ) {
+        for member in self.members.values_mut() {
+            member.assignment = Bytes::new();
+            if let Some(waiter) = member.sync_waiter.take() {
+                let _ = waiter.send(Err(error));
+            }
+        }
+        self.prepare_rebalance(limits, now, now_ms);
     }
 
     /// Installs the leader's assignments (members it left out get none) and makes the group
@@ -1254,6 +1348,110 @@ mod tests {
             group.check_commit("", None, -1),
             Err(ResponseError::UnknownMemberId),
             "a group with members takes commits only from them"
+        );
+    }
+
+    /// A stable group of one static member ("i-1") whose assignment is "mine".
+    fn stable_static_group(now: Instant) -> (Group, JoinResponse) {
+        let mut group = Group::new("g");
+        let mut rx = waiting(group.join(request("", Some("i-1"), &["range"]), &LIMITS, now, 0));
+        let first = joined(&mut rx);
+        assert!(matches!(
+            group.sync(&first.member_id, Some("i-1"), 1, now),
+            Ok(SyncStep::Leader)
+        ));
+        group.complete_sync(
+            HashMap::from([(first.member_id.clone(), Bytes::from_static(b"mine"))]),
+            0,
+        );
+        (group, first)
+    }
+
+    #[test]
+    fn a_static_replacement_is_persisted_before_it_is_answered_and_undone_if_that_fails() {
+        let now = Instant::now();
+        let (mut group, first) = stable_static_group(now);
+        assert!(group.take_unpersisted_replacement().is_none());
+        let back = now_response(group.join(request("", Some("i-1"), &["range"]), &LIMITS, now, 0));
+        let replaced = group
+            .take_unpersisted_replacement()
+            .expect("the new member id must be written first");
+        let stored = group.stored();
+        assert_eq!(
+            stored.members[0].member_id, back.member_id,
+            "what is written"
+        );
+        assert_eq!(stored.members[0].assignment, Bytes::from_static(b"mine"));
+        // The write failed: the old member id is the member again.
+        group.revert_replacement(replaced);
+        assert_eq!(
+            group.heartbeat(&first.member_id, Some("i-1"), 1, now),
+            Ok(())
+        );
+        assert_eq!(
+            group.heartbeat(&back.member_id, Some("i-1"), 1, now),
+            Err(ResponseError::FencedInstanceId)
+        );
+        assert_eq!(group.leader.as_deref(), Some(first.member_id.as_str()));
+        assert_eq!(group.state, GroupState::Stable);
+    }
+
+    #[test]
+    fn a_failed_sync_write_answers_every_waiting_member_and_rebalances() {
+        let now = Instant::now();
+        let mut group = Group::new("g");
+        let mut first = join_new(&mut group, &["range"], now);
+        let one = joined(&mut first);
+        let mut second = join_new(&mut group, &["range"], now);
+        let mut again =
+            waiting(group.join(request(&one.member_id, None, &["range"]), &LIMITS, now, 0));
+        let (leader, follower) = (joined(&mut again), joined(&mut second));
+        let Ok(SyncStep::Wait(mut parked)) = group.sync(&follower.member_id, None, 2, now) else {
+            panic!("the follower waits");
+        };
+        assert!(matches!(
+            group.sync(&leader.member_id, None, 2, now),
+            Ok(SyncStep::Leader)
+        ));
+        group.fail_sync(ResponseError::CoordinatorNotAvailable, &LIMITS, now, 0);
+        assert_eq!(
+            parked
+                .try_recv()
+                .expect("answered at once, not at the rebalance timeout"),
+            Err(ResponseError::CoordinatorNotAvailable)
+        );
+        assert_eq!(group.state, GroupState::PreparingRebalance);
+    }
+
+    #[test]
+    fn a_commit_from_an_older_generation_is_illegal_even_while_the_group_rebalances() {
+        let now = Instant::now();
+        let mut group = Group::new("g");
+        let one = joined(&mut join_new(&mut group, &["range"], now));
+        assert!(matches!(
+            group.sync(&one.member_id, None, 1, now),
+            Ok(SyncStep::Leader)
+        ));
+        group.complete_sync(HashMap::new(), 0);
+        // A second member joins and the first rejoins: generation 2 is being assigned.
+        let mut second = join_new(&mut group, &["range"], now);
+        let mut again =
+            waiting(group.join(request(&one.member_id, None, &["range"]), &LIMITS, now, 0));
+        joined(&mut again);
+        joined(&mut second);
+        assert_eq!(group.state, GroupState::CompletingRebalance);
+        assert_eq!(
+            group.check_commit(&one.member_id, None, 1),
+            Err(ResponseError::IllegalGeneration),
+            "Kafka checks the generation before the state"
+        );
+        assert_eq!(
+            group.check_commit(&one.member_id, None, 2),
+            Err(ResponseError::RebalanceInProgress)
+        );
+        assert_eq!(
+            group.check_commit("stranger", None, 2),
+            Err(ResponseError::UnknownMemberId)
         );
     }
 }

@@ -100,6 +100,9 @@ pub struct Coordinated {
 #[derive(Default)]
 pub struct GroupCoordinator {
     shards: Mutex<HashMap<i32, Shard>>,
+    /// The topics the metadata held at the last look, by name: a name that disappears or
+    /// comes back under another id was deleted, and groups' offsets for it must go.
+    topic_ids: Mutex<HashMap<String, uuid::Uuid>>,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -269,25 +272,38 @@ impl GroupCoordinator {
                 }
             };
             let count = groups.len();
-            let mut shards = broker.groups.lock();
-            if let Some(shard) = shards.get_mut(&index)
-                && shard.leader_epoch == epoch
-            {
-                shard.groups = Some(
-                    groups
-                        .into_iter()
-                        .map(|(id, g)| (id, Arc::new(tokio::sync::Mutex::new(g))))
-                        .collect(),
+            let loaded = {
+                let mut shards = broker.groups.lock();
+                let Some(shard) = shards
+                    .get_mut(&index)
+                    .filter(|shard| shard.leader_epoch == epoch)
+                else {
+                    return;
+                };
+                let groups: HashMap<String, SharedGroup> = groups
+                    .into_iter()
+                    .map(|(id, g)| (id, Arc::new(tokio::sync::Mutex::new(g))))
+                    .collect();
+                let loaded: Vec<(Arc<Partition>, SharedGroup)> = groups
+                    .values()
+                    .map(|g| (shard.partition.clone(), g.clone()))
+                    .collect();
+                shard.groups = Some(groups);
+                loaded
+            };
+            if count > 0 {
+                info!(
+                    partition = index,
+                    groups = count,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "loaded consumer groups"
                 );
-                if count > 0 {
-                    info!(
-                        partition = index,
-                        groups = count,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "loaded consumer groups"
-                    );
-                }
             }
+            // Topics deleted while no broker here led this partition.
+            let metadata = broker.metadata.clone();
+            let exists =
+                move |topic: &str| metadata.read(|state| state.topic_by_name(topic).is_some());
+            forget_offsets(&broker, loaded, |topic| !exists(topic)).await;
         });
     }
 
@@ -363,6 +379,45 @@ impl GroupCoordinator {
         Some(shard.groups.as_ref()?.values().cloned().collect())
     }
 
+    /// Names of the topics deleted (or deleted and re-created) since the last call, which
+    /// records the topics the metadata holds now.
+    fn deleted_topics(&self, broker: &Broker) -> Vec<String> {
+        let now: HashMap<String, uuid::Uuid> = broker.metadata.read(|state| {
+            state
+                .topics()
+                .map(|t| (t.name.clone(), t.topic_id))
+                .collect()
+        });
+        let mut known = self
+            .topic_ids
+            .lock()
+            .expect("no code panics holding the topic ids");
+        let deleted = known
+            .iter()
+            .filter(|(name, id)| now.get(*name) != Some(*id))
+            .map(|(name, _)| name.clone())
+            .collect();
+        *known = now;
+        deleted
+    }
+
+    /// Removes the committed offsets of topics deleted since the last call from every group
+    /// loaded here, as Kafka's coordinator does when partitions are deleted, so a topic
+    /// re-created under the same name starts from its consumers' reset policy, not from
+    /// stale offsets. Called after every applied metadata change.
+    pub fn forget_deleted_topics(&self, broker: &Arc<Broker>) {
+        let deleted = self.deleted_topics(broker);
+        if deleted.is_empty() {
+            return;
+        }
+        let loaded = self.loaded();
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let deleted: std::collections::HashSet<String> = deleted.into_iter().collect();
+            forget_offsets(&broker, loaded, |topic| deleted.contains(topic)).await;
+        });
+    }
+
     /// Forgets a deleted group.
     pub fn forget(&self, group_id: &str) {
         for shard in self.lock().values_mut() {
@@ -406,7 +461,8 @@ pub async fn persist_assignments(
     write_metadata(broker, partition, group, stored).await
 }
 
-async fn write_metadata(
+/// Writes `stored` as the group's metadata record.
+pub async fn write_metadata(
     broker: &Broker,
     partition: &Arc<Partition>,
     group: &mut Group,
@@ -672,6 +728,39 @@ async fn export_metrics(broker: &Arc<Broker>) {
                     .lag
                     .get_or_create(&labels)
                     .set(end.saturating_sub(committed.offset).max(0));
+            }
+        }
+    }
+}
+
+/// Writes tombstones for, then forgets, every committed offset of `groups` whose topic
+/// `doomed` names.
+async fn forget_offsets(
+    broker: &Broker,
+    groups: Vec<(Arc<Partition>, SharedGroup)>,
+    doomed: impl Fn(&str) -> bool,
+) {
+    for (partition, group) in groups {
+        let mut group = group.lock().await;
+        let gone: Vec<((String, i32), Option<CommittedOffset>)> = group
+            .offsets
+            .keys()
+            .filter(|(topic, _)| doomed(topic))
+            .map(|key| (key.clone(), None))
+            .collect();
+        if gone.is_empty() {
+            continue;
+        }
+        let group_id = group.group_id.clone();
+        match persist_offsets(broker, &partition, &group_id, &gone).await {
+            Ok(()) => {
+                for (key, _) in &gone {
+                    group.offsets.remove(key);
+                }
+                info!(group = %group_id, offsets = gone.len(), "removed the committed offsets of deleted topics");
+            }
+            Err(e) => {
+                warn!(group = %group_id, error = ?e, "could not remove the committed offsets of deleted topics")
             }
         }
     }

@@ -17,7 +17,7 @@ use tracing::{Instrument, info_span};
 
 use super::{RequestContext, str_bytes};
 use crate::groups::group::{JoinRequest, JoinResponse, Reply, SyncStep};
-use crate::groups::{Coordinated, persist, persist_assignments};
+use crate::groups::{Coordinated, persist, persist_assignments, write_metadata};
 
 fn millis(ms: i32) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
@@ -76,12 +76,22 @@ pub async fn join(ctx: &RequestContext<'_>, request: JoinGroupRequest) -> JoinGr
             require_known_member_id: version >= 4,
         };
         let broker = ctx.broker;
-        let reply = coordinated.group.lock().await.join(
+        let mut group = coordinated.group.lock().await;
+        let reply = group.join(
             join,
             &broker.config.groups.limits,
             Instant::now(),
             broker.clock.now_ms(),
         );
+        if let Some(replaced) = group.take_unpersisted_replacement() {
+            let stored = group.stored();
+            if let Err(e) = write_metadata(broker, &coordinated.partition, &mut group, stored).await
+            {
+                group.revert_replacement(replaced);
+                return JoinResponse::error_for(e, "");
+            }
+        }
+        drop(group);
         match reply {
             Reply::Now(response) => response,
             Reply::Wait(rx) => {
@@ -188,7 +198,14 @@ async fn sync_member(
                 .iter()
                 .map(|a| (a.member_id.to_string(), a.assignment.clone()))
                 .collect();
-            persist_assignments(broker, &coordinated.partition, &mut group, &assignments).await?;
+            let persisted =
+                persist_assignments(broker, &coordinated.partition, &mut group, &assignments).await;
+            if let Err(e) = persisted {
+                // Everyone waiting hears it now, not at the rebalance timeout.
+                let limits = &broker.config.groups.limits;
+                group.fail_sync(e, limits, Instant::now(), broker.clock.now_ms());
+                return Err(e);
+            }
             group.complete_sync(assignments.clone(), broker.clock.now_ms());
             assignments.get(member_id).cloned().unwrap_or_default()
         }
