@@ -203,6 +203,18 @@ fn lose_the_disk(
     let committed =
         |broker: &BrokerProcess| metric(&broker.admin, "strata_tiering_segments_committed_total");
     let before = committed(&broker);
+    // An idempotent batch whose acknowledgement the producer will not have seen.
+    let producer_id = new_producer_id(&broker.bootstrap);
+    let original = produce_idempotent(&broker.bootstrap, producer_id);
+    landed.insert(
+        (0, original),
+        Sent {
+            key: b"idempotent".to_vec(),
+            value: b"once".to_vec(),
+            header: b"retried".to_vec(),
+            timestamp: 1_700_000_000_000,
+        },
+    );
     let more = produce_records(&broker.bootstrap, TOPIC, PARTITIONS, 10, &[("acks", "all")]);
     assert!(
         more.keys().all(|(_, offset)| *offset >= 2000),
@@ -220,9 +232,23 @@ fn lose_the_disk(
         "everything acknowledged is safe in the object store",
         || metric(&broker.admin, "strata_tiering_upload_lag_records") == 0.0,
     );
+    // A producer id handed out just before the crash (its block possibly after the last
+    // metadata backup) is never handed out again after the restore.
+    let before_crash = new_producer_id(&broker.bootstrap);
     broker.kill9().expect("kill -9");
     std::fs::remove_dir_all(data_dir).expect("rm -rf data");
     let broker = start(data_dir, backend);
+    assert!(
+        new_producer_id(&broker.bootstrap) > before_crash,
+        "producer ids continue past every id handed out before the disk was lost"
+    );
+    consume_and_check(&broker.bootstrap, TOPIC, PARTITIONS, &landed);
+    // Its retry after the restart is recognised from the tiered log, not appended again.
+    assert_eq!(
+        produce_idempotent(&broker.bootstrap, producer_id),
+        original,
+        "the retry is answered with the original offset"
+    );
     consume_and_check(&broker.bootstrap, TOPIC, PARTITIONS, &landed);
     let after = produce_records(&broker.bootstrap, TOPIC, PARTITIONS, 10, &[("acks", "all")]);
     assert!(
@@ -230,6 +256,68 @@ fn lose_the_disk(
         "a broker that lost its disk appends after the tiered offsets"
     );
     broker
+}
+
+/// Produces one batch of producer `producer_id` (epoch 0, sequence 0) to partition 0 with
+/// acks=all; answers its base offset.
+fn produce_idempotent(bootstrap: &str, producer_id: i64) -> i64 {
+    use kafka_protocol::messages::{ProduceRequest, TopicName, produce_request};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id,
+        producer_epoch: 0,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: 0,
+        timestamp: 1_700_000_000_000,
+        key: Some(bytes::Bytes::from_static(b"idempotent")),
+        value: Some(bytes::Bytes::from_static(b"once")),
+        headers: [(
+            kafka_protocol::protocol::StrBytes::from_static_str("trace"),
+            Some(bytes::Bytes::from_static(b"retried")),
+        )]
+        .into_iter()
+        .collect(),
+    };
+    let mut batch = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut batch, &[record], &options).expect("encodes");
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![
+            produce_request::TopicProduceData::default()
+                .with_name(TopicName(crate::raw::s(TOPIC)))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch.freeze())),
+                ]),
+        ]);
+    let answer = crate::raw::Client::connect(bootstrap).send(&request, 9);
+    let partition = &answer.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, 0, "idempotent produce");
+    partition.base_offset
+}
+
+/// A fresh idempotent producer id from InitProducerId.
+fn new_producer_id(bootstrap: &str) -> i64 {
+    let request = kafka_protocol::messages::InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+        .with_producer_epoch(-1);
+    let answer = crate::raw::Client::connect(bootstrap).send(&request, 4);
+    assert_eq!(answer.error_code, 0);
+    answer.producer_id.0
 }
 
 /// DeleteRecords into the tiered part, then whole-log retention expiring every tiered

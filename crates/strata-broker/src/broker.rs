@@ -238,9 +238,12 @@ async fn retention_pass(broker: &Arc<Broker>) {
     let outcome = tokio::task::spawn_blocking(move || {
         let _span = info_span!("retention_pass").entered();
         let now = pass.clock.now_ms();
+        let expiration = i64::try_from(pass.config.producer_id_expiration.as_millis())
+            .unwrap_or(i64::MAX);
         let mut deleted = 0;
         for topic in pass.topics.all() {
             for partition in topic.partitions.values() {
+                partition.expire_producers(now, expiration);
                 match partition.enforce_retention(now) {
                     Ok(n) => deleted += n,
                     Err(e) => warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed"),

@@ -182,6 +182,9 @@ pub struct BrokerConfig {
     pub connections: ConnectionLimits,
     /// Kafka's `fetch.max.bytes`: the most a fetch response carries, whatever it asks for.
     pub fetch_max_bytes: usize,
+    /// Kafka's `producer.id.expiration.ms`: a producer silent this long loses its
+    /// idempotence state on a partition.
+    pub producer_id_expiration: Duration,
     /// Upper bound on a batch's size after decompression, checked while validating it.
     pub max_decompressed_batch_bytes: usize,
     pub auto_create_topics: bool,
@@ -223,6 +226,7 @@ impl BrokerConfig {
             socket_request_max_bytes: 100 * 1024 * 1024,
             connections: ConnectionLimits::default(),
             fetch_max_bytes: 55 * 1024 * 1024,
+            producer_id_expiration: Duration::from_secs(24 * 3600),
             max_decompressed_batch_bytes: 256 * 1024 * 1024,
             auto_create_topics: true,
             num_partitions: 1,
@@ -324,6 +328,9 @@ impl BrokerConfig {
                     return Err(invalid("must be at least 1024"));
                 }
                 self.fetch_max_bytes = usize::try_from(bytes).map_err(|_| invalid("too large"))?;
+            }
+            "producer.id.expiration.ms" => {
+                self.producer_id_expiration = Duration::from_millis(positive(value)?);
             }
             "max.connections" => {
                 self.connections.max_connections =

@@ -26,6 +26,7 @@ pub mod partition;
 mod periodic;
 pub mod process;
 pub mod producer_ids;
+mod producer_snapshots;
 pub mod producer_state;
 pub mod reconciler;
 pub mod server;
@@ -119,10 +120,12 @@ async fn run_node(
         admin_addr,
     } = listeners;
     let object_store = open_object_store(&config, &metrics)?;
-    if config.roles.broker {
+    let restored = if config.roles.broker {
         health.phase("restoring the metadata backup, if the data directory is empty");
-        tiering::metadata_backup::restore_if_empty(&config, &object_store).await?;
-    }
+        tiering::metadata_backup::restore_if_empty(&config, &object_store).await?
+    } else {
+        false
+    };
     health.phase("starting the metadata quorum");
     let control_plane = ControlPlane::start(&config, controller_listener).await?;
     // Ends by itself when the controller stops.
@@ -140,6 +143,7 @@ async fn run_node(
                 object_store,
                 metrics,
                 health,
+                restored,
                 shutdown: &stopping,
             };
             node.run(config, kafka, admin_addr).await
@@ -209,6 +213,8 @@ struct BrokerNode<'a> {
     object_store: Arc<dyn object_store::ObjectStore>,
     metrics: Arc<Metrics>,
     health: &'a Arc<Health>,
+    /// The metadata came from a backup: it may predate producer ids handed out since.
+    restored: bool,
     shutdown: &'a CancellationToken,
 }
 
@@ -226,6 +232,7 @@ impl BrokerNode<'_> {
             object_store,
             metrics,
             health,
+            restored,
             shutdown,
         } = self;
         let kafka_addr = kafka_listener.local_addr()?;
@@ -295,6 +302,9 @@ impl BrokerNode<'_> {
             .producer_ids
             .adopt_local_ids(broker.node.legacy_producer_id_end())
             .await?;
+        if restored {
+            broker.producer_ids.skip_ids_a_backup_may_miss().await?;
+        }
         let checked = broker.clone();
         health.add_check(move || checked.topics.offline_partitions());
         health.serving();

@@ -63,6 +63,10 @@ pub enum Offline {
     /// Bringing it in line with the metadata failed (an unlink, a file that could not be
     /// created); the reconciler retries and it serves again once that succeeds.
     Reconcile(String),
+    /// The local log was lost and starts at the tiered end: the idempotent-producer state
+    /// of the batches before it is being read back from the object store, and until it is,
+    /// a retried batch could not be told from a new one.
+    RebuildingProducers,
     /// An fsync failed. The kernel may have dropped the pages it could not write, so a later
     /// fsync's success would prove nothing: nothing written since the last good fsync is
     /// acknowledged, and the partition stays offline until a restart recovers its log from
@@ -70,10 +74,25 @@ pub enum Offline {
     SyncFailed(String),
 }
 
+impl Offline {
+    /// Which reason wins when two apply: only a lesser one may be cleared by its own fix.
+    fn severity(&self) -> u8 {
+        match self {
+            Self::Reconcile(_) => 1,
+            Self::RebuildingProducers => 2,
+            Self::SyncFailed(_) => 3,
+        }
+    }
+}
+
 impl std::fmt::Display for Offline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Reconcile(why) => write!(f, "{why} (retrying)"),
+            Self::RebuildingProducers => write!(
+                f,
+                "reading the idempotent-producer state of the tiered log back from the object store"
+            ),
             Self::SyncFailed(why) => write!(f, "an fsync failed, restart to recover: {why}"),
         }
     }
@@ -98,6 +117,15 @@ struct PartitionState {
 }
 
 impl PartitionState {
+    /// Writes the producer state as of the active segment's start if a roll has just
+    /// started a new one (its base is no longer `active_before`).
+    fn snapshot_producers_if_rolled(&self, active_before: i64) {
+        let active = self.log.active_base_offset();
+        if active != active_before {
+            crate::producer_snapshots::write(self.log.dir(), active, &self.producers);
+        }
+    }
+
     fn check_online(&self) -> Result<(), BrokerError> {
         match &self.offline {
             None => Ok(()),
@@ -107,9 +135,13 @@ impl PartitionState {
         }
     }
 
-    /// Marks the partition offline; a failed fsync is never replaced by a lesser reason.
+    /// Marks the partition offline; a reason is never replaced by a lesser one.
     fn go_offline(&mut self, offline: Offline) {
-        if !matches!(self.offline, Some(Offline::SyncFailed(_))) {
+        if self
+            .offline
+            .as_ref()
+            .is_none_or(|now| offline.severity() >= now.severity())
+        {
             tracing::error!(reason = %offline, "a partition went offline");
             self.offline = Some(offline);
         }
@@ -193,21 +225,21 @@ impl Partition {
         files: Arc<SegmentFiles>,
     ) -> Result<Self, BrokerError> {
         let log = PartitionLog::open(dir, log_config(config), files)?;
-        let mut producers = ProducerStates::default();
-        log.scan_batch_headers(|header| {
-            if header.producer_id >= 0 {
-                let batch = ProducerBatch {
-                    producer_id: header.producer_id,
-                    producer_epoch: header.producer_epoch,
-                    first_sequence: header.base_sequence,
-                    last_sequence: header.base_sequence.wrapping_add(header.last_offset_delta),
-                };
+        // The newest snapshot saves replaying the log before it.
+        let (from, mut producers) =
+            crate::producer_snapshots::load_latest(dir, log.log_end_offset())
+                .unwrap_or((i64::MIN, ProducerStates::default()));
+        // When a replayed batch was appended is not stored (its timestamp is the
+        // producer's): count it as seen now, so expiry errs on keeping the state.
+        let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        log.scan_batch_headers(from, |header| {
+            if let Some(batch) = ProducerBatch::from_header(header) {
                 let range = AppendedRange {
                     base_offset: header.base_offset,
                     last_offset: header.last_offset(),
                     log_append_time_ms: -1,
                 };
-                producers.record(batch, range);
+                producers.record(batch, range, now_ms);
             }
         })?;
         let (high_watermark, _) = watch::channel(log.log_end_offset());
@@ -240,12 +272,7 @@ impl Partition {
         now_ms: i64,
     ) -> Result<AppendOutcome, BrokerError> {
         let header = batch.header();
-        let producer = (header.producer_id >= 0).then(|| ProducerBatch {
-            producer_id: header.producer_id,
-            producer_epoch: header.producer_epoch,
-            first_sequence: header.base_sequence,
-            last_sequence: header.base_sequence.wrapping_add(header.last_offset_delta),
-        });
+        let producer = ProducerBatch::from_header(header);
         let mut state = self.lock();
         let leader_epoch = state.leader_epoch.ok_or(BrokerError::NotLeaderOrFollower)?;
         state.check_online()?;
@@ -258,15 +285,18 @@ impl Partition {
                 duplicate: true,
             });
         }
+        let active_before = state.log.active_base_offset();
         let info = state.log.append(batch, leader_epoch, now_ms);
         let info = state.note_sync_failure(info)?;
+        // A roll before this batch: the snapshot at the new segment excludes it.
+        state.snapshot_producers_if_rolled(active_before);
         let range = AppendedRange {
             base_offset: info.base_offset,
             last_offset: info.last_offset,
             log_append_time_ms: info.log_append_time_ms,
         };
         if let Some(producer) = producer {
-            state.producers.record(producer, range);
+            state.producers.record(producer, range, now_ms);
         }
         let log_start_offset = state.log.log_start_offset();
         drop(state);
@@ -317,6 +347,8 @@ impl Partition {
     /// the log start goes.
     /// With `durable`, the manifest it came from survives a lost disk, so local copies of
     /// what it holds may go.
+    /// A partition that skipped ahead goes offline until [`Self::seed_producers`] gives it
+    /// the producer state of its tiered tail.
     pub fn set_remote(
         &self,
         remote: RemoteLog,
@@ -332,11 +364,38 @@ impl Partition {
         if let Some(tiered) = remote.tiered
             && state.log.skip_to(tiered.end, now_ms)?
         {
+            state.go_offline(Offline::RebuildingProducers);
             let end = state.log.log_end_offset();
             drop(state);
             self.high_watermark.send_replace(end);
         }
         Ok(())
+    }
+
+    /// Whether the producer state of the tiered tail still has to be read back.
+    pub fn awaits_producers(&self) -> bool {
+        matches!(self.lock().offline, Some(Offline::RebuildingProducers))
+    }
+
+    /// Records the idempotent batches (by their headers, oldest first) of the tiered tail
+    /// the local log no longer holds, then serves again.
+    pub fn seed_producers(&self, headers: &[strata_log::BatchHeader], now_ms: i64) {
+        let mut state = self.lock();
+        for header in headers {
+            if let Some(batch) = ProducerBatch::from_header(header) {
+                let range = AppendedRange {
+                    base_offset: header.base_offset,
+                    last_offset: header.last_offset(),
+                    log_append_time_ms: -1,
+                };
+                state.producers.record(batch, range, now_ms);
+            }
+        }
+        if matches!(state.offline, Some(Offline::RebuildingProducers)) {
+            state.offline = None;
+        }
+        let dir = state.log.dir().to_path_buf();
+        crate::producer_snapshots::write(&dir, state.log.log_end_offset(), &state.producers);
     }
 
     /// Lets local retention delete what is below `end` (a metadata backup holds it).
@@ -386,8 +445,10 @@ impl Partition {
         let log = &state.log;
         let holds_data = log.log_end_offset() > log.active_base_offset();
         if state.offline.is_none() && holds_data && log.active_created_ms() <= before_ms {
+            let active_before = log.active_base_offset();
             let rolled = state.log.roll(now_ms);
             state.note_sync_failure(rolled)?;
+            state.snapshot_producers_if_rolled(active_before);
             return Ok(true);
         }
         Ok(false)
@@ -451,8 +512,11 @@ impl Partition {
             return Ok(0);
         }
         let deletable_end = state.deletable_end();
+        let active_before = state.log.active_base_offset();
         let outcome = state.log.enforce_retention(now_ms, deletable_end);
-        Ok(state.note_sync_failure(outcome)?.deleted_segments)
+        let deleted = state.note_sync_failure(outcome)?.deleted_segments;
+        state.snapshot_producers_if_rolled(active_before);
+        Ok(deleted)
     }
 
     /// Starts a new segment (if the active one holds anything); answers its base offset.
@@ -460,8 +524,10 @@ impl Partition {
         let mut state = self.lock();
         state.check_online()?;
         if state.log.log_end_offset() > state.log.active_base_offset() {
+            let active_before = state.log.active_base_offset();
             let rolled = state.log.roll(now_ms);
             state.note_sync_failure(rolled)?;
+            state.snapshot_producers_if_rolled(active_before);
         }
         Ok(state.log.log_end_offset())
     }
@@ -477,6 +543,11 @@ impl Partition {
         state.check_online()?;
         let flushed = state.log.flush();
         state.note_sync_failure(flushed)
+    }
+
+    /// Forgets producers silent for `expiration_ms` (`producer.id.expiration.ms`).
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.lock().producers.expire(now_ms, expiration_ms)
     }
 
     /// How many producers have idempotence state here.
@@ -536,6 +607,53 @@ mod tests {
         use strata_log::test_util::{NOW, batch, limits, record};
         let bytes = batch(&[record("v")], strata_log::Compression::None, NOW);
         strata_log::validate_produce_batch(bytes, &limits()).expect("valid")
+    }
+
+    /// A batch of producer 7 at epoch 0 with first sequence `sequence`.
+    fn idempotent_batch(sequence: i32) -> ValidatedBatch {
+        use strata_log::test_util::{NOW, batch, fix_crc, limits, record};
+        let mut bytes = batch(&[record("v")], strata_log::Compression::None, NOW).to_vec();
+        bytes[43..51].copy_from_slice(&7i64.to_be_bytes());
+        bytes[51..53].copy_from_slice(&0i16.to_be_bytes());
+        bytes[53..57].copy_from_slice(&sequence.to_be_bytes());
+        fix_crc(&mut bytes);
+        strata_log::validate_produce_batch(bytes::Bytes::from(bytes), &limits()).expect("valid")
+    }
+
+    #[test]
+    fn producer_state_outlives_the_segments_it_came_from() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = || {
+            Partition::open(
+                "t".into(),
+                0,
+                dir.path(),
+                &TopicConfig::builtin(),
+                test_files(),
+            )
+            .expect("open")
+        };
+        let partition = open();
+        partition.set_leadership(Some(0));
+        let first = partition.append(&idempotent_batch(0), 0).expect("append");
+        partition.roll(0).expect("roll");
+        partition.append(&one_batch(), 0).expect("append");
+        partition.roll(0).expect("roll");
+        // Retention takes the segment holding the producer's batch.
+        partition.delete_segments_below(1).expect("delete");
+        assert_eq!(partition.offsets().log_start_offset, 1);
+        drop(partition);
+        let reopened = open();
+        reopened.set_leadership(Some(0));
+        let retried = reopened.append(&idempotent_batch(0), 0).expect("retry");
+        assert!(retried.duplicate, "the snapshot remembers the batch");
+        assert_eq!(retried.range, first.range);
+        assert!(
+            !reopened
+                .append(&idempotent_batch(1), 0)
+                .expect("next")
+                .duplicate
+        );
     }
 
     #[test]

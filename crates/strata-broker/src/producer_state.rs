@@ -10,6 +10,9 @@
 //! at `i32::MAX`); a new epoch must start at sequence 0; a producer the partition has never seen
 //! (or whose batches retention removed) is accepted at any sequence.
 //!
+//! A producer silent for `producer.id.expiration.ms` is forgotten, as in Kafka, so the state
+//! does not grow with every short-lived producer that ever wrote here.
+//!
 //! This is pure state: the partition consults it and records appends under its own lock, and
 //! rebuilds it after a restart by replaying the batch headers of its log.
 
@@ -25,6 +28,28 @@ pub struct ProducerBatch {
     pub producer_epoch: i16,
     pub first_sequence: i32,
     pub last_sequence: i32,
+}
+
+impl ProducerBatch {
+    /// The producer part of a batch header; `None` for a batch without a producer id.
+    pub fn from_header(header: &strata_log::BatchHeader) -> Option<Self> {
+        (header.producer_id >= 0).then(|| Self {
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            first_sequence: header.base_sequence,
+            last_sequence: last_sequence(header.base_sequence, header.last_offset_delta),
+        })
+    }
+}
+
+/// The sequence of a batch's last record: sequences wrap from `i32::MAX` to 0, never to a
+/// negative number (Kafka's `DefaultRecordBatch.incrementSequence`).
+pub fn last_sequence(first: i32, delta: i32) -> i32 {
+    if first > i32::MAX - delta {
+        delta - (i32::MAX - first) - 1
+    } else {
+        first + delta
+    }
 }
 
 /// Where a batch landed in the log.
@@ -65,12 +90,28 @@ pub enum SequenceError {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<(ProducerBatch, AppendedRange)>,
+    /// When the producer last appended here (ms), for `producer.id.expiration.ms`.
+    last_seen_ms: i64,
 }
 
 /// The idempotence state of one partition, keyed by producer id.
 #[derive(Debug, Default, Clone)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+}
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"STRATAPS";
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// Reads fixed-size fields off the front of a snapshot.
+struct SnapshotReader<'a>(&'a [u8]);
+
+impl SnapshotReader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
 }
 
 fn follows(last_sequence: i32, next: i32) -> bool {
@@ -116,15 +157,18 @@ impl ProducerStates {
         }
     }
 
-    /// Records an appended batch (also used when replaying the log after a restart).
-    pub fn record(&mut self, batch: ProducerBatch, range: AppendedRange) {
+    /// Records a batch appended at `seen_ms` (also used when replaying the log after a
+    /// restart, with the time of the replay).
+    pub fn record(&mut self, batch: ProducerBatch, range: AppendedRange, seen_ms: i64) {
         let entry = self
             .producers
             .entry(batch.producer_id)
             .or_insert_with(|| ProducerEntry {
                 epoch: batch.producer_epoch,
                 batches: VecDeque::with_capacity(RETAINED_BATCHES),
+                last_seen_ms: seen_ms,
             });
+        entry.last_seen_ms = entry.last_seen_ms.max(seen_ms);
         if batch.producer_epoch != entry.epoch {
             entry.epoch = batch.producer_epoch;
             entry.batches.clear();
@@ -133,6 +177,91 @@ impl ProducerStates {
             entry.batches.pop_front();
         }
         entry.batches.push_back((batch, range));
+    }
+
+    /// Forgets producers that have not appended for `expiration_ms`; answers how many went.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, entry| now_ms.saturating_sub(entry.last_seen_ms) < expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// The state as a snapshot taken at `offset` (the log end it covers), in the layout of
+    /// `docs/formats/producer-snapshot.md`.
+    pub fn to_snapshot(&self, offset: i64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(24 + self.producers.len() * 200);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        let count = u32::try_from(self.producers.len()).expect("fewer than 2^32 producers");
+        out.extend_from_slice(&count.to_le_bytes());
+        let mut ids: Vec<&i64> = self.producers.keys().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let entry = &self.producers[id];
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&entry.epoch.to_le_bytes());
+            out.extend_from_slice(&entry.last_seen_ms.to_le_bytes());
+            out.push(u8::try_from(entry.batches.len()).expect("at most RETAINED_BATCHES"));
+            for (batch, range) in &entry.batches {
+                out.extend_from_slice(&batch.first_sequence.to_le_bytes());
+                out.extend_from_slice(&batch.last_sequence.to_le_bytes());
+                out.extend_from_slice(&range.base_offset.to_le_bytes());
+                out.extend_from_slice(&range.last_offset.to_le_bytes());
+                out.extend_from_slice(&range.log_append_time_ms.to_le_bytes());
+            }
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Reads a snapshot written by [`Self::to_snapshot`]: the offset it covers and the state.
+    /// `None` for anything damaged, truncated or of another version (the caller rebuilds
+    /// the state from the log instead).
+    pub fn from_snapshot(bytes: &[u8]) -> Option<(i64, Self)> {
+        let (body, crc) = bytes.split_last_chunk::<4>()?;
+        if crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
+            return None;
+        }
+        let mut r = SnapshotReader(body);
+        if r.take::<8>()? != *SNAPSHOT_MAGIC || u32::from_le_bytes(r.take()?) != SNAPSHOT_VERSION {
+            return None;
+        }
+        let offset = i64::from_le_bytes(r.take()?);
+        let count = u32::from_le_bytes(r.take()?);
+        let mut states = Self::default();
+        for _ in 0..count {
+            let producer_id = i64::from_le_bytes(r.take()?);
+            let epoch = i16::from_le_bytes(r.take()?);
+            let last_seen_ms = i64::from_le_bytes(r.take()?);
+            let [batches] = r.take::<1>()?;
+            if usize::from(batches) > RETAINED_BATCHES {
+                return None;
+            }
+            let mut entry = ProducerEntry {
+                epoch,
+                batches: VecDeque::with_capacity(RETAINED_BATCHES),
+                last_seen_ms,
+            };
+            for _ in 0..batches {
+                let batch = ProducerBatch {
+                    producer_id,
+                    producer_epoch: epoch,
+                    first_sequence: i32::from_le_bytes(r.take()?),
+                    last_sequence: i32::from_le_bytes(r.take()?),
+                };
+                let range = AppendedRange {
+                    base_offset: i64::from_le_bytes(r.take()?),
+                    last_offset: i64::from_le_bytes(r.take()?),
+                    log_append_time_ms: i64::from_le_bytes(r.take()?),
+                };
+                entry.batches.push_back((batch, range));
+            }
+            states.producers.insert(producer_id, entry);
+        }
+        r.0.is_empty().then_some((offset, states))
     }
 
     /// The number of producers with retained state.
@@ -171,9 +300,9 @@ mod tests {
     fn in_sequence_batches_are_appended_and_retries_are_duplicates() {
         let mut states = ProducerStates::default();
         assert_eq!(states.check(&batch(0, 0, 4)), Ok(SequenceCheck::Append));
-        states.record(batch(0, 0, 4), range(10, 14));
+        states.record(batch(0, 0, 4), range(10, 14), 0);
         assert_eq!(states.check(&batch(0, 5, 9)), Ok(SequenceCheck::Append));
-        states.record(batch(0, 5, 9), range(15, 19));
+        states.record(batch(0, 5, 9), range(15, 19), 0);
         assert_eq!(
             states.check(&batch(0, 0, 4)),
             Ok(SequenceCheck::Duplicate(range(10, 14)))
@@ -187,7 +316,7 @@ mod tests {
     #[test]
     fn a_gap_in_sequence_is_out_of_order() {
         let mut states = ProducerStates::default();
-        states.record(batch(0, 0, 4), range(0, 4));
+        states.record(batch(0, 0, 4), range(0, 4), 0);
         assert!(matches!(
             states.check(&batch(0, 6, 6)),
             Err(SequenceError::OutOfOrder {
@@ -200,7 +329,7 @@ mod tests {
     #[test]
     fn an_older_epoch_is_fenced_and_a_new_epoch_starts_at_zero() {
         let mut states = ProducerStates::default();
-        states.record(batch(3, 0, 0), range(0, 0));
+        states.record(batch(3, 0, 0), range(0, 0), 0);
         assert!(matches!(
             states.check(&batch(2, 1, 1)),
             Err(SequenceError::StaleEpoch { current: 3, .. })
@@ -221,15 +350,77 @@ mod tests {
     #[test]
     fn sequences_wrap_at_i32_max() {
         let mut states = ProducerStates::default();
-        states.record(batch(0, i32::MAX - 1, i32::MAX), range(0, 1));
+        states.record(batch(0, i32::MAX - 1, i32::MAX), range(0, 1), 0);
         assert_eq!(states.check(&batch(0, 0, 3)), Ok(SequenceCheck::Append));
+        // A batch spanning the wrap ends at a small sequence, not a negative one.
+        assert_eq!(last_sequence(i32::MAX - 1, 3), 1);
+        assert_eq!(last_sequence(i32::MAX, 0), i32::MAX);
+        assert_eq!(last_sequence(5, 4), 9);
+        let mut states = ProducerStates::default();
+        let spanning = batch(0, i32::MAX - 1, last_sequence(i32::MAX - 1, 3));
+        states.record(spanning, range(0, 3), 0);
+        assert_eq!(states.check(&batch(0, 2, 2)), Ok(SequenceCheck::Append));
+        assert_eq!(
+            states.check(&spanning),
+            Ok(SequenceCheck::Duplicate(range(0, 3)))
+        );
+    }
+
+    #[test]
+    fn a_snapshot_reads_back_and_damage_is_refused() {
+        let mut states = ProducerStates::default();
+        for i in 0..7 {
+            states.record(batch(2, i, i), range(i64::from(i), i64::from(i)), 99);
+        }
+        let mut other = batch(0, 0, 9);
+        other.producer_id = -5 + 13;
+        states.record(other, range(100, 109), 7);
+        let bytes = states.to_snapshot(110);
+        let (offset, read) = ProducerStates::from_snapshot(&bytes).expect("reads");
+        assert_eq!(offset, 110);
+        assert_eq!(read.len(), 2);
+        assert_eq!(
+            read.check(&batch(2, 6, 6)),
+            Ok(SequenceCheck::Duplicate(range(6, 6)))
+        );
+        assert_eq!(read.check(&batch(2, 7, 7)), Ok(SequenceCheck::Append));
+        assert_eq!(
+            read.check(&other),
+            Ok(SequenceCheck::Duplicate(range(100, 109)))
+        );
+        for cut in 0..bytes.len() {
+            assert!(
+                ProducerStates::from_snapshot(&bytes[..cut]).is_none(),
+                "cut at {cut}"
+            );
+        }
+        let mut flipped = bytes.clone();
+        flipped[20] ^= 1;
+        assert!(ProducerStates::from_snapshot(&flipped).is_none());
+    }
+
+    #[test]
+    fn producers_silent_past_the_expiration_are_forgotten() {
+        let mut states = ProducerStates::default();
+        states.record(batch(0, 0, 0), range(0, 0), 1_000);
+        let mut other = batch(0, 0, 0);
+        other.producer_id = 8;
+        states.record(other, range(1, 1), 5_000);
+        assert_eq!(states.expire(10_999, 10_000), 0);
+        assert_eq!(states.expire(11_000, 10_000), 1, "silent since 1000");
+        assert_eq!(states.len(), 1);
+        assert_eq!(
+            states.check(&batch(0, 42, 42)),
+            Ok(SequenceCheck::Append),
+            "an expired producer is unknown again"
+        );
     }
 
     #[test]
     fn only_the_last_five_batches_are_remembered() {
         let mut states = ProducerStates::default();
         for i in 0..7 {
-            states.record(batch(0, i, i), range(i64::from(i), i64::from(i)));
+            states.record(batch(0, i, i), range(i64::from(i), i64::from(i)), 0);
         }
         assert!(matches!(
             states.check(&batch(0, 0, 0)),

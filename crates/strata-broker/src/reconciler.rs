@@ -114,6 +114,7 @@ pub async fn first_pass(
     .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
     broker.groups.follow_leadership(broker);
     broker.groups.forget_deleted_topics(broker);
+    crate::tiering::producer_state::rebuild_where_needed(broker).await;
     broker.metadata.mark_reconciled(index);
     Ok(hosted)
 }
@@ -159,6 +160,7 @@ pub fn spawn(
                     continue;
                 }
                 broker.groups.follow_leadership(&broker);
+                crate::tiering::producer_state::rebuild_where_needed(&broker).await;
                 last = hosted;
             }
             broker.metadata.mark_reconciled(index);

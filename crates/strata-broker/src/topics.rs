@@ -178,9 +178,15 @@ impl TopicRegistry {
     pub fn needs_retry(&self) -> bool {
         !self.unopened().is_empty()
             || self.all().iter().any(|t| {
-                t.partitions
-                    .values()
-                    .any(|p| matches!(p.offline(), Some(crate::partition::Offline::Reconcile(_))))
+                t.partitions.values().any(|p| {
+                    matches!(
+                        p.offline(),
+                        Some(
+                            crate::partition::Offline::Reconcile(_)
+                                | crate::partition::Offline::RebuildingProducers
+                        )
+                    )
+                })
             })
     }
 

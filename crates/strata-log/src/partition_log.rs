@@ -334,20 +334,36 @@ impl PartitionLog {
         })
     }
 
-    /// Calls `visit` with the header of every stored batch, oldest first (used to rebuild
-    /// idempotent-producer state after a restart).
-    pub fn scan_batch_headers(&self, mut visit: impl FnMut(&BatchHeader)) -> Result<(), LogError> {
-        for segment in self.segments.values() {
+    /// Calls `visit` with the header of every stored batch holding `from_offset` or later,
+    /// oldest first (used to rebuild idempotent-producer state after a restart, from where
+    /// its last snapshot ends).
+    pub fn scan_batch_headers(
+        &self,
+        from_offset: i64,
+        mut visit: impl FnMut(&BatchHeader),
+    ) -> Result<(), LogError> {
+        for segment in self
+            .segments
+            .values()
+            .filter(|s| s.next_offset() > from_offset)
+        {
             let file = segment.file(&self.files)?;
-            let mut position = 0;
+            let mut position = segment.position_for_offset(from_offset);
             while let Some(header) =
                 read_header_at(&file, position, segment.size()).map_err(|e| io_err(&self.dir, e))?
             {
-                visit(&header);
+                if header.last_offset() >= from_offset {
+                    visit(&header);
+                }
                 position += header.total_len().unwrap_or(HEADER_LEN) as u64;
             }
         }
         Ok(())
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// fsyncs the active segment.

@@ -279,3 +279,28 @@ fn clients_cannot_write_to_or_delete_from_internal_topics() {
     let mut client = Client::connect(&broker.bootstrap);
     assert_eq!(committed(&mut client, "victim"), 42, "after a restart");
 }
+
+#[test]
+fn init_producer_id_never_bumps_another_producers_epoch() {
+    let broker = InProcessBroker::start().expect("broker");
+    let mut client = Client::connect(&broker.bootstrap);
+    let init = |client: &mut Client, id: i64, epoch: i16| {
+        client.send(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch),
+            4,
+        )
+    };
+    let victim = init(&mut client, -1, -1);
+    assert_eq!(victim.error_code, 0);
+    // Naming the victim's id and epoch, as KIP-360's bump would, gets a fresh id instead:
+    // without a transactional id, nothing may fence another producer.
+    let other = init(&mut client, victim.producer_id.0, victim.producer_epoch);
+    assert_eq!(other.error_code, 0);
+    assert_ne!(other.producer_id, victim.producer_id);
+    assert_eq!(other.producer_epoch, 0);
+    let half = init(&mut client, victim.producer_id.0, -1);
+    assert_eq!(half.error_code, ResponseError::InvalidRequest.code());
+}

@@ -1,4 +1,8 @@
 //! InitProducerId for idempotent producers (transactions come later).
+//!
+//! Without a transactional id, Kafka always answers a fresh producer id at epoch 0, whatever
+//! id and epoch the request names: bumping the epoch of a named id would let any client
+//! fence another's producer.
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use tracing::warn;
@@ -14,15 +18,12 @@ pub async fn handle(
     if request.transactional_id.is_some() {
         return response.with_error_code(BrokerError::TransactionsUnsupported.code());
     }
-    // KIP-360: an idempotent producer that hit a fatal sequence error asks to bump its epoch;
-    // it keeps its id and continues with the next epoch (sequence restarts at 0).
-    if request.producer_id.0 >= 0
-        && request.producer_epoch >= 0
-        && request.producer_epoch < i16::MAX - 1
-    {
+    // KIP-360's fields come as a pair: both set, or neither.
+    if (request.producer_id.0 == -1) != (request.producer_epoch == -1) {
         return response
-            .with_producer_id(request.producer_id)
-            .with_producer_epoch(request.producer_epoch + 1);
+            .with_error_code(kafka_protocol::error::ResponseError::InvalidRequest.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
     }
     match ctx.broker.producer_ids.allocate().await {
         Ok(id) => response

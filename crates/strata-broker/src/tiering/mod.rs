@@ -13,6 +13,7 @@
 pub mod block_cache;
 pub mod metadata_backup;
 mod metrics;
+pub mod producer_state;
 pub mod remote_read;
 pub mod retention;
 pub mod sweeper;
