@@ -387,6 +387,7 @@ impl BrokerConfig {
                 self.set_topic_default(target, &ms.to_string())?;
             }
             _ if name == "remote.log.manager.task.interval.ms"
+                || name == "strata.metadata.backup.interval.ms"
                 || name.starts_with("strata.tiering.") =>
             {
                 let number: u64 = value

@@ -120,6 +120,9 @@ async fn run_node(
         admin_addr,
     } = listeners;
     let object_store = open_object_store(&config, &metrics)?;
+    strata_objects::check_credentials(&config.object_store_url)
+        .await
+        .map_err(|e| BrokerError::ObjectStoreUrl(Arc::new(e)))?;
     let restored = if config.roles.broker {
         health.phase("restoring the metadata backup, if the data directory is empty");
         tiering::metadata_backup::restore_if_empty(&config, &object_store).await?

@@ -23,7 +23,7 @@ pub use faults::{FaultPlan, Faults, Injected};
 pub use layer::{Call, Layer, Layered, Op, Request};
 pub use retries::{Retries, RetryPolicy, is_transient};
 pub use timeouts::{TimedOut, Timeouts};
-pub use url::{ObjectStoreUrlError, open_backend};
+pub use url::{ObjectStoreUrlError, check_credentials, open_backend};
 
 /// How requests are retried and bounded.
 #[derive(Debug, Clone, Copy)]

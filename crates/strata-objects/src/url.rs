@@ -26,6 +26,45 @@ pub enum ObjectStoreUrlError {
     UnknownScheme { url: String },
     #[error("object store url '{url}': {reason}")]
     Invalid { url: String, reason: String },
+    #[error(
+        "no AWS credentials for '{url}' ({cause}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a shared credentials file, or run with a web-identity, ECS or EC2 instance role; add ?skip_signature=true for a public bucket or a test server"
+    )]
+    NoCredentials { url: String, cause: String },
+}
+
+/// How long the startup check waits for the credential chain (instance metadata can take
+/// a few seconds to answer, or to fail to).
+const CREDENTIALS_CHECK: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Fails at once, with one line that says what to set, when `url` is a signed `s3://`
+/// store and the default credential chain provides nothing: a broker would otherwise find
+/// out at its first upload, or retry a restore for a long while.
+pub async fn check_credentials(url: &str) -> Result<(), ObjectStoreUrlError> {
+    let signed = url.starts_with("s3://") && !url.contains("skip_signature=true");
+    if !signed {
+        return Ok(());
+    }
+    let no_credentials = |cause: String| ObjectStoreUrlError::NoCredentials {
+        url: url.to_string(),
+        cause,
+    };
+    let provider = AwsConfigCredentials::default();
+    let asked = tokio::time::timeout(
+        CREDENTIALS_CHECK,
+        object_store::CredentialProvider::get_credential(&provider),
+    )
+    .await
+    .map_err(|_| no_credentials("the default chain did not answer within 15 s".into()))?;
+    match asked {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            use std::error::Error as _;
+            let cause = e
+                .source()
+                .map_or_else(|| e.to_string(), ToString::to_string);
+            Err(no_credentials(cause))
+        }
+    }
 }
 
 /// Opens the bare backend for `url`, rooted at the URL's path or prefix (see

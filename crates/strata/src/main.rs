@@ -9,32 +9,57 @@ mod server_config;
 mod signals;
 mod telemetry;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    match cli.command {
-        cli::Command::Server(args) => {
-            let settings = server_config::Settings::load(*args)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(run_server(settings))
+    let outcome = match cli.command {
+        cli::Command::Server(args) => server(*args),
+        cli::Command::Quorum(command) => quorum::run(command).map_err(Failure::Unreported),
+        cli::Command::Groups(command) => groups_cli::run(command).map_err(Failure::Unreported),
+        cli::Command::CheckObjectStore { url } => {
+            check_object_store::run(&url).map_err(Failure::Unreported)
         }
-        cli::Command::Quorum(command) => quorum::run(command),
-        cli::Command::Groups(command) => groups_cli::run(command),
-        cli::Command::CheckObjectStore { url } => check_object_store::run(&url),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Logged) => ExitCode::FAILURE,
+        Err(Failure::Unreported(e)) => {
+            // One line that says what went wrong; the backtrace only when asked for.
+            eprintln!("strata: {e:#}");
+            if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+                eprintln!("{}", e.backtrace());
+            }
+            ExitCode::FAILURE
+        }
     }
 }
 
-async fn run_server(settings: server_config::Settings) -> anyhow::Result<()> {
-    let telemetry = telemetry::init(&settings.log_level)?;
+/// How a command failed: already said in the log, or still to be said.
+enum Failure {
+    Logged,
+    Unreported(anyhow::Error),
+}
+
+fn server(args: cli::ServerArgs) -> Result<(), Failure> {
+    let settings = server_config::Settings::load(args).map_err(Failure::Unreported)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Unreported(e.into()))?;
+    runtime.block_on(run_server(settings))
+}
+
+async fn run_server(settings: server_config::Settings) -> Result<(), Failure> {
+    let telemetry = telemetry::init(&settings.log_level).map_err(Failure::Unreported)?;
     let result = serve(settings).await;
     if let Err(e) = &result {
         tracing::error!(error = %format!("{e:#}"), "strata server failed");
     }
     telemetry.shutdown();
-    result
+    result.map_err(|_| Failure::Logged)
 }
 
 async fn serve(settings: server_config::Settings) -> anyhow::Result<()> {

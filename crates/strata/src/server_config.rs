@@ -25,7 +25,9 @@ pub struct Settings {
 }
 
 /// openraft narrates every election at info and warn; its errors (an unreachable peer) stay.
-const DEFAULT_LOG_LEVEL: &str = "info,openraft=error";
+/// aws-config logs every provider of its credential chain that fails, at warn; the broker
+/// reports what matters (no credentials at all) itself.
+const DEFAULT_LOG_LEVEL: &str = "info,openraft=error,aws_config=error";
 
 const FLAG_KEYS: &[&str] = &[
     "node-id",
