@@ -337,6 +337,21 @@ fn topics_are_created_listed_and_deleted_through_the_admin_api() {
         result[0].as_ref().expect_err("invalid").1,
         RDKafkaErrorCode::InvalidConfig
     );
+    // Segment positions are 32-bit: a 5 GiB segment.bytes (Kafka's INT overflows) is refused,
+    // not accepted to make every append fail later.
+    let huge = rdkafka::admin::NewTopic::new(
+        "huge-segments",
+        1,
+        rdkafka::admin::TopicReplication::Fixed(1),
+    )
+    .set("segment.bytes", "5368709120");
+    let result = runtime
+        .block_on(admin.create_topics(&[huge], &options))
+        .expect("request");
+    assert_eq!(
+        result[0].as_ref().expect_err("too large").1,
+        RDKafkaErrorCode::InvalidConfig
+    );
     let rf3 = rdkafka::admin::NewTopic::new("rf3", 1, rdkafka::admin::TopicReplication::Fixed(3));
     let result = runtime
         .block_on(admin.create_topics(&[rf3], &options))

@@ -304,3 +304,54 @@ fn init_producer_id_never_bumps_another_producers_epoch() {
     let half = init(&mut client, victim.producer_id.0, -1);
     assert_eq!(half.error_code, ResponseError::InvalidRequest.code());
 }
+
+#[test]
+fn a_batch_claiming_a_far_future_max_timestamp_cannot_stop_time_retention() {
+    let broker = InProcessBroker::start().expect("broker");
+    client_runtime().block_on(create_topic(&broker.bootstrap, "timed", 1, &[]));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let mut bytes = BytesMut::from(&batch(&[(b"k", Some(b"v"))])[..]);
+    // Records stamped now; the header's max timestamp claims the end of time.
+    bytes[27..35].copy_from_slice(&now.to_be_bytes());
+    bytes[35..43].copy_from_slice(&i64::MAX.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    let mut client = Client::connect(&broker.bootstrap);
+    let produce = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            produce_request::TopicProduceData::default()
+                .with_name(TopicName(s("timed")))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(bytes.freeze())),
+                ]),
+        ]);
+    let answer = client.send(&produce, 9);
+    assert_eq!(answer.responses[0].partition_responses[0].error_code, 0);
+    // ListOffsets by max timestamp (-3) sees the records' own time, not the claim.
+    let list = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            list_offsets_request::ListOffsetsTopic::default()
+                .with_name(TopicName(s("timed")))
+                .with_partitions(vec![
+                    list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-3),
+                ]),
+        ]);
+    let listed = client.send(&list, 7);
+    let partition = &listed.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(partition.offset, 0);
+    assert_eq!(
+        partition.timestamp, now,
+        "the stored maximum is the records' own"
+    );
+}

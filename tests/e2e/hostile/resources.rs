@@ -274,3 +274,74 @@ fn a_connection_flood_and_stalled_requests_cannot_lock_clients_out() {
     );
     still_serves(&producer, "alive");
 }
+
+#[test]
+fn a_client_that_never_reads_its_response_is_disconnected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = broker_with(
+        &dir,
+        "\"fetch.max.bytes\" = 33554432\n\
+         \"strata.socket.write.timeout.ms\" = 3000\n",
+    );
+    client_runtime().block_on(create_topic(&broker.bootstrap, "unread", 1, &[]));
+    let producer = producer(
+        &broker.bootstrap,
+        &[("linger.ms", "20"), ("batch.size", "1000000")],
+    );
+    client_runtime().block_on(async {
+        let value = vec![b'x'; 100_000];
+        let sends = (0..300).map(|_| {
+            producer.send(
+                rdkafka::producer::FutureRecord::<(), _>::to("unread")
+                    .partition(0)
+                    .payload(&value),
+                Duration::from_secs(30),
+            )
+        });
+        for sent in futures::future::join_all(sends).await {
+            sent.expect("delivered");
+        }
+    });
+    let active = || {
+        let (_, body) = strata_e2e::http_get(&broker.admin, "/metrics").expect("metrics");
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix("strata_kafka_connections_active ")?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .expect("the connection gauge")
+    };
+    let before = active();
+    // Ask for 30 MB and never read it: more than the socket buffers take.
+    let mut stalled = TcpStream::connect(&broker.bootstrap).expect("connect");
+    let mut request = BytesMut::new();
+    request.put_i32(0);
+    let header = RequestHeader::default()
+        .with_request_api_key(1)
+        .with_request_api_version(12)
+        .with_correlation_id(1);
+    use kafka_protocol::protocol::Encodable;
+    header.encode(&mut request, 2).expect("header");
+    fetch_everything("unread")
+        .encode(&mut request, 12)
+        .expect("fetch");
+    let len = (request.len() - 4) as i32;
+    request[..4].copy_from_slice(&len.to_be_bytes());
+    stalled.write_all(&request).expect("send");
+    let counted = Instant::now() + Duration::from_secs(3);
+    while active() <= before {
+        assert!(Instant::now() < counted, "the connection was never counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while active() > before {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled connection (and its response) is still held"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    still_serves(&producer, "unread");
+    drop(stalled);
+}
