@@ -28,6 +28,15 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::FutureProducer;
 
+/// A metric's value from the admin port's Prometheus text (a metric not exported is a
+/// failure, not a zero).
+pub fn metric(admin: &str, name: &str) -> f64 {
+    let (_, body) = strata_e2e::http_get(admin, "/metrics").expect("metrics");
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} is not exported"))
+}
+
 /// A small runtime for client futures (the in-process broker has its own).
 pub fn client_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -17,12 +17,12 @@ use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use strata_broker::BrokerConfig;
-use strata_e2e::{BrokerProcess, InProcessBroker, http, http_get, server_command};
+use strata_e2e::{BrokerProcess, InProcessBroker, http, server_command};
 use strata_objects::FaultPlan;
 
 use crate::object_store::s3_server;
 use crate::produce_fetch::{Sent, consume_and_check, produce_records};
-use crate::{admin, client_runtime, consumer, create_topic, producer};
+use crate::{admin, client_runtime, consumer, create_topic, metric, producer};
 
 const TOPIC: &str = "tiered";
 const PARTITIONS: i32 = 2;
@@ -99,15 +99,6 @@ fn local_log_start(data_dir: &Path, partition: i32) -> i64 {
         })
         .min()
         .unwrap_or(0)
-}
-
-/// A metric's value from the admin port's Prometheus text (a metric not exported is a
-/// failure, not a zero).
-fn metric(admin: &str, name: &str) -> f64 {
-    let (_, body) = http_get(admin, "/metrics").expect("metrics");
-    body.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} is not exported"))
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {

@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureRecord;
-use strata_e2e::{BrokerProcess, http_get, server_command};
+use strata_e2e::{BrokerProcess, server_command};
 
-use crate::{client_runtime, create_topic, producer};
+use crate::{client_runtime, create_topic, metric, producer};
 
 const PARTITIONS: i32 = 40;
 
@@ -15,13 +15,6 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("the broker's descriptors")
         .count()
-}
-
-fn metric(admin: &str, name: &str) -> f64 {
-    let (_, body) = http_get(admin, "/metrics").expect("metrics");
-    body.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} is not exported"))
 }
 
 #[test]

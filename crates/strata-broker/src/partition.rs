@@ -562,6 +562,16 @@ pub(crate) fn test_files() -> Arc<SegmentFiles> {
     Arc::new(SegmentFiles::new(16))
 }
 
+/// A partition of `topic` in `dir` with the built-in config, led by this broker (epoch 0),
+/// for unit tests.
+#[cfg(test)]
+pub(crate) fn test_partition(topic: &str, dir: &Path, files: Arc<SegmentFiles>) -> Partition {
+    let partition =
+        Partition::open(topic.into(), 0, dir, &TopicConfig::builtin(), files).expect("open");
+    partition.set_leadership(Some(0));
+    partition
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -660,15 +670,7 @@ mod tests {
     fn a_failed_fsync_takes_the_partition_offline_for_good() {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = test_files();
-        let partition = Partition::open(
-            "t".into(),
-            0,
-            dir.path(),
-            &TopicConfig::builtin(),
-            files.clone(),
-        )
-        .expect("open");
-        partition.set_leadership(Some(0));
+        let partition = test_partition("t", dir.path(), files.clone());
         partition.append(&one_batch(), 0).expect("append");
         assert_eq!(partition.sync().expect("sync"), 1);
         partition.append(&one_batch(), 0).expect("append");
@@ -700,15 +702,7 @@ mod tests {
     fn a_roll_whose_fsync_fails_takes_the_partition_offline() {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = test_files();
-        let partition = Partition::open(
-            "t".into(),
-            0,
-            dir.path(),
-            &TopicConfig::builtin(),
-            files.clone(),
-        )
-        .expect("open");
-        partition.set_leadership(Some(0));
+        let partition = test_partition("t", dir.path(), files.clone());
         partition.append(&one_batch(), 0).expect("append");
         files.fail_next_syncs(1);
         assert!(partition.roll(0).is_err());

@@ -336,6 +336,10 @@ impl TopicRegistry {
 mod tests {
     use super::*;
 
+    fn registry(dir: &Path) -> TopicRegistry {
+        TopicRegistry::open(dir, true, crate::partition::test_files()).expect("open")
+    }
+
     fn hosted(id: Uuid, name: &str, partitions: &[(i32, Option<i32>)]) -> HostedTopic {
         HostedTopic {
             id,
@@ -355,8 +359,7 @@ mod tests {
     #[test]
     fn reconcile_opens_leads_and_deletes_what_the_metadata_says() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry =
-            TopicRegistry::open(dir.path(), true, crate::partition::test_files()).expect("open");
+        let registry = registry(dir.path());
         let id = Uuid::new_v4();
         registry.reconcile(&[hosted(id, "orders", &[(0, Some(3)), (2, None)])]);
         let topic = registry.get("orders").expect("hosted");
@@ -402,8 +405,7 @@ mod tests {
     #[test]
     fn a_partition_that_cannot_take_the_metadata_stays_offline_and_is_never_deleted() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry =
-            TopicRegistry::open(dir.path(), true, crate::partition::test_files()).expect("open");
+        let registry = registry(dir.path());
         let id = Uuid::new_v4();
         registry.reconcile(&[hosted(id, "orders", &[(0, Some(1))])]);
         let partition = registry
@@ -464,8 +466,7 @@ mod tests {
     #[test]
     fn a_partition_that_fails_to_open_is_reported_and_retried() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry =
-            TopicRegistry::open(dir.path(), true, crate::partition::test_files()).expect("open");
+        let registry = registry(dir.path());
         let id = Uuid::new_v4();
         let topic_dir = dir.path().join(format!("log/orders.{}", id.simple()));
         std::fs::create_dir_all(&topic_dir).expect("mkdir");
@@ -508,8 +509,7 @@ mod tests {
     #[test]
     fn unknown_topic_directories_are_set_aside_not_deleted() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry =
-            TopicRegistry::open(dir.path(), true, crate::partition::test_files()).expect("open");
+        let registry = registry(dir.path());
         let kept = Uuid::new_v4();
         let unknown = Uuid::new_v4();
         let log = dir.path().join("log");

@@ -89,6 +89,28 @@ struct OpenFiles {
     index: File,
 }
 
+impl OpenFiles {
+    /// Opens an existing segment's log for reads and appends, and its index (created if
+    /// missing) for appends.
+    fn existing(log_path: &Path, index_path: &Path) -> Result<Self, LogError> {
+        let log = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(log_path)
+            .map_err(|e| io_err(log_path, e))?;
+        let index = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(index_path)
+            .map_err(|e| io_err(index_path, e))?;
+        Ok(Self {
+            log: Arc::new(log),
+            index,
+        })
+    }
+}
+
 fn io_err(path: &Path, source: io::Error) -> LogError {
     LogError::Io {
         path: path.to_path_buf(),
@@ -126,18 +148,7 @@ impl Segment {
                 return Err(e);
             }
         };
-        Ok(Self {
-            base_offset,
-            log_path,
-            index_path,
-            open: Some(open),
-            index: Vec::new(),
-            size: 0,
-            next_offset: base_offset,
-            max_timestamp: -1,
-            bytes_since_index: 0,
-            created_ms: now_ms,
-        })
+        Ok(Self::empty(base_offset, log_path, index_path, open, now_ms))
     }
 
     fn create_files(dir: &Path, log_path: &Path, index_path: &Path) -> Result<OpenFiles, LogError> {
@@ -213,20 +224,7 @@ impl Segment {
     /// segments past it were truncated away.
     fn unseal(&mut self) -> Result<(), LogError> {
         if self.open.is_none() {
-            let log = OpenOptions::new()
-                .read(true)
-                .append(true)
-                .open(&self.log_path)
-                .map_err(|e| io_err(&self.log_path, e))?;
-            let index = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.index_path)
-                .map_err(|e| io_err(&self.index_path, e))?;
-            self.open = Some(OpenFiles {
-                log: Arc::new(log),
-                index,
-            });
+            self.open = Some(OpenFiles::existing(&self.log_path, &self.index_path)?);
         }
         Ok(())
     }
@@ -252,32 +250,30 @@ impl Segment {
     fn create_handles(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Self, LogError> {
         let log_path = dir.join(log_file_name(base_offset));
         let index_path = log_path.with_extension("index");
-        let log = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| io_err(&log_path, e))?;
-        let index = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&index_path)
-            .map_err(|e| io_err(&index_path, e))?;
-        Ok(Self {
+        let open = OpenFiles::existing(&log_path, &index_path)?;
+        Ok(Self::empty(base_offset, log_path, index_path, open, now_ms))
+    }
+
+    /// A segment of no batches yet (creation, or before an existing one is scanned).
+    fn empty(
+        base_offset: i64,
+        log_path: PathBuf,
+        index_path: PathBuf,
+        open: OpenFiles,
+        now_ms: i64,
+    ) -> Self {
+        Self {
             base_offset,
             log_path,
             index_path,
-            open: Some(OpenFiles {
-                log: Arc::new(log),
-                index,
-            }),
+            open: Some(open),
             index: Vec::new(),
             size: 0,
             next_offset: base_offset,
             max_timestamp: -1,
             bytes_since_index: 0,
             created_ms: now_ms,
-        })
+        }
     }
 
     /// The persisted index if it is well-formed and consistent with a log of `log_len` bytes.

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use strata_e2e::{BrokerProcess, server_command};
 
 use super::still_serves;
 use crate::raw::{Client, s};
-use crate::{client_runtime, create_topic, producer};
+use crate::{client_runtime, create_topic, metric, producer};
 
 /// A broker process with `settings` (Kafka names) in its config file.
 fn broker_with(dir: &tempfile::TempDir, settings: &str) -> BrokerProcess {
@@ -33,6 +34,26 @@ fn peak_rss(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .expect("VmHWM")
         * 1024
+}
+
+/// Produces `count` records of `size` bytes to partition 0 of `topic`; answers the producer.
+fn fill(bootstrap: &str, topic: &str, count: usize, size: usize) -> FutureProducer {
+    let producer = producer(bootstrap, &[("linger.ms", "20"), ("batch.size", "1000000")]);
+    client_runtime().block_on(async {
+        let value = vec![b'x'; size];
+        let sends = (0..count).map(|_| {
+            producer.send(
+                FutureRecord::<(), _>::to(topic)
+                    .partition(0)
+                    .payload(&value),
+                Duration::from_secs(30),
+            )
+        });
+        for sent in futures::future::join_all(sends).await {
+            sent.expect("delivered");
+        }
+    });
+    producer
 }
 
 fn fetch_everything(topic: &str) -> FetchRequest {
@@ -57,26 +78,7 @@ fn a_fetch_asking_for_everything_gets_at_most_fetch_max_bytes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = broker_with(&dir, "\"fetch.max.bytes\" = 2097152\n");
     client_runtime().block_on(create_topic(&broker.bootstrap, "big", 1, &[]));
-    let producer = producer(
-        &broker.bootstrap,
-        &[("linger.ms", "20"), ("batch.size", "1000000")],
-    );
-    client_runtime().block_on(async {
-        let value = vec![b'x'; 10_000];
-        let keys: Vec<String> = (0..800).map(|i| i.to_string()).collect();
-        let sends = keys.iter().map(|key| {
-            producer.send(
-                rdkafka::producer::FutureRecord::to("big")
-                    .partition(0)
-                    .key(key)
-                    .payload(&value),
-                Duration::from_secs(30),
-            )
-        });
-        for sent in futures::future::join_all(sends).await {
-            sent.expect("delivered");
-        }
-    });
+    let producer = fill(&broker.bootstrap, "big", 800, 10_000);
     let response = Client::connect(&broker.bootstrap).send(&fetch_everything("big"), 12);
     let records = response.responses[0].partitions[0]
         .records
@@ -284,34 +286,8 @@ fn a_client_that_never_reads_its_response_is_disconnected() {
          \"strata.socket.write.timeout.ms\" = 3000\n",
     );
     client_runtime().block_on(create_topic(&broker.bootstrap, "unread", 1, &[]));
-    let producer = producer(
-        &broker.bootstrap,
-        &[("linger.ms", "20"), ("batch.size", "1000000")],
-    );
-    client_runtime().block_on(async {
-        let value = vec![b'x'; 100_000];
-        let sends = (0..300).map(|_| {
-            producer.send(
-                rdkafka::producer::FutureRecord::<(), _>::to("unread")
-                    .partition(0)
-                    .payload(&value),
-                Duration::from_secs(30),
-            )
-        });
-        for sent in futures::future::join_all(sends).await {
-            sent.expect("delivered");
-        }
-    });
-    let active = || {
-        let (_, body) = strata_e2e::http_get(&broker.admin, "/metrics").expect("metrics");
-        body.lines()
-            .find_map(|l| {
-                l.strip_prefix("strata_kafka_connections_active ")?
-                    .parse::<f64>()
-                    .ok()
-            })
-            .expect("the connection gauge")
-    };
+    let producer = fill(&broker.bootstrap, "unread", 300, 100_000);
+    let active = || metric(&broker.admin, "strata_kafka_connections_active");
     let before = active();
     // Ask for 30 MB and never read it: more than the socket buffers take.
     let mut stalled = TcpStream::connect(&broker.bootstrap).expect("connect");

@@ -1232,17 +1232,7 @@ mod tests {
     #[test]
     fn a_static_member_returns_to_a_stable_group_without_a_rebalance_and_fences_its_old_self() {
         let now = Instant::now();
-        let mut group = Group::new("g");
-        let mut rx = waiting(group.join(request("", Some("i-1"), &["range"]), &LIMITS, now, 0));
-        let first = joined(&mut rx);
-        assert!(matches!(
-            group.sync(&first.member_id, Some("i-1"), 1, now),
-            Ok(SyncStep::Leader)
-        ));
-        group.complete_sync(
-            HashMap::from([(first.member_id.clone(), Bytes::from_static(b"mine"))]),
-            0,
-        );
+        let (mut group, first) = stable_static_group(now);
         // The process restarts: same instance id, no member id.
         let back = now_response(group.join(request("", Some("i-1"), &["range"]), &LIMITS, now, 0));
         assert_eq!(

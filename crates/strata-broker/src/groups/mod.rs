@@ -798,7 +798,6 @@ async fn expire_offsets(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TopicConfig;
 
     /// Writes straight to the partition, as a broker with `--durability os` does.
     struct Direct;
@@ -832,17 +831,11 @@ mod tests {
     #[tokio::test]
     async fn a_checkpoint_keeps_the_commits_of_a_group_created_while_it_runs() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let partition = Arc::new(
-            Partition::open(
-                OFFSETS_TOPIC.into(),
-                0,
-                dir.path(),
-                &TopicConfig::builtin(),
-                crate::partition::test_files(),
-            )
-            .expect("open"),
-        );
-        partition.set_leadership(Some(0));
+        let partition = Arc::new(crate::partition::test_partition(
+            OFFSETS_TOPIC,
+            dir.path(),
+            crate::partition::test_files(),
+        ));
         store::append_unsynced(&partition, commit("old", 5), 0).expect("append");
         let mut old = Group::new("old");
         old.offsets.insert(
@@ -883,17 +876,11 @@ mod tests {
     #[tokio::test]
     async fn a_checkpoint_of_a_shard_no_longer_loaded_deletes_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let partition = Arc::new(
-            Partition::open(
-                OFFSETS_TOPIC.into(),
-                0,
-                dir.path(),
-                &TopicConfig::builtin(),
-                crate::partition::test_files(),
-            )
-            .expect("open"),
-        );
-        partition.set_leadership(Some(0));
+        let partition = Arc::new(crate::partition::test_partition(
+            OFFSETS_TOPIC,
+            dir.path(),
+            crate::partition::test_files(),
+        ));
         store::append_unsynced(&partition, commit("g", 5), 0).expect("append");
         assert!(checkpoint(&Direct, &partition, || None, 0).await.is_err());
         assert_eq!(partition.offsets().log_start_offset, 0);

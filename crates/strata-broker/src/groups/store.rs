@@ -193,7 +193,6 @@ fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TopicConfig;
     use crate::groups::group::CommittedOffset;
     use crate::groups::records::encode_offset;
 
@@ -204,15 +203,11 @@ mod tests {
     #[test]
     fn a_value_that_does_not_decode_is_skipped_not_read_as_a_tombstone() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let partition = Partition::open(
-            "__consumer_offsets".into(),
-            0,
+        let partition = crate::partition::test_partition(
+            "__consumer_offsets",
             dir.path(),
-            &TopicConfig::builtin(),
             crate::partition::test_files(),
-        )
-        .expect("open");
-        partition.set_leadership(Some(0));
+        );
         let key = |p: i32| {
             RecordKey::Offset {
                 group: "g".into(),
