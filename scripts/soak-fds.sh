@@ -20,7 +20,7 @@ trap 'kill "$broker" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$wor
 cat > "$work/strata.toml" <<TOML
 "strata.tiering.upload.max.lag.ms" = 1000
 "remote.log.manager.task.interval.ms" = 200
-"local.retention.ms" = 600000
+"log.local.retention.ms" = 600000
 TOML
 "$strata" server --data-dir "$work/data" --kafka-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
     --config "$work/strata.toml" 2> "$work/broker.log" &

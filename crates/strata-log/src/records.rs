@@ -64,12 +64,32 @@ trait RecordBytes {
     fn skip(&mut self, n: usize) -> Result<usize, BatchError>;
     /// Whether nothing is left.
     fn is_empty(&mut self) -> Result<bool, BatchError>;
+    /// The varint length that starts record `index`.
+    fn record_length(&mut self, index: i32) -> Result<i64, BatchError> {
+        let next = || {
+            self.byte()?
+                .ok_or_else(|| malformed(index, "record length does not fit the batch"))
+        };
+        varlong(next, |reason| malformed(index, reason))
+    }
+    /// Calls `parse` with the next `len` bytes and consumes them, when they are at hand in
+    /// one piece (always for an uncompressed batch, for most records of a compressed one);
+    /// `None` (nothing consumed) when they are not.
+    fn with_contiguous<T>(
+        &mut self,
+        len: usize,
+        parse: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, BatchError>;
 }
 
 /// An uncompressed batch's records, walked in place.
 struct Slice<'a>(&'a [u8]);
 
 impl RecordBytes for Slice<'_> {
+    fn record_length(&mut self, index: i32) -> Result<i64, BatchError> {
+        slice_varlong(&mut self.0, index)
+    }
+
     fn byte(&mut self) -> Result<Option<u8>, BatchError> {
         Ok(self.0.split_first().map(|(&b, rest)| {
             self.0 = rest;
@@ -85,6 +105,19 @@ impl RecordBytes for Slice<'_> {
 
     fn is_empty(&mut self) -> Result<bool, BatchError> {
         Ok(self.0.is_empty())
+    }
+
+    fn with_contiguous<T>(
+        &mut self,
+        len: usize,
+        parse: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, BatchError> {
+        if len > self.0.len() {
+            return Ok(None);
+        }
+        let (record, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(Some(parse(record)))
     }
 }
 
@@ -155,6 +188,41 @@ impl<R: Read> RecordBytes for Inflating<R> {
     fn is_empty(&mut self) -> Result<bool, BatchError> {
         Ok(self.fill()?.is_empty())
     }
+
+    fn with_contiguous<T>(
+        &mut self,
+        len: usize,
+        parse: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, BatchError> {
+        let buffered = self.fill()?;
+        if len > buffered.len() {
+            return Ok(None);
+        }
+        let parsed = parse(&buffered[..len]);
+        self.consume(len)?;
+        Ok(Some(parsed))
+    }
+}
+
+/// Reads a zigzag varlong off the front of `bytes`: the same as [`varlong`], without a call
+/// per byte (the uncompressed path, which every produce takes).
+#[inline]
+fn slice_varlong(bytes: &mut &[u8], index: i32) -> Result<i64, BatchError> {
+    let mut value: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let Some((&byte, rest)) = bytes.split_first() else {
+            return Err(malformed(index, "truncated varint"));
+        };
+        *bytes = rest;
+        if shift == 63 && byte > 1 {
+            return Err(malformed(index, "varint overflows 64 bits"));
+        }
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    Err(malformed(index, "varint longer than 10 bytes"))
 }
 
 /// Reads a zigzag varlong through `next`, which answers each following byte.
@@ -176,7 +244,106 @@ fn varlong(
     Err(malformed("varint longer than 10 bytes"))
 }
 
-/// One record's bytes: at most `remaining` more may be read.
+/// Reads one record's fields, bounded by the record's length.
+trait Fields {
+    fn index(&self) -> i32;
+    fn byte(&mut self) -> Result<u8, BatchError>;
+    fn skip(&mut self, n: usize, reason: &'static str) -> Result<(), BatchError>;
+    /// Whether every byte of the record was read.
+    fn done(&self) -> bool;
+
+    fn varlong(&mut self) -> Result<i64, BatchError> {
+        let index = self.index();
+        varlong(|| self.byte(), |reason| malformed(index, reason))
+    }
+
+    fn varint(&mut self) -> Result<i32, BatchError> {
+        let index = self.index();
+        i32::try_from(self.varlong()?).map_err(|_| malformed(index, "varint overflows 32 bits"))
+    }
+
+    /// A length-prefixed field; -1 (null) is allowed only where `nullable`.
+    fn sized(&mut self, nullable: bool, reason: &'static str) -> Result<(), BatchError> {
+        match self.varint()? {
+            -1 if nullable => Ok(()),
+            len if len >= 0 => self.skip(len as usize, reason),
+            _ => Err(malformed(self.index(), reason)),
+        }
+    }
+}
+
+/// A record whose bytes are at hand in one piece.
+struct InPlace<'a> {
+    bytes: &'a [u8],
+    index: i32,
+}
+
+impl Fields for InPlace<'_> {
+    #[inline]
+    fn index(&self) -> i32 {
+        self.index
+    }
+
+    #[inline]
+    fn varlong(&mut self) -> Result<i64, BatchError> {
+        slice_varlong(&mut self.bytes, self.index)
+    }
+
+    fn byte(&mut self) -> Result<u8, BatchError> {
+        let (&byte, rest) = self
+            .bytes
+            .split_first()
+            .ok_or_else(|| malformed(self.index, "field runs past the record's length"))?;
+        self.bytes = rest;
+        Ok(byte)
+    }
+
+    #[inline]
+    fn skip(&mut self, n: usize, reason: &'static str) -> Result<(), BatchError> {
+        if n > self.bytes.len() {
+            return Err(malformed(self.index, reason));
+        }
+        self.bytes = &self.bytes[n..];
+        Ok(())
+    }
+
+    fn done(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// The fields of one record: its timestamp delta and offset delta, every length checked.
+#[inline]
+fn parse_fields(r: &mut impl Fields) -> Result<(i64, i32), BatchError> {
+    let index = r.index();
+    r.skip(1, "missing attributes")?;
+    let timestamp_delta = r.varlong()?;
+    let offset_delta = r.varint()?;
+    if offset_delta != index {
+        return Err(BatchError::Invalid {
+            reason: format!("record {index} has offset delta {offset_delta}"),
+        });
+    }
+    r.sized(true, "key longer than the record")?;
+    r.sized(true, "value longer than the record")?;
+    let headers = r.varint()?;
+    if headers < 0 {
+        return Err(malformed(index, "negative header count"));
+    }
+    for _ in 0..headers {
+        r.sized(false, "header key longer than the record")?;
+        r.sized(true, "header value longer than the record")?;
+    }
+    if !r.done() {
+        return Err(malformed(
+            index,
+            "bytes left over after the record's fields",
+        ));
+    }
+    Ok((timestamp_delta, offset_delta))
+}
+
+/// A record read piece by piece as it decompresses: at most `remaining` more bytes.
 struct Record<'b, B> {
     bytes: &'b mut B,
     remaining: usize,
@@ -187,7 +354,11 @@ fn malformed(index: i32, reason: &'static str) -> BatchError {
     BatchError::MalformedRecord { index, reason }
 }
 
-impl<B: RecordBytes> Record<'_, B> {
+impl<B: RecordBytes> Fields for Record<'_, B> {
+    fn index(&self) -> i32 {
+        self.index
+    }
+
     fn byte(&mut self) -> Result<u8, BatchError> {
         let index = self.index;
         if self.remaining == 0 {
@@ -197,16 +368,6 @@ impl<B: RecordBytes> Record<'_, B> {
         self.bytes
             .byte()?
             .ok_or_else(|| malformed(index, "record length does not fit the batch"))
-    }
-
-    fn varlong(&mut self) -> Result<i64, BatchError> {
-        let index = self.index;
-        varlong(|| self.byte(), |reason| malformed(index, reason))
-    }
-
-    fn varint(&mut self) -> Result<i32, BatchError> {
-        let index = self.index;
-        i32::try_from(self.varlong()?).map_err(|_| malformed(index, "varint overflows 32 bits"))
     }
 
     fn skip(&mut self, n: usize, reason: &'static str) -> Result<(), BatchError> {
@@ -223,13 +384,8 @@ impl<B: RecordBytes> Record<'_, B> {
         Ok(())
     }
 
-    /// A length-prefixed field; -1 (null) is allowed only where `nullable`.
-    fn sized(&mut self, nullable: bool, reason: &'static str) -> Result<(), BatchError> {
-        match self.varint()? {
-            -1 if nullable => Ok(()),
-            len if len >= 0 => self.skip(len as usize, reason),
-            _ => Err(malformed(self.index, reason)),
-        }
+    fn done(&self) -> bool {
+        self.remaining == 0
     }
 }
 
@@ -239,45 +395,25 @@ fn walk(
     mut visit: impl FnMut(i32, i64) -> ControlFlow<()>,
 ) -> Result<(), BatchError> {
     for index in 0..header.records_count {
-        let next = || {
-            bytes
-                .byte()?
-                .ok_or_else(|| malformed(index, "record length does not fit the batch"))
-        };
-        let len = varlong(next, |reason| malformed(index, reason))?;
+        let len = bytes.record_length(index)?;
         let len = usize::try_from(len)
             .ok()
             .filter(|l| *l > 0 && i32::try_from(*l).is_ok())
             .ok_or_else(|| malformed(index, "record length does not fit the batch"))?;
-        let mut r = Record {
-            bytes: &mut *bytes,
-            remaining: len,
-            index,
-        };
-        r.skip(1, "missing attributes")?;
-        let timestamp_delta = r.varlong()?;
-        let offset_delta = r.varint()?;
-        if offset_delta != index {
-            return Err(BatchError::Invalid {
-                reason: format!("record {index} has offset delta {offset_delta}"),
-            });
-        }
-        r.sized(true, "key longer than the record")?;
-        r.sized(true, "value longer than the record")?;
-        let headers = r.varint()?;
-        if headers < 0 {
-            return Err(malformed(index, "negative header count"));
-        }
-        for _ in 0..headers {
-            r.sized(false, "header key longer than the record")?;
-            r.sized(true, "header value longer than the record")?;
-        }
-        if r.remaining != 0 {
-            return Err(malformed(
+        let parsed = bytes.with_contiguous(len, |record| {
+            parse_fields(&mut InPlace {
+                bytes: record,
                 index,
-                "bytes left over after the record's fields",
-            ));
-        }
+            })
+        })?;
+        let (timestamp_delta, offset_delta) = match parsed {
+            Some(fields) => fields?,
+            None => parse_fields(&mut Record {
+                bytes: &mut *bytes,
+                remaining: len,
+                index,
+            })?,
+        };
         let timestamp = if header.is_log_append_time() {
             header.max_timestamp
         } else {
