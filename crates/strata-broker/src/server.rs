@@ -141,12 +141,13 @@ impl Admission {
             .lock()
             .expect("no code panics holding the connection counts");
         let (total, by_ip) = &mut *open;
-        let from_ip = by_ip.entry(ip).or_default();
-        if *total >= self.limits.max_connections || *from_ip >= self.limits.max_connections_per_ip {
+        let from_ip = by_ip.get(&ip).copied().unwrap_or(0);
+        // Refused addresses leave no entry behind: a flood from many addresses costs nothing.
+        if *total >= self.limits.max_connections || from_ip >= self.limits.max_connections_per_ip {
             return None;
         }
         *total += 1;
-        *from_ip += 1;
+        by_ip.insert(ip, from_ip + 1);
         Some(Slot {
             admission: self.clone(),
             ip,
