@@ -17,6 +17,8 @@ use bytes::Bytes;
 use indexmap::IndexMap;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
+
+use crate::config::GroupLimits;
 use uuid::Uuid;
 
 /// Where a group is in its rebalance cycle.
@@ -40,15 +42,6 @@ impl GroupState {
             Self::Dead => "Dead",
         }
     }
-}
-
-/// Limits from the broker's group settings.
-#[derive(Debug, Clone, Copy)]
-pub struct GroupLimits {
-    pub min_session_timeout: Duration,
-    pub max_session_timeout: Duration,
-    pub initial_rebalance_delay: Duration,
-    pub max_size: usize,
 }
 
 /// A JoinGroup as the group sees it.

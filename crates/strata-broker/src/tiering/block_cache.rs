@@ -19,12 +19,12 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, debug, debug_span};
 
-use super::{TieringMetrics, TieringSettings};
+use crate::config::{TIERED_BLOCK_BYTES, TieringSettings};
 use crate::error::BrokerError;
-use crate::tiering::metrics::TierLabels;
+use crate::metrics::{TierLabels, TieringMetrics};
 
 /// The unit of GETs and of caching.
-pub const BLOCK_BYTES: u64 = 1 << 20;
+pub const BLOCK_BYTES: u64 = TIERED_BLOCK_BYTES;
 
 /// Blocks of tiered objects, cached in memory and on local disk.
 pub struct BlockCache {

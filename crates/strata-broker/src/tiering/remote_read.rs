@@ -14,9 +14,9 @@ use strata_log::batch::{BatchHeader, HEADER_LEN, complete_batches, first_record_
 use strata_meta::SegmentEntry;
 use tracing::{Instrument, debug_span};
 
-use super::TieringMetrics;
 use super::block_cache::{BLOCK_BYTES, BlockCache};
 use crate::error::BrokerError;
+use crate::metrics::TieringMetrics;
 
 /// The largest batch a timestamp lookup decompresses (a stored batch passed the produce cap).
 const LOOKUP_DECOMPRESS_LIMIT: usize = 256 * 1024 * 1024;

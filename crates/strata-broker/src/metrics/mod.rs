@@ -9,6 +9,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+mod tiering;
+
+pub use tiering::{TierLabels, TieringMetrics};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
     pub api: &'static str,
@@ -110,7 +114,7 @@ pub struct Metrics {
     pub quorum: QuorumMetrics,
     pub groups: GroupMetrics,
     pub object_store: strata_objects::ObjectStoreMetrics,
-    pub tiering: crate::tiering::TieringMetrics,
+    pub tiering: TieringMetrics,
 }
 
 /// The metadata quorum as this node sees it.
@@ -281,7 +285,7 @@ impl Metrics {
         groups.register(&mut registry);
         let object_store = strata_objects::ObjectStoreMetrics::default();
         object_store.register(&mut registry);
-        let tiering = crate::tiering::TieringMetrics::default();
+        let tiering = TieringMetrics::default();
         tiering.register(&mut registry);
         Self {
             tiering,

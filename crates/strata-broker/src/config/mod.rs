@@ -10,7 +10,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod groups;
+mod tiering;
+
+pub use groups::{GroupLimits, GroupSettings};
 pub use strata_meta::topic_config::{ConfigDef, ConfigError, TOPIC_CONFIGS, topic_config_def};
+pub use tiering::{TIERED_BLOCK_BYTES, TieringSettings};
 
 /// Whether a timestamp in a stored batch is the producer's or the broker's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,9 +211,9 @@ pub struct BrokerConfig {
     /// Kafka's `broker.rack`: placement puts a partition's replicas on different racks.
     pub rack: Option<String>,
     /// Consumer group and committed-offset settings.
-    pub groups: crate::groups::GroupSettings,
+    pub groups: GroupSettings,
     /// Uploads to and reads from the object store.
-    pub tiering: crate::tiering::TieringSettings,
+    pub tiering: TieringSettings,
     /// Failures to inject under the object store's retry layer (fault tests, chaos drills);
     /// `None` in normal operation.
     pub object_store_faults: Option<std::sync::Arc<strata_objects::FaultPlan>>,
@@ -238,8 +243,8 @@ impl BrokerConfig {
             controller_quorum: BTreeMap::new(),
             roles: Roles::BOTH,
             rack: None,
-            groups: crate::groups::GroupSettings::default(),
-            tiering: crate::tiering::TieringSettings::default(),
+            groups: GroupSettings::default(),
+            tiering: TieringSettings::default(),
             object_store_faults: None,
         }
     }
