@@ -39,15 +39,15 @@ impl std::fmt::Debug for SyncRequest {
     }
 }
 
+/// The requests waiting for the next round; [`run`] serves them.
+#[derive(Debug)]
+pub struct GroupCommitQueue(mpsc::Receiver<SyncRequest>);
+
 impl GroupCommit {
-    /// Starts the group-commit task; it runs until `cancel` fires and its queue is drained.
-    pub fn spawn(
-        metrics: Arc<Metrics>,
-        cancel: CancellationToken,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
+    /// A handle and the queue its requests go to, for [`run`].
+    pub fn new() -> (Self, GroupCommitQueue) {
         let (requests, queue) = mpsc::channel(QUEUE_DEPTH);
-        let task = tokio::spawn(run(queue, metrics, cancel));
-        (Self { requests }, task)
+        (Self { requests }, GroupCommitQueue(queue))
     }
 
     /// Waits until everything appended to `partition` so far is on stable storage.
@@ -61,11 +61,9 @@ impl GroupCommit {
     }
 }
 
-async fn run(
-    mut queue: mpsc::Receiver<SyncRequest>,
-    metrics: Arc<Metrics>,
-    cancel: CancellationToken,
-) {
+/// Runs fsync rounds until `cancel` fires, then answers what is still queued.
+pub async fn run(queue: GroupCommitQueue, metrics: Arc<Metrics>, cancel: CancellationToken) {
+    let GroupCommitQueue(mut queue) = queue;
     loop {
         let first = tokio::select! {
             biased;

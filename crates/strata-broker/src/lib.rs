@@ -21,6 +21,7 @@ pub mod health;
 mod legacy_topics;
 mod liveness;
 pub mod metrics;
+mod node;
 pub mod node_meta;
 pub mod partition;
 mod periodic;
@@ -29,13 +30,14 @@ pub mod producer_ids;
 mod producer_snapshots;
 pub mod producer_state;
 pub mod reconciler;
+mod retention;
 pub mod server;
+mod supervisor;
 pub mod tiering;
 pub mod topic_admin;
 pub mod topics;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -47,7 +49,6 @@ use control_plane::ControlPlane;
 pub use error::BrokerError;
 use health::Health;
 use metrics::Metrics;
-use producer_ids::ProducerIds;
 
 /// The sockets a node serves, bound by the caller (so port 0 works and errors come early).
 pub struct Listeners {
@@ -141,7 +142,7 @@ async fn run_node(
         .then(|| liveness::spawn_fencer(control_plane.controller.clone(), stopping.clone()));
     let outcome = match kafka {
         Some(kafka) => {
-            let node = BrokerNode {
+            let node = node::BrokerNode {
                 control_plane: &control_plane,
                 object_store,
                 metrics,
@@ -208,136 +209,4 @@ async fn run_controller_only(
     health.serving();
     shutdown.cancelled().await;
     Ok(())
-}
-
-/// A node with the broker role, while it runs.
-struct BrokerNode<'a> {
-    control_plane: &'a ControlPlane,
-    object_store: Arc<dyn object_store::ObjectStore>,
-    metrics: Arc<Metrics>,
-    health: &'a Arc<Health>,
-    /// The metadata came from a backup: it may predate producer ids handed out since.
-    restored: bool,
-    shutdown: &'a CancellationToken,
-}
-
-impl BrokerNode<'_> {
-    /// Opens the data directory, registers with the quorum, serves Kafka clients until
-    /// shutdown, then stops in order: drain requests, stop background tasks, flush.
-    async fn run(
-        self,
-        config: BrokerConfig,
-        kafka_listener: TcpListener,
-        admin_addr: std::net::SocketAddr,
-    ) -> Result<(), BrokerError> {
-        let Self {
-            control_plane,
-            object_store,
-            metrics,
-            health,
-            restored,
-            shutdown,
-        } = self;
-        let kafka_addr = kafka_listener.local_addr()?;
-        let advertised = config.advertised_address(kafka_addr);
-        let drain_timeout = config.shutdown_timeout;
-        health.phase("opening the data directory");
-        let producer_ids = ProducerIds::new(control_plane.controller.clone(), config.node_id);
-        let (broker, tasks) = Broker::open(
-            config,
-            advertised.clone(),
-            object_store,
-            control_plane.view(),
-            producer_ids,
-            metrics,
-        )
-        .await?;
-        // One line that scripts can parse for the bound addresses, logged before joining the
-        // quorum: the other voters may still be starting.
-        info!(
-            kafka = %kafka_addr,
-            admin = %admin_addr,
-            controller = %control_plane.address,
-            advertised = %format!("{}:{}", advertised.0, advertised.1),
-            node_id = broker.config.node_id,
-            "strata listening"
-        );
-        health.phase("checking that no other live process uses this node id");
-        control_plane
-            .check_identity_free(
-                broker.config.node_id,
-                broker.node.previous_incarnation(),
-                broker.config.controller_quorum.is_empty(),
-                shutdown,
-            )
-            .await?;
-        health.phase("joining the metadata quorum");
-        control_plane.join(shutdown).await?;
-        health.phase("registering with the metadata quorum");
-        let incarnation = uuid::Uuid::new_v4();
-        broker.node.record_incarnation(incarnation)?;
-        let registration = control_plane
-            .register(
-                &broker.node.cluster_id(),
-                &broker.config,
-                &advertised,
-                broker.clock.now_ms(),
-                incarnation,
-                shutdown,
-            )
-            .await?;
-        let heartbeat = liveness::spawn_heartbeat(
-            control_plane.controller.clone(),
-            registration,
-            broker.clock.clone(),
-            shutdown.clone(),
-        );
-        legacy_topics::adopt(
-            &broker.config.data_dir,
-            broker.config.node_id,
-            &broker.metadata,
-        )
-        .await?;
-        health.phase("opening the partitions placed on this broker");
-        let hosted = reconciler::first_pass(&broker, incarnation).await?;
-        let reconciler = reconciler::spawn(broker.clone(), incarnation, hosted, shutdown.clone());
-        broker
-            .producer_ids
-            .adopt_local_ids(broker.node.legacy_producer_id_end())
-            .await?;
-        if restored {
-            broker.producer_ids.skip_ids_a_backup_may_miss().await?;
-        }
-        let checked = broker.clone();
-        health.add_check(move || checked.topics.offline_partitions());
-        health.serving();
-        server::serve(
-            kafka_listener,
-            broker.clone(),
-            shutdown.clone(),
-            drain_timeout,
-        )
-        .await;
-
-        let started = Instant::now();
-        health.phase("stopping");
-        let _ = reconciler.await;
-        tasks.shutdown().await;
-        info!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "background tasks stopped"
-        );
-        let flushing = broker.clone();
-        tokio::task::spawn_blocking(move || flushing.flush_all())
-            .await
-            .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))?;
-        info!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "partitions flushed"
-        );
-        match heartbeat.await {
-            Ok(Some(superseded)) => Err(superseded),
-            _ => Ok(()),
-        }
-    }
 }

@@ -14,7 +14,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use strata_meta::MetadataState;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, warn};
 use uuid::Uuid;
@@ -114,7 +113,7 @@ pub async fn first_pass(
     .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
     broker.groups.follow_leadership(broker);
     broker.groups.forget_deleted_topics(broker);
-    crate::tiering::producer_state::rebuild_where_needed(broker).await;
+    crate::tiering::producer_state::rebuild_where_needed(&broker.tier).await;
     broker.metadata.mark_reconciled(index);
     Ok(hosted)
 }
@@ -124,48 +123,46 @@ const RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reconciles after every metadata change, and again every [`RETRY_INTERVAL`] while a
 /// partition placed here failed to open or to take the metadata, until `shutdown` fires.
-pub fn spawn(
+pub async fn run(
     broker: Arc<Broker>,
     incarnation: Uuid,
     mut last: Vec<HostedTopic>,
     shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut changes = broker.metadata.changes();
-        let mut retries = tokio::time::interval(RETRY_INTERVAL);
-        retries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let retry = tokio::select! {
-                () = shutdown.cancelled() => return,
-                changed = changes.next() => if changed { false } else { return },
-                _ = retries.tick() => true,
-            };
-            if retry && !broker.topics.needs_retry() {
+) {
+    let mut changes = broker.metadata.changes();
+    let mut retries = tokio::time::interval(RETRY_INTERVAL);
+    retries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let retry = tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = changes.next() => if changed { false } else { return },
+            _ = retries.tick() => true,
+        };
+        if retry && !broker.topics.needs_retry() {
+            continue;
+        }
+        if !retry {
+            broker.groups.forget_deleted_topics(&broker);
+        }
+        let (index, hosted) = snapshot(&broker, incarnation);
+        if hosted != last || retry {
+            let pass = broker.clone();
+            let desired = hosted.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let _span = info_span!("reconcile", index).entered();
+                pass.topics.reconcile(&desired);
+            })
+            .await;
+            if let Err(e) = done {
+                warn!(error = %e, "a reconcile pass failed");
                 continue;
             }
-            if !retry {
-                broker.groups.forget_deleted_topics(&broker);
-            }
-            let (index, hosted) = snapshot(&broker, incarnation);
-            if hosted != last || retry {
-                let pass = broker.clone();
-                let desired = hosted.clone();
-                let done = tokio::task::spawn_blocking(move || {
-                    let _span = info_span!("reconcile", index).entered();
-                    pass.topics.reconcile(&desired);
-                })
-                .await;
-                if let Err(e) = done {
-                    warn!(error = %e, "a reconcile pass failed");
-                    continue;
-                }
-                broker.groups.follow_leadership(&broker);
-                crate::tiering::producer_state::rebuild_where_needed(&broker).await;
-                last = hosted;
-            }
-            broker.metadata.mark_reconciled(index);
+            broker.groups.follow_leadership(&broker);
+            crate::tiering::producer_state::rebuild_where_needed(&broker.tier).await;
+            last = hosted;
         }
-    })
+        broker.metadata.mark_reconciled(index);
+    }
 }
 
 /// The applied index and what it places here; the state read is at least that recent.

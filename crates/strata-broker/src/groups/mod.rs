@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -497,24 +496,22 @@ pub async fn persist_deletion(
 
 /// Drives every group's timers (sessions, join and sync deadlines) and expires the offsets
 /// of empty groups, until `shutdown` fires.
-pub fn spawn_ticker(broker: Arc<Broker>, shutdown: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(TICK);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        for round in 0u32.. {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
-            tick_all(&broker).await;
-            if round % METRICS_EVERY == 0 {
-                export_metrics(&broker).await;
-            }
-            if round % CHECKPOINT_EVERY == 0 {
-                checkpoint_where_due(&broker).await;
-            }
+pub async fn run_ticker(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for round in 0u32.. {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
         }
-    })
+        tick_all(&broker).await;
+        if round % METRICS_EVERY == 0 {
+            export_metrics(&broker).await;
+        }
+        if round % CHECKPOINT_EVERY == 0 {
+            checkpoint_where_due(&broker).await;
+        }
+    }
 }
 
 async fn tick_all(broker: &Arc<Broker>) {

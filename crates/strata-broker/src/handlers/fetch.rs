@@ -186,6 +186,7 @@ async fn read_tiered(
     match segment {
         Some(segment) => {
             ctx.broker
+                .tier
                 .remote
                 .read(&segment, w.fetch_offset, budget, at_least_one)
                 .await

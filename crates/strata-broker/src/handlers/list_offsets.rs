@@ -91,6 +91,7 @@ async fn lookup(
             match tiered_max {
                 Some(segment) => ctx
                     .broker
+                    .tier
                     .remote
                     .offset_for_timestamp(&segment, segment.max_timestamp_ms)
                     .await?
@@ -101,7 +102,12 @@ async fn lookup(
         }
         ts => {
             for segment in tiered_segments(ctx, led, &offsets, ts) {
-                let found = ctx.broker.remote.offset_for_timestamp(&segment, ts).await?;
+                let found = ctx
+                    .broker
+                    .tier
+                    .remote
+                    .offset_for_timestamp(&segment, ts)
+                    .await?;
                 if let Some((offset, found_ts)) = found {
                     return Ok((offset.max(offsets.log_start_offset), found_ts));
                 }

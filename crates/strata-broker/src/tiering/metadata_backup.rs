@@ -20,15 +20,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
 
-use crate::broker::Broker;
 use crate::config::BrokerConfig;
+use crate::control_plane::MetadataView;
 use crate::error::BrokerError;
 use crate::node_meta::NodeMeta;
+use crate::topics::TopicRegistry;
 
 /// Where the backup lives in the object store.
 pub const BACKUP_OBJECT: &str = "metadata/snapshot";
@@ -106,26 +105,58 @@ fn seed(
 
 /// Serializes backups so an older one never overwrites a newer one, and remembers what the
 /// last one covered.
-#[derive(Debug, Default)]
 pub struct Backups {
+    /// Only an embedded node backs its metadata up (see [`BrokerConfig::backs_up_metadata`]).
+    enabled: bool,
+    metadata: MetadataView,
+    store: Arc<dyn ObjectStore>,
+    topics: Arc<TopicRegistry>,
     last_index: tokio::sync::Mutex<Option<u64>>,
 }
 
+impl std::fmt::Debug for Backups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backups")
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Backups {
+    pub fn new(
+        enabled: bool,
+        metadata: MetadataView,
+        store: Arc<dyn ObjectStore>,
+        topics: Arc<TopicRegistry>,
+    ) -> Self {
+        Self {
+            enabled,
+            metadata,
+            store,
+            topics,
+            last_index: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether this node backs its metadata up at all.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Writes a backup of the metadata as applied now (unless the last one already covers
     /// it), then lets each tiered partition trim what that backup's manifest holds.
-    pub async fn back_up(&self, broker: &Broker) -> Result<(), BrokerError> {
-        if !broker.config.backs_up_metadata() {
+    pub async fn back_up(&self) -> Result<(), BrokerError> {
+        if !self.enabled {
             return Ok(());
         }
         let mut last = self.last_index.lock().await;
-        let index = broker.metadata.applied_index();
+        let index = self.metadata.applied_index();
         // Before the cluster is formed there is nothing to keep, and an empty backup would
         // stand in for a real one.
-        if *last == Some(index) || broker.metadata.cluster_id().is_none() {
+        if *last == Some(index) || self.metadata.cluster_id().is_none() {
             return Ok(());
         }
-        let (bytes, tiered_ends) = broker
+        let (bytes, tiered_ends) = self
             .metadata
             .backup(|state| {
                 state
@@ -140,8 +171,7 @@ impl Backups {
             })
             .map_err(|e| store_err("snapshotting the metadata", e))?;
         let size = bytes.len();
-        broker
-            .object_store
+        self.store
             .put(
                 &object_store::path::Path::from(BACKUP_OBJECT),
                 Bytes::from(bytes).into(),
@@ -151,7 +181,7 @@ impl Backups {
             .map_err(|e| store_err("writing the metadata backup", e))?;
         *last = Some(index);
         for (topic_id, partition, end) in tiered_ends {
-            if let Some(partition) = broker
+            if let Some(partition) = self
                 .topics
                 .get_by_id(topic_id)
                 .and_then(|t| t.partition(partition).cloned())
@@ -163,18 +193,10 @@ impl Backups {
     }
 }
 
-/// Backs the metadata up whenever it changed, at most every backup interval.
-pub fn spawn(broker: Arc<Broker>, cancel: CancellationToken) -> Option<JoinHandle<()>> {
-    if !broker.config.backs_up_metadata() {
-        return None;
+/// One periodic backup, run every `strata.metadata.backup.interval.ms` on a node that backs
+/// up: writes one if the metadata changed since the last.
+pub async fn round(backups: &Backups) {
+    if let Err(e) = backups.back_up().await {
+        warn!(error = %e, "metadata backup failed; local copies of tiered data stay until one succeeds");
     }
-    Some(tokio::spawn(async move {
-        let period = broker.config.tiering.metadata_backup_interval;
-        crate::periodic::every(period, &cancel, || async {
-            if let Err(e) = broker.backups.back_up(&broker).await {
-                warn!(error = %e, "metadata backup failed; local copies of tiered data stay until one succeeds");
-            }
-        })
-        .await;
-    }))
 }

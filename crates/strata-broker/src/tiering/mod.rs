@@ -17,3 +17,52 @@ pub mod remote_read;
 pub mod retention;
 pub mod sweeper;
 pub mod uploader;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::clock::Clock;
+use crate::config::TieringSettings;
+use crate::control_plane::MetadataView;
+use crate::metrics::Metrics;
+use crate::topics::TopicRegistry;
+
+/// What every tiering task works with, handed to each by the code that wires the node.
+#[derive(Clone)]
+pub struct TieringContext {
+    pub settings: TieringSettings,
+    pub node_id: i32,
+    pub topics: Arc<TopicRegistry>,
+    pub metadata: MetadataView,
+    pub store: Arc<dyn object_store::ObjectStore>,
+    /// Reads of committed segments, through the block cache.
+    pub remote: Arc<remote_read::RemoteReader>,
+    pub backups: Arc<metadata_backup::Backups>,
+    pub backlog: UploadBacklog,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for TieringContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieringContext")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bytes of this broker's led, tiered partitions that losing its disk would lose, as the
+/// uploader last measured them. Produce refuses appends to tiered partitions while it is over
+/// the local budget: back-pressure from the uploader's state, not from a metric.
+#[derive(Debug, Clone, Default)]
+pub struct UploadBacklog(Arc<AtomicU64>);
+
+impl UploadBacklog {
+    pub fn set(&self, bytes: u64) {
+        self.0.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}

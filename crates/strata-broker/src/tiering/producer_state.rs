@@ -12,14 +12,12 @@
 //!
 //! [`Partition::set_remote`]: crate::partition::Partition::set_remote
 
-use std::sync::Arc;
-
 use strata_log::BatchHeader;
 use strata_meta::SegmentEntry;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::broker::Broker;
+use super::TieringContext;
 use crate::error::BrokerError;
 
 /// How much of a partition's tiered tail is read back.
@@ -27,15 +25,15 @@ const TAIL_BYTES: u64 = 16 << 20;
 
 /// Rebuilds the producer state of every hosted partition that awaits it; a failure is
 /// retried by the next reconcile pass.
-pub async fn rebuild_where_needed(broker: &Arc<Broker>) {
-    for topic in broker.topics.all() {
+pub async fn rebuild_where_needed(tier: &TieringContext) {
+    for topic in tier.topics.all() {
         for partition in topic.partitions.values() {
             if !partition.awaits_producers() {
                 continue;
             }
-            match tail_headers(broker, topic.id, partition.index).await {
+            match tail_headers(tier, topic.id, partition.index).await {
                 Ok(headers) => {
-                    partition.seed_producers(&headers, broker.clock.now_ms());
+                    partition.seed_producers(&headers, tier.clock.now_ms());
                     let from = headers.first().map_or(-1, |h| h.base_offset);
                     info!(topic = %topic.name, partition = partition.index, batches = headers.len(), from, "rebuilt the idempotent-producer state from the tiered log");
                 }
@@ -49,11 +47,11 @@ pub async fn rebuild_where_needed(broker: &Arc<Broker>) {
 
 /// The headers of the batches of the newest tiered segments of a partition, oldest first.
 async fn tail_headers(
-    broker: &Broker,
+    tier: &TieringContext,
     topic_id: Uuid,
     partition: i32,
 ) -> Result<Vec<BatchHeader>, BrokerError> {
-    let segments: Vec<(i64, SegmentEntry)> = broker.metadata.read(|state| {
+    let segments: Vec<(i64, SegmentEntry)> = tier.metadata.read(|state| {
         let Some(manifest) = state.partition_manifest(topic_id, partition) else {
             return Vec::new();
         };
@@ -77,7 +75,7 @@ async fn tail_headers(
         let mut offset = base;
         while offset <= segment.last_offset {
             let budget = usize::try_from(segment.byte_len).unwrap_or(usize::MAX);
-            let bytes = broker.remote.read(&segment, offset, budget, true).await?;
+            let bytes = tier.remote.read(&segment, offset, budget, true).await?;
             let mut rest = &bytes[..];
             let before = headers.len();
             while let Some(header) = BatchHeader::parse(rest) {

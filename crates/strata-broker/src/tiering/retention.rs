@@ -6,12 +6,12 @@
 use strata_meta::MetaCommand;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::broker::Broker;
+use super::TieringContext;
 
 /// One pass over the tiered partitions this broker leads.
-pub async fn expire(broker: &Broker) {
-    let now = broker.clock.now_ms();
-    for topic in broker.topics.all().iter().filter(|t| t.config.tiered()) {
+pub async fn expire(tier: &TieringContext) {
+    let now = tier.clock.now_ms();
+    for topic in tier.topics.all().iter().filter(|t| t.config.tiered()) {
         let (retention_ms, retention_bytes) =
             (topic.config.retention_ms(), topic.config.retention_bytes());
         for partition in topic.partitions.values() {
@@ -23,7 +23,7 @@ pub async fn expire(broker: &Broker) {
             };
             let (newer_bytes, _) = partition.pending_from(tiered.end);
             let local_start = partition.offsets().local_log_start_offset;
-            let expired = broker.metadata.read(|state| {
+            let expired = tier.metadata.read(|state| {
                 state
                     .partition_manifest(topic.id, partition.index)?
                     .expired_end(now, retention_ms, retention_bytes, newer_bytes)
@@ -45,9 +45,9 @@ pub async fn expire(broker: &Broker) {
                 log_start_offset,
             };
             let span = info_span!("expire", topic = %topic.name, partition = partition.index, log_start_offset);
-            match broker.metadata.commit(command).instrument(span).await {
+            match tier.metadata.commit(command).instrument(span).await {
                 Ok(_) => {
-                    broker.metrics.tiering.retention_advances.inc();
+                    tier.metrics.tiering.retention_advances.inc();
                     info!(topic = %topic.name, partition = partition.index, log_start_offset, "retention moved the log start");
                 }
                 Err(e) => {

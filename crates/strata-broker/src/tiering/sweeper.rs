@@ -7,54 +7,44 @@
 //! sweeper reads the manifest through a ReadIndex, so no commit it could miss exists. One
 //! broker sweeps (the live broker with the lowest id), so the store is listed once per pass.
 
-use std::sync::Arc;
-
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::broker::Broker;
+use super::TieringContext;
 use crate::error::BrokerError;
 
 /// Where the uploader puts objects.
 pub const SEGMENTS_PREFIX: &str = "segments";
 
-pub fn spawn(broker: Arc<Broker>, cancel: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let period = broker.config.tiering.sweep_interval;
-        crate::periodic::every(period, &cancel, || async {
-            if !sweeps_here(&broker) {
-                return;
-            }
-            match sweep(&broker).instrument(info_span!("sweep")).await {
-                Ok(0) => {}
-                Ok(deleted) => info!(deleted, "sweeper deleted unreferenced objects"),
-                Err(e) => warn!(error = %e, "sweep failed; the next one retries"),
-            }
-        })
-        .await;
-    })
+/// One round, run every `strata.tiering.sweep.interval.ms`: sweeps if this broker is the
+/// one that sweeps.
+pub async fn round(tier: &TieringContext) {
+    if !sweeps_here(tier) {
+        return;
+    }
+    match sweep(tier).instrument(info_span!("sweep")).await {
+        Ok(0) => {}
+        Ok(deleted) => info!(deleted, "sweeper deleted unreferenced objects"),
+        Err(e) => warn!(error = %e, "sweep failed; the next one retries"),
+    }
 }
 
 /// Whether this broker is the one that sweeps: the live broker with the lowest id.
-fn sweeps_here(broker: &Broker) -> bool {
-    broker
-        .metadata
+fn sweeps_here(tier: &TieringContext) -> bool {
+    tier.metadata
         .read(|state| state.live_brokers().next().map(|b| b.broker_id))
-        == Some(broker.config.node_id)
+        == Some(tier.node_id)
 }
 
 /// One pass; answers how many objects it deleted.
-pub async fn sweep(broker: &Broker) -> Result<usize, BrokerError> {
+pub async fn sweep(tier: &TieringContext) -> Result<usize, BrokerError> {
     let store_err = |e: object_store::Error| BrokerError::RemoteStorage(e.to_string());
-    let grace_ms =
-        i64::try_from(broker.config.tiering.orphan_grace.as_millis()).unwrap_or(i64::MAX);
-    let cutoff_ms = broker.clock.now_ms().saturating_sub(grace_ms);
+    let grace_ms = i64::try_from(tier.settings.orphan_grace.as_millis()).unwrap_or(i64::MAX);
+    let cutoff_ms = tier.clock.now_ms().saturating_sub(grace_ms);
     let prefix = object_store::path::Path::from(SEGMENTS_PREFIX);
-    let old: Vec<object_store::path::Path> = broker
-        .object_store
+    let old: Vec<object_store::path::Path> = tier
+        .store
         .list(Some(&prefix))
         .try_filter(|meta| std::future::ready(meta.last_modified.timestamp_millis() < cutoff_ms))
         .map_ok(|meta| meta.location)
@@ -64,7 +54,7 @@ pub async fn sweep(broker: &Broker) -> Result<usize, BrokerError> {
     if old.is_empty() {
         return Ok(0);
     }
-    let referenced = broker
+    let referenced = tier
         .metadata
         .read_latest(|state| {
             state
@@ -79,12 +69,8 @@ pub async fn sweep(broker: &Broker) -> Result<usize, BrokerError> {
         if referenced.contains(location.as_ref()) {
             continue;
         }
-        broker
-            .object_store
-            .delete(&location)
-            .await
-            .map_err(store_err)?;
-        broker.metrics.tiering.objects_deleted.inc();
+        tier.store.delete(&location).await.map_err(store_err)?;
+        tier.metrics.tiering.objects_deleted.inc();
         deleted += 1;
     }
     Ok(deleted)

@@ -30,15 +30,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
 
-use crate::broker::Broker;
+use super::TieringContext;
 use crate::error::BrokerError;
 use crate::partition::Partition;
 use crate::tiering::sweeper::SEGMENTS_PREFIX;
 
 /// How often the upload lag is measured.
-const LAG_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+pub const LAG_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// How often the manifest gauges are refreshed.
-const MANIFEST_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+pub const MANIFEST_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Sealed data of one partition, chosen for the next object.
 struct Candidate {
@@ -48,40 +48,49 @@ struct Candidate {
     range: SealedRange,
 }
 
-/// Starts the uploader; it stops when `cancel` fires (an upload in flight is abandoned: its
-/// object, if stored, is an orphan).
-pub fn spawn(broker: Arc<Broker>, cancel: CancellationToken) -> JoinHandle<()> {
-    let reporter = tokio::spawn(report_lag_loop(broker.clone(), cancel.clone()));
-    let manifest = tokio::spawn(report_manifest_loop(broker.clone(), cancel.clone()));
-    let uploader = tokio::spawn(upload_loop(broker, cancel));
-    tokio::spawn(async move {
-        let _ = tokio::join!(reporter, manifest, uploader);
-    })
+/// Measures the upload lag, whatever the uploader is doing (a round can spend a long time
+/// retrying): produce reads it for the local budget. Run every [`LAG_REPORT_INTERVAL`].
+pub fn report_lag(tier: &TieringContext) {
+    let now = tier.clock.now_ms();
+    let (mut bytes, mut records, mut oldest) = (0u64, 0i64, None::<i64>);
+    for topic in tier.topics.all().iter().filter(|t| t.config.tiered()) {
+        for partition in topic.partitions.values() {
+            if partition.leader_epoch().is_none() {
+                continue;
+            }
+            // Committed is not enough: an embedded node's commit is safe from a lost disk
+            // only once a metadata backup holds it.
+            let from = partition.first_undurable_offset();
+            let (pending, since) = partition.pending_from(from);
+            bytes += pending;
+            records += (partition.offsets().high_watermark - from).max(0);
+            if pending > 0 {
+                oldest = oldest.min(since).or(since);
+            }
+        }
+    }
+    tier.backlog.set(bytes);
+    let tiering = &tier.metrics.tiering;
+    tiering
+        .upload_lag_bytes
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    tiering.upload_lag_records.set(records);
+    tiering
+        .upload_lag_seconds
+        .set(oldest.map_or(0, |since| (now - since).max(0) / 1000));
 }
 
-/// Measures the upload lag every [`LAG_REPORT_INTERVAL`], whatever the uploader is doing
-/// (a round can spend a long time retrying): produce reads it for the local budget.
-async fn report_lag_loop(broker: Arc<Broker>, cancel: CancellationToken) {
-    crate::periodic::every(LAG_REPORT_INTERVAL, &cancel, || async {
-        report_lag(&broker)
-    })
-    .await;
-}
-
-/// Counts what the manifest references every [`MANIFEST_REPORT_INTERVAL`]: a walk of the
-/// whole manifest, too much for the lag's quarter-second cadence.
-async fn report_manifest_loop(broker: Arc<Broker>, cancel: CancellationToken) {
-    crate::periodic::every(MANIFEST_REPORT_INTERVAL, &cancel, || async {
-        let (objects, bytes) = broker.metadata.read(|state| state.manifest_totals());
-        let tiering = &broker.metrics.tiering;
-        tiering
-            .manifest_objects
-            .set(i64::try_from(objects).unwrap_or(i64::MAX));
-        tiering
-            .manifest_bytes
-            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-    })
-    .await;
+/// Counts what the manifest references: a walk of the whole manifest, too much for the
+/// lag's cadence. Run every [`MANIFEST_REPORT_INTERVAL`].
+pub fn report_manifest(tier: &TieringContext) {
+    let (objects, bytes) = tier.metadata.read(|state| state.manifest_totals());
+    let tiering = &tier.metrics.tiering;
+    tiering
+        .manifest_objects
+        .set(i64::try_from(objects).unwrap_or(i64::MAX));
+    tiering
+        .manifest_bytes
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
 }
 
 /// Objects being stored, oldest first, and how far each partition's data is claimed by them.
@@ -111,18 +120,19 @@ impl Pipeline {
     }
 }
 
-/// Keeps up to `upload_max_in_flight` objects being stored at once and commits them one at
-/// a time in the order they were cut, so each partition's segments are committed in offset
-/// order whatever order the PUTs finish in.
-async fn upload_loop(broker: Arc<Broker>, cancel: CancellationToken) {
-    let settings = broker.config.tiering.clone();
+/// Runs the uploader until `cancel` fires (an upload in flight is abandoned: its object, if
+/// stored, is an orphan). Keeps up to `upload_max_in_flight` objects being stored at once and
+/// commits them one at a time in the order they were cut, so each partition's segments are
+/// committed in offset order whatever order the PUTs finish in.
+pub async fn run(tier: TieringContext, cancel: CancellationToken) {
+    let settings = tier.settings.clone();
     let mut interval = tokio::time::interval(settings.upload_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rotation = 0usize;
     let mut pipeline = Pipeline::default();
     loop {
         while pipeline.in_flight.len() < settings.upload_max_in_flight {
-            let chooser = broker.clone();
+            let chooser = tier.clone();
             let claimed = pipeline.claimed.clone();
             rotation = rotation.wrapping_add(1);
             let start = rotation;
@@ -140,7 +150,7 @@ async fn upload_loop(broker: Arc<Broker>, cancel: CancellationToken) {
             pipeline.claim(&candidates);
             pipeline
                 .in_flight
-                .push_back(tokio::spawn(store_object(broker.clone(), candidates)));
+                .push_back(tokio::spawn(store_object(tier.clone(), candidates)));
             if !filled {
                 break;
             }
@@ -160,7 +170,7 @@ async fn upload_loop(broker: Arc<Broker>, cancel: CancellationToken) {
         };
         pipeline.in_flight.pop_front();
         let committed = match stored {
-            Ok(Ok(stored)) => commit_object(&broker, stored).await,
+            Ok(Ok(stored)) => commit_object(&tier, stored).await,
             Ok(Err(e)) => Err(e),
             Err(e) => Err(BrokerError::from(std::io::Error::other(e.to_string()))),
         };
@@ -169,7 +179,7 @@ async fn upload_loop(broker: Arc<Broker>, cancel: CancellationToken) {
             Ok(false) => pipeline.reset(),
             Err(e) => {
                 pipeline.reset();
-                broker.metrics.tiering.upload_failures.inc();
+                tier.metrics.tiering.upload_failures.inc();
                 warn!(error = %e, "upload failed; its data stays local and is retried");
                 tokio::select! {
                     () = cancel.cancelled() => return,
@@ -191,13 +201,13 @@ struct Stored {
 
 /// Reads the chosen ranges, packs them and PUTs the object under a new name.
 async fn store_object(
-    broker: Arc<Broker>,
+    tier: TieringContext,
     candidates: Vec<Candidate>,
 ) -> Result<Stored, BrokerError> {
     let started = std::time::Instant::now();
     let name = format!(
         "{SEGMENTS_PREFIX}/{}/{}",
-        broker.config.node_id,
+        tier.node_id,
         Uuid::new_v4().simple()
     );
     let span = info_span!("upload", object = %name, segments = candidates.len());
@@ -210,14 +220,13 @@ async fn store_object(
         let (bytes, footer) =
             encode(&chunks).map_err(|e| BrokerError::RemoteStorage(e.to_string()))?;
         let size = bytes.len() as u64;
-        broker
-            .object_store
+        tier.store
             .put(&object_store::path::Path::from(name.as_str()), bytes.into())
             .instrument(info_span!("put", bytes = size))
             .await
             .map_err(|e| BrokerError::RemoteStorage(format!("storing {name}: {e}")))?;
-        broker.metrics.tiering.objects_uploaded.inc();
-        broker.metrics.tiering.bytes_uploaded.inc_by(size);
+        tier.metrics.tiering.objects_uploaded.inc();
+        tier.metrics.tiering.bytes_uploaded.inc_by(size);
         Ok(Stored {
             name: name.clone(),
             candidates,
@@ -233,7 +242,7 @@ async fn store_object(
 /// Commits a stored object's segments, backs the metadata up where that is what makes the
 /// commit survive a lost disk, and lets local retention trim. Answers false if the manifest
 /// refused any segment (the pipeline then starts over from the manifest).
-async fn commit_object(broker: &Arc<Broker>, stored: Stored) -> Result<bool, BrokerError> {
+async fn commit_object(tier: &TieringContext, stored: Stored) -> Result<bool, BrokerError> {
     let Stored {
         name,
         candidates,
@@ -243,7 +252,7 @@ async fn commit_object(broker: &Arc<Broker>, stored: Stored) -> Result<bool, Bro
     } = stored;
     // The sweeper deletes unreferenced objects past the grace period: committing later than
     // half of it could reference an object being deleted.
-    if started.elapsed() > broker.config.tiering.orphan_grace / 2 {
+    if started.elapsed() > tier.settings.orphan_grace / 2 {
         return Err(BrokerError::RemoteStorage(format!(
             "storing {name} took longer than half the orphan grace period; it is left for the sweeper"
         )));
@@ -262,7 +271,7 @@ async fn commit_object(broker: &Arc<Broker>, stored: Stored) -> Result<bool, Bro
             max_timestamp_ms: chunk.max_timestamp_ms,
         })
         .collect();
-    let outcome = broker
+    let outcome = tier
         .metadata
         .commit(MetaCommand::CommitSegments(CommitSegments {
             object: name.clone(),
@@ -272,7 +281,7 @@ async fn commit_object(broker: &Arc<Broker>, stored: Stored) -> Result<bool, Bro
         .await?;
     let mut all_taken = true;
     if let CommandOutcome::SegmentsCommitted { committed, refused } = outcome {
-        let tiering = &broker.metrics.tiering;
+        let tiering = &tier.metrics.tiering;
         tiering.segments_committed.inc_by(u64::from(committed));
         tiering.segments_refused.inc_by(u64::from(refused));
         info!(object = %name, bytes = size, committed, refused, "object uploaded and committed");
@@ -280,11 +289,10 @@ async fn commit_object(broker: &Arc<Broker>, stored: Stored) -> Result<bool, Bro
     }
     // What is committed may now leave the local disk, by local retention, once a lost disk
     // cannot take the commit with it.
-    broker.backups.back_up(broker).await?;
+    tier.backups.back_up().await?;
     let trimmed: Vec<_> = candidates.into_iter().map(|c| c.partition).collect();
-    let trimmer = broker.clone();
+    let now = tier.clock.now_ms();
     blocking(move || {
-        let now = trimmer.clock.now_ms();
         for partition in trimmed {
             if let Err(e) = partition.enforce_retention(now) {
                 warn!(topic = %partition.topic, partition = partition.index, error = %e, "local retention after upload failed");
@@ -304,14 +312,14 @@ async fn commit_object(broker: &Arc<Broker>, stored: Stored) -> Result<bool, Bro
 /// rolled first, so all of them travel in the same object. That is what keeps PUTs from
 /// growing with the partition count: one flush per lag period, not one per partition.
 fn choose(
-    broker: &Broker,
+    tier: &TieringContext,
     start: usize,
     claimed: &HashMap<(Uuid, i32), i64>,
 ) -> Result<(Vec<Candidate>, bool), BrokerError> {
-    let settings = &broker.config.tiering;
-    let now = broker.clock.now_ms();
+    let settings = &tier.settings;
+    let now = tier.clock.now_ms();
     let lag_ms = i64::try_from(settings.upload_max_lag.as_millis()).unwrap_or(i64::MAX);
-    let led: Vec<(Uuid, Arc<Partition>)> = broker
+    let led: Vec<(Uuid, Arc<Partition>)> = tier
         .topics
         .all()
         .iter()
@@ -388,36 +396,6 @@ fn read_chunks(ranges: Vec<(SealedRange, Uuid, i32)>) -> Result<Vec<Chunk>, Brok
             })
         })
         .collect()
-}
-
-/// Sets the upload-lag gauges: what losing this broker's disk would lose now.
-fn report_lag(broker: &Broker) {
-    let now = broker.clock.now_ms();
-    let (mut bytes, mut records, mut oldest) = (0u64, 0i64, None::<i64>);
-    for topic in broker.topics.all().iter().filter(|t| t.config.tiered()) {
-        for partition in topic.partitions.values() {
-            if partition.leader_epoch().is_none() {
-                continue;
-            }
-            // Committed is not enough: an embedded node's commit is safe from a lost disk
-            // only once a metadata backup holds it.
-            let from = partition.first_undurable_offset();
-            let (pending, since) = partition.pending_from(from);
-            bytes += pending;
-            records += (partition.offsets().high_watermark - from).max(0);
-            if pending > 0 {
-                oldest = oldest.min(since).or(since);
-            }
-        }
-    }
-    let tiering = &broker.metrics.tiering;
-    tiering
-        .upload_lag_bytes
-        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-    tiering.upload_lag_records.set(records);
-    tiering
-        .upload_lag_seconds
-        .set(oldest.map_or(0, |since| (now - since).max(0) / 1000));
 }
 
 async fn blocking<T: Send + 'static>(

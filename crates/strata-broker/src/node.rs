@@ -1,0 +1,346 @@
+//! Wiring and lifecycle of a node with the broker role: every subsystem is built here, in
+//! order, from the dependencies it names; its background work is started under one
+//! [`Supervisor`]; and on shutdown everything stops in the reverse order (drain requests,
+//! stop background tasks, close the cache, flush every partition).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_log::SegmentFiles;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn};
+
+use crate::broker::Broker;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{BrokerConfig, Durability};
+use crate::control_plane::ControlPlane;
+use crate::error::BrokerError;
+use crate::group_commit::GroupCommit;
+use crate::groups::GroupCoordinator;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::node_meta::NodeMeta;
+use crate::producer_ids::ProducerIds;
+use crate::retention::Retention;
+use crate::supervisor::Supervisor;
+use crate::tiering::block_cache::BlockCache;
+use crate::tiering::metadata_backup::Backups;
+use crate::tiering::remote_read::RemoteReader;
+use crate::tiering::{TieringContext, UploadBacklog};
+use crate::topics::TopicRegistry;
+
+/// How often descriptor counts are exported.
+const PROCESS_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How many sealed segments' descriptors stay open: the setting, but never more than a
+/// quarter of the process's descriptor limit, which connections and active segments need.
+fn segment_files_capacity(configured: usize) -> usize {
+    let limit = crate::process::fd_limit()
+        .map_or(usize::MAX, |l| usize::try_from(l / 4).unwrap_or(usize::MAX));
+    configured.min(limit).max(16)
+}
+
+/// A node with the broker role, while it runs.
+pub(crate) struct BrokerNode<'a> {
+    pub control_plane: &'a ControlPlane,
+    pub object_store: Arc<dyn object_store::ObjectStore>,
+    pub metrics: Arc<Metrics>,
+    pub health: &'a Arc<Health>,
+    /// The metadata came from a backup: it may predate producer ids handed out since.
+    pub restored: bool,
+    pub shutdown: &'a CancellationToken,
+}
+
+/// The subsystems, built and with their background work started.
+struct Opened {
+    broker: Arc<Broker>,
+    supervisor: Supervisor,
+    blocks: Arc<BlockCache>,
+}
+
+impl BrokerNode<'_> {
+    /// Opens the data directory, registers with the quorum, serves Kafka clients until
+    /// shutdown, then stops in order: drain requests, stop background tasks, flush.
+    pub async fn run(
+        self,
+        config: BrokerConfig,
+        kafka_listener: TcpListener,
+        admin_addr: std::net::SocketAddr,
+    ) -> Result<(), BrokerError> {
+        let kafka_addr = kafka_listener.local_addr()?;
+        let advertised = config.advertised_address(kafka_addr);
+        let drain_timeout = config.shutdown_timeout;
+        self.health.phase("opening the data directory");
+        let Opened {
+            broker,
+            mut supervisor,
+            blocks,
+        } = self.open(config, advertised.clone()).await?;
+        let (control_plane, health, shutdown) = (self.control_plane, self.health, self.shutdown);
+        let failures = supervisor.failures();
+        health.add_check(move || failures.list());
+        // One line that scripts can parse for the bound addresses, logged before joining the
+        // quorum: the other voters may still be starting.
+        info!(
+            kafka = %kafka_addr,
+            admin = %admin_addr,
+            controller = %control_plane.address,
+            advertised = %format!("{}:{}", advertised.0, advertised.1),
+            node_id = broker.config.node_id,
+            "strata listening"
+        );
+        health.phase("checking that no other live process uses this node id");
+        control_plane
+            .check_identity_free(
+                broker.config.node_id,
+                broker.node.previous_incarnation(),
+                broker.config.controller_quorum.is_empty(),
+                shutdown,
+            )
+            .await?;
+        health.phase("joining the metadata quorum");
+        control_plane.join(shutdown).await?;
+        health.phase("registering with the metadata quorum");
+        let incarnation = uuid::Uuid::new_v4();
+        broker.node.record_incarnation(incarnation)?;
+        let registration = control_plane
+            .register(
+                &broker.node.cluster_id(),
+                &broker.config,
+                &advertised,
+                broker.clock.now_ms(),
+                incarnation,
+                shutdown,
+            )
+            .await?;
+        let heartbeat = crate::liveness::spawn_heartbeat(
+            control_plane.controller.clone(),
+            registration,
+            broker.clock.clone(),
+            shutdown.clone(),
+        );
+        crate::legacy_topics::adopt(
+            &broker.config.data_dir,
+            broker.config.node_id,
+            &broker.metadata,
+        )
+        .await?;
+        health.phase("opening the partitions placed on this broker");
+        let hosted = crate::reconciler::first_pass(&broker, incarnation).await?;
+        let reconciled = broker.clone();
+        supervisor.spawn("reconciler", move |cancel| {
+            crate::reconciler::run(reconciled, incarnation, hosted, cancel)
+        });
+        broker
+            .producer_ids
+            .adopt_local_ids(broker.node.legacy_producer_id_end())
+            .await?;
+        if self.restored {
+            broker.producer_ids.skip_ids_a_backup_may_miss().await?;
+        }
+        let checked = broker.clone();
+        health.add_check(move || checked.topics.offline_partitions());
+        health.serving();
+        crate::server::serve(
+            kafka_listener,
+            broker.clone(),
+            shutdown.clone(),
+            drain_timeout,
+        )
+        .await;
+
+        let started = Instant::now();
+        health.phase("stopping");
+        supervisor.shutdown().await;
+        blocks.close().await;
+        info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "background tasks stopped"
+        );
+        let topics = broker.topics.clone();
+        tokio::task::spawn_blocking(move || flush_all(&topics))
+            .await
+            .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))?;
+        info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "partitions flushed"
+        );
+        match heartbeat.await {
+            Ok(Some(superseded)) => Err(superseded),
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens the data directory (recovering every partition), builds the subsystems and
+    /// starts their background work. `advertised` is where clients are told to connect.
+    async fn open(
+        &self,
+        config: BrokerConfig,
+        advertised: (String, u16),
+    ) -> Result<Opened, BrokerError> {
+        let metrics = self.metrics.clone();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let metadata = self.control_plane.view();
+        let data_dir = config.data_dir.clone();
+        let node_id = config.node_id;
+        let metadata_replicated = !config.backs_up_metadata();
+        let files = Arc::new(SegmentFiles::new(segment_files_capacity(
+            config.open_segment_files_max,
+        )));
+        let (node, topics) = tokio::task::spawn_blocking(move || {
+            let _span = info_span!("recover_data_dir", data_dir = %data_dir.display()).entered();
+            let node = NodeMeta::open(&data_dir, node_id)?;
+            let topics = TopicRegistry::open(&data_dir, metadata_replicated, files)?;
+            Ok::<_, BrokerError>((node, Arc::new(topics)))
+        })
+        .await
+        .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
+        info!(cluster_id = node.cluster_id(), "data directory opened");
+        let blocks = Arc::new(
+            BlockCache::open(
+                self.object_store.clone(),
+                &config.data_dir.join("cache").join("tiered"),
+                &config.tiering,
+                metrics.tiering.clone(),
+            )
+            .await?,
+        );
+        let remote = Arc::new(RemoteReader::new(
+            blocks.clone(),
+            config.tiering.readahead_blocks,
+            metrics.tiering.clone(),
+        ));
+        let backups = Arc::new(Backups::new(
+            config.backs_up_metadata(),
+            metadata.clone(),
+            self.object_store.clone(),
+            topics.clone(),
+        ));
+        let tier = TieringContext {
+            settings: config.tiering.clone(),
+            node_id: config.node_id,
+            topics: topics.clone(),
+            metadata: metadata.clone(),
+            store: self.object_store.clone(),
+            remote,
+            backups,
+            backlog: UploadBacklog::default(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+        };
+
+        let mut supervisor = Supervisor::default();
+        // First started, last stopped: everything that appends waits on it.
+        let group_commit = (config.durability == Durability::Fsync).then(|| {
+            let (handle, queue) = GroupCommit::new();
+            let commit_metrics = metrics.clone();
+            supervisor.spawn("group_commit", move |cancel| {
+                crate::group_commit::run(queue, commit_metrics, cancel)
+            });
+            handle
+        });
+        let retention = Retention {
+            topics: topics.clone(),
+            producer_id_expiration: config.producer_id_expiration,
+            tier: tier.clone(),
+        };
+        let retention_interval = config.retention_check_interval;
+        let broker = Arc::new(Broker {
+            config,
+            node,
+            topics,
+            metrics,
+            clock,
+            advertised,
+            metadata,
+            producer_ids: ProducerIds::new(self.control_plane.controller.clone(), node_id),
+            groups: GroupCoordinator::default(),
+            group_commit,
+            tier,
+        });
+        start_background_work(&mut supervisor, &broker, retention, retention_interval);
+        Ok(Opened {
+            broker,
+            supervisor,
+            blocks,
+        })
+    }
+}
+
+/// Starts the broker's periodic work; it stops in the reverse order.
+fn start_background_work(
+    supervisor: &mut Supervisor,
+    broker: &Arc<Broker>,
+    retention: Retention,
+    retention_interval: Duration,
+) {
+    let retention = Arc::new(retention);
+    supervisor.every("retention", retention_interval, move || {
+        let retention = retention.clone();
+        async move { retention.round().await }
+    });
+    let groups = broker.clone();
+    supervisor.spawn("group_ticker", move |cancel| {
+        crate::groups::run_ticker(groups, cancel)
+    });
+    let tier = &broker.tier;
+    let uploading = tier.clone();
+    supervisor.spawn("uploader", move |cancel| {
+        crate::tiering::uploader::run(uploading, cancel)
+    });
+    let lag = tier.clone();
+    supervisor.every(
+        "upload_lag_report",
+        crate::tiering::uploader::LAG_REPORT_INTERVAL,
+        move || {
+            crate::tiering::uploader::report_lag(&lag);
+            std::future::ready(())
+        },
+    );
+    let manifest = tier.clone();
+    supervisor.every(
+        "manifest_report",
+        crate::tiering::uploader::MANIFEST_REPORT_INTERVAL,
+        move || {
+            crate::tiering::uploader::report_manifest(&manifest);
+            std::future::ready(())
+        },
+    );
+    let sweeping = Arc::new(tier.clone());
+    supervisor.every("sweeper", tier.settings.sweep_interval, move || {
+        let sweeping = sweeping.clone();
+        async move { crate::tiering::sweeper::round(&sweeping).await }
+    });
+    if tier.backups.enabled() {
+        let backups = tier.backups.clone();
+        supervisor.every(
+            "metadata_backup",
+            tier.settings.metadata_backup_interval,
+            move || {
+                let backups = backups.clone();
+                async move { crate::tiering::metadata_backup::round(&backups).await }
+            },
+        );
+    }
+    let reported = broker.clone();
+    supervisor.every("process_report", PROCESS_REPORT_INTERVAL, move || {
+        crate::process::report_fds(&reported.metrics);
+        reported
+            .metrics
+            .open_segment_files
+            .set(i64::try_from(reported.topics.open_segment_files()).unwrap_or(i64::MAX));
+        std::future::ready(())
+    });
+}
+
+/// Flushes every partition: the last step of an ordered shutdown.
+fn flush_all(topics: &TopicRegistry) {
+    for topic in topics.all() {
+        for partition in topic.partitions.values() {
+            if let Err(e) = partition.flush() {
+                warn!(topic = %topic.name, partition = partition.index, error = %e, "flush at shutdown failed");
+            }
+        }
+    }
+}
