@@ -58,6 +58,10 @@ pub enum BrokerError {
     RemoteStorage(String),
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// An append was written but not committed within the request's timeout (Kafka's
+    /// REQUEST_TIMED_OUT): the client retries, and idempotence makes the retry safe.
+    #[error("the append was not committed within {timeout_ms} ms")]
+    CommitTimedOut { timeout_ms: u64 },
     /// The partition's log failed on this broker (see `partition::Offline`).
     #[error("the partition is offline on this broker: {reason}")]
     PartitionOffline { reason: String },
@@ -132,6 +136,7 @@ impl BrokerError {
             }
             Self::ShuttingDown | Self::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
             Self::PartitionOffline { .. } => ResponseError::KafkaStorageError,
+            Self::CommitTimedOut { .. } => ResponseError::RequestTimedOut,
             Self::InvalidRequest { .. } => ResponseError::InvalidRequest,
             Self::Setup(_) => ResponseError::UnknownServerError,
             Self::ControlPlane(_) => ResponseError::NotController,

@@ -16,12 +16,13 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{BrokerConfig, Durability};
 use crate::control_plane::ControlPlane;
 use crate::error::BrokerError;
-use crate::group_commit::GroupCommit;
 use crate::groups::GroupCoordinator;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::node_meta::NodeMeta;
 use crate::producer_ids::ProducerIds;
+use crate::replica::group_commit::GroupCommit;
+use crate::replica::{ReplicaDeps, ReplicaManager};
 use crate::retention::Retention;
 use crate::supervisor::Supervisor;
 use crate::tiering::block_cache::BlockCache;
@@ -236,7 +237,7 @@ impl BrokerNode<'_> {
             let (handle, queue) = GroupCommit::new();
             let commit_metrics = metrics.clone();
             supervisor.spawn("group_commit", move |cancel| {
-                crate::group_commit::run(queue, commit_metrics, cancel)
+                crate::replica::group_commit::run(queue, commit_metrics, cancel)
             });
             handle
         });
@@ -246,6 +247,18 @@ impl BrokerNode<'_> {
             tier: tier.clone(),
         };
         let retention_interval = config.retention_check_interval;
+        let replicas = ReplicaManager::new(
+            &config,
+            ReplicaDeps {
+                topics: topics.clone(),
+                metadata: metadata.clone(),
+                remote: tier.remote.clone(),
+                group_commit,
+                backlog: tier.backlog.clone(),
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+            },
+        );
         let broker = Arc::new(Broker {
             config,
             node,
@@ -256,7 +269,7 @@ impl BrokerNode<'_> {
             metadata,
             producer_ids: ProducerIds::new(self.control_plane.controller.clone(), node_id),
             groups: GroupCoordinator::default(),
-            group_commit,
+            replicas,
             tier,
         });
         start_background_work(&mut supervisor, &broker, retention, retention_interval);

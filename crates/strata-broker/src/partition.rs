@@ -32,14 +32,20 @@ pub struct AppendOutcome {
     pub duplicate: bool,
 }
 
-/// Offsets of the log at one instant.
+/// Offsets of the partition at one instant: `log_start_offset <= local_log_start_offset`
+/// (when anything is local), and `high_watermark <= log_end_offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogOffsets {
     /// The first offset of the whole log, in either tier.
     pub log_start_offset: i64,
     /// The first offset on local disk (Kafka's "local log start offset").
     pub local_log_start_offset: i64,
+    /// The end of what is committed: readers see nothing at or above it.
     pub high_watermark: i64,
+    /// The end of what `read_committed` readers see; the high watermark until transactions.
+    pub last_stable_offset: i64,
+    /// The offset the next append gets.
+    pub log_end_offset: i64,
 }
 
 /// The offsets `start..end` of a partition that the manifest places in the object store.
@@ -110,6 +116,8 @@ struct PartitionState {
     tiered: bool,
     /// What the manifest says of this partition.
     remote: RemoteLog,
+    /// The end of what is committed (see [`crate::replica`], which alone advances it).
+    high_watermark: i64,
     /// The tiered end as far as it would survive losing this broker's disk: local copies
     /// below it may go. The reconciler sets it on a replicated quorum; an embedded node's
     /// metadata backups set it.
@@ -180,7 +188,9 @@ impl PartitionState {
         LogOffsets {
             log_start_offset,
             local_log_start_offset,
-            high_watermark: self.log.log_end_offset(),
+            high_watermark: self.high_watermark,
+            last_stable_offset: self.high_watermark,
+            log_end_offset: self.log.log_end_offset(),
         }
     }
 }
@@ -190,6 +200,8 @@ pub struct Partition {
     pub topic: Arc<str>,
     pub index: i32,
     state: Mutex<PartitionState>,
+    /// The high watermark, for waiters: long-polling fetches, appends waiting to commit. It
+    /// also wakes them (unchanged) when the partition goes offline.
     high_watermark: watch::Sender<i64>,
 }
 
@@ -242,7 +254,9 @@ impl Partition {
                 producers.record(batch, range, now_ms);
             }
         })?;
-        let (high_watermark, _) = watch::channel(log.log_end_offset());
+        // What survived a restart is what there is: recovery already cut any torn tail.
+        let log_end_offset = log.log_end_offset();
+        let (high_watermark, _) = watch::channel(log_end_offset);
         Ok(Self {
             topic,
             index,
@@ -253,6 +267,7 @@ impl Partition {
                 leader_epoch: None,
                 tiered: config.tiered(),
                 remote: RemoteLog::default(),
+                high_watermark: log_end_offset,
                 durable_tiered_end: None,
             }),
             high_watermark,
@@ -265,7 +280,9 @@ impl Partition {
             .expect("a partition lock holder never panics")
     }
 
-    /// Appends a validated batch, deduplicating idempotent retries.
+    /// Appends a validated batch, deduplicating idempotent retries. The batch is not
+    /// committed (readable, acknowledgeable) until [`Self::advance_high_watermark`] covers
+    /// it: call this through [`crate::replica::ReplicaManager`].
     pub fn append(
         &self,
         batch: &ValidatedBatch,
@@ -299,8 +316,6 @@ impl Partition {
             state.producers.record(producer, range, now_ms);
         }
         let log_start_offset = state.log.log_start_offset();
-        drop(state);
-        self.high_watermark.send_replace(range.last_offset + 1);
         Ok(AppendOutcome {
             range,
             log_start_offset,
@@ -308,8 +323,55 @@ impl Partition {
         })
     }
 
+    /// Moves the high watermark up to `offset` (never past the log end, never down) and
+    /// wakes whoever waits on it.
+    pub fn advance_high_watermark(&self, offset: i64) {
+        let mut state = self.lock();
+        let advanced = offset.min(state.log.log_end_offset());
+        if advanced > state.high_watermark {
+            state.high_watermark = advanced;
+            drop(state);
+            self.high_watermark.send_if_modified(|hw| {
+                let moved = advanced > *hw;
+                *hw = (*hw).max(advanced);
+                moved
+            });
+        }
+    }
+
+    /// Waits until the high watermark reaches `end`; fails if the partition goes offline,
+    /// this broker stops leading it, or `timeout` passes first.
+    pub async fn wait_high_watermark(
+        &self,
+        end: i64,
+        timeout: std::time::Duration,
+    ) -> Result<(), BrokerError> {
+        let mut watcher = self.high_watermark.subscribe();
+        let reached = async {
+            loop {
+                if *watcher.borrow_and_update() >= end {
+                    return Ok(());
+                }
+                {
+                    let state = self.lock();
+                    state.check_online()?;
+                    state.leader_epoch.ok_or(BrokerError::NotLeaderOrFollower)?;
+                }
+                if watcher.changed().await.is_err() {
+                    return Err(BrokerError::ShuttingDown);
+                }
+            }
+        };
+        tokio::time::timeout(timeout, reached)
+            .await
+            .map_err(|_| BrokerError::CommitTimedOut {
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            })?
+    }
+
     /// Reads whole batches from `fetch_offset`, at most `max_bytes` unless `at_least_one` and
-    /// the first batch is larger. The file I/O runs outside the partition lock.
+    /// the first batch is larger, and none at or above the high watermark. The file I/O runs
+    /// outside the partition lock.
     pub fn read(
         &self,
         fetch_offset: i64,
@@ -319,7 +381,10 @@ impl Partition {
         let plan = {
             let state = self.lock();
             state.check_online()?;
-            state.log.read_plan(fetch_offset, max_bytes, at_least_one)?
+            let end = state.high_watermark;
+            state
+                .log
+                .read_plan(fetch_offset, end, max_bytes, at_least_one)?
         };
         Ok(plan.execute()?)
     }
@@ -327,6 +392,10 @@ impl Partition {
     /// Makes this broker the partition's leader under `epoch`, or (with `None`) not its leader.
     pub fn set_leadership(&self, epoch: Option<i32>) {
         self.lock().leader_epoch = epoch;
+        if epoch.is_none() {
+            // Appends waiting to commit here will not: they are answered NOT_LEADER.
+            self.high_watermark.send_modify(|_| {});
+        }
     }
 
     /// The epoch this broker leads the partition under, if it leads it.
@@ -365,7 +434,9 @@ impl Partition {
             && state.log.skip_to(tiered.end, now_ms)?
         {
             state.go_offline(Offline::RebuildingProducers);
+            // What the log skipped over is committed in the object store.
             let end = state.log.log_end_offset();
+            state.high_watermark = end;
             drop(state);
             self.high_watermark.send_replace(end);
         }
@@ -423,13 +494,16 @@ impl Partition {
         self.lock().offsets()
     }
 
-    /// The sealed local data from `from_offset` on (see [`PartitionLog::sealed_range`]).
+    /// The sealed local data from `from_offset` on (see [`PartitionLog::sealed_range`]),
+    /// if all of it is committed: nothing above the high watermark leaves this broker.
     pub fn sealed_range(
         &self,
         from_offset: i64,
         max_bytes: u64,
     ) -> Result<Option<strata_log::SealedRange>, BrokerError> {
-        Ok(self.lock().log.sealed_range(from_offset, max_bytes)?)
+        let state = self.lock();
+        let range = state.log.sealed_range(from_offset, max_bytes)?;
+        Ok(range.filter(|r| r.last_offset < state.high_watermark))
     }
 
     /// The local bytes from `offset` on and the creation time of the oldest segment holding
@@ -478,8 +552,9 @@ impl Partition {
         };
         handle.sync().map_err(|e| {
             let reason = format!("fsync of {}-{}: {e}", self.topic, self.index);
-            let mut state = self.lock();
-            state.go_offline(Offline::SyncFailed(reason.clone()));
+            self.lock().go_offline(Offline::SyncFailed(reason.clone()));
+            // Whoever waits for this partition's commit learns it will not come.
+            self.high_watermark.send_modify(|_| {});
             BrokerError::PartitionOffline { reason }
         })
     }
@@ -617,6 +692,70 @@ mod tests {
         use strata_log::test_util::{NOW, batch, limits, record};
         let bytes = batch(&[record("v")], strata_log::Compression::None, NOW);
         strata_log::validate_produce_batch(bytes, &limits()).expect("valid")
+    }
+
+    #[test]
+    fn readers_see_only_what_the_high_watermark_covers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partition = test_partition("t", dir.path(), test_files());
+        for _ in 0..3 {
+            partition.append(&one_batch(), 0).expect("append");
+        }
+        let offsets = partition.offsets();
+        assert_eq!((offsets.high_watermark, offsets.log_end_offset), (0, 3));
+        assert!(partition.read(0, 1 << 20, true).expect("read").is_empty());
+        partition.advance_high_watermark(2);
+        let (_, last) = strata_log::batch::complete_batches(
+            &partition.read(0, 1 << 20, true).expect("read"),
+            i64::MAX,
+        );
+        assert_eq!(last.map(|h| h.last_offset()), Some(1));
+        partition.advance_high_watermark(1);
+        assert_eq!(partition.offsets().high_watermark, 2, "it never moves down");
+        partition.advance_high_watermark(99);
+        assert_eq!(
+            partition.offsets().high_watermark,
+            3,
+            "nor past the log end"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_commit_waiter_wakes_on_the_commit_and_fails_when_it_cannot_come() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let partition = Arc::new(test_partition("t", dir.path(), test_files()));
+        partition.append(&one_batch(), 0).expect("append");
+        let waiting = {
+            let partition = partition.clone();
+            tokio::spawn(async move {
+                partition
+                    .wait_high_watermark(1, std::time::Duration::from_secs(60))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        partition.advance_high_watermark(1);
+        waiting.await.expect("join").expect("committed");
+
+        partition.append(&one_batch(), 0).expect("append");
+        let short = partition
+            .wait_high_watermark(2, std::time::Duration::from_millis(10))
+            .await;
+        assert!(matches!(short, Err(BrokerError::CommitTimedOut { .. })));
+        let deposed = {
+            let partition = partition.clone();
+            tokio::spawn(async move {
+                partition
+                    .wait_high_watermark(2, std::time::Duration::from_secs(60))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        partition.set_leadership(None);
+        assert!(matches!(
+            deposed.await.expect("join"),
+            Err(BrokerError::NotLeaderOrFollower)
+        ));
     }
 
     /// A batch of producer 7 at epoch 0 with first sequence `sequence`.

@@ -72,7 +72,10 @@ fn reads(c: &mut Criterion) {
         let mut offset = 0;
         b.iter(|| {
             offset = (offset + 7919) % end;
-            black_box(log.read_plan(offset, 1 << 20, true).expect("plan"))
+            black_box(
+                log.read_plan(offset, i64::MAX, 1 << 20, true)
+                    .expect("plan"),
+            )
         })
     });
     group.throughput(Throughput::Bytes(1 << 20));
@@ -81,7 +84,8 @@ fn reads(c: &mut Criterion) {
         b.iter_batched(
             || {
                 offset = (offset + 7919) % (end - 2000);
-                log.read_plan(offset, 1 << 20, true).expect("plan")
+                log.read_plan(offset, i64::MAX, 1 << 20, true)
+                    .expect("plan")
             },
             |plan| black_box(plan.execute().expect("read")),
             BatchSize::SmallInput,

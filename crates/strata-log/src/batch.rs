@@ -214,14 +214,16 @@ impl ValidatedBatch {
     }
 }
 
-/// How many leading bytes of `bytes` are whole batches (a read cut at a byte budget ends
-/// mid-batch; Kafka returns only the complete ones), and the header of the last of them.
-pub fn complete_batches(bytes: &[u8]) -> (usize, Option<BatchHeader>) {
+/// How many leading bytes of `bytes` are whole batches that end below `end_offset` (a read
+/// cut at a byte budget ends mid-batch, and one of the log's tail may reach past what is
+/// committed; Kafka returns only the complete, committed ones), and the header of the last
+/// of them.
+pub fn complete_batches(bytes: &[u8], end_offset: i64) -> (usize, Option<BatchHeader>) {
     let mut complete = 0;
     let mut last = None;
     while let Some(header) = BatchHeader::parse(&bytes[complete..]) {
         match header.total_len() {
-            Some(len) if complete + len <= bytes.len() => {
+            Some(len) if complete + len <= bytes.len() && header.last_offset() < end_offset => {
                 complete += len;
                 last = Some(header);
             }

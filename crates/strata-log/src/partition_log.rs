@@ -233,10 +233,12 @@ impl PartitionLog {
     }
 
     /// Plans a read of whole batches from `fetch_offset`, at most `max_bytes` unless
-    /// `at_least_one` and the first batch is larger. Execute the plan outside any lock.
+    /// `at_least_one` and the first batch is larger, and none reaching `end_offset` or past
+    /// it (the bound a reader may see: the high watermark). Execute the plan outside any lock.
     pub fn read_plan(
         &self,
         fetch_offset: i64,
+        end_offset: i64,
         max_bytes: usize,
         at_least_one: bool,
     ) -> Result<ReadPlan, LogError> {
@@ -262,11 +264,12 @@ impl PartitionLog {
                     .map(|(_, s)| s)
             });
         Ok(match segment {
-            Some(s) if fetch_offset < log_end_offset => ReadPlan {
+            Some(s) if fetch_offset < log_end_offset.min(end_offset) => ReadPlan {
                 source: Some((s.file(&self.files)?, s.log_path().to_path_buf())),
                 position: s.position_for_offset(fetch_offset),
                 end: s.size(),
                 fetch_offset,
+                end_offset,
                 max_bytes,
                 at_least_one,
             },
@@ -625,6 +628,8 @@ pub struct ReadPlan {
     position: u64,
     end: u64,
     fetch_offset: i64,
+    /// No batch reaching this offset is returned.
+    end_offset: i64,
     max_bytes: usize,
     at_least_one: bool,
 }
@@ -636,6 +641,7 @@ impl ReadPlan {
             position: 0,
             end: 0,
             fetch_offset: 0,
+            end_offset: 0,
             max_bytes: 0,
             at_least_one: false,
         }
@@ -670,7 +676,7 @@ impl ReadPlan {
         }
         let mut buf = BytesMut::zeroed(want);
         file.read_exact_at(&mut buf, start).map_err(err)?;
-        buf.truncate(batch::complete_batches(&buf).0);
+        buf.truncate(batch::complete_batches(&buf, self.end_offset).0);
         Ok(buf.freeze())
     }
 }
@@ -702,7 +708,7 @@ mod tests {
         let mut offset = from;
         while offset < log.log_end_offset() {
             let bytes = log
-                .read_plan(offset, 1 << 20, true)
+                .read_plan(offset, i64::MAX, 1 << 20, true)
                 .expect("plan")
                 .execute()
                 .expect("read");
@@ -748,11 +754,38 @@ mod tests {
             log.append(&validated(5, NOW), 0, NOW).expect("append");
         }
         let bytes = log
-            .read_plan(47, 1 << 20, true)
+            .read_plan(47, i64::MAX, 1 << 20, true)
             .expect("plan")
             .execute()
             .expect("read");
         assert_eq!(BatchHeader::parse(&bytes).expect("header").base_offset, 45);
+    }
+
+    #[test]
+    fn a_read_returns_no_batch_that_reaches_its_end_offset() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path(), config()).expect("open");
+        for _ in 0..4 {
+            log.append(&validated(5, NOW), 0, NOW).expect("append");
+        }
+        let read = |from: i64, end: i64| {
+            let bytes = log
+                .read_plan(from, end, 1 << 20, true)
+                .expect("plan")
+                .execute()
+                .expect("read");
+            let (_, last) = batch::complete_batches(&bytes, i64::MAX);
+            last.map(|h| h.last_offset())
+        };
+        assert_eq!(read(0, 10), Some(9), "the batches below the bound");
+        assert_eq!(read(0, 12), Some(9), "a batch the bound cuts is left out");
+        assert_eq!(read(10, 10), None, "a read at the bound is empty");
+        assert_eq!(
+            read(12, 10),
+            None,
+            "above the bound but within the log: empty"
+        );
+        assert_eq!(read(0, i64::MAX), Some(19));
     }
 
     #[test]
@@ -762,7 +795,7 @@ mod tests {
         log.append(&validated(5, NOW), 0, NOW).expect("append");
         log.append(&validated(5, NOW), 0, NOW).expect("append");
         let one = log
-            .read_plan(0, 10, true)
+            .read_plan(0, i64::MAX, 10, true)
             .expect("plan")
             .execute()
             .expect("read");
@@ -773,14 +806,14 @@ mod tests {
             "exactly one whole batch"
         );
         assert!(
-            log.read_plan(0, 10, false)
+            log.read_plan(0, i64::MAX, 10, false)
                 .expect("plan")
                 .execute()
                 .expect("read")
                 .is_empty()
         );
         assert!(
-            log.read_plan(10, 100, true)
+            log.read_plan(10, i64::MAX, 100, true)
                 .expect("plan")
                 .execute()
                 .expect("read")
@@ -788,7 +821,7 @@ mod tests {
             "log end reads nothing"
         );
         assert!(matches!(
-            log.read_plan(11, 100, true),
+            log.read_plan(11, i64::MAX, 100, true),
             Err(LogError::OffsetOutOfRange { .. })
         ));
     }
@@ -917,7 +950,7 @@ mod tests {
         assert_eq!(log.log_start_offset(), 3);
         assert_eq!(log.segment_count(), 3, "[0,2) went; [2,4) holds 3");
         assert!(matches!(
-            log.read_plan(2, 100, true),
+            log.read_plan(2, i64::MAX, 100, true),
             Err(LogError::OffsetOutOfRange { .. })
         ));
         log.advance_log_start(1).expect("never backwards");
@@ -1013,7 +1046,7 @@ mod tests {
         assert!(log.size_bytes() <= 3000 + 1000);
         assert!(log.log_start_offset() > 0);
         assert!(matches!(
-            log.read_plan(0, 100, true),
+            log.read_plan(0, i64::MAX, 100, true),
             Err(LogError::OffsetOutOfRange { .. })
         ));
         assert_eq!(

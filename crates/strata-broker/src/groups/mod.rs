@@ -770,7 +770,7 @@ mod tests {
             partition: &Arc<Partition>,
             records: Vec<(Bytes, Option<Bytes>)>,
         ) -> Result<(), ResponseError> {
-            store::append_unsynced(partition, records, 0)
+            store::append_committed(partition, records, 0)
                 .map_err(|_| ResponseError::CoordinatorNotAvailable)
         }
     }
@@ -798,7 +798,7 @@ mod tests {
             dir.path(),
             crate::partition::test_files(),
         ));
-        store::append_unsynced(&partition, commit("old", 5), 0).expect("append");
+        store::append_committed(&partition, commit("old", 5), 0).expect("append");
         let mut old = Group::new("old");
         old.offsets.insert(
             ("t".into(), 0),
@@ -813,7 +813,7 @@ mod tests {
         // A group that commits at the moment the checkpoint looks at the shard, and is not
         // among the groups it sees: its commit must survive the checkpoint.
         let list = || {
-            store::append_unsynced(&partition, commit("new", 9), 0).expect("append");
+            store::append_committed(&partition, commit("new", 9), 0).expect("append");
             Some(vec![old.clone()])
         };
         checkpoint(&Direct, &partition, list, 0)
@@ -843,7 +843,7 @@ mod tests {
             dir.path(),
             crate::partition::test_files(),
         ));
-        store::append_unsynced(&partition, commit("g", 5), 0).expect("append");
+        store::append_committed(&partition, commit("g", 5), 0).expect("append");
         assert!(checkpoint(&Direct, &partition, || None, 0).await.is_err());
         assert_eq!(partition.offsets().log_start_offset, 0);
     }

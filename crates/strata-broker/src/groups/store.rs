@@ -11,7 +11,6 @@ use kafka_protocol::records::{
     Compression, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, Record,
     RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use strata_log::{BatchLimits, validate_produce_batch};
 use tracing::warn;
 
 use super::group::Group;
@@ -33,11 +32,11 @@ pub async fn append(
 ) -> Result<(), ResponseError> {
     let now_ms = broker.clock.now_ms();
     let result = async {
-        append_unsynced(partition, records, now_ms)?;
-        broker.make_durable(partition).await
+        let batch = encode(records, now_ms)?;
+        broker.replicas.append_internal(partition, batch).await
     }
     .await;
-    result.map_err(|e| match e {
+    result.map(|_| ()).map_err(|e| match e {
         BrokerError::NotLeaderOrFollower | BrokerError::ShuttingDown => {
             ResponseError::NotCoordinator
         }
@@ -48,32 +47,26 @@ pub async fn append(
     })
 }
 
-/// Appends `records` as one batch without waiting for durability.
-pub(super) fn append_unsynced(
+/// `records` as one batch.
+fn encode(records: Vec<(Bytes, Option<Bytes>)>, now_ms: i64) -> Result<Bytes, BrokerError> {
+    encode_batch(records, now_ms).map_err(|e| BrokerError::InvalidRequest {
+        reason: format!("group records do not encode: {e}"),
+    })
+}
+
+/// Appends `records` as one batch and commits it at once, as a broker with `--durability
+/// os` would: for unit tests, which have no replica manager.
+#[cfg(test)]
+pub(super) fn append_committed(
     partition: &Partition,
     records: Vec<(Bytes, Option<Bytes>)>,
     now_ms: i64,
 ) -> Result<(), BrokerError> {
-    let batch = encode_batch(records, now_ms).map_err(|e| BrokerError::InvalidRequest {
-        reason: format!("group records do not encode: {e}"),
-    })?;
-    partition.append(
-        &validate_produce_batch(batch, &own_batch_limits(now_ms))?,
-        now_ms,
-    )?;
+    let limits = crate::replica::own_batch_limits(now_ms);
+    let batch = strata_log::validate_produce_batch(encode(records, now_ms)?, &limits)?;
+    let appended = partition.append(&batch, now_ms)?;
+    partition.advance_high_watermark(appended.range.last_offset + 1);
     Ok(())
-}
-
-/// The coordinator's own batches are checked for structure only: it wrote them.
-fn own_batch_limits(now_ms: i64) -> BatchLimits {
-    BatchLimits {
-        max_message_bytes: usize::MAX,
-        max_decompressed_bytes: usize::MAX,
-        now_ms,
-        timestamp_before_max_ms: i64::MAX,
-        timestamp_after_max_ms: i64::MAX,
-        log_append_time: false,
-    }
 }
 
 /// One uncompressed batch of `records` (key, value or a tombstone), as a coordinator writes it.
@@ -197,7 +190,7 @@ mod tests {
     use crate::groups::records::encode_offset;
 
     fn write(partition: &Partition, records: Vec<(Bytes, Option<Bytes>)>) {
-        append_unsynced(partition, records, 0).expect("appends");
+        append_committed(partition, records, 0).expect("appends");
     }
 
     #[test]

@@ -10,8 +10,9 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use strata_meta::MetaCommand;
 
-use super::{LedPartition, RequestContext, TopicRef, led_partition};
+use super::RequestContext;
 use crate::error::BrokerError;
+use crate::replica::{LedPartition, TopicRef};
 
 const API: &str = "delete_records";
 /// Kafka's "up to the high watermark".
@@ -27,16 +28,19 @@ pub async fn handle(
         for p in topic.partitions {
             let result =
                 DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
-            let outcome =
-                match led_partition(ctx.broker, TopicRef::Name(&topic.name), p.partition_index) {
-                    Ok(led) if strata_meta::names::is_internal_topic(&led.topic.name) => {
-                        Err(BrokerError::InternalTopic {
-                            topic: led.topic.name.to_string(),
-                        })
-                    }
-                    Ok(led) => delete_below(ctx, &led, p.offset).await,
-                    Err(e) => Err(e),
-                };
+            let outcome = match ctx
+                .broker
+                .replicas
+                .led_partition(TopicRef::Name(&topic.name), p.partition_index)
+            {
+                Ok(led) if strata_meta::names::is_internal_topic(&led.topic.name) => {
+                    Err(BrokerError::InternalTopic {
+                        topic: led.topic.name.to_string(),
+                    })
+                }
+                Ok(led) => delete_below(ctx, &led, p.offset).await,
+                Err(e) => Err(e),
+            };
             partitions.push(match outcome {
                 Ok(low_watermark) => result.with_low_watermark(low_watermark),
                 Err(e) => {

@@ -5,7 +5,6 @@
 //! lands between the read and the wait still wakes it. Fetch sessions (KIP-227) are not
 //! kept: every response carries session id 0, which tells clients to send full fetches.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,12 +12,12 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, debug_span};
+use tracing::debug;
 use uuid::Uuid;
 
-use super::{RequestContext, TopicRef, led_partition};
+use super::RequestContext;
 use crate::error::BrokerError;
-use crate::partition::Partition;
+use crate::replica::{LedPartition, TopicRef};
 
 const API: &str = "fetch";
 const READ_COMMITTED: i8 = 1;
@@ -27,8 +26,7 @@ const READ_COMMITTED: i8 = 1;
 struct Wanted {
     topic_index: usize,
     index: i32,
-    topic_id: Uuid,
-    partition: Result<Arc<Partition>, BrokerError>,
+    partition: Result<LedPartition, BrokerError>,
     fetch_offset: i64,
     max_bytes: usize,
     current_leader_epoch: i32,
@@ -45,12 +43,11 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
             TopicRef::Name(&fetch_topic.topic)
         };
         for p in &fetch_topic.partitions {
-            let led = led_partition(ctx.broker, topic, p.partition);
+            let led = ctx.broker.replicas.led_partition(topic, p.partition);
             wanted.push(Wanted {
                 topic_index,
                 index: p.partition,
-                topic_id: led.as_ref().map_or(Uuid::nil(), |led| led.topic.id),
-                partition: led.map(|led| led.partition),
+                partition: led,
                 fetch_offset: p.fetch_offset,
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
                 current_leader_epoch: p.current_leader_epoch,
@@ -70,7 +67,12 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
         Instant::now() + Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let mut watchers: Vec<watch::Receiver<i64>> = wanted
         .iter()
-        .filter_map(|w| w.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
+        .filter_map(|w| {
+            w.partition
+                .as_ref()
+                .ok()
+                .map(|led| led.partition.watch_high_watermark())
+        })
         .collect();
     loop {
         let (mut partitions, total, any_error) = read_all(ctx, &wanted, max_bytes).await;
@@ -121,12 +123,12 @@ async fn read_all(
             Err(e) => {
                 any_error = true;
                 ctx.broker.metrics.count_error(API, e.response_error());
-                let offsets = w.partition.as_ref().ok().map(|p| p.offsets());
+                let offsets = w.partition.as_ref().ok().map(|led| led.partition.offsets());
                 PartitionData::default()
                     .with_partition_index(w.index)
                     .with_error_code(e.code())
                     .with_high_watermark(offsets.map_or(-1, |o| o.high_watermark))
-                    .with_last_stable_offset(offsets.map_or(-1, |o| o.high_watermark))
+                    .with_last_stable_offset(offsets.map_or(-1, |o| o.last_stable_offset))
                     .with_log_start_offset(offsets.map_or(-1, |o| o.log_start_offset))
                     .with_records(Some(Bytes::new()))
             }
@@ -142,78 +144,24 @@ async fn read_partition(
     budget: usize,
     at_least_one: bool,
 ) -> Result<PartitionData, BrokerError> {
-    let partition = w.partition.as_ref().map_err(Clone::clone)?;
-    let span = debug_span!("fetch_partition", topic = %partition.topic, partition = partition.index, fetch_offset = w.fetch_offset);
-    // Leadership can move while a fetch waits: check it on every read.
-    let leader_epoch = partition
-        .leader_epoch()
-        .ok_or(BrokerError::NotLeaderOrFollower)?;
-    check_leader_epoch(w.current_leader_epoch, leader_epoch)?;
-    let offsets = partition.offsets();
-    let tiered =
-        (offsets.log_start_offset..offsets.local_log_start_offset).contains(&w.fetch_offset);
-    let records = if budget == 0 && !at_least_one {
-        Bytes::new()
-    } else if tiered {
-        read_tiered(ctx, w, budget, at_least_one)
-            .instrument(span)
-            .await?
-    } else {
-        let _span = span.entered();
-        partition.read(w.fetch_offset, budget, at_least_one)?
-    };
+    let led = w.partition.as_ref().map_err(Clone::clone)?;
+    let read = ctx
+        .broker
+        .replicas
+        .read(
+            led,
+            w.fetch_offset,
+            w.current_leader_epoch,
+            budget,
+            at_least_one,
+        )
+        .await?;
     Ok(PartitionData::default()
         .with_partition_index(w.index)
-        .with_high_watermark(offsets.high_watermark)
-        .with_last_stable_offset(offsets.high_watermark)
-        .with_log_start_offset(offsets.log_start_offset)
-        .with_records(Some(records)))
-}
-
-/// Reads below the local log start, from the committed segment holding the fetch offset.
-async fn read_tiered(
-    ctx: &RequestContext<'_>,
-    w: &Wanted,
-    budget: usize,
-    at_least_one: bool,
-) -> Result<Bytes, BrokerError> {
-    let segment = ctx.broker.metadata.read(|state| {
-        state
-            .partition_manifest(w.topic_id, w.index)
-            .and_then(|m| m.segment_for(w.fetch_offset))
-            .map(|(_, segment)| segment.clone())
-    });
-    match segment {
-        Some(segment) => {
-            ctx.broker
-                .tier
-                .remote
-                .read(&segment, w.fetch_offset, budget, at_least_one)
-                .await
-        }
-        // Retention moved the log start past it between our two looks.
-        None => Err(BrokerError::from(strata_log::LogError::OffsetOutOfRange {
-            requested: w.fetch_offset,
-            log_start_offset: -1,
-            log_end_offset: -1,
-        })),
-    }
-}
-
-/// KIP-320: a client that knows a newer epoch than ours, or an older one, is told so.
-pub(super) fn check_leader_epoch(requested: i32, current: i32) -> Result<(), BrokerError> {
-    match requested {
-        -1 => Ok(()),
-        e if e > current => Err(BrokerError::UnknownLeaderEpoch {
-            requested: e,
-            current,
-        }),
-        e if e < current => Err(BrokerError::FencedLeaderEpoch {
-            requested: e,
-            current,
-        }),
-        _ => Ok(()),
-    }
+        .with_high_watermark(read.offsets.high_watermark)
+        .with_last_stable_offset(read.offsets.last_stable_offset)
+        .with_log_start_offset(read.offsets.log_start_offset)
+        .with_records(Some(read.records)))
 }
 
 fn assemble(

@@ -5,12 +5,12 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::fetch::check_leader_epoch;
 use strata_meta::SegmentEntry;
 
-use super::{LedPartition, RequestContext, TopicRef, led_partition};
+use super::RequestContext;
 use crate::error::BrokerError;
 use crate::partition::LogOffsets;
+use crate::replica::{LedPartition, TopicRef, check_leader_epoch};
 
 const API: &str = "list_offsets";
 
@@ -28,7 +28,10 @@ pub async fn handle(ctx: &RequestContext<'_>, request: ListOffsetsRequest) -> Li
     for t in request.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
-            let found = match led_partition(ctx.broker, TopicRef::Name(&t.name), p.partition_index)
+            let found = match ctx
+                .broker
+                .replicas
+                .led_partition(TopicRef::Name(&t.name), p.partition_index)
             {
                 Ok(led) => match check_leader_epoch(p.current_leader_epoch, led.leader_epoch) {
                     Ok(()) => lookup(ctx, &led, p.timestamp)

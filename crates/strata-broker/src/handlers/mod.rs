@@ -379,66 +379,6 @@ pub(crate) fn encode_response<T: Encodable + HeaderVersion>(
     Ok(buf.freeze())
 }
 
-/// How a request names a topic: by name, or by id (the newest Produce and Fetch versions).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum TopicRef<'a> {
-    Name(&'a str),
-    Id(uuid::Uuid),
-}
-
-impl TopicRef<'_> {
-    fn hosted(self, broker: &Broker) -> Option<Arc<crate::topics::Topic>> {
-        match self {
-            Self::Name(name) => broker.topics.get(name),
-            Self::Id(id) => broker.topics.get_by_id(id),
-        }
-    }
-}
-
-/// A partition this broker leads, as a request found it.
-#[derive(Debug, Clone)]
-pub(crate) struct LedPartition {
-    pub topic: Arc<crate::topics::Topic>,
-    pub partition: Arc<crate::partition::Partition>,
-    pub leader_epoch: i32,
-}
-
-/// The partition a Produce, Fetch or ListOffsets addresses if this broker leads it, or why
-/// not as Kafka says it: a partition the metadata places elsewhere (or whose
-/// leadership is moving) is NOT_LEADER_OR_FOLLOWER, so the client refreshes its metadata and
-/// retries; one the metadata does not have is unknown.
-pub(crate) fn led_partition(
-    broker: &Broker,
-    topic: TopicRef<'_>,
-    index: i32,
-) -> Result<LedPartition, crate::error::BrokerError> {
-    use crate::error::BrokerError;
-    if let Some(hosted) = topic.hosted(broker)
-        && let Some(partition) = hosted.partition(index).cloned()
-    {
-        return match partition.leader_epoch() {
-            Some(leader_epoch) => Ok(LedPartition {
-                topic: hosted,
-                partition,
-                leader_epoch,
-            }),
-            None => Err(BrokerError::NotLeaderOrFollower),
-        };
-    }
-    let known = broker.metadata.read(|state| {
-        let topic = match topic {
-            TopicRef::Name(name) => state.topic_by_name(name),
-            TopicRef::Id(id) => state.topic(id),
-        };
-        topic.map(|t| usize::try_from(index).is_ok_and(|i| i < t.partitions.len()))
-    });
-    match (known, topic) {
-        (Some(true), _) => Err(BrokerError::NotLeaderOrFollower),
-        (None, TopicRef::Id(_)) => Err(BrokerError::UnknownTopicId),
-        _ => Err(BrokerError::UnknownTopicOrPartition),
-    }
-}
-
 /// Builds a `StrBytes` from an owned string.
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())

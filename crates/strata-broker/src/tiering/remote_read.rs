@@ -82,7 +82,7 @@ impl RemoteReader {
                 .blocks
                 .read(&segment.object, position..position + want)
                 .await?;
-            let (complete, last) = complete_batches(&bytes);
+            let (complete, last) = complete_batches(&bytes, i64::MAX);
             bytes.truncate(complete);
             if let Some(last) = last {
                 self.remember(

@@ -1,6 +1,7 @@
-//! Group commit: produce requests that must be durable wait here for an fsync, and every
-//! request that arrives while one fsync round runs is served by the next round, so a burst of
-//! concurrent produces costs one fsync per partition per round, never one per request.
+//! Group commit, the commit rule under `--durability fsync`: an append is committed (the
+//! high watermark moves over it) once fsynced. Appends wait here for an fsync, and every
+//! request that arrives while one fsync round runs is served by the next round, so a burst
+//! of concurrent produces costs one fsync per partition per round, never one per request.
 //!
 //! Correctness rests on ordering: a request is enqueued only after its append returned, and a
 //! round starts its fsyncs only after taking its requests, so each fsync covers every append
@@ -85,7 +86,7 @@ pub async fn run(queue: GroupCommitQueue, metrics: Arc<Metrics>, cancel: Cancell
         let outcome = tokio::task::spawn_blocking(move || {
             partitions
                 .iter()
-                .map(|p| p.sync().map(|_| ()))
+                .map(|p| p.sync().map(|durable| p.advance_high_watermark(durable)))
                 .collect::<Result<Vec<()>, _>>()
         })
         .instrument(span)
