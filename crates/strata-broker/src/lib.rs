@@ -5,37 +5,37 @@
 //! performs the ordered shutdown when the token fires: stop accepting, drain in-flight
 //! requests, stop background tasks, flush every partition.
 
-pub mod admin_http;
-pub mod broker;
-pub mod clock;
+mod admin_http;
+mod broker;
+mod clock;
 pub mod config;
-pub mod config_view;
-pub mod control_plane;
-pub mod data_dir_lock;
+mod config_view;
+mod control_plane;
+mod data_dir_lock;
 pub mod error;
-pub mod frame_reader;
-pub mod groups;
-pub mod handlers;
-pub mod health;
+mod frame_reader;
+mod groups;
+mod handlers;
+mod health;
 mod legacy_topics;
 mod liveness;
-pub mod metrics;
+mod metrics;
 mod node;
-pub mod node_meta;
-pub mod partition;
+mod node_meta;
+mod partition;
 mod periodic;
 pub mod process;
-pub mod producer_ids;
+mod producer_ids;
 mod producer_snapshots;
-pub mod producer_state;
-pub mod reconciler;
-pub mod replica;
+mod producer_state;
+mod reconciler;
+mod replica;
 mod retention;
-pub mod server;
+mod server;
 mod supervisor;
-pub mod tiering;
-pub mod topic_admin;
-pub mod topics;
+mod tiering;
+mod topic_admin;
+mod topics;
 
 use std::sync::Arc;
 

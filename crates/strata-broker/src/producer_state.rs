@@ -268,11 +268,6 @@ impl ProducerStates {
     pub fn len(&self) -> usize {
         self.producers.len()
     }
-
-    /// Whether no producer has state here.
-    pub fn is_empty(&self) -> bool {
-        self.producers.is_empty()
-    }
 }
 
 #[cfg(test)]

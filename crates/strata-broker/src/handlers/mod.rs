@@ -43,8 +43,6 @@ use tracing::{Instrument, info_span};
 use crate::broker::Broker;
 use crate::metrics::ApiLabels;
 
-pub use api_versions::advertised_api_versions;
-
 /// Why a request could not be answered; each closes the connection.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
