@@ -10,6 +10,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing test dependencies"
 bash scripts/install-test-deps.sh
 
+step "strata-wire's request layouts match Kafka's message specs"
+python3 scripts/gen-wire-schema.py --check
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

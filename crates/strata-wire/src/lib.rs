@@ -43,18 +43,13 @@ pub enum BoundsError {
     TooManyElements { field: &'static str, max: usize },
     #[error("{what} does not decode: {reason}")]
     Undecodable { what: &'static str, reason: String },
-    #[error("api key {api_key} version {api_version} is not served")]
+    #[error("api key {api_key} version {api_version} is not a request Kafka defines")]
     UnsupportedApi { api_key: i16, api_version: i16 },
 }
 
-/// The APIs and versions the broker serves and advertises in ApiVersions, as
-/// `(api_key, min_version, max_version)`: exactly the requests [`check_request`] can walk.
-pub fn supported_apis() -> impl Iterator<Item = (i16, i16, i16)> {
-    schema::SCHEMAS.iter().map(|s| (s.api_key, s.min, s.max))
-}
-
-/// The served version range of an API, if it is served.
-pub fn supported_range(api_key: i16) -> Option<(i16, i16)> {
+/// The versions Kafka defines for a request (what [`check_request`] can walk), if Kafka
+/// defines it. Which of them a broker serves is the broker's choice.
+pub fn request_versions(api_key: i16) -> Option<(i16, i16)> {
     schema::schema_for(api_key).map(|s| (s.min, s.max))
 }
 

@@ -7,14 +7,15 @@ use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
 use super::{RequestContext, RequestError, encode_response};
 
-/// The API versions advertised to clients: exactly what the bounds checker and handlers serve.
-pub fn advertised_api_versions() -> Vec<ApiVersion> {
-    strata_wire::supported_apis()
-        .map(|(api_key, min, max)| {
+/// The API versions advertised to clients: the served APIs' table.
+fn advertised_api_versions() -> Vec<ApiVersion> {
+    super::apis::APIS
+        .iter()
+        .map(|api| {
             ApiVersion::default()
-                .with_api_key(api_key)
-                .with_min_version(min)
-                .with_max_version(max)
+                .with_api_key(api.key as i16)
+                .with_min_version(api.min)
+                .with_max_version(api.max)
         })
         .collect()
 }

@@ -6,6 +6,7 @@
 
 mod alter_configs;
 mod api_versions;
+pub mod apis;
 mod create_partitions;
 mod create_topics;
 mod delete_records;
@@ -27,15 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader,
-    SyncGroupRequest,
-};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
@@ -82,37 +75,6 @@ impl RequestContext<'_> {
     }
 }
 
-fn api_name(api_key: ApiKey) -> &'static str {
-    match api_key {
-        ApiKey::Produce => "produce",
-        ApiKey::Fetch => "fetch",
-        ApiKey::ListOffsets => "list_offsets",
-        ApiKey::Metadata => "metadata",
-        ApiKey::ApiVersions => "api_versions",
-        ApiKey::CreateTopics => "create_topics",
-        ApiKey::DeleteTopics => "delete_topics",
-        ApiKey::DeleteRecords => "delete_records",
-        ApiKey::InitProducerId => "init_producer_id",
-        ApiKey::DescribeCluster => "describe_cluster",
-        ApiKey::DescribeConfigs => "describe_configs",
-        ApiKey::AlterConfigs => "alter_configs",
-        ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
-        ApiKey::CreatePartitions => "create_partitions",
-        ApiKey::OffsetCommit => "offset_commit",
-        ApiKey::OffsetFetch => "offset_fetch",
-        ApiKey::FindCoordinator => "find_coordinator",
-        ApiKey::JoinGroup => "join_group",
-        ApiKey::Heartbeat => "heartbeat",
-        ApiKey::LeaveGroup => "leave_group",
-        ApiKey::SyncGroup => "sync_group",
-        ApiKey::DescribeGroups => "describe_groups",
-        ApiKey::ListGroups => "list_groups",
-        ApiKey::DeleteGroups => "delete_groups",
-        ApiKey::OffsetDelete => "offset_delete",
-        _ => "other",
-    }
-}
-
 /// Answers one request frame; `None` when the request expects no response (acks=0).
 pub async fn dispatch(
     broker: &Arc<Broker>,
@@ -125,10 +87,13 @@ pub async fn dispatch(
     let api_key = ApiKey::try_from(start.api_key).map_err(|_| RequestError::UnknownApi {
         api_key: start.api_key,
     })?;
-    let api = api_name(api_key);
-    let supported = strata_wire::supported_range(start.api_key)
-        .is_some_and(|(min, max)| (min..=max).contains(&start.api_version));
-    if !supported {
+    let Some(api) = apis::served(api_key) else {
+        return Err(RequestError::UnsupportedVersion {
+            api: "other",
+            api_version: start.api_version,
+        });
+    };
+    if !api.serves(start.api_version) {
         // Kafka answers an ApiVersions it cannot parse with a v0 response listing what it
         // supports, so the client can pick a version; any other API is a protocol error.
         if api_key == ApiKey::ApiVersions {
@@ -137,7 +102,7 @@ pub async fn dispatch(
             )?));
         }
         return Err(RequestError::UnsupportedVersion {
-            api,
+            api: api.name,
             api_version: start.api_version,
         });
     }
@@ -153,7 +118,7 @@ pub async fn dispatch(
         })?;
     let span = info_span!(
         "kafka_request",
-        api,
+        api = api.name,
         version = start.api_version,
         correlation_id = start.correlation_id,
         client_id = header
@@ -169,164 +134,8 @@ pub async fn dispatch(
         shutdown,
         peer,
     };
-    let response = async {
-        match api_key {
-            ApiKey::ApiVersions => {
-                run::<ApiVersionsRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(api_versions::handle(&ctx, r)))
-                })
-                .await
-            }
-            ApiKey::Metadata => {
-                run::<MetadataRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(metadata::handle(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::Produce => {
-                run::<ProduceRequest, _>(&ctx, body, |r| produce::handle(&ctx, r)).await
-            }
-            ApiKey::Fetch => {
-                run::<FetchRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(fetch::handle(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::ListOffsets => {
-                run::<ListOffsetsRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(list_offsets::handle(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::CreateTopics => {
-                run::<CreateTopicsRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(create_topics::handle(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::DeleteTopics => {
-                run::<DeleteTopicsRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(delete_topics::handle(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::DescribeCluster => {
-                run::<DescribeClusterRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(describe_cluster::handle(&ctx, r)))
-                })
-                .await
-            }
-            ApiKey::InitProducerId => {
-                run::<InitProducerIdRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(init_producer_id::handle(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::DescribeConfigs => {
-                run::<DescribeConfigsRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(describe_configs::handle(&ctx, r)))
-                })
-                .await
-            }
-            ApiKey::AlterConfigs => {
-                run::<AlterConfigsRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(alter_configs::handle(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::IncrementalAlterConfigs => {
-                run::<IncrementalAlterConfigsRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(alter_configs::handle_incremental(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::DeleteRecords => {
-                run::<DeleteRecordsRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(delete_records::handle(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::CreatePartitions => {
-                run::<CreatePartitionsRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(create_partitions::handle(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::FindCoordinator => {
-                run::<FindCoordinatorRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(find_coordinator::handle(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::JoinGroup => {
-                run::<JoinGroupRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(membership::join(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::SyncGroup => {
-                run::<SyncGroupRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(membership::sync(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::Heartbeat => {
-                run::<HeartbeatRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(membership::heartbeat(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::LeaveGroup => {
-                run::<LeaveGroupRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(membership::leave(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::OffsetCommit => {
-                run::<OffsetCommitRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(offsets::commit(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::OffsetFetch => {
-                run::<OffsetFetchRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(offsets::fetch(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::OffsetDelete => {
-                run::<OffsetDeleteRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(offsets::delete(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::ListGroups => {
-                run::<ListGroupsRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(group_admin::list(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::DescribeGroups => {
-                run::<DescribeGroupsRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(group_admin::describe(&ctx, r).await))
-                })
-                .await
-            }
-            ApiKey::DeleteGroups => {
-                run::<DeleteGroupsRequest, _>(&ctx, body, |r| async {
-                    Ok(Some(group_admin::delete(&ctx, r).await))
-                })
-                .await
-            }
-            _ => Err(RequestError::UnsupportedVersion {
-                api,
-                api_version: start.api_version,
-            }),
-        }
-    }
-    .instrument(span)
-    .await;
-    let labels = ApiLabels { api };
+    let response = apis::route(&ctx, api, body).instrument(span).await;
+    let labels = ApiLabels { api: api.name };
     broker.metrics.requests.get_or_create(&labels).inc();
     broker
         .metrics
