@@ -13,6 +13,7 @@ use crate::node_meta::NodeMeta;
 use crate::producer_ids::ProducerIds;
 use crate::replica::ReplicaManager;
 use crate::tiering::TieringContext;
+use crate::topic_admin::TopicAdmin;
 use crate::topics::TopicRegistry;
 
 /// Everything a request handler needs.
@@ -30,6 +31,8 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     /// The consumer groups this broker coordinates.
     pub groups: GroupCoordinator,
+    /// Topic changes through the quorum.
+    pub admin: TopicAdmin,
     /// The one path for appends and reads.
     pub replicas: ReplicaManager,
     /// The object store, its read cache and the uploader's state.

@@ -29,6 +29,7 @@ use crate::tiering::block_cache::BlockCache;
 use crate::tiering::metadata_backup::Backups;
 use crate::tiering::remote_read::RemoteReader;
 use crate::tiering::{TieringContext, UploadBacklog};
+use crate::topic_admin::TopicAdmin;
 use crate::topics::TopicRegistry;
 
 /// How often descriptor counts are exported.
@@ -247,6 +248,10 @@ impl BrokerNode<'_> {
             tier: tier.clone(),
         };
         let retention_interval = config.retention_check_interval;
+        let admin = TopicAdmin {
+            metadata: metadata.clone(),
+            default_partitions: config.num_partitions,
+        };
         let replicas = ReplicaManager::new(
             &config,
             ReplicaDeps {
@@ -269,6 +274,7 @@ impl BrokerNode<'_> {
             metadata,
             producer_ids: ProducerIds::new(self.control_plane.controller.clone(), node_id),
             groups: GroupCoordinator::default(),
+            admin,
             replicas,
             tier,
         });

@@ -9,7 +9,6 @@
 //! sees it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use strata_meta::names::validate_topic_name;
 use strata_meta::topic_config::validate_overrides;
@@ -18,7 +17,7 @@ use strata_meta::{
 };
 use uuid::Uuid;
 
-use crate::broker::Broker;
+use crate::control_plane::MetadataView;
 use crate::error::BrokerError;
 
 /// A topic create as a request gives it; `None` means the broker default.
@@ -44,49 +43,65 @@ pub struct CreatedTopic {
 }
 
 /// Creates a topic, or with `validate_only` checks that it could be created.
-pub async fn create_topic(
-    broker: &Arc<Broker>,
-    new: NewTopic,
-    validate_only: bool,
-) -> Result<CreatedTopic, BrokerError> {
-    let overrides = validate_overrides(&new.overrides).map_err(MetaError::from)?;
-    let assignments = broker
-        .metadata
-        .read(|state| plan_topic(state, broker, &new))?;
-    let created = CreatedTopic {
-        id: Uuid::nil(),
-        partitions: count(assignments.len()),
-        replication_factor: assignments
-            .first()
-            .map_or(0, |r| i16::try_from(r.len()).unwrap_or(i16::MAX)),
-        overrides: overrides.clone(),
-    };
-    if validate_only {
-        return Ok(created);
-    }
-    let topic_id = Uuid::new_v4();
-    let command = MetaCommand::CreateTopic(CreateTopic {
-        name: new.name,
-        topic_id,
-        assignments,
-        configs: overrides,
-    });
-    broker.metadata.commit(command).await?;
-    Ok(CreatedTopic {
-        id: topic_id,
-        ..created
-    })
+/// Topic changes, made through the metadata quorum.
+#[derive(Clone)]
+pub struct TopicAdmin {
+    pub metadata: MetadataView,
+    /// `num.partitions`: a new topic's partitions when the request names none.
+    pub default_partitions: i32,
 }
 
-/// Grows `name` to `total` partitions, placed like a create's unless `assignments` are given.
-pub async fn create_partitions(
-    broker: &Arc<Broker>,
-    name: &str,
-    total: i32,
-    assignments: Option<Vec<Vec<i32>>>,
-    validate_only: bool,
-) -> Result<(), BrokerError> {
-    let command = broker.metadata.read(|state| {
+impl std::fmt::Debug for TopicAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicAdmin").finish_non_exhaustive()
+    }
+}
+
+impl TopicAdmin {
+    pub async fn create_topic(
+        &self,
+        new: NewTopic,
+        validate_only: bool,
+    ) -> Result<CreatedTopic, BrokerError> {
+        let overrides = validate_overrides(&new.overrides).map_err(MetaError::from)?;
+        let default_partitions = self.default_partitions;
+        let assignments = self
+            .metadata
+            .read(|state| plan_topic(state, default_partitions, &new))?;
+        let created = CreatedTopic {
+            id: Uuid::nil(),
+            partitions: count(assignments.len()),
+            replication_factor: assignments
+                .first()
+                .map_or(0, |r| i16::try_from(r.len()).unwrap_or(i16::MAX)),
+            overrides: overrides.clone(),
+        };
+        if validate_only {
+            return Ok(created);
+        }
+        let topic_id = Uuid::new_v4();
+        let command = MetaCommand::CreateTopic(CreateTopic {
+            name: new.name,
+            topic_id,
+            assignments,
+            configs: overrides,
+        });
+        self.metadata.commit(command).await?;
+        Ok(CreatedTopic {
+            id: topic_id,
+            ..created
+        })
+    }
+
+    /// Grows `name` to `total` partitions, placed like a create's unless `assignments` are given.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        let command = self.metadata.read(|state| {
         let topic = state
             .topic_by_name(name)
             .ok_or(BrokerError::UnknownTopicOrPartition)?;
@@ -122,25 +137,25 @@ pub async fn create_partitions(
             new_assignments,
         }))
     })?;
-    if !validate_only {
-        broker.metadata.commit(command).await?;
+        if !validate_only {
+            self.metadata.commit(command).await?;
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Deletes the topic with id `topic_id`.
-pub async fn delete_topic(broker: &Arc<Broker>, topic_id: Uuid) -> Result<(), BrokerError> {
-    broker
-        .metadata
-        .commit(MetaCommand::DeleteTopic { topic_id })
-        .await
-        .map(drop)
+    /// Deletes the topic with id `topic_id`.
+    pub async fn delete_topic(&self, topic_id: Uuid) -> Result<(), BrokerError> {
+        self.metadata
+            .commit(MetaCommand::DeleteTopic { topic_id })
+            .await
+            .map(drop)
+    }
 }
 
 /// Checks a create against `state` and decides where its partitions go.
 fn plan_topic(
     state: &MetadataState,
-    broker: &Broker,
+    default_partitions: i32,
     new: &NewTopic,
 ) -> Result<Vec<Vec<i32>>, BrokerError> {
     validate_topic_name(&new.name).map_err(|reason| MetaError::InvalidTopicName {
@@ -164,7 +179,7 @@ fn plan_topic(
             given.clone()
         }
         None => {
-            let partitions = new.num_partitions.unwrap_or(broker.config.num_partitions);
+            let partitions = new.num_partitions.unwrap_or(default_partitions);
             check_partition_count(partitions)?;
             let replication_factor = new.replication_factor.unwrap_or(1);
             let replication_factor = usize::try_from(replication_factor).map_err(|_| {

@@ -29,7 +29,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::broker::Broker;
 use crate::partition::Partition;
-use crate::topic_admin::{NewTopic, create_topic};
+use crate::topic_admin::NewTopic;
 use group::{CommittedOffset, Effects, Group, GroupState};
 use records::{RecordKey, encode_group, encode_offset};
 
@@ -111,7 +111,7 @@ impl GroupCoordinator {
                 ("segment.bytes".to_string(), (100 << 20).to_string()),
             ]),
         };
-        match create_topic(broker, new, false).await {
+        match broker.admin.create_topic(new, false).await {
             Ok(_) => info!(
                 partitions = settings.offsets_topic_partitions,
                 "created the consumer offsets topic"

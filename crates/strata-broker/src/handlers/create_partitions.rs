@@ -5,7 +5,6 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::{RequestContext, str_bytes};
-use crate::topic_admin::create_partitions;
 
 const API: &str = "create_partitions";
 
@@ -22,14 +21,11 @@ pub async fn handle(
                 .map(|a| a.broker_ids.into_iter().map(|b| b.0).collect())
                 .collect()
         });
-        let outcome = create_partitions(
-            ctx.broker,
-            &topic.name,
-            topic.count,
-            assignments,
-            request.validate_only,
-        )
-        .await;
+        let outcome = ctx
+            .broker
+            .admin
+            .create_partitions(&topic.name, topic.count, assignments, request.validate_only)
+            .await;
         let result = CreatePartitionsTopicResult::default().with_name(topic.name);
         results.push(match outcome {
             Ok(()) => result,

@@ -15,7 +15,7 @@ use super::{RequestContext, str_bytes};
 use crate::config_view::ConfigLayers;
 use crate::error::BrokerError;
 use crate::groups::OFFSETS_TOPIC;
-use crate::topic_admin::{NewTopic, create_topic};
+use crate::topic_admin::NewTopic;
 
 const API: &str = "create_topics";
 
@@ -102,7 +102,9 @@ async fn create(
         assignments,
         overrides,
     };
-    let created = create_topic(broker, new, validate_only)
+    let created = broker
+        .admin
+        .create_topic(new, validate_only)
         .await
         .inspect_err(|e| {
             if matches!(e, BrokerError::ControlPlane(_)) {

@@ -7,7 +7,6 @@ use uuid::Uuid;
 use super::{RequestContext, str_bytes};
 use crate::error::BrokerError;
 use crate::groups::OFFSETS_TOPIC;
-use crate::topic_admin::delete_topic;
 
 const API: &str = "delete_topics";
 
@@ -45,7 +44,7 @@ pub async fn handle(
             Some((name, _)) if name.as_str() == OFFSETS_TOPIC => Err(BrokerError::InvalidRequest {
                 reason: format!("deletion of the internal topic {OFFSETS_TOPIC} is prohibited"),
             }),
-            Some((name, id)) => delete_topic(ctx.broker, id).await.map(|()| (name, id)),
+            Some((name, id)) => ctx.broker.admin.delete_topic(id).await.map(|()| (name, id)),
         };
         results.push(match outcome {
             Ok((name, id)) => DeletableTopicResult::default()

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{RequestContext, str_bytes};
 use crate::broker::Broker;
 use crate::error::BrokerError;
-use crate::topic_admin::{NewTopic, create_topic};
+use crate::topic_admin::NewTopic;
 
 /// Kafka's "operations not requested" sentinel for authorized-operations fields.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -98,7 +98,7 @@ async fn by_name(
             name: name.to_string(),
             ..NewTopic::default()
         };
-        create_topic(broker, new, false).await.map(drop)
+        broker.admin.create_topic(new, false).await.map(drop)
     };
     match created {
         // Also when another request created it first.
