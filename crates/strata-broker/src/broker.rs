@@ -30,11 +30,11 @@ pub struct Broker {
     pub metadata: MetadataView,
     pub producer_ids: ProducerIds,
     /// The consumer groups this broker coordinates.
-    pub groups: GroupCoordinator,
+    pub groups: Arc<GroupCoordinator>,
     /// Topic changes through the quorum.
     pub admin: TopicAdmin,
     /// The one path for appends and reads.
-    pub replicas: ReplicaManager,
+    pub replicas: Arc<ReplicaManager>,
     /// The object store, its read cache and the uploader's state.
     pub tier: TieringContext,
 }

@@ -11,6 +11,7 @@ mod clock;
 pub mod config;
 mod config_view;
 mod control_plane;
+mod coordinator;
 mod data_dir_lock;
 pub mod error;
 mod frame_reader;

@@ -16,11 +16,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{BrokerConfig, Durability};
 use crate::control_plane::ControlPlane;
 use crate::error::BrokerError;
-use crate::groups::GroupCoordinator;
+use crate::groups::{GroupCoordinator, GroupDeps};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::node_meta::NodeMeta;
 use crate::producer_ids::ProducerIds;
+use crate::reconciler::Reconciler;
 use crate::replica::group_commit::GroupCommit;
 use crate::replica::{ReplicaDeps, ReplicaManager};
 use crate::retention::Retention;
@@ -129,11 +130,17 @@ impl BrokerNode<'_> {
         )
         .await?;
         health.phase("opening the partitions placed on this broker");
-        let hosted = crate::reconciler::first_pass(&broker, incarnation).await?;
-        let reconciled = broker.clone();
-        supervisor.spawn("reconciler", move |cancel| {
-            crate::reconciler::run(reconciled, incarnation, hosted, cancel)
-        });
+        let reconciler = Reconciler {
+            node_id: broker.config.node_id,
+            topic_defaults: broker.config.topic_defaults.clone(),
+            incarnation,
+            topics: broker.topics.clone(),
+            metadata: broker.metadata.clone(),
+            groups: broker.groups.clone(),
+            tier: broker.tier.clone(),
+        };
+        let hosted = reconciler.first_pass().await?;
+        supervisor.spawn("reconciler", move |cancel| reconciler.run(hosted, cancel));
         broker
             .producer_ids
             .adopt_local_ids(broker.node.legacy_producer_id_end())
@@ -252,7 +259,7 @@ impl BrokerNode<'_> {
             metadata: metadata.clone(),
             default_partitions: config.num_partitions,
         };
-        let replicas = ReplicaManager::new(
+        let replicas = Arc::new(ReplicaManager::new(
             &config,
             ReplicaDeps {
                 topics: topics.clone(),
@@ -263,7 +270,16 @@ impl BrokerNode<'_> {
                 metrics: metrics.clone(),
                 clock: clock.clone(),
             },
-        );
+        ));
+        let groups = Arc::new(GroupCoordinator::new(GroupDeps {
+            writer: replicas.clone(),
+            topics: topics.clone(),
+            metadata: metadata.clone(),
+            admin: admin.clone(),
+            settings: config.groups.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+        }));
         let broker = Arc::new(Broker {
             config,
             node,
@@ -273,7 +289,7 @@ impl BrokerNode<'_> {
             advertised,
             metadata,
             producer_ids: ProducerIds::new(self.control_plane.controller.clone(), node_id),
-            groups: GroupCoordinator::default(),
+            groups,
             admin,
             replicas,
             tier,
@@ -299,10 +315,8 @@ fn start_background_work(
         let retention = retention.clone();
         async move { retention.round().await }
     });
-    let groups = broker.clone();
-    supervisor.spawn("group_ticker", move |cancel| {
-        crate::groups::run_ticker(groups, cancel)
-    });
+    let groups = broker.groups.clone();
+    supervisor.spawn("group_ticker", move |cancel| groups.run_ticker(cancel));
     let tier = &broker.tier;
     let uploading = tier.clone();
     supervisor.spawn("uploader", move |cancel| {

@@ -18,11 +18,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info_span, warn};
 use uuid::Uuid;
 
-use crate::broker::Broker;
 use crate::config::TopicConfig;
+use crate::control_plane::MetadataView;
 use crate::error::BrokerError;
+use crate::groups::GroupCoordinator;
 use crate::partition::{RemoteLog, TieredRange};
-use crate::topics::{HostedPartition, HostedTopic};
+use crate::tiering::TieringContext;
+use crate::topics::{HostedPartition, HostedTopic, TopicRegistry};
 
 /// The topic defaults in force on `broker_id`: its static ones, then the cluster's dynamic
 /// settings, then its own.
@@ -94,89 +96,95 @@ fn remote_log(state: &MetadataState, topic_id: uuid::Uuid, partition: i32) -> Re
     }
 }
 
-/// Reconciles once, setting aside topic directories the metadata does not place here. Run at
-/// startup, once this node has caught up with the quorum.
-pub async fn first_pass(
-    broker: &Arc<Broker>,
-    incarnation: Uuid,
-) -> Result<Vec<HostedTopic>, BrokerError> {
-    let (index, hosted) = snapshot(broker, incarnation);
-    let pass = broker.clone();
-    let hosted = tokio::task::spawn_blocking(move || {
-        let _span = info_span!("reconcile", index, startup = true).entered();
-        let known: HashSet<_> = hosted.iter().map(|t| t.id).collect();
-        pass.topics.set_aside_strays(&known)?;
-        pass.topics.reconcile(&hosted);
-        Ok::<_, BrokerError>(hosted)
-    })
-    .await
-    .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
-    broker.groups.follow_leadership(broker);
-    broker.groups.forget_deleted_topics(broker);
-    crate::tiering::producer_state::rebuild_where_needed(&broker.tier).await;
-    broker.metadata.mark_reconciled(index);
-    Ok(hosted)
+/// What the reconciler works with.
+#[derive(Debug, Clone)]
+pub struct Reconciler {
+    pub node_id: i32,
+    /// The static topic defaults (`log.*` settings).
+    pub topic_defaults: TopicConfig,
+    /// This process's registration: it leads only while this is the registered one.
+    pub incarnation: Uuid,
+    pub topics: Arc<TopicRegistry>,
+    pub metadata: MetadataView,
+    /// Told after every pass, to follow the `__consumer_offsets` partitions led here.
+    pub groups: Arc<GroupCoordinator>,
+    /// For the producer state of a log that restarts at the tiered end.
+    pub tier: TieringContext,
 }
 
 /// How soon a pass that left a partition unopened or offline is retried.
 const RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Reconciles after every metadata change, and again every [`RETRY_INTERVAL`] while a
-/// partition placed here failed to open or to take the metadata, until `shutdown` fires.
-pub async fn run(
-    broker: Arc<Broker>,
-    incarnation: Uuid,
-    mut last: Vec<HostedTopic>,
-    shutdown: CancellationToken,
-) {
-    let mut changes = broker.metadata.changes();
-    let mut retries = tokio::time::interval(RETRY_INTERVAL);
-    retries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let retry = tokio::select! {
-            () = shutdown.cancelled() => return,
-            changed = changes.next() => if changed { false } else { return },
-            _ = retries.tick() => true,
-        };
-        if retry && !broker.topics.needs_retry() {
-            continue;
-        }
-        if !retry {
-            broker.groups.forget_deleted_topics(&broker);
-        }
-        let (index, hosted) = snapshot(&broker, incarnation);
-        if hosted != last || retry {
-            let pass = broker.clone();
-            let desired = hosted.clone();
-            let done = tokio::task::spawn_blocking(move || {
-                let _span = info_span!("reconcile", index).entered();
-                pass.topics.reconcile(&desired);
-            })
-            .await;
-            if let Err(e) = done {
-                warn!(error = %e, "a reconcile pass failed");
+impl Reconciler {
+    /// Reconciles once, setting aside topic directories the metadata does not place here.
+    /// Run at startup, once this node has caught up with the quorum.
+    pub async fn first_pass(&self) -> Result<Vec<HostedTopic>, BrokerError> {
+        let (index, hosted) = self.snapshot();
+        let topics = self.topics.clone();
+        let hosted = tokio::task::spawn_blocking(move || {
+            let _span = info_span!("reconcile", index, startup = true).entered();
+            let known: HashSet<_> = hosted.iter().map(|t| t.id).collect();
+            topics.set_aside_strays(&known)?;
+            topics.reconcile(&hosted);
+            Ok::<_, BrokerError>(hosted)
+        })
+        .await
+        .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
+        self.groups.follow_leadership();
+        self.groups.forget_deleted_topics();
+        crate::tiering::producer_state::rebuild_where_needed(&self.tier).await;
+        self.metadata.mark_reconciled(index);
+        Ok(hosted)
+    }
+
+    /// Reconciles after every metadata change, and again every [`RETRY_INTERVAL`] while a
+    /// partition placed here failed to open or to take the metadata, until `shutdown`
+    /// fires. `last` is what the previous pass hosted.
+    pub async fn run(self, mut last: Vec<HostedTopic>, shutdown: CancellationToken) {
+        let mut changes = self.metadata.changes();
+        let mut retries = tokio::time::interval(RETRY_INTERVAL);
+        retries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let retry = tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = changes.next() => if changed { false } else { return },
+                _ = retries.tick() => true,
+            };
+            if retry && !self.topics.needs_retry() {
                 continue;
             }
-            broker.groups.follow_leadership(&broker);
-            crate::tiering::producer_state::rebuild_where_needed(&broker.tier).await;
-            last = hosted;
+            if !retry {
+                self.groups.forget_deleted_topics();
+            }
+            let (index, hosted) = self.snapshot();
+            if hosted != last || retry {
+                let topics = self.topics.clone();
+                let desired = hosted.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    let _span = info_span!("reconcile", index).entered();
+                    topics.reconcile(&desired);
+                })
+                .await;
+                if let Err(e) = done {
+                    warn!(error = %e, "a reconcile pass failed");
+                    continue;
+                }
+                self.groups.follow_leadership();
+                crate::tiering::producer_state::rebuild_where_needed(&self.tier).await;
+                last = hosted;
+            }
+            self.metadata.mark_reconciled(index);
         }
-        broker.metadata.mark_reconciled(index);
     }
-}
 
-/// The applied index and what it places here; the state read is at least that recent.
-fn snapshot(broker: &Broker, incarnation: Uuid) -> (u64, Vec<HostedTopic>) {
-    let index = broker.metadata.applied_index();
-    let hosted = broker.metadata.read(|state| {
-        hosted_topics(
-            state,
-            broker.config.node_id,
-            incarnation,
-            &broker.config.topic_defaults,
-        )
-    });
-    (index, hosted)
+    /// The applied index and what it places here; the state read is at least that recent.
+    fn snapshot(&self) -> (u64, Vec<HostedTopic>) {
+        let index = self.metadata.applied_index();
+        let hosted = self.metadata.read(|state| {
+            hosted_topics(state, self.node_id, self.incarnation, &self.topic_defaults)
+        });
+        (index, hosted)
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! The group coordinator: consumer groups under Kafka's classic protocol, with their state and
-//! committed offsets kept in the internal topic `__consumer_offsets`.
+//! committed offsets kept in the internal topic `__consumer_offsets`, run on the
+//! [coordinator runtime](crate::coordinator).
 //!
 //! A group belongs to partition `abs(java_hash(group id)) % partitions` of that topic (the
-//! same mapping as Kafka), and its coordinator is that partition's leader. When this broker
-//! becomes the leader of such a partition (under a new leader epoch), it replays the
-//! partition to rebuild its groups; requests meanwhile answer COORDINATOR_LOAD_IN_PROGRESS,
-//! and requests for partitions it does not lead answer NOT_COORDINATOR. Every change a client
-//! must be able to rely on (a commit, a completed rebalance) is written to the partition and
-//! made durable before it is answered.
+//! same mapping as Kafka), and its coordinator is that partition's leader. Each partition
+//! this broker leads is one runtime shard ([`GroupShard`]): loaded by replaying the
+//! partition when this broker starts leading it, dropped when it stops. Requests meanwhile
+//! answer COORDINATOR_LOAD_IN_PROGRESS; requests for partitions it does not lead answer
+//! NOT_COORDINATOR. Every change a client must be able to rely on (a commit, a completed
+//! rebalance) is written to the partition and committed before it is answered, and a failed
+//! write rolls the in-memory state back.
 //!
 //! The topic is created through the metadata quorum the first time a client looks for a
 //! coordinator. Its partitions have one replica, like every topic until replication: when the
@@ -18,19 +20,24 @@ pub mod group;
 pub mod records;
 mod store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::broker::Broker;
+use crate::clock::Clock;
+use crate::config::{GroupLimits, GroupSettings};
+use crate::control_plane::MetadataView;
+use crate::coordinator::{CoordinatorRuntime, Record, RecordWriter, Target, Write};
+use crate::error::BrokerError;
+use crate::metrics::Metrics;
 use crate::partition::Partition;
-use crate::topic_admin::NewTopic;
-use group::{CommittedOffset, Effects, Group, GroupState};
+use crate::topic_admin::{NewTopic, TopicAdmin};
+use crate::topics::TopicRegistry;
+use group::{CommittedOffset, Group, GroupState, StoredGroup};
 use records::{RecordKey, encode_group, encode_offset};
 
 /// The internal topic that holds groups and committed offsets.
@@ -43,27 +50,74 @@ const METRICS_EVERY: u32 = 20;
 /// Offsets partitions are considered for a checkpoint every this many ticks.
 const CHECKPOINT_EVERY: u32 = 50;
 
-/// The groups of one `__consumer_offsets` partition this broker leads.
-struct Shard {
-    leader_epoch: i32,
-    partition: Arc<Partition>,
-    /// `None` while the partition is being replayed.
-    groups: Option<HashMap<String, SharedGroup>>,
+/// The groups of one `__consumer_offsets` partition this broker leads: a runtime shard.
+#[derive(Debug, Default)]
+pub struct GroupShard {
+    groups: HashMap<String, Group>,
 }
 
-/// A group, shared between the requests and timers that change it.
-pub type SharedGroup = Arc<tokio::sync::Mutex<Group>>;
+impl GroupShard {
+    pub fn get(&self, group_id: &str) -> Option<&Group> {
+        self.groups.get(group_id)
+    }
 
-/// A group this broker coordinates, with the partition its records go to.
-pub struct Coordinated {
-    pub partition: Arc<Partition>,
-    pub group: SharedGroup,
+    pub fn get_mut(&mut self, group_id: &str) -> Option<&mut Group> {
+        self.groups.get_mut(group_id)
+    }
+
+    /// The group, made empty if it was not known.
+    pub fn get_or_create(&mut self, group_id: &str) -> &mut Group {
+        self.groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id))
+    }
+
+    pub fn remove(&mut self, group_id: &str) {
+        self.groups.remove(group_id);
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+}
+
+/// The time as an operation reads it, when it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub at: Instant,
+    pub ms: i64,
+}
+
+impl Now {
+    fn read(clock: &dyn Clock) -> Self {
+        Self {
+            at: clock.now(),
+            ms: clock.now_ms(),
+        }
+    }
+}
+
+/// What the group coordinator is built from.
+pub struct GroupDeps {
+    /// Where shards' records go (the replica manager).
+    pub writer: Arc<dyn RecordWriter>,
+    pub topics: Arc<TopicRegistry>,
+    pub metadata: MetadataView,
+    pub admin: TopicAdmin,
+    pub settings: GroupSettings,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Every group this broker coordinates.
-#[derive(Default)]
 pub struct GroupCoordinator {
-    shards: Mutex<HashMap<i32, Shard>>,
+    runtime: CoordinatorRuntime<GroupShard>,
+    topics: Arc<TopicRegistry>,
+    metadata: MetadataView,
+    admin: TopicAdmin,
+    pub settings: GroupSettings,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
     /// The topics the metadata held at the last look, by name: a name that disappears or
     /// comes back under another id was deleted, and groups' offsets for it must go.
     topic_ids: Mutex<HashMap<String, uuid::Uuid>>,
@@ -89,21 +143,102 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
     positive % partitions.max(1)
 }
 
+/// What a client is told when a coordinator write fails: a partition this broker no longer
+/// leads answers NOT_COORDINATOR, so the client looks the coordinator up again.
+pub fn write_error(e: &BrokerError) -> ResponseError {
+    match e {
+        BrokerError::NotLeaderOrFollower | BrokerError::ShuttingDown => {
+            ResponseError::NotCoordinator
+        }
+        _ => ResponseError::CoordinatorNotAvailable,
+    }
+}
+
+/// A group's metadata record.
+pub fn group_record(group_id: &str, stored: &StoredGroup) -> Record {
+    let key = RecordKey::Group {
+        group: group_id.to_string(),
+    };
+    (key.encode(), Some(encode_group(stored)))
+}
+
+/// A committed offset's record, or (with `None`) its tombstone.
+pub fn offset_record(
+    group_id: &str,
+    topic: &str,
+    partition: i32,
+    offset: Option<&CommittedOffset>,
+) -> Record {
+    let key = RecordKey::Offset {
+        group: group_id.to_string(),
+        topic: topic.to_string(),
+        partition,
+    };
+    (key.encode(), offset.map(encode_offset))
+}
+
+/// A group's deletion: tombstones for every offset and for its metadata.
+pub fn deletion_records(group: &Group) -> Vec<Record> {
+    let mut records: Vec<Record> = group
+        .offsets
+        .keys()
+        .map(|(topic, partition)| offset_record(&group.group_id, topic, *partition, None))
+        .collect();
+    let key = RecordKey::Group {
+        group: group.group_id.clone(),
+    };
+    records.push((key.encode(), None));
+    records
+}
+
+/// A group's live state as records: its committed offsets and its last metadata record.
+fn live_records(group: &Group) -> Vec<Record> {
+    let mut records: Vec<Record> = group
+        .offsets
+        .iter()
+        .map(|((topic, partition), offset)| {
+            offset_record(&group.group_id, topic, *partition, Some(offset))
+        })
+        .collect();
+    if let Some(stored) = &group.last_stored {
+        records.push(group_record(&group.group_id, stored));
+    }
+    records
+}
+
 impl GroupCoordinator {
+    pub fn new(deps: GroupDeps) -> Self {
+        let clock = deps.clock.clone();
+        let metrics = deps.metrics.clone();
+        let loader = Arc::new(move |partition: &Partition| {
+            let replayed = store::replay(partition, clock.now())?;
+            metrics.groups.records_skipped.inc_by(replayed.skipped);
+            Ok(GroupShard {
+                groups: replayed.groups,
+            })
+        });
+        Self {
+            runtime: CoordinatorRuntime::new("groups", deps.writer, loader),
+            topics: deps.topics,
+            metadata: deps.metadata,
+            admin: deps.admin,
+            settings: deps.settings,
+            metrics: deps.metrics,
+            clock: deps.clock,
+            topic_ids: Mutex::default(),
+        }
+    }
+
     /// The `__consumer_offsets` partition of `group_id`, creating the topic if it does not
     /// exist yet.
-    pub async fn ensure_partition_for(
-        &self,
-        broker: &Arc<Broker>,
-        group_id: &str,
-    ) -> Result<i32, ResponseError> {
-        if let Some(count) = offsets_partitions(broker) {
+    pub async fn ensure_partition_for(&self, group_id: &str) -> Result<i32, ResponseError> {
+        if let Some(count) = self.offsets_partitions() {
             return Ok(partition_for(group_id, count));
         }
-        let settings = &broker.config.groups;
+        let partitions = self.settings.offsets_topic_partitions;
         let new = NewTopic {
             name: OFFSETS_TOPIC.into(),
-            num_partitions: Some(settings.offsets_topic_partitions),
+            num_partitions: Some(partitions),
             replication_factor: Some(1),
             assignments: None,
             overrides: BTreeMap::from([
@@ -111,171 +246,96 @@ impl GroupCoordinator {
                 ("segment.bytes".to_string(), (100 << 20).to_string()),
             ]),
         };
-        match broker.admin.create_topic(new, false).await {
-            Ok(_) => info!(
-                partitions = settings.offsets_topic_partitions,
-                "created the consumer offsets topic"
-            ),
-            Err(crate::error::BrokerError::Metadata(
-                strata_meta::MetaError::TopicAlreadyExists { .. },
-            )) => {}
+        match self.admin.create_topic(new, false).await {
+            Ok(_) => info!(partitions, "created the consumer offsets topic"),
+            Err(BrokerError::Metadata(strata_meta::MetaError::TopicAlreadyExists { .. })) => {}
             Err(e) => {
                 warn!(error = %e, "could not create the consumer offsets topic");
                 return Err(ResponseError::CoordinatorNotAvailable);
             }
         }
-        offsets_partitions(broker)
+        self.offsets_partitions()
             .map(|count| partition_for(group_id, count))
             .ok_or(ResponseError::CoordinatorNotAvailable)
     }
 
-    /// The group `group_id` if this broker coordinates it; with `create`, an empty group is
-    /// made for an id not seen before. `Ok(None)`: not created and not known.
-    pub fn group(
-        &self,
-        broker: &Arc<Broker>,
-        group_id: &str,
-        create: bool,
-    ) -> Result<Option<Coordinated>, ResponseError> {
+    /// How many partitions `__consumer_offsets` has, if it exists.
+    fn offsets_partitions(&self) -> Option<i32> {
+        self.metadata.read(|state| {
+            state
+                .topic_by_name(OFFSETS_TOPIC)
+                .map(|t| i32::try_from(t.partitions.len()).unwrap_or(i32::MAX))
+        })
+    }
+
+    /// Offsets partition `index`, if this broker leads it.
+    fn led(&self, index: i32) -> Option<Target> {
+        let partition = self.topics.get(OFFSETS_TOPIC)?.partition(index)?.clone();
+        let leader_epoch = partition.leader_epoch()?;
+        Some(Target {
+            index,
+            partition,
+            leader_epoch,
+        })
+    }
+
+    /// The shard that coordinates `group_id`, if this broker leads its partition.
+    fn target(&self, group_id: &str) -> Result<Target, ResponseError> {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
-        let count = offsets_partitions(broker).ok_or(ResponseError::CoordinatorNotAvailable)?;
-        let index = partition_for(group_id, count);
-        let partition = broker
-            .topics
-            .get(OFFSETS_TOPIC)
-            .and_then(|t| t.partition(index).cloned())
-            .ok_or(ResponseError::NotCoordinator)?;
-        let epoch = partition
-            .leader_epoch()
-            .ok_or(ResponseError::NotCoordinator)?;
-        let mut shards = self.lock();
-        let shard = shards.get_mut(&index);
-        let groups = match shard {
-            Some(Shard {
-                leader_epoch,
-                groups: Some(groups),
-                ..
-            }) if *leader_epoch == epoch => groups,
-            Some(Shard { leader_epoch, .. }) if *leader_epoch == epoch => {
-                return Err(ResponseError::CoordinatorLoadInProgress);
-            }
-            _ => {
-                drop(shards);
-                self.start_loading(broker, index, partition, epoch);
-                return Err(ResponseError::CoordinatorLoadInProgress);
-            }
-        };
-        let group = match groups.get(group_id) {
-            Some(group) => group.clone(),
-            None if create => groups
-                .entry(group_id.to_string())
-                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Group::new(group_id))))
-                .clone(),
-            None => return Ok(None),
-        };
-        Ok(Some(Coordinated { partition, group }))
+        let count = self
+            .offsets_partitions()
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        self.led(partition_for(group_id, count))
+            .ok_or(ResponseError::NotCoordinator)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Shard>> {
-        self.shards
-            .lock()
-            .expect("the shard map holder never panics")
+    /// The time, as operations read it.
+    pub fn now(&self) -> Now {
+        Now::read(self.clock.as_ref())
     }
 
-    /// Replays partition `index` under leader epoch `epoch`, unless that is under way.
-    fn start_loading(
+    /// Runs `op` on the shard that coordinates `group_id` (see the runtime: its records are
+    /// committed before its answer is released).
+    pub async fn write<R: Send + 'static>(
         &self,
-        broker: &Arc<Broker>,
-        index: i32,
-        partition: Arc<Partition>,
-        epoch: i32,
-    ) {
-        {
-            let mut shards = self.lock();
-            if shards.get(&index).is_some_and(|s| s.leader_epoch == epoch) {
-                return;
-            }
-            shards.insert(
-                index,
-                Shard {
-                    leader_epoch: epoch,
-                    partition: partition.clone(),
-                    groups: None,
-                },
-            );
-        }
-        let broker = broker.clone();
-        tokio::spawn(async move {
-            let replaying = partition.clone();
-            let started = Instant::now();
-            let loaded = tokio::task::spawn_blocking(move || {
-                let _span = info_span!("load_groups", partition = index, epoch).entered();
-                store::replay(&replaying, Instant::now())
-            })
-            .await;
-            let groups = match loaded {
-                Ok(Ok(replayed)) => {
-                    broker
-                        .metrics
-                        .groups
-                        .records_skipped
-                        .inc_by(replayed.skipped);
-                    replayed.groups
-                }
-                Ok(Err(e)) => {
-                    warn!(partition = index, error = %e, "could not load the groups of a consumer offsets partition");
-                    broker.groups.lock().remove(&index);
-                    return;
-                }
-                Err(e) => {
-                    warn!(partition = index, error = %e, "loading groups panicked");
-                    broker.groups.lock().remove(&index);
-                    return;
-                }
-            };
-            let count = groups.len();
-            let loaded = {
-                let mut shards = broker.groups.lock();
-                let Some(shard) = shards
-                    .get_mut(&index)
-                    .filter(|shard| shard.leader_epoch == epoch)
-                else {
-                    return;
-                };
-                let groups: HashMap<String, SharedGroup> = groups
-                    .into_iter()
-                    .map(|(id, g)| (id, Arc::new(tokio::sync::Mutex::new(g))))
-                    .collect();
-                let loaded: Vec<(Arc<Partition>, SharedGroup)> = groups
-                    .values()
-                    .map(|g| (shard.partition.clone(), g.clone()))
-                    .collect();
-                shard.groups = Some(groups);
-                loaded
-            };
-            if count > 0 {
-                info!(
-                    partition = index,
-                    groups = count,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "loaded consumer groups"
-                );
-            }
-            // Topics deleted while no broker here led this partition.
-            let metadata = broker.metadata.clone();
-            let exists =
-                move |topic: &str| metadata.read(|state| state.topic_by_name(topic).is_some());
-            forget_offsets(&broker, loaded, |topic| !exists(topic)).await;
+        group_id: &str,
+        op: impl FnOnce(&mut GroupShard, Now) -> Write<GroupShard, R> + Send + 'static,
+    ) -> Result<R, ResponseError> {
+        let target = self.target(group_id)?;
+        let clock = self.clock.clone();
+        self.runtime
+            .write(&target, move |shard| op(shard, Now::read(clock.as_ref())))
+            .await
+    }
+
+    /// Reads every loaded shard.
+    pub async fn read_all<R: Send + 'static>(
+        &self,
+        read: impl Fn(&GroupShard) -> R + Send + Sync + 'static,
+    ) -> Vec<R> {
+        let read = Arc::new(read);
+        let reads = self.runtime.loaded().into_iter().map(|target| {
+            let read = read.clone();
+            self.runtime
+                .submit(target.index, target.leader_epoch, move |shard| {
+                    Write::answer(read(shard))
+                })
         });
+        futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect()
     }
 
     /// Follows the partitions of `__consumer_offsets` this broker leads: starts loading the
-    /// ones it newly leads and forgets the ones it no longer does. Called after every
-    /// reconcile.
-    pub fn follow_leadership(&self, broker: &Arc<Broker>) {
-        let led: HashMap<i32, (Arc<Partition>, i32)> = broker
+    /// ones it newly leads and drops the ones it no longer does. Called after every
+    /// reconcile. A newly loaded shard first forgets the offsets of topics deleted while no
+    /// broker here led it.
+    pub fn follow_leadership(self: &Arc<Self>) {
+        let led: HashMap<i32, (Arc<Partition>, i32)> = self
             .topics
             .get(OFFSETS_TOPIC)
             .map(|topic| {
@@ -286,67 +346,34 @@ impl GroupCoordinator {
                     .collect()
             })
             .unwrap_or_default();
-        self.lock().retain(|index, shard| {
-            led.get(index)
-                .is_some_and(|(_, e)| *e == shard.leader_epoch)
-        });
-        for (index, (partition, epoch)) in led {
-            self.start_loading(broker, index, partition, epoch);
+        for target in self.runtime.follow(led) {
+            let coordinator = self.clone();
+            tokio::spawn(async move {
+                let metadata = coordinator.metadata.clone();
+                let gone =
+                    move |topic: &str| metadata.read(|state| state.topic_by_name(topic).is_none());
+                coordinator.forget_topics(&target, gone).await;
+            });
         }
     }
 
     /// Waits (up to `timeout`) until partition `index` is loaded here, when this broker
     /// leads it: a FindCoordinator answered while the coordinator still loads would send
     /// the client's first JoinGroup into COORDINATOR_LOAD_IN_PROGRESS.
-    pub async fn wait_loaded(&self, broker: &Arc<Broker>, index: i32, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let led = broker
-                .topics
-                .get(OFFSETS_TOPIC)
-                .and_then(|t| t.partition(index).and_then(|p| p.leader_epoch()));
-            let Some(epoch) = led else { return };
-            let loaded = self
-                .lock()
-                .get(&index)
-                .is_some_and(|s| s.leader_epoch == epoch && s.groups.is_some());
-            if loaded || Instant::now() >= deadline {
+    pub async fn wait_loaded(&self, index: i32, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while let Some(target) = self.led(index) {
+            if self.runtime.is_loaded(&target) || tokio::time::Instant::now() >= deadline {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
-    /// Every loaded group with the partition its records go to.
-    pub fn loaded(&self) -> Vec<(Arc<Partition>, SharedGroup)> {
-        self.loaded_by_partition()
-            .into_iter()
-            .flat_map(|(partition, groups)| groups.into_iter().map(move |g| (partition.clone(), g)))
-            .collect()
-    }
-
-    /// The loaded groups, by the offsets partition they live in.
-    pub fn loaded_by_partition(&self) -> Vec<(Arc<Partition>, Vec<SharedGroup>)> {
-        self.lock()
-            .values()
-            .filter_map(|shard| {
-                let groups = shard.groups.as_ref()?;
-                Some((shard.partition.clone(), groups.values().cloned().collect()))
-            })
-            .collect()
-    }
-
-    /// The groups of offsets partition `index` while it is loaded under leader epoch `epoch`.
-    pub fn groups_of(&self, index: i32, epoch: i32) -> Option<Vec<SharedGroup>> {
-        let shards = self.lock();
-        let shard = shards.get(&index).filter(|s| s.leader_epoch == epoch)?;
-        Some(shard.groups.as_ref()?.values().cloned().collect())
-    }
-
     /// Names of the topics deleted (or deleted and re-created) since the last call, which
     /// records the topics the metadata holds now.
-    fn deleted_topics(&self, broker: &Broker) -> Vec<String> {
-        let now: HashMap<String, uuid::Uuid> = broker.metadata.read(|state| {
+    fn deleted_topics(&self) -> HashSet<String> {
+        let now: HashMap<String, uuid::Uuid> = self.metadata.read(|state| {
             state
                 .topics()
                 .map(|t| (t.name.clone(), t.topic_id))
@@ -369,495 +396,291 @@ impl GroupCoordinator {
     /// loaded here, as Kafka's coordinator does when partitions are deleted, so a topic
     /// re-created under the same name starts from its consumers' reset policy, not from
     /// stale offsets. Called after every applied metadata change.
-    pub fn forget_deleted_topics(&self, broker: &Arc<Broker>) {
-        let deleted = self.deleted_topics(broker);
+    pub fn forget_deleted_topics(self: &Arc<Self>) {
+        let deleted = Arc::new(self.deleted_topics());
         if deleted.is_empty() {
             return;
         }
-        let loaded = self.loaded();
-        let broker = broker.clone();
+        let coordinator = self.clone();
         tokio::spawn(async move {
-            let deleted: std::collections::HashSet<String> = deleted.into_iter().collect();
-            forget_offsets(&broker, loaded, |topic| deleted.contains(topic)).await;
+            for target in coordinator.runtime.loaded() {
+                let deleted = deleted.clone();
+                coordinator
+                    .forget_topics(&target, move |topic| deleted.contains(topic))
+                    .await;
+            }
         });
     }
 
-    /// Forgets a deleted group.
-    pub fn forget(&self, group_id: &str) {
-        for shard in self.lock().values_mut() {
-            if let Some(groups) = shard.groups.as_mut() {
-                groups.remove(group_id);
+    /// Writes tombstones for, then forgets, every committed offset in `target`'s groups whose
+    /// topic `doomed` names.
+    async fn forget_topics(&self, target: &Target, doomed: impl Fn(&str) -> bool + Send + 'static) {
+        let forgotten = self
+            .runtime
+            .submit(target.index, target.leader_epoch, move |shard| {
+                forget_offsets(shard, &doomed)
+            })
+            .await;
+        if let Err(e) = forgotten {
+            warn!(partition = target.index, error = ?e, "could not remove the committed offsets of deleted topics");
+        }
+    }
+
+    /// Drives every group's timers (sessions, join and sync deadlines), expires the offsets
+    /// of empty groups, refreshes the group metrics and checkpoints partitions, until
+    /// `cancel` fires.
+    pub async fn run_ticker(self: Arc<Self>, cancel: CancellationToken) {
+        let mut ticks = tokio::time::interval(TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for round in 0u32.. {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            self.tick_all().await;
+            if round % METRICS_EVERY == 0 {
+                self.export_metrics().await;
+            }
+            if round % CHECKPOINT_EVERY == 0 {
+                self.checkpoint_where_due().await;
+            }
+        }
+    }
+
+    async fn tick_all(&self) {
+        let limits = self.settings.limits;
+        let retention = self.settings.offsets_retention;
+        let ticks = self.runtime.loaded().into_iter().map(|target| {
+            let clock = self.clock.clone();
+            self.runtime
+                .submit(target.index, target.leader_epoch, move |shard| {
+                    tick(shard, &limits, retention, Now::read(clock.as_ref()))
+                })
+        });
+        futures::future::join_all(ticks).await;
+    }
+
+    /// Checkpoints every loaded offsets partition whose records outnumber its live keys by
+    /// more than `checkpoint_after_records`.
+    async fn checkpoint_where_due(&self) {
+        for target in self.runtime.loaded() {
+            let partition = target.partition.clone();
+            let after_records = self.settings.checkpoint_after_records;
+            let now_ms = self.clock.now_ms();
+            let span = info_span!("checkpoint_groups", partition = target.index);
+            let rewritten = self
+                .runtime
+                .submit(target.index, target.leader_epoch, move |shard| {
+                    checkpoint(shard, &partition, after_records, now_ms)
+                })
+                .instrument(span)
+                .await;
+            // Only once the rewritten state is committed may what it replaces go.
+            if let Ok(Some(start)) = rewritten {
+                match target.partition.delete_segments_below(start) {
+                    Ok(deleted) => info!(
+                        partition = target.index,
+                        start, deleted, "checkpointed a consumer offsets partition"
+                    ),
+                    Err(e) => {
+                        warn!(partition = target.index, error = %e, "could not delete the segments a checkpoint replaced")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sets the group metrics from the groups loaded here: members per group and state, and
+    /// per committed partition its offset and, where this broker leads the partition, its end
+    /// and the lag. Families are rebuilt whole, so deleted groups and offsets disappear.
+    async fn export_metrics(&self) {
+        use crate::metrics::{GroupLabels, GroupPartitionLabels};
+        type Exported = (String, &'static str, usize, Vec<((String, i32), i64)>);
+        let shards: Vec<Vec<Exported>> = self
+            .read_all(|shard| {
+                shard
+                    .groups()
+                    .map(|g| {
+                        let offsets = g
+                            .offsets
+                            .iter()
+                            .map(|(key, o)| (key.clone(), o.offset))
+                            .collect();
+                        (g.group_id.clone(), g.state.name(), g.members.len(), offsets)
+                    })
+                    .collect()
+            })
+            .await;
+        let metrics = &self.metrics.groups;
+        metrics.members.clear();
+        metrics.committed_offset.clear();
+        metrics.log_end_offset.clear();
+        metrics.lag.clear();
+        for (group, state, members, offsets) in shards.into_iter().flatten() {
+            let labels = GroupLabels {
+                group: group.clone(),
+                state,
+            };
+            metrics
+                .members
+                .get_or_create(&labels)
+                .set(i64::try_from(members).unwrap_or(i64::MAX));
+            for ((topic, partition), committed) in offsets {
+                let led = self
+                    .topics
+                    .get(&topic)
+                    .and_then(|t| t.partition(partition).cloned())
+                    .filter(|p| p.leader_epoch().is_some());
+                let labels = GroupPartitionLabels {
+                    group: group.clone(),
+                    topic,
+                    partition,
+                };
+                metrics
+                    .committed_offset
+                    .get_or_create(&labels)
+                    .set(committed);
+                if let Some(led) = led {
+                    let end = led.offsets().high_watermark;
+                    metrics.log_end_offset.get_or_create(&labels).set(end);
+                    metrics
+                        .lag
+                        .get_or_create(&labels)
+                        .set(end.saturating_sub(committed).max(0));
+                }
             }
         }
     }
 }
 
-/// How many partitions `__consumer_offsets` has, if it exists.
-fn offsets_partitions(broker: &Broker) -> Option<i32> {
-    broker.metadata.read(|state| {
-        state
-            .topic_by_name(OFFSETS_TOPIC)
-            .map(|t| i32::try_from(t.partitions.len()).unwrap_or(i32::MAX))
-    })
-}
-
-/// Persists what `effects` asks for, for a group whose lock the caller holds.
-pub async fn persist(
-    broker: &Broker,
-    partition: &Arc<Partition>,
-    group: &mut Group,
-    effects: Effects,
-) -> Result<(), ResponseError> {
-    if !effects.persist_metadata {
-        return Ok(());
-    }
-    write_metadata(broker, partition, group, group.stored()).await
-}
-
-/// Writes a group's metadata as it will be once `assignments` are installed.
-pub async fn persist_assignments(
-    broker: &Broker,
-    partition: &Arc<Partition>,
-    group: &mut Group,
-    assignments: &HashMap<String, Bytes>,
-) -> Result<(), ResponseError> {
-    let stored = group.stored_with(assignments);
-    write_metadata(broker, partition, group, stored).await
-}
-
-/// Writes `stored` as the group's metadata record.
-pub async fn write_metadata(
-    broker: &Broker,
-    partition: &Arc<Partition>,
-    group: &mut Group,
-    stored: group::StoredGroup,
-) -> Result<(), ResponseError> {
-    let key = RecordKey::Group {
-        group: group.group_id.clone(),
-    };
-    store::append(
-        broker,
-        partition,
-        vec![(key.encode(), Some(encode_group(&stored)))],
-    )
-    .await?;
-    group.last_stored = Some(stored);
-    Ok(())
-}
-
-/// Writes committed offsets (or, with `None`, their deletion).
-pub async fn persist_offsets(
-    broker: &Broker,
-    partition: &Arc<Partition>,
-    group_id: &str,
-    offsets: &[((String, i32), Option<CommittedOffset>)],
-) -> Result<(), ResponseError> {
-    let records = offsets
-        .iter()
-        .map(|((topic, index), offset)| {
-            let key = RecordKey::Offset {
-                group: group_id.to_string(),
-                topic: topic.clone(),
-                partition: *index,
-            };
-            (key.encode(), offset.as_ref().map(encode_offset))
-        })
-        .collect();
-    store::append(broker, partition, records).await
-}
-
-/// Writes a group's deletion: tombstones for its metadata and every offset.
-pub async fn persist_deletion(
-    broker: &Broker,
-    partition: &Arc<Partition>,
-    group: &Group,
-) -> Result<(), ResponseError> {
-    let mut records: Vec<(Bytes, Option<Bytes>)> = group
-        .offsets
-        .keys()
-        .map(|(topic, index)| {
-            let key = RecordKey::Offset {
-                group: group.group_id.clone(),
-                topic: topic.clone(),
-                partition: *index,
-            };
-            (key.encode(), None)
-        })
-        .collect();
-    records.push((
-        RecordKey::Group {
-            group: group.group_id.clone(),
-        }
-        .encode(),
-        None,
-    ));
-    store::append(broker, partition, records).await
-}
-
-/// Drives every group's timers (sessions, join and sync deadlines) and expires the offsets
-/// of empty groups, until `shutdown` fires.
-pub async fn run_ticker(broker: Arc<Broker>, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(TICK);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    for round in 0u32.. {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        tick_all(&broker).await;
-        if round % METRICS_EVERY == 0 {
-            export_metrics(&broker).await;
-        }
-        if round % CHECKPOINT_EVERY == 0 {
-            checkpoint_where_due(&broker).await;
-        }
-    }
-}
-
-async fn tick_all(broker: &Arc<Broker>) {
-    let limits = broker.config.groups.limits;
-    let retention = broker.config.groups.offsets_retention;
-    for (partition, group) in broker.groups.loaded() {
-        let mut group = group.lock().await;
-        let now = Instant::now();
-        let now_ms = broker.clock.now_ms();
-        let effects = group.tick(&limits, now, now_ms);
-        if let Err(e) = persist(broker, &partition, &mut group, effects).await {
-            warn!(group = %group.group_id, error = ?e, "could not persist a group's state");
+/// One tick of a shard: every group's timers, and the offsets of empty groups past
+/// `offsets.retention.minutes`. Timers change groups before the write, so a failed write
+/// rebuilds the shard from the log.
+fn tick(
+    shard: &mut GroupShard,
+    limits: &GroupLimits,
+    retention: Duration,
+    now: Now,
+) -> Write<GroupShard, ()> {
+    let mut records = Vec::new();
+    let mut stored = Vec::new();
+    let mut expired = Vec::new();
+    for group in shard.groups.values_mut() {
+        if group.tick(limits, now.at, now.ms).persist_metadata {
+            let state = group.stored();
+            records.push(group_record(&group.group_id, &state));
+            stored.push((group.group_id.clone(), state));
         }
         if group.state == GroupState::Empty {
-            expire_offsets(broker, &partition, &mut group, retention, now_ms).await;
-        }
-    }
-}
-
-/// Checkpoints every loaded offsets partition whose records outnumber its live keys by
-/// more than `checkpoint_after_records`.
-async fn checkpoint_where_due(broker: &Arc<Broker>) {
-    for (partition, groups) in broker.groups.loaded_by_partition() {
-        let mut live = 0i64;
-        for group in &groups {
-            let group = group.lock().await;
-            live += i64::try_from(group.offsets.len()).unwrap_or(i64::MAX) + 1;
-        }
-        let offsets = partition.offsets();
-        let records = offsets.high_watermark - offsets.log_start_offset;
-        if records > broker.config.groups.checkpoint_after_records + 2 * live {
-            let span = info_span!(
-                "checkpoint_groups",
-                partition = partition.index,
-                records,
-                live
-            );
-            let Some(epoch) = partition.leader_epoch() else {
-                continue;
-            };
-            let index = partition.index;
-            let list = || broker.groups.groups_of(index, epoch);
-            let now_ms = broker.clock.now_ms();
-            if let Err(e) = checkpoint(broker.as_ref(), &partition, list, now_ms)
-                .instrument(span)
-                .await
-            {
-                warn!(partition = partition.index, error = %e, "could not checkpoint a consumer offsets partition");
+            let keys = group.expired_offsets(retention, now.ms);
+            if !keys.is_empty() {
+                records.extend(
+                    keys.iter()
+                        .map(|(topic, p)| offset_record(&group.group_id, topic, *p, None)),
+                );
+                expired.push((group.group_id.clone(), keys));
             }
         }
     }
-}
-
-/// Where a coordinator's records go: the partition's log, made durable per the broker's
-/// durability (tests write straight to a partition).
-pub(crate) trait GroupWriter {
-    fn append(
-        &self,
-        partition: &Arc<Partition>,
-        records: Vec<(Bytes, Option<Bytes>)>,
-    ) -> impl Future<Output = Result<(), ResponseError>> + Send;
-}
-
-impl GroupWriter for Broker {
-    async fn append(
-        &self,
-        partition: &Arc<Partition>,
-        records: Vec<(Bytes, Option<Bytes>)>,
-    ) -> Result<(), ResponseError> {
-        store::append(self, partition, records).await
+    if records.is_empty() {
+        return Write::answer(());
     }
+    Write::reload(
+        records,
+        move |shard: &mut GroupShard| {
+            for (group_id, state) in stored {
+                if let Some(group) = shard.get_mut(&group_id) {
+                    group.last_stored = Some(state);
+                }
+            }
+            for (group_id, keys) in expired {
+                if let Some(group) = shard.get_mut(&group_id) {
+                    for key in &keys {
+                        group.offsets.remove(key);
+                    }
+                    info!(group = %group_id, expired = keys.len(), "expired the offsets of an empty group");
+                }
+            }
+        },
+        |_| {},
+    )
+}
+
+/// Tombstones for every committed offset whose topic `doomed` names; forgotten once written.
+fn forget_offsets(shard: &mut GroupShard, doomed: &dyn Fn(&str) -> bool) -> Write<GroupShard, ()> {
+    let gone: Vec<(String, Vec<(String, i32)>)> = shard
+        .groups()
+        .map(|g| {
+            let keys = g
+                .offsets
+                .keys()
+                .filter(|(topic, _)| doomed(topic))
+                .cloned()
+                .collect::<Vec<_>>();
+            (g.group_id.clone(), keys)
+        })
+        .filter(|(_, keys)| !keys.is_empty())
+        .collect();
+    let records: Vec<Record> = gone
+        .iter()
+        .flat_map(|(group_id, keys)| {
+            keys.iter()
+                .map(move |(topic, p)| offset_record(group_id, topic, *p, None))
+        })
+        .collect();
+    if records.is_empty() {
+        return Write::answer(());
+    }
+    Write::reload(
+        records,
+        move |shard: &mut GroupShard| {
+            for (group_id, keys) in gone {
+                if let Some(group) = shard.get_mut(&group_id) {
+                    for key in &keys {
+                        group.offsets.remove(key);
+                    }
+                    info!(group = %group_id, offsets = keys.len(), "removed the committed offsets of deleted topics");
+                }
+            }
+        },
+        |_| {},
+    )
 }
 
 /// Kafka compacts `__consumer_offsets` with its log cleaner; Strata's coordinator, which
 /// holds the partition's whole live state, compacts it by rewriting that state: it starts a
-/// new segment, appends every group's committed offsets and last metadata record there
-/// (under each group's lock, so nothing it writes meanwhile can be overtaken), and then
-/// deletes the segments before it. A crash in between leaves duplicates, never a gap.
-///
-/// The groups are listed (`list`) only after the roll: a group is in the shard before it
-/// writes its first record, so every group with a record below the roll point is listed,
-/// and a group created after the listing writes only above it. `list` answers `None` when
-/// the shard is no longer loaded under the epoch the checkpoint started in; nothing is
-/// deleted then.
-async fn checkpoint(
-    writer: &impl GroupWriter,
-    partition: &Arc<Partition>,
-    list: impl FnOnce() -> Option<Vec<SharedGroup>>,
+/// new segment, writes every group's committed offsets and last metadata record there, and
+/// once they are committed the caller deletes the segments before it (answered here). A
+/// crash in between leaves duplicates, never a gap. The shard's loop runs nothing else
+/// meanwhile, so no group can write below the new segment after it is listed.
+fn checkpoint(
+    shard: &mut GroupShard,
+    partition: &Partition,
+    after_records: i64,
     now_ms: i64,
-) -> Result<(), String> {
-    let start = partition.roll(now_ms).map_err(|e| e.to_string())?;
-    let groups = list().ok_or("the partition is no longer loaded here")?;
-    for group in &groups {
-        let group = group.lock().await;
-        let records = group_records(&group);
-        if records.is_empty() {
-            continue;
+) -> Write<GroupShard, Option<i64>> {
+    let live: i64 = shard
+        .groups()
+        .map(|g| i64::try_from(g.offsets.len()).unwrap_or(i64::MAX) + 1)
+        .sum();
+    let offsets = partition.offsets();
+    let held = offsets.high_watermark - offsets.log_start_offset;
+    if held <= after_records.saturating_add(2 * live) {
+        return Write::answer(None);
+    }
+    let start = match partition.roll(now_ms) {
+        Ok(start) => start,
+        Err(e) => {
+            warn!(partition = partition.index, error = %e, "could not start a checkpoint");
+            return Write::answer(None);
         }
-        writer
-            .append(partition, records)
-            .await
-            .map_err(|e| format!("writing the checkpoint: {e}"))?;
+    };
+    let records: Vec<Record> = shard.groups().flat_map(live_records).collect();
+    if records.is_empty() {
+        return Write::answer(Some(start));
     }
-    let deleted = partition
-        .delete_segments_below(start)
-        .map_err(|e| e.to_string())?;
-    info!(
-        partition = partition.index,
-        start, deleted, "checkpointed a consumer offsets partition"
-    );
-    Ok(())
-}
-
-/// A group's live state as records: its committed offsets and its last metadata record.
-fn group_records(group: &Group) -> Vec<(Bytes, Option<Bytes>)> {
-    let mut records: Vec<(Bytes, Option<Bytes>)> = group
-        .offsets
-        .iter()
-        .map(|((topic, index), offset)| {
-            let key = RecordKey::Offset {
-                group: group.group_id.clone(),
-                topic: topic.clone(),
-                partition: *index,
-            };
-            (key.encode(), Some(encode_offset(offset)))
-        })
-        .collect();
-    if let Some(stored) = &group.last_stored {
-        let key = RecordKey::Group {
-            group: group.group_id.clone(),
-        };
-        records.push((key.encode(), Some(encode_group(stored))));
-    }
-    records
-}
-
-/// Sets the group metrics from the groups loaded here: members per group and state, and
-/// per committed partition its offset and, where this broker leads the partition, its end
-/// and the lag. Families are rebuilt whole, so deleted groups and offsets disappear.
-async fn export_metrics(broker: &Arc<Broker>) {
-    use crate::metrics::{GroupLabels, GroupPartitionLabels};
-    let metrics = &broker.metrics.groups;
-    metrics.members.clear();
-    metrics.committed_offset.clear();
-    metrics.log_end_offset.clear();
-    metrics.lag.clear();
-    for (_, group) in broker.groups.loaded() {
-        let group = group.lock().await;
-        let labels = GroupLabels {
-            group: group.group_id.clone(),
-            state: group.state.name(),
-        };
-        metrics
-            .members
-            .get_or_create(&labels)
-            .set(i64::try_from(group.members.len()).unwrap_or(i64::MAX));
-        for ((topic, partition), committed) in &group.offsets {
-            let labels = GroupPartitionLabels {
-                group: group.group_id.clone(),
-                topic: topic.clone(),
-                partition: *partition,
-            };
-            metrics
-                .committed_offset
-                .get_or_create(&labels)
-                .set(committed.offset);
-            let led = broker
-                .topics
-                .get(topic)
-                .and_then(|t| t.partition(*partition).cloned())
-                .filter(|p| p.leader_epoch().is_some());
-            if let Some(led) = led {
-                let end = led.offsets().high_watermark;
-                metrics.log_end_offset.get_or_create(&labels).set(end);
-                metrics
-                    .lag
-                    .get_or_create(&labels)
-                    .set(end.saturating_sub(committed.offset).max(0));
-            }
-        }
-    }
-}
-
-/// Writes tombstones for, then forgets, every committed offset of `groups` whose topic
-/// `doomed` names.
-async fn forget_offsets(
-    broker: &Broker,
-    groups: Vec<(Arc<Partition>, SharedGroup)>,
-    doomed: impl Fn(&str) -> bool,
-) {
-    for (partition, group) in groups {
-        let mut group = group.lock().await;
-        let gone: Vec<((String, i32), Option<CommittedOffset>)> = group
-            .offsets
-            .keys()
-            .filter(|(topic, _)| doomed(topic))
-            .map(|key| (key.clone(), None))
-            .collect();
-        if gone.is_empty() {
-            continue;
-        }
-        let group_id = group.group_id.clone();
-        match persist_offsets(broker, &partition, &group_id, &gone).await {
-            Ok(()) => {
-                for (key, _) in &gone {
-                    group.offsets.remove(key);
-                }
-                info!(group = %group_id, offsets = gone.len(), "removed the committed offsets of deleted topics");
-            }
-            Err(e) => {
-                warn!(group = %group_id, error = ?e, "could not remove the committed offsets of deleted topics")
-            }
-        }
-    }
-}
-
-/// Kafka's `offsets.retention.minutes`: an empty group's offsets go once the group has been
-/// empty that long and they are that old.
-async fn expire_offsets(
-    broker: &Broker,
-    partition: &Arc<Partition>,
-    group: &mut Group,
-    retention: Duration,
-    now_ms: i64,
-) {
-    let expired: Vec<((String, i32), Option<CommittedOffset>)> = group
-        .expired_offsets(retention, now_ms)
-        .into_iter()
-        .map(|key| (key, None))
-        .collect();
-    if expired.is_empty() {
-        return;
-    }
-    let group_id = group.group_id.clone();
-    if persist_offsets(broker, partition, &group_id, &expired)
-        .await
-        .is_ok()
-    {
-        for (key, _) in &expired {
-            group.offsets.remove(key);
-        }
-        info!(group = %group_id, expired = expired.len(), "expired the offsets of an empty group");
-    }
+    Write::reload(records, move |_| Some(start), |_| None)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Writes straight to the partition, as a broker with `--durability os` does.
-    struct Direct;
-
-    impl GroupWriter for Direct {
-        async fn append(
-            &self,
-            partition: &Arc<Partition>,
-            records: Vec<(Bytes, Option<Bytes>)>,
-        ) -> Result<(), ResponseError> {
-            store::append_committed(partition, records, 0)
-                .map_err(|_| ResponseError::CoordinatorNotAvailable)
-        }
-    }
-
-    fn commit(group: &str, offset: i64) -> Vec<(Bytes, Option<Bytes>)> {
-        let key = RecordKey::Offset {
-            group: group.into(),
-            topic: "t".into(),
-            partition: 0,
-        };
-        let value = CommittedOffset {
-            offset,
-            leader_epoch: -1,
-            metadata: String::new(),
-            commit_timestamp_ms: 0,
-        };
-        vec![(key.encode(), Some(encode_offset(&value)))]
-    }
-
-    #[tokio::test]
-    async fn a_checkpoint_keeps_the_commits_of_a_group_created_while_it_runs() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let partition = Arc::new(crate::partition::test_partition(
-            OFFSETS_TOPIC,
-            dir.path(),
-            crate::partition::test_files(),
-        ));
-        store::append_committed(&partition, commit("old", 5), 0).expect("append");
-        let mut old = Group::new("old");
-        old.offsets.insert(
-            ("t".into(), 0),
-            CommittedOffset {
-                offset: 5,
-                leader_epoch: -1,
-                metadata: String::new(),
-                commit_timestamp_ms: 0,
-            },
-        );
-        let old: SharedGroup = Arc::new(tokio::sync::Mutex::new(old));
-        // A group that commits at the moment the checkpoint looks at the shard, and is not
-        // among the groups it sees: its commit must survive the checkpoint.
-        let list = || {
-            store::append_committed(&partition, commit("new", 9), 0).expect("append");
-            Some(vec![old.clone()])
-        };
-        checkpoint(&Direct, &partition, list, 0)
-            .await
-            .expect("checkpoint");
-        let replayed = store::replay(&partition, Instant::now()).expect("replay");
-        let offset = |g: &str| {
-            replayed
-                .groups
-                .get(g)
-                .and_then(|g| g.offsets.get(&("t".into(), 0)))
-                .map(|o| o.offset)
-        };
-        assert_eq!(offset("old"), Some(5), "rewritten by the checkpoint");
-        assert_eq!(offset("new"), Some(9), "written while the checkpoint ran");
-        assert!(
-            partition.offsets().log_start_offset > 0,
-            "older segments went"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_checkpoint_of_a_shard_no_longer_loaded_deletes_nothing() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let partition = Arc::new(crate::partition::test_partition(
-            OFFSETS_TOPIC,
-            dir.path(),
-            crate::partition::test_files(),
-        ));
-        store::append_committed(&partition, commit("g", 5), 0).expect("append");
-        assert!(checkpoint(&Direct, &partition, || None, 0).await.is_err());
-        assert_eq!(partition.offsets().log_start_offset, 0);
-    }
-
-    #[test]
-    fn groups_map_to_the_partitions_kafka_would_choose() {
-        // Java's "my-group".hashCode() is -1906497762; Utils.abs maps i32::MIN (the hash of
-        // "polygenelubricants") to 0.
-        assert_eq!(java_hash(""), 0);
-        assert_eq!(java_hash("a"), 97);
-        assert_eq!(java_hash("my-group"), -1_906_497_762);
-        assert_eq!(partition_for("my-group", 50), 12);
-        assert_eq!(partition_for("console-consumer-12345", 50), 6);
-        assert_eq!(java_hash("polygenelubricants"), i32::MIN);
-        assert_eq!(partition_for("polygenelubricants", 50), 0);
-    }
-}
+mod tests;

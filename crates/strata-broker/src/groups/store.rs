@@ -1,108 +1,34 @@
-//! Writing group records to a `__consumer_offsets` partition and replaying them.
+//! Replaying a `__consumer_offsets` partition into its groups.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use indexmap::IndexMap;
-use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{
-    Compression, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, Record,
-    RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
 use tracing::warn;
 
 use super::group::Group;
 use super::records::{RecordKey, decode_group, decode_offset};
-use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::partition::Partition;
 
 /// How much of the partition one replay read brings.
 const REPLAY_READ_BYTES: usize = 4 << 20;
 
-/// Appends `records` (key, value or a tombstone) as one batch and waits until it is durable
-/// per the broker's durability setting. A partition this broker no longer leads answers
-/// NOT_COORDINATOR, so the client looks the coordinator up again.
-pub async fn append(
-    broker: &Broker,
-    partition: &Arc<Partition>,
-    records: Vec<(Bytes, Option<Bytes>)>,
-) -> Result<(), ResponseError> {
-    let now_ms = broker.clock.now_ms();
-    let result = async {
-        let batch = encode(records, now_ms)?;
-        broker.replicas.append_internal(partition, batch).await
-    }
-    .await;
-    result.map(|_| ()).map_err(|e| match e {
-        BrokerError::NotLeaderOrFollower | BrokerError::ShuttingDown => {
-            ResponseError::NotCoordinator
-        }
-        other => {
-            warn!(error = %other, "could not write group records");
-            ResponseError::CoordinatorNotAvailable
-        }
-    })
-}
-
-/// `records` as one batch.
-fn encode(records: Vec<(Bytes, Option<Bytes>)>, now_ms: i64) -> Result<Bytes, BrokerError> {
-    encode_batch(records, now_ms).map_err(|e| BrokerError::InvalidRequest {
-        reason: format!("group records do not encode: {e}"),
-    })
-}
-
 /// Appends `records` as one batch and commits it at once, as a broker with `--durability
 /// os` would: for unit tests, which have no replica manager.
 #[cfg(test)]
 pub(super) fn append_committed(
     partition: &Partition,
-    records: Vec<(Bytes, Option<Bytes>)>,
+    records: Vec<crate::coordinator::Record>,
     now_ms: i64,
 ) -> Result<(), BrokerError> {
     let limits = crate::replica::own_batch_limits(now_ms);
-    let batch = strata_log::validate_produce_batch(encode(records, now_ms)?, &limits)?;
+    let batch = crate::coordinator::encode_batch(records, now_ms)?;
+    let batch = strata_log::validate_produce_batch(batch, &limits)?;
     let appended = partition.append(&batch, now_ms)?;
     partition.advance_high_watermark(appended.range.last_offset + 1);
     Ok(())
-}
-
-/// One uncompressed batch of `records` (key, value or a tombstone), as a coordinator writes it.
-fn encode_batch(records: Vec<(Bytes, Option<Bytes>)>, now_ms: i64) -> Result<Bytes, ResponseError> {
-    // Offsets relative to the batch; the log assigns the real ones on append.
-    let records: Vec<Record> = (0i64..)
-        .zip(records)
-        .map(|(offset, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
-            timestamp_type: TimestampType::Creation,
-            offset,
-            // The encoder keeps records in one batch while offset minus sequence is constant;
-            // this makes the batch's base sequence NO_SEQUENCE (-1), as for any
-            // non-idempotent batch.
-            sequence: NO_SEQUENCE + i32::try_from(offset).unwrap_or(i32::MAX),
-            timestamp: now_ms,
-            key: Some(key),
-            value,
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| {
-        warn!(error = %e, "could not encode group records");
-        ResponseError::UnknownServerError
-    })?;
-    Ok(buf.freeze())
 }
 
 /// What replaying a partition rebuilt.

@@ -68,10 +68,10 @@ async fn locate(
         return Err(ResponseError::InvalidGroupId);
     }
     let broker = ctx.broker;
-    let index = broker.groups.ensure_partition_for(broker, key).await?;
+    let index = broker.groups.ensure_partition_for(key).await?;
     broker
         .groups
-        .wait_loaded(broker, index, std::time::Duration::from_secs(2))
+        .wait_loaded(index, std::time::Duration::from_secs(2))
         .await;
     let leader = broker.metadata.read(|state| {
         state

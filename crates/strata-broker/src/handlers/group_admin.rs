@@ -11,8 +11,9 @@ use kafka_protocol::messages::{
 };
 
 use super::{RequestContext, str_bytes};
+use crate::coordinator::Write;
 use crate::groups::group::GroupState;
-use crate::groups::persist_deletion;
+use crate::groups::{GroupShard, deletion_records, write_error};
 
 /// Kafka's "operations not requested" sentinel for authorized-operations fields.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -29,19 +30,30 @@ pub async fn list(ctx: &RequestContext<'_>, request: ListGroupsRequest) -> ListG
             .types_filter
             .iter()
             .any(|t| t.eq_ignore_ascii_case("classic"));
+    let shards = ctx
+        .broker
+        .groups
+        .read_all(|shard| {
+            shard
+                .groups()
+                .filter(|g| g.state != GroupState::Dead)
+                .map(|g| {
+                    let protocol_type = g.protocol_type.clone().unwrap_or_default();
+                    (g.group_id.clone(), g.state.name(), protocol_type)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
     let mut groups = Vec::new();
-    for (_, group) in ctx.broker.groups.loaded() {
-        let group = group.lock().await;
-        let state = group.state.name();
+    for (group_id, state, protocol_type) in shards.into_iter().flatten() {
         let listed = classic_wanted
-            && (wanted_states.is_empty() || wanted_states.contains(&state.to_lowercase()))
-            && group.state != GroupState::Dead;
+            && (wanted_states.is_empty() || wanted_states.contains(&state.to_lowercase()));
         if !listed {
             continue;
         }
         let mut entry = ListedGroup::default()
-            .with_group_id(GroupId(str_bytes(group.group_id.clone())))
-            .with_protocol_type(str_bytes(group.protocol_type.clone().unwrap_or_default()));
+            .with_group_id(GroupId(str_bytes(group_id)))
+            .with_protocol_type(str_bytes(protocol_type));
         if ctx.version() >= 4 {
             entry = entry.with_group_state(str_bytes(state));
         }
@@ -64,57 +76,60 @@ pub async fn describe(
         let answer = DescribedGroup::default()
             .with_group_id(group_id.clone())
             .with_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
-        let coordinated = match broker.groups.group(broker, &group_id, false) {
-            Ok(c) => c,
-            Err(e) => {
-                described.push(answer.with_error_code(e.code()));
-                continue;
-            }
-        };
-        // An unknown group is described as dead, with no error (Kafka does the same).
-        let Some(coordinated) = coordinated else {
-            described.push(answer.with_group_state(str_bytes(GroupState::Dead.name())));
-            continue;
-        };
-        let group = coordinated.group.lock().await;
-        let protocol = group.protocol_name.clone().unwrap_or_default();
-        // Kafka lists members with their metadata and assignment only once stable.
-        let stable = group.state == GroupState::Stable;
-        let members = group
-            .members
-            .values()
-            .map(|m| {
-                let member = DescribedGroupMember::default()
-                    .with_member_id(str_bytes(m.member_id.clone()))
-                    .with_client_id(str_bytes(m.client_id.clone()))
-                    .with_client_host(str_bytes(m.client_host.clone()));
-                let member = if ctx.version() >= 4 {
-                    member.with_group_instance_id(m.instance_id.clone().map(str_bytes))
-                } else {
-                    member
-                };
-                if stable {
-                    member
-                        .with_member_metadata(
-                            m.protocols
-                                .iter()
-                                .find(|(name, _)| *name == protocol)
-                                .map(|(_, metadata)| metadata.clone())
-                                .unwrap_or_default(),
-                        )
-                        .with_member_assignment(m.assignment.clone())
-                } else {
-                    member
-                }
+        let id = group_id.to_string();
+        let version = ctx.version();
+        let found = broker
+            .groups
+            .write(&group_id, move |shard: &mut GroupShard, _| {
+                Write::answer(shard.get(&id).map(|group| {
+                    let protocol = group.protocol_name.clone().unwrap_or_default();
+                    let stable = group.state == GroupState::Stable;
+                    let members = group
+                        .members
+                        .values()
+                        .map(|m| {
+                            let member = DescribedGroupMember::default()
+                                .with_member_id(str_bytes(m.member_id.clone()))
+                                .with_client_id(str_bytes(m.client_id.clone()))
+                                .with_client_host(str_bytes(m.client_host.clone()));
+                            let member = if version >= 4 {
+                                member.with_group_instance_id(m.instance_id.clone().map(str_bytes))
+                            } else {
+                                member
+                            };
+                            if stable {
+                                member
+                                    .with_member_metadata(
+                                        m.protocols
+                                            .iter()
+                                            .find(|(name, _)| *name == protocol)
+                                            .map(|(_, metadata)| metadata.clone())
+                                            .unwrap_or_default(),
+                                    )
+                                    .with_member_assignment(m.assignment.clone())
+                            } else {
+                                member
+                            }
+                        })
+                        .collect::<Vec<_>>();
+                    (
+                        group.state.name(),
+                        group.protocol_type.clone().unwrap_or_default(),
+                        if stable { protocol } else { String::new() },
+                        members,
+                    )
+                }))
             })
-            .collect();
-        described.push(
-            answer
-                .with_group_state(str_bytes(group.state.name()))
-                .with_protocol_type(str_bytes(group.protocol_type.clone().unwrap_or_default()))
-                .with_protocol_data(str_bytes(if stable { protocol } else { String::new() }))
+            .await;
+        described.push(match found {
+            Err(e) => answer.with_error_code(e.code()),
+            Ok(None) => answer.with_group_state(str_bytes(GroupState::Dead.name())),
+            Ok(Some((state, protocol_type, protocol_data, members))) => answer
+                .with_group_state(str_bytes(state))
+                .with_protocol_type(str_bytes(protocol_type))
+                .with_protocol_data(str_bytes(protocol_data))
                 .with_members(members),
-        );
+        });
     }
     DescribeGroupsResponse::default().with_groups(described)
 }
@@ -126,24 +141,30 @@ pub async fn delete(
     let broker = ctx.broker;
     let mut results = Vec::with_capacity(request.groups_names.len());
     for group_id in request.groups_names {
-        let outcome = async {
-            let coordinated = broker
-                .groups
-                .group(broker, &group_id, false)?
-                .ok_or(ResponseError::GroupIdNotFound)?;
-            let mut group = coordinated.group.lock().await;
-            match group.state {
-                GroupState::Dead => return Err(ResponseError::GroupIdNotFound),
-                GroupState::Empty => {}
-                _ => return Err(ResponseError::NonEmptyGroup),
-            }
-            persist_deletion(broker, &coordinated.partition, &group).await?;
-            group.state = GroupState::Dead;
-            group.offsets.clear();
-            broker.groups.forget(&group_id);
-            Ok(())
-        }
-        .await;
+        let id = group_id.to_string();
+        let outcome = broker
+            .groups
+            .write(&group_id, move |shard: &mut GroupShard, _| {
+                let Some(group) = shard.get(&id) else {
+                    return Write::answer(Err(ResponseError::GroupIdNotFound));
+                };
+                match group.state {
+                    GroupState::Dead => return Write::answer(Err(ResponseError::GroupIdNotFound)),
+                    GroupState::Empty => {}
+                    _ => return Write::answer(Err(ResponseError::NonEmptyGroup)),
+                }
+                let records = deletion_records(group);
+                Write::revert(
+                    records,
+                    move |shard: &mut GroupShard| {
+                        shard.remove(&id);
+                        Ok(())
+                    },
+                    |_, e| Err(write_error(e)),
+                )
+            })
+            .await
+            .and_then(|deleted| deleted);
         let result = DeletableGroupResult::default().with_group_id(group_id);
         results.push(match outcome {
             Ok(()) => result,

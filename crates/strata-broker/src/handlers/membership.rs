@@ -2,7 +2,7 @@
 //! by the group's coordinator (see [`crate::groups`]).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -16,8 +16,9 @@ use tokio::sync::oneshot;
 use tracing::{Instrument, info_span};
 
 use super::{RequestContext, str_bytes};
-use crate::groups::group::{JoinRequest, JoinResponse, Reply, SyncStep};
-use crate::groups::{Coordinated, persist, persist_assignments, write_metadata};
+use crate::coordinator::Write;
+use crate::groups::group::{JoinRequest, JoinResponse, Reply, SyncResponse, SyncStep};
+use crate::groups::{GroupShard, group_record, write_error};
 
 fn millis(ms: i32) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
@@ -35,27 +36,11 @@ async fn wait<T>(ctx: &RequestContext<'_>, rx: oneshot::Receiver<T>, gone: T) ->
     }
 }
 
-/// The group named by a request, if this broker coordinates it.
-fn coordinated(
-    ctx: &RequestContext<'_>,
-    group_id: &str,
-    create: bool,
-) -> Result<Coordinated, ResponseError> {
-    ctx.broker
-        .groups
-        .group(ctx.broker, group_id, create)?
-        .ok_or(ResponseError::UnknownMemberId)
-}
-
 pub async fn join(ctx: &RequestContext<'_>, request: JoinGroupRequest) -> JoinGroupResponse {
     let version = ctx.version();
     let group_id = request.group_id.0.to_string();
     let span = info_span!("join_group", group = %group_id, member = %request.member_id);
     let response = async {
-        let coordinated = match coordinated(ctx, &group_id, true) {
-            Ok(c) => c,
-            Err(e) => return JoinResponse::error_for(e, &request.member_id),
-        };
         let join = JoinRequest {
             member_id: request.member_id.to_string(),
             instance_id: text(request.group_instance_id.as_ref()),
@@ -75,23 +60,40 @@ pub async fn join(ctx: &RequestContext<'_>, request: JoinGroupRequest) -> JoinGr
                 .collect(),
             require_known_member_id: version >= 4,
         };
-        let broker = ctx.broker;
-        let mut group = coordinated.group.lock().await;
-        let reply = group.join(
-            join,
-            &broker.config.groups.limits,
-            Instant::now(),
-            broker.clock.now_ms(),
-        );
-        if let Some(replaced) = group.take_unpersisted_replacement() {
-            let stored = group.stored();
-            if let Err(e) = write_metadata(broker, &coordinated.partition, &mut group, stored).await
-            {
-                group.revert_replacement(replaced);
-                return JoinResponse::error_for(e, "");
-            }
-        }
-        drop(group);
+        let groups = &ctx.broker.groups;
+        let limits = groups.settings.limits;
+        let id = group_id.clone();
+        let joined = groups
+            .write(&group_id, move |shard: &mut GroupShard, now| {
+                let group = shard.get_or_create(&id);
+                let reply = group.join(join, &limits, now.at, now.ms);
+                // A static member that took over another's place without a rebalance: its
+                // new member id must be in the log before anyone is told.
+                let Some(replaced) = group.take_unpersisted_replacement() else {
+                    return Write::answer(Ok(reply));
+                };
+                let stored = group.stored();
+                let records = vec![group_record(&id, &stored)];
+                let previous = group.last_stored.replace(stored);
+                let reverted = id.clone();
+                Write::revert(
+                    records,
+                    move |_| Ok(reply),
+                    move |shard: &mut GroupShard, e| {
+                        if let Some(group) = shard.get_mut(&reverted) {
+                            group.revert_replacement(replaced);
+                            group.last_stored = previous;
+                        }
+                        Err(write_error(e))
+                    },
+                )
+            })
+            .await
+            .and_then(|joined| joined);
+        let reply = match joined {
+            Ok(reply) => reply,
+            Err(e) => return JoinResponse::error_for(e, &request.member_id),
+        };
         match reply {
             Reply::Now(response) => response,
             Reply::Wait(rx) => {
@@ -170,65 +172,104 @@ async fn sync_member(
     group_id: &str,
     request: &SyncGroupRequest,
 ) -> Result<Synced, ResponseError> {
-    let broker = ctx.broker;
-    let coordinated = coordinated(ctx, group_id, false)?;
-    let mut group = coordinated.group.lock().await;
-    let mismatch = |asked: Option<&StrBytes>, have: &Option<String>| {
-        asked.is_some_and(|a| have.as_deref() != Some(a.as_str()))
-    };
-    if mismatch(request.protocol_type.as_ref(), &group.protocol_type)
-        || mismatch(request.protocol_name.as_ref(), &group.protocol_name)
-    {
-        return Err(ResponseError::InconsistentGroupProtocol);
-    }
-    let protocols = (group.protocol_type.clone(), group.protocol_name.clone());
-    let member_id = request.member_id.as_str();
-    let instance_id = request.group_instance_id.as_ref().map(StrBytes::as_str);
-    let step = group.sync(
-        member_id,
-        instance_id,
-        request.generation_id,
-        Instant::now(),
-    )?;
-    let assignment = match step {
-        SyncStep::Done(assignment) => assignment,
-        SyncStep::Leader => {
-            let assignments: HashMap<String, bytes::Bytes> = request
-                .assignments
-                .iter()
-                .map(|a| (a.member_id.to_string(), a.assignment.clone()))
-                .collect();
-            let persisted =
-                persist_assignments(broker, &coordinated.partition, &mut group, &assignments).await;
-            if let Err(e) = persisted {
-                // Everyone waiting hears it now, not at the rebalance timeout.
-                let limits = &broker.config.groups.limits;
-                group.fail_sync(e, limits, Instant::now(), broker.clock.now_ms());
-                return Err(e);
+    let groups = &ctx.broker.groups;
+    let limits = groups.settings.limits;
+    let id = group_id.to_string();
+    let member_id = request.member_id.to_string();
+    let instance_id = request.group_instance_id.as_ref().map(|s| s.to_string());
+    let (asked_type, asked_name) = (
+        text(request.protocol_type.as_ref()),
+        text(request.protocol_name.as_ref()),
+    );
+    let generation = request.generation_id;
+    let assignments: HashMap<String, bytes::Bytes> = request
+        .assignments
+        .iter()
+        .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+        .collect();
+    let step = groups
+        .write(group_id, move |shard: &mut GroupShard, now| {
+            let Some(group) = shard.get_mut(&id) else {
+                return Write::answer(Err(ResponseError::UnknownMemberId));
+            };
+            let mismatch =
+                |asked: &Option<String>, have: &Option<String>| asked.is_some() && asked != have;
+            if mismatch(&asked_type, &group.protocol_type)
+                || mismatch(&asked_name, &group.protocol_name)
+            {
+                return Write::answer(Err(ResponseError::InconsistentGroupProtocol));
             }
-            group.complete_sync(assignments.clone(), broker.clock.now_ms());
-            assignments.get(member_id).cloned().unwrap_or_default()
-        }
-        SyncStep::Wait(rx) => {
-            drop(group);
-            wait(ctx, rx, Err(ResponseError::NotCoordinator)).await?
-        }
+            let protocols = (group.protocol_type.clone(), group.protocol_name.clone());
+            let step = group.sync(&member_id, instance_id.as_deref(), generation, now.at);
+            match step {
+                Err(e) => Write::answer(Err(e)),
+                Ok(SyncStep::Done(assignment)) => {
+                    Write::answer(Ok((SyncAnswer::Now(assignment), protocols)))
+                }
+                Ok(SyncStep::Wait(rx)) => Write::answer(Ok((SyncAnswer::Wait(rx), protocols))),
+                Ok(SyncStep::Leader) => {
+                    // The assignments are installed (and every waiting member answered)
+                    // only once the group's record holding them is committed.
+                    let stored = group.stored_with(&assignments);
+                    let records = vec![group_record(&id, &stored)];
+                    let failed_id = id.clone();
+                    Write::revert(
+                        records,
+                        move |shard: &mut GroupShard| {
+                            let Some(group) = shard.get_mut(&id) else {
+                                return Err(ResponseError::UnknownMemberId);
+                            };
+                            group.last_stored = Some(stored);
+                            let mine = assignments.get(&member_id).cloned().unwrap_or_default();
+                            group.complete_sync(assignments, now.ms);
+                            Ok((SyncAnswer::Now(mine), protocols))
+                        },
+                        move |shard: &mut GroupShard, e| {
+                            let error = write_error(e);
+                            // Everyone waiting hears it now, not at the rebalance timeout.
+                            if let Some(group) = shard.get_mut(&failed_id) {
+                                group.fail_sync(error, &limits, now.at, now.ms);
+                            }
+                            Err(error)
+                        },
+                    )
+                }
+            }
+        })
+        .await
+        .and_then(|step| step)?;
+    let (answer, protocols) = step;
+    let assignment = match answer {
+        SyncAnswer::Now(assignment) => assignment,
+        SyncAnswer::Wait(rx) => wait(ctx, rx, Err(ResponseError::NotCoordinator)).await?,
     };
     Ok((assignment, protocols.0, protocols.1))
 }
 
+/// A SyncGroup's assignment, now or once the leader's arrives.
+enum SyncAnswer {
+    Now(bytes::Bytes),
+    Wait(tokio::sync::oneshot::Receiver<SyncResponse>),
+}
+
 pub async fn heartbeat(ctx: &RequestContext<'_>, request: HeartbeatRequest) -> HeartbeatResponse {
-    let outcome = async {
-        let coordinated = coordinated(ctx, &request.group_id, false)?;
-        let instance_id = request.group_instance_id.as_ref().map(StrBytes::as_str);
-        coordinated.group.lock().await.heartbeat(
-            &request.member_id,
-            instance_id,
-            request.generation_id,
-            Instant::now(),
-        )
-    }
-    .await;
+    let id = request.group_id.to_string();
+    let member_id = request.member_id.to_string();
+    let instance_id = request.group_instance_id.as_ref().map(|s| s.to_string());
+    let generation = request.generation_id;
+    let outcome = ctx
+        .broker
+        .groups
+        .write(&request.group_id, move |shard: &mut GroupShard, now| {
+            Write::answer(match shard.get_mut(&id) {
+                Some(group) => {
+                    group.heartbeat(&member_id, instance_id.as_deref(), generation, now.at)
+                }
+                None => Err(ResponseError::UnknownMemberId),
+            })
+        })
+        .await
+        .and_then(|beat| beat);
     match outcome {
         Ok(()) => HeartbeatResponse::default(),
         Err(error) => {
@@ -250,29 +291,66 @@ pub async fn leave(ctx: &RequestContext<'_>, request: LeaveGroupRequest) -> Leav
         vec![(request.member_id, None)]
     };
     let broker = ctx.broker;
-    let coordinated = match coordinated(ctx, &request.group_id, false) {
-        Ok(c) => c,
+    let groups = &broker.groups;
+    let limits = groups.settings.limits;
+    let id = request.group_id.to_string();
+    let leavers: Vec<(String, Option<String>)> = leaving
+        .iter()
+        .map(|(m, i)| (m.to_string(), i.as_ref().map(|i| i.to_string())))
+        .collect();
+    let outcomes = groups
+        .write(&request.group_id, move |shard: &mut GroupShard, now| {
+            let Some(group) = shard.get_mut(&id) else {
+                return Write::answer(Err(ResponseError::UnknownMemberId));
+            };
+            let mut persist = false;
+            let outcomes: Vec<Option<ResponseError>> = leavers
+                .iter()
+                .map(|(member_id, instance_id)| {
+                    match group.leave(member_id, instance_id.as_deref(), &limits, now.at, now.ms) {
+                        Ok(effects) => {
+                            persist |= effects.persist_metadata;
+                            None
+                        }
+                        Err(e) => Some(e),
+                    }
+                })
+                .collect();
+            if !persist {
+                return Write::answer(Ok(outcomes));
+            }
+            // Leaving changes the group in ways (a rebalance, answered waiters) that cannot
+            // be undone piecewise: a failed write rebuilds it from the log.
+            let stored = group.stored();
+            let records = vec![group_record(&id, &stored)];
+            let failed = outcomes.clone();
+            Write::reload(
+                records,
+                move |shard: &mut GroupShard| {
+                    if let Some(group) = shard.get_mut(&id) {
+                        group.last_stored = Some(stored);
+                    }
+                    Ok(outcomes)
+                },
+                move |e| {
+                    let error = write_error(e);
+                    Ok(failed.into_iter().map(|o| o.or(Some(error))).collect())
+                },
+            )
+        })
+        .await
+        .and_then(|left| left);
+    let outcomes = match outcomes {
+        Ok(outcomes) => outcomes,
         Err(error) => {
             broker.metrics.count_error("leave_group", error);
             return LeaveGroupResponse::default().with_error_code(error.code());
         }
     };
-    let mut group = coordinated.group.lock().await;
     let mut members = Vec::with_capacity(leaving.len());
     let mut first_error = None;
-    for (member_id, instance_id) in leaving {
-        let outcome = group.leave(
-            &member_id,
-            instance_id.as_ref().map(StrBytes::as_str),
-            &broker.config.groups.limits,
-            Instant::now(),
-            broker.clock.now_ms(),
-        );
-        let outcome = match outcome {
-            Ok(effects) => persist(broker, &coordinated.partition, &mut group, effects).await,
-            Err(e) => Err(e),
-        };
-        let code = outcome.err().map_or(0, |e| {
+    for ((member_id, instance_id), outcome) in leaving.into_iter().zip(outcomes) {
+        let code = outcome.map_or(0, |e| {
             broker.metrics.count_error("leave_group", e);
             first_error.get_or_insert(e);
             e.code()

@@ -87,7 +87,7 @@ async fn by_name(
         // Created with its own settings, as the coordinator would.
         broker
             .groups
-            .ensure_partition_for(broker, "")
+            .ensure_partition_for("")
             .await
             .map(drop)
             .map_err(|e| BrokerError::InvalidRequest {

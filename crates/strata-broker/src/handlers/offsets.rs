@@ -22,8 +22,9 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::{Instrument, info_span};
 
 use super::{RequestContext, str_bytes};
+use crate::coordinator::Write;
 use crate::groups::group::{CommittedOffset, GroupState};
-use crate::groups::persist_offsets;
+use crate::groups::{GroupShard, offset_record, write_error};
 
 /// A partition's answer: (topic, partition, error).
 type PartitionOutcome = (String, i32, Option<ResponseError>);
@@ -59,7 +60,7 @@ async fn commit_offsets(
     request: &OffsetCommitRequest,
 ) -> Vec<PartitionOutcome> {
     let broker = ctx.broker;
-    let wanted: Vec<(String, i32, i64, i32, String)> = request
+    let wanted: Vec<Wanted> = request
         .topics
         .iter()
         .flat_map(|t| {
@@ -77,80 +78,101 @@ async fn commit_offsets(
             })
         })
         .collect();
-    let all_failed = |error: ResponseError| {
-        wanted
-            .iter()
-            .map(|(topic, partition, ..)| (topic.clone(), *partition, Some(error)))
-            .collect::<Vec<_>>()
-    };
-    // Only a commit outside any generation (a simple consumer, an admin tool) starts a group;
-    // a member's commit names a group that must exist.
     let simple = request.generation_id_or_member_epoch < 0;
-    let coordinated = match broker.groups.group(broker, &request.group_id, simple) {
-        Ok(Some(c)) => c,
-        Ok(None) => return all_failed(ResponseError::UnknownMemberId),
-        Err(e) => return all_failed(e),
-    };
-    let mut group = coordinated.group.lock().await;
-    let instance_id = request.group_instance_id.as_ref().map(StrBytes::as_str);
-    if let Err(e) = group.check_commit(
-        &request.member_id,
-        instance_id,
-        request.generation_id_or_member_epoch,
-    ) {
-        return all_failed(e);
-    }
-    let now_ms = broker.clock.now_ms();
     let max_metadata = broker.config.groups.offset_metadata_max_bytes;
-    let mut outcomes = Vec::with_capacity(wanted.len());
-    let mut accepted = Vec::new();
-    for (topic, partition, offset, leader_epoch, metadata) in wanted {
-        let exists = broker.metadata.read(|state| {
-            state
-                .topic_by_name(&topic)
-                .is_some_and(|t| usize::try_from(partition).is_ok_and(|p| p < t.partitions.len()))
-        });
-        let error = if !exists {
-            Some(ResponseError::UnknownTopicOrPartition)
-        } else if metadata.len() > max_metadata {
-            Some(ResponseError::OffsetMetadataTooLarge)
-        } else {
-            accepted.push((
-                (topic.clone(), partition),
-                Some(CommittedOffset {
-                    offset,
-                    leader_epoch,
-                    metadata,
-                    commit_timestamp_ms: now_ms,
-                }),
-            ));
-            None
-        };
-        outcomes.push((topic, partition, error));
-    }
-    if accepted.is_empty() {
-        return outcomes;
-    }
-    let group_id = group.group_id.clone();
-    let written = persist_offsets(broker, &coordinated.partition, &group_id, &accepted).await;
-    match written {
-        Ok(()) => {
-            for (key, offset) in accepted {
-                if let Some(offset) = offset {
-                    group.offsets.insert(key, offset);
-                }
+    // What the metadata says of each partition, looked up before the shard's turn.
+    let exists: Vec<bool> = wanted
+        .iter()
+        .map(|(topic, partition, ..)| {
+            broker.metadata.read(|state| {
+                state.topic_by_name(topic).is_some_and(|t| {
+                    usize::try_from(*partition).is_ok_and(|p| p < t.partitions.len())
+                })
+            })
+        })
+        .collect();
+    let id = request.group_id.to_string();
+    let member_id = request.member_id.to_string();
+    let instance_id = request.group_instance_id.as_ref().map(|s| s.to_string());
+    let generation = request.generation_id_or_member_epoch;
+    let fallback = wanted.clone();
+    let written = broker
+        .groups
+        .write(&request.group_id, move |shard: &mut GroupShard, now| {
+            let group = if simple {
+                Some(shard.get_or_create(&id))
+            } else {
+                shard.get_mut(&id)
+            };
+            let Some(group) = group else {
+                return Write::answer(all_failed(&wanted, ResponseError::UnknownMemberId));
+            };
+            if let Err(e) = group.check_commit(&member_id, instance_id.as_deref(), generation) {
+                return Write::answer(all_failed(&wanted, e));
             }
-        }
-        Err(e) => {
-            for outcome in outcomes.iter_mut().filter(|o| o.2.is_none()) {
-                outcome.2 = Some(e);
+            let mut outcomes = Vec::with_capacity(wanted.len());
+            let mut accepted = Vec::new();
+            for ((topic, partition, offset, leader_epoch, metadata), exists) in
+                wanted.into_iter().zip(exists)
+            {
+                let error = if !exists {
+                    Some(ResponseError::UnknownTopicOrPartition)
+                } else if metadata.len() > max_metadata {
+                    Some(ResponseError::OffsetMetadataTooLarge)
+                } else {
+                    let committed = CommittedOffset {
+                        offset,
+                        leader_epoch,
+                        metadata,
+                        commit_timestamp_ms: now.ms,
+                    };
+                    accepted.push(((topic.clone(), partition), committed));
+                    None
+                };
+                outcomes.push((topic, partition, error));
             }
-        }
-    }
-    outcomes
+            if accepted.is_empty() {
+                return Write::answer(outcomes);
+            }
+            let records = accepted
+                .iter()
+                .map(|((topic, partition), o)| offset_record(&id, topic, *partition, Some(o)))
+                .collect();
+            let failed = outcomes.clone();
+            // Offsets are installed only once committed: a failed write changed nothing.
+            Write::revert(
+                records,
+                move |shard: &mut GroupShard| {
+                    let group = shard.get_or_create(&id);
+                    for (key, offset) in accepted {
+                        group.offsets.insert(key, offset);
+                    }
+                    outcomes
+                },
+                move |_, e| {
+                    let error = write_error(e);
+                    failed
+                        .into_iter()
+                        .map(|(t, p, o)| (t, p, o.or(Some(error))))
+                        .collect()
+                },
+            )
+        })
+        .await;
+    written.unwrap_or_else(|e| all_failed(&fallback, e))
 }
 
-/// One topic's partitions with their committed offsets, if any.
+/// Every wanted partition answered `error`.
+fn all_failed(wanted: &[Wanted], error: ResponseError) -> Vec<PartitionOutcome> {
+    wanted
+        .iter()
+        .map(|(topic, partition, ..)| (topic.clone(), *partition, Some(error)))
+        .collect()
+}
+
+/// One partition of an OffsetCommit: topic, partition, offset, leader epoch, metadata.
+type Wanted = (String, i32, i64, i32, String);
+
 type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
 
 /// One group's offsets as OffsetFetch asks for them.
@@ -270,13 +292,21 @@ async fn fetch_group(
             topics: Vec::new(),
         }
     };
-    let coordinated = match broker.groups.group(broker, group_id, false) {
-        Ok(c) => c,
+    let id = group_id.to_string();
+    let read = broker
+        .groups
+        .write(group_id, move |shard: &mut GroupShard, _| {
+            Write::answer(
+                shard
+                    .get(&id)
+                    .map(|g| g.offsets.clone())
+                    .unwrap_or_default(),
+            )
+        })
+        .await;
+    let offsets: HashMap<(String, i32), CommittedOffset> = match read {
+        Ok(offsets) => offsets,
         Err(e) => return failed(e),
-    };
-    let offsets: HashMap<(String, i32), CommittedOffset> = match &coordinated {
-        Some(c) => c.group.lock().await.offsets.clone(),
-        None => HashMap::new(),
     };
     let topics = match wanted {
         Some(wanted) => wanted
@@ -316,58 +346,97 @@ pub async fn delete(
     ctx: &RequestContext<'_>,
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
-    let broker = ctx.broker;
-    let coordinated = match broker.groups.group(broker, &request.group_id, false) {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return OffsetDeleteResponse::default()
-                .with_error_code(ResponseError::GroupIdNotFound.code());
-        }
+    let id = request.group_id.to_string();
+    let wanted: Vec<(String, Vec<i32>)> = request
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t.partitions.iter().map(|p| p.partition_index).collect();
+            (t.name.to_string(), partitions)
+        })
+        .collect();
+    let names: Vec<_> = request.topics.iter().map(|t| t.name.clone()).collect();
+    let outcome = ctx
+        .broker
+        .groups
+        .write(&request.group_id, move |shard: &mut GroupShard, _| {
+            delete_offsets(shard, &id, wanted)
+        })
+        .await
+        .and_then(|deleted| deleted);
+    let in_use = match outcome {
+        Ok(in_use) => in_use,
         Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
     };
-    let mut group = coordinated.group.lock().await;
-    if group.state == GroupState::Dead {
-        return OffsetDeleteResponse::default()
-            .with_error_code(ResponseError::GroupIdNotFound.code());
-    }
+    let topics = names
+        .into_iter()
+        .zip(request.topics)
+        .zip(in_use)
+        .map(|((name, topic), in_use)| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let answer = OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index);
+                    if in_use {
+                        answer.with_error_code(ResponseError::GroupSubscribedToTopic.code())
+                    } else {
+                        answer
+                    }
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
+}
+
+/// OffsetDelete in the group's shard: answers, per requested topic, whether the group still
+/// consumes it (its offsets stay then); the others' offsets are deleted once written.
+fn delete_offsets(
+    shard: &mut GroupShard,
+    group_id: &str,
+    wanted: Vec<(String, Vec<i32>)>,
+) -> Write<GroupShard, Result<Vec<bool>, ResponseError>> {
+    let Some(group) = shard.get(group_id).filter(|g| g.state != GroupState::Dead) else {
+        return Write::answer(Err(ResponseError::GroupIdNotFound));
+    };
     let subscribed = if group.state == GroupState::Empty {
         Some(std::collections::HashSet::new())
     } else {
         group.subscribed_topics()
     };
-    let mut deleted = Vec::new();
-    let mut topics = Vec::with_capacity(request.topics.len());
-    for topic in &request.topics {
-        let name = topic.name.to_string();
-        let in_use = subscribed.as_ref().is_none_or(|s| s.contains(&name));
-        let partitions = topic
-            .partitions
-            .iter()
-            .map(|p| {
-                let answer = OffsetDeleteResponsePartition::default()
-                    .with_partition_index(p.partition_index);
-                if in_use {
-                    answer.with_error_code(ResponseError::GroupSubscribedToTopic.code())
-                } else {
-                    deleted.push(((name.clone(), p.partition_index), None));
-                    answer
+    let in_use: Vec<bool> = wanted
+        .iter()
+        .map(|(name, _)| subscribed.as_ref().is_none_or(|s| s.contains(name)))
+        .collect();
+    let deleted: Vec<(String, i32)> = wanted
+        .into_iter()
+        .zip(&in_use)
+        .filter(|(_, in_use)| !**in_use)
+        .flat_map(|((name, partitions), _)| partitions.into_iter().map(move |p| (name.clone(), p)))
+        .collect();
+    if deleted.is_empty() {
+        return Write::answer(Ok(in_use));
+    }
+    let records = deleted
+        .iter()
+        .map(|(topic, partition)| offset_record(group_id, topic, *partition, None))
+        .collect();
+    let id = group_id.to_string();
+    Write::revert(
+        records,
+        move |shard: &mut GroupShard| {
+            if let Some(group) = shard.get_mut(&id) {
+                for key in &deleted {
+                    group.offsets.remove(key);
                 }
-            })
-            .collect();
-        topics.push(
-            OffsetDeleteResponseTopic::default()
-                .with_name(topic.name.clone())
-                .with_partitions(partitions),
-        );
-    }
-    if !deleted.is_empty() {
-        let group_id = group.group_id.clone();
-        if let Err(e) = persist_offsets(broker, &coordinated.partition, &group_id, &deleted).await {
-            return OffsetDeleteResponse::default().with_error_code(e.code());
-        }
-        for (key, _) in &deleted {
-            group.offsets.remove(key);
-        }
-    }
-    OffsetDeleteResponse::default().with_topics(topics)
+            }
+            Ok(in_use)
+        },
+        |_, e| Err(write_error(e)),
+    )
 }

@@ -133,6 +133,11 @@ impl ReplicaManager {
         }
     }
 
+    /// The time batches are stamped with.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// The partition a Produce, Fetch or ListOffsets addresses if this broker leads it, or
     /// why not as Kafka says it: a partition the metadata places elsewhere (or whose
     /// leadership is moving) is NOT_LEADER_OR_FOLLOWER, so the client refreshes its metadata
