@@ -137,10 +137,10 @@ async fn run_node(
     let _quorum_metrics = control_plane.spawn_metrics(metrics.clone());
     // Stops the node's own tasks when it fails before `shutdown` fires.
     let stopping = shutdown.child_token();
-    let fencer = config
-        .roles
-        .controller
-        .then(|| liveness::spawn_fencer(control_plane.controller.clone(), stopping.clone()));
+    let fencer = config.roles.controller.then(|| {
+        let clock = Arc::new(clock::SystemClock);
+        liveness::spawn_fencer(control_plane.controller.clone(), clock, stopping.clone())
+    });
     let outcome = match kafka {
         Some(kafka) => {
             let node = node::BrokerNode {

@@ -83,10 +83,14 @@ pub fn spawn_heartbeat(
 
 /// While this node leads the quorum, fences brokers that stopped heartbeating; until
 /// `shutdown` fires. Runs on every node with the controller role.
-pub fn spawn_fencer(controller: Arc<Controller>, shutdown: CancellationToken) -> JoinHandle<()> {
+pub fn spawn_fencer(
+    controller: Arc<Controller>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
     let mut watch = SilenceWatch::default();
     every_interval(shutdown, move || {
-        let silent = watch.silent_brokers(&controller);
+        let silent = watch.silent_brokers(&controller, clock.now());
         let controller = controller.clone();
         async move {
             for (broker_id, incarnation) in silent {
@@ -135,17 +139,22 @@ struct SilenceWatch {
 impl SilenceWatch {
     /// The live brokers silent for longer than the session timeout; nothing unless this node
     /// leads (and forgets what it saw when it does not, so a new term starts afresh).
-    fn silent_brokers(&mut self, controller: &Controller) -> Vec<(i32, Uuid)> {
+    fn silent_brokers(&mut self, controller: &Controller, now: Instant) -> Vec<(i32, Uuid)> {
         if controller.leader() != Some(controller.id) {
             self.seen.clear();
             return Vec::new();
         }
-        let now = Instant::now();
         let live: Vec<(i32, Uuid, i64)> = controller.state.read(|s| {
             s.live_brokers()
                 .map(|b| (b.broker_id, b.incarnation, b.last_heartbeat_ms))
                 .collect()
         });
+        self.silent_among(live, now)
+    }
+
+    /// Of the `live` brokers (id, incarnation, last recorded heartbeat), those whose record
+    /// has not changed for longer than the session timeout as of `now`.
+    fn silent_among(&mut self, live: Vec<(i32, Uuid, i64)>, now: Instant) -> Vec<(i32, Uuid)> {
         self.seen
             .retain(|id, _| live.iter().any(|(b, _, _)| b == id));
         let mut silent = Vec::new();
@@ -161,5 +170,34 @@ impl SilenceWatch {
             }
         }
         silent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn a_broker_is_silent_only_once_its_record_stood_still_past_the_session_timeout() {
+        let clock = ManualClock::new(0);
+        let mut watch = SilenceWatch::default();
+        let (quiet, chatty) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let live = |beat: i64| vec![(1, quiet, 100), (2, chatty, beat)];
+        assert!(watch.silent_among(live(100), clock.now()).is_empty());
+        clock.advance(SESSION_TIMEOUT);
+        assert!(
+            watch.silent_among(live(101), clock.now()).is_empty(),
+            "exactly the timeout is not past it"
+        );
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(watch.silent_among(live(102), clock.now()), [(1, quiet)]);
+        // A new incarnation under the same id starts its own clock.
+        let restarted = Uuid::from_u128(3);
+        assert!(
+            watch
+                .silent_among(vec![(1, restarted, 100)], clock.now())
+                .is_empty()
+        );
     }
 }

@@ -27,6 +27,7 @@ use crate::replica::{ReplicaDeps, ReplicaManager};
 use crate::retention::Retention;
 use crate::supervisor::Supervisor;
 use crate::tiering::block_cache::BlockCache;
+use crate::tiering::manifest::{ManifestStore, StateManifest};
 use crate::tiering::metadata_backup::Backups;
 use crate::tiering::remote_read::RemoteReader;
 use crate::tiering::{TieringContext, UploadBacklog};
@@ -220,17 +221,19 @@ impl BrokerNode<'_> {
             config.tiering.readahead_blocks,
             metrics.tiering.clone(),
         ));
-        let backups = Arc::new(Backups::new(
-            config.backs_up_metadata(),
-            metadata.clone(),
-            self.object_store.clone(),
-            topics.clone(),
-        ));
+        let backups = config.backs_up_metadata().then(|| {
+            Arc::new(Backups::new(
+                metadata.clone(),
+                self.object_store.clone(),
+                topics.clone(),
+            ))
+        });
+        let manifest: Arc<dyn ManifestStore> = Arc::new(StateManifest(metadata.clone()));
         let tier = TieringContext {
             settings: config.tiering.clone(),
             node_id: config.node_id,
             topics: topics.clone(),
-            metadata: metadata.clone(),
+            manifest: manifest.clone(),
             store: self.object_store.clone(),
             remote,
             backups,
@@ -263,7 +266,8 @@ impl BrokerNode<'_> {
             &config,
             ReplicaDeps {
                 topics: topics.clone(),
-                metadata: metadata.clone(),
+                catalog: Arc::new(metadata.clone()),
+                manifest,
                 remote: tier.remote.clone(),
                 group_commit,
                 backlog: tier.backlog.clone(),
@@ -341,12 +345,20 @@ fn start_background_work(
         },
     );
     let sweeping = Arc::new(tier.clone());
+    let (metadata, node_id) = (broker.metadata.clone(), broker.config.node_id);
     supervisor.every("sweeper", tier.settings.sweep_interval, move || {
         let sweeping = sweeping.clone();
-        async move { crate::tiering::sweeper::round(&sweeping).await }
+        // The live broker with the lowest id sweeps, so the store is listed once per round.
+        let here = metadata.read(|state| state.live_brokers().next().map(|b| b.broker_id))
+            == Some(node_id);
+        async move {
+            if here {
+                crate::tiering::sweeper::round(&sweeping).await;
+            }
+        }
     });
-    if tier.backups.enabled() {
-        let backups = tier.backups.clone();
+    if let Some(backups) = &tier.backups {
+        let backups = backups.clone();
         supervisor.every(
             "metadata_backup",
             tier.settings.metadata_backup_interval,

@@ -128,18 +128,17 @@ fn tiered_segments(
     offsets: &LogOffsets,
     timestamp: i64,
 ) -> Vec<SegmentEntry> {
-    ctx.broker.metadata.read(|state| {
-        state
-            .partition_manifest(led.topic.id, led.partition.index)
-            .map(|m| {
-                m.segments
-                    .range(..offsets.local_log_start_offset)
-                    .map(|(_, s)| s)
-                    .filter(|s| s.last_offset >= offsets.log_start_offset)
-                    .filter(|s| s.max_timestamp_ms >= timestamp)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
-    })
+    ctx.broker
+        .tier
+        .manifest
+        .segments(
+            led.topic.id,
+            led.partition.index,
+            offsets.log_start_offset,
+            offsets.local_log_start_offset,
+        )
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.max_timestamp_ms >= timestamp)
+        .collect()
 }

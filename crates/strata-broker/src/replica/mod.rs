@@ -31,6 +31,7 @@ use crate::error::BrokerError;
 use crate::metrics::Metrics;
 use crate::partition::{AppendOutcome, LogOffsets, Partition};
 use crate::tiering::UploadBacklog;
+use crate::tiering::manifest::ManifestStore;
 use crate::tiering::remote_read::RemoteReader;
 use crate::topics::{Topic, TopicRegistry};
 use group_commit::GroupCommit;
@@ -48,6 +49,25 @@ pub struct LedPartition {
     pub topic: Arc<Topic>,
     pub partition: Arc<Partition>,
     pub leader_epoch: i32,
+}
+
+/// What the cluster metadata says of topics: enough to tell a partition that does not exist
+/// from one led elsewhere.
+pub trait TopicCatalog: Send + Sync {
+    /// How many partitions `topic` has, if the metadata has it.
+    fn partition_count(&self, topic: TopicRef<'_>) -> Option<usize>;
+}
+
+impl TopicCatalog for MetadataView {
+    fn partition_count(&self, topic: TopicRef<'_>) -> Option<usize> {
+        self.read(|state| {
+            let topic = match topic {
+                TopicRef::Name(name) => state.topic_by_name(name),
+                TopicRef::Id(id) => state.topic(id),
+            };
+            topic.map(|t| t.partitions.len())
+        })
+    }
 }
 
 /// Kafka's `acks`: how much of the commit an append waits for before it is answered.
@@ -89,7 +109,8 @@ pub struct ReadResult {
 /// What the replica manager is built from.
 pub struct ReplicaManager {
     topics: Arc<TopicRegistry>,
-    metadata: MetadataView,
+    catalog: Arc<dyn TopicCatalog>,
+    manifest: Arc<dyn ManifestStore>,
     remote: Arc<RemoteReader>,
     /// `Some` under `--durability fsync`.
     group_commit: Option<GroupCommit>,
@@ -110,7 +131,8 @@ impl std::fmt::Debug for ReplicaManager {
 /// The dependencies of a [`ReplicaManager`].
 pub struct ReplicaDeps {
     pub topics: Arc<TopicRegistry>,
-    pub metadata: MetadataView,
+    pub catalog: Arc<dyn TopicCatalog>,
+    pub manifest: Arc<dyn ManifestStore>,
     pub remote: Arc<RemoteReader>,
     pub group_commit: Option<GroupCommit>,
     pub backlog: UploadBacklog,
@@ -122,7 +144,8 @@ impl ReplicaManager {
     pub fn new(config: &BrokerConfig, deps: ReplicaDeps) -> Self {
         Self {
             topics: deps.topics,
-            metadata: deps.metadata,
+            catalog: deps.catalog,
+            manifest: deps.manifest,
             remote: deps.remote,
             group_commit: deps.group_commit,
             backlog: deps.backlog,
@@ -163,13 +186,10 @@ impl ReplicaManager {
                 None => Err(BrokerError::NotLeaderOrFollower),
             };
         }
-        let known = self.metadata.read(|state| {
-            let topic = match topic {
-                TopicRef::Name(name) => state.topic_by_name(name),
-                TopicRef::Id(id) => state.topic(id),
-            };
-            topic.map(|t| usize::try_from(index).is_ok_and(|i| i < t.partitions.len()))
-        });
+        let known = self
+            .catalog
+            .partition_count(topic)
+            .map(|count| usize::try_from(index).is_ok_and(|i| i < count));
         match (known, topic) {
             (Some(true), _) => Err(BrokerError::NotLeaderOrFollower),
             (None, TopicRef::Id(_)) => Err(BrokerError::UnknownTopicId),
@@ -361,14 +381,11 @@ impl ReplicaManager {
         max_bytes: usize,
         at_least_one: bool,
     ) -> Result<Bytes, BrokerError> {
-        let segment = self.metadata.read(|state| {
-            state
-                .partition_manifest(led.topic.id, led.partition.index)
-                .and_then(|m| m.segment_for(fetch_offset))
-                .map(|(_, segment)| segment.clone())
-        });
+        let segment = self
+            .manifest
+            .segment_for(led.topic.id, led.partition.index, fetch_offset);
         match segment {
-            Some(segment) => {
+            Some((_, segment)) => {
                 self.remote
                     .read(&segment, fetch_offset, max_bytes, at_least_one)
                     .await

@@ -105,9 +105,8 @@ fn seed(
 
 /// Serializes backups so an older one never overwrites a newer one, and remembers what the
 /// last one covered.
+/// Only an embedded node backs its metadata up (see [`BrokerConfig::backs_up_metadata`]).
 pub struct Backups {
-    /// Only an embedded node backs its metadata up (see [`BrokerConfig::backs_up_metadata`]).
-    enabled: bool,
     metadata: MetadataView,
     store: Arc<dyn ObjectStore>,
     topics: Arc<TopicRegistry>,
@@ -116,21 +115,17 @@ pub struct Backups {
 
 impl std::fmt::Debug for Backups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backups")
-            .field("enabled", &self.enabled)
-            .finish_non_exhaustive()
+        f.debug_struct("Backups").finish_non_exhaustive()
     }
 }
 
 impl Backups {
     pub fn new(
-        enabled: bool,
         metadata: MetadataView,
         store: Arc<dyn ObjectStore>,
         topics: Arc<TopicRegistry>,
     ) -> Self {
         Self {
-            enabled,
             metadata,
             store,
             topics,
@@ -138,17 +133,9 @@ impl Backups {
         }
     }
 
-    /// Whether this node backs its metadata up at all.
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// Writes a backup of the metadata as applied now (unless the last one already covers
     /// it), then lets each tiered partition trim what that backup's manifest holds.
     pub async fn back_up(&self) -> Result<(), BrokerError> {
-        if !self.enabled {
-            return Ok(());
-        }
         let mut last = self.last_index.lock().await;
         let index = self.metadata.applied_index();
         // Before the cluster is formed there is nothing to keep, and an empty backup would

@@ -11,6 +11,7 @@
 //! The lifecycle and why each step is crash-safe are in `docs/architecture.md` (Tiering).
 
 pub mod block_cache;
+pub mod manifest;
 pub mod metadata_backup;
 pub mod producer_state;
 pub mod remote_read;
@@ -23,7 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::clock::Clock;
 use crate::config::TieringSettings;
-use crate::control_plane::MetadataView;
 use crate::metrics::Metrics;
 use crate::topics::TopicRegistry;
 
@@ -33,11 +33,12 @@ pub struct TieringContext {
     pub settings: TieringSettings,
     pub node_id: i32,
     pub topics: Arc<TopicRegistry>,
-    pub metadata: MetadataView,
+    pub manifest: Arc<dyn manifest::ManifestStore>,
     pub store: Arc<dyn object_store::ObjectStore>,
     /// Reads of committed segments, through the block cache.
     pub remote: Arc<remote_read::RemoteReader>,
-    pub backups: Arc<metadata_backup::Backups>,
+    /// An embedded node's metadata backups (`None` where the quorum is replicated).
+    pub backups: Option<Arc<metadata_backup::Backups>>,
     pub backlog: UploadBacklog,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -66,3 +67,6 @@ impl UploadBacklog {
         self.0.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests;

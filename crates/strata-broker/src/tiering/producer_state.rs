@@ -13,7 +13,6 @@
 //! [`Partition::set_remote`]: crate::partition::Partition::set_remote
 
 use strata_log::BatchHeader;
-use strata_meta::SegmentEntry;
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -51,25 +50,7 @@ async fn tail_headers(
     topic_id: Uuid,
     partition: i32,
 ) -> Result<Vec<BatchHeader>, BrokerError> {
-    let segments: Vec<(i64, SegmentEntry)> = tier.metadata.read(|state| {
-        let Some(manifest) = state.partition_manifest(topic_id, partition) else {
-            return Vec::new();
-        };
-        let mut bytes = 0;
-        let mut tail: Vec<(i64, SegmentEntry)> = manifest
-            .segments
-            .iter()
-            .rev()
-            .take_while(|(_, s)| {
-                let first = bytes == 0;
-                bytes += s.byte_len;
-                first || bytes <= TAIL_BYTES
-            })
-            .map(|(base, s)| (*base, s.clone()))
-            .collect();
-        tail.reverse();
-        tail
-    });
+    let segments = tier.manifest.tail(topic_id, partition, TAIL_BYTES);
     let mut headers = Vec::new();
     for (base, segment) in segments {
         let mut offset = base;

@@ -3,7 +3,6 @@
 //! segments (`AdvanceLogStart`). Local copies go by `local.retention.*`, which is never longer;
 //! objects no segment references any more are reclaimed by the sweeper.
 
-use strata_meta::MetaCommand;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::TieringContext;
@@ -23,11 +22,13 @@ pub async fn expire(tier: &TieringContext) {
             };
             let (newer_bytes, _) = partition.pending_from(tiered.end);
             let local_start = partition.offsets().local_log_start_offset;
-            let expired = tier.metadata.read(|state| {
-                state
-                    .partition_manifest(topic.id, partition.index)?
-                    .expired_end(now, retention_ms, retention_bytes, newer_bytes)
-            });
+            let expired = tier.manifest.expired_end(
+                topic.id,
+                partition.index,
+                now,
+                (retention_ms, retention_bytes),
+                newer_bytes,
+            );
             // Data between the tiered end and the local log start exists nowhere (local
             // retention deleted it while the topic was not tiered): the log starts after it,
             // or the next upload would leave a gap the manifest refuses.
@@ -39,13 +40,13 @@ pub async fn expire(tier: &TieringContext) {
             let Some(log_start_offset) = expired else {
                 continue;
             };
-            let command = MetaCommand::AdvanceLogStart {
-                topic_id: topic.id,
-                partition: partition.index,
-                log_start_offset,
-            };
             let span = info_span!("expire", topic = %topic.name, partition = partition.index, log_start_offset);
-            match tier.metadata.commit(command).instrument(span).await {
+            let advanced = tier
+                .manifest
+                .advance_log_start(topic.id, partition.index, log_start_offset)
+                .instrument(span)
+                .await;
+            match advanced {
                 Ok(_) => {
                     tier.metrics.tiering.retention_advances.inc();
                     info!(topic = %topic.name, partition = partition.index, log_start_offset, "retention moved the log start");

@@ -17,24 +17,14 @@ use crate::error::BrokerError;
 /// Where the uploader puts objects.
 pub const SEGMENTS_PREFIX: &str = "segments";
 
-/// One round, run every `strata.tiering.sweep.interval.ms`: sweeps if this broker is the
-/// one that sweeps.
+/// One round, run every `strata.tiering.sweep.interval.ms` by the broker that sweeps (the
+/// live broker with the lowest id, so the store is listed once per round).
 pub async fn round(tier: &TieringContext) {
-    if !sweeps_here(tier) {
-        return;
-    }
     match sweep(tier).instrument(info_span!("sweep")).await {
         Ok(0) => {}
         Ok(deleted) => info!(deleted, "sweeper deleted unreferenced objects"),
         Err(e) => warn!(error = %e, "sweep failed; the next one retries"),
     }
-}
-
-/// Whether this broker is the one that sweeps: the live broker with the lowest id.
-fn sweeps_here(tier: &TieringContext) -> bool {
-    tier.metadata
-        .read(|state| state.live_brokers().next().map(|b| b.broker_id))
-        == Some(tier.node_id)
 }
 
 /// One pass; answers how many objects it deleted.
@@ -54,16 +44,7 @@ pub async fn sweep(tier: &TieringContext) -> Result<usize, BrokerError> {
     if old.is_empty() {
         return Ok(0);
     }
-    let referenced = tier
-        .metadata
-        .read_latest(|state| {
-            state
-                .referenced_objects()
-                .into_iter()
-                .map(str::to_string)
-                .collect::<std::collections::HashSet<_>>()
-        })
-        .await?;
+    let referenced = tier.manifest.referenced_objects().await?;
     let mut deleted = 0;
     for location in old {
         if referenced.contains(location.as_ref()) {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use object_store::ObjectStoreExt;
 use strata_log::SealedRange;
-use strata_meta::{CommandOutcome, CommitSegments, MetaCommand, SegmentCommit};
+use strata_meta::SegmentCommit;
 use strata_tier::object::{Chunk, encode};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,7 @@ use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
 
 use super::TieringContext;
+use super::manifest::Committed;
 use crate::error::BrokerError;
 use crate::partition::Partition;
 use crate::tiering::sweeper::SEGMENTS_PREFIX;
@@ -41,7 +42,7 @@ pub const LAG_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_m
 pub const MANIFEST_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Sealed data of one partition, chosen for the next object.
-struct Candidate {
+pub(super) struct Candidate {
     partition: Arc<Partition>,
     topic_id: Uuid,
     leader_epoch: i32,
@@ -83,7 +84,7 @@ pub fn report_lag(tier: &TieringContext) {
 /// Counts what the manifest references: a walk of the whole manifest, too much for the
 /// lag's cadence. Run every [`MANIFEST_REPORT_INTERVAL`].
 pub fn report_manifest(tier: &TieringContext) {
-    let (objects, bytes) = tier.metadata.read(|state| state.manifest_totals());
+    let (objects, bytes) = tier.manifest.totals();
     let tiering = &tier.metrics.tiering;
     tiering
         .manifest_objects
@@ -271,25 +272,20 @@ async fn commit_object(tier: &TieringContext, stored: Stored) -> Result<bool, Br
             max_timestamp_ms: chunk.max_timestamp_ms,
         })
         .collect();
-    let outcome = tier
-        .metadata
-        .commit(MetaCommand::CommitSegments(CommitSegments {
-            object: name.clone(),
-            segments,
-        }))
+    let Committed { committed, refused } = tier
+        .manifest
+        .commit_segments(name.clone(), segments)
         .instrument(info_span!("commit", object = %name))
         .await?;
-    let mut all_taken = true;
-    if let CommandOutcome::SegmentsCommitted { committed, refused } = outcome {
-        let tiering = &tier.metrics.tiering;
-        tiering.segments_committed.inc_by(u64::from(committed));
-        tiering.segments_refused.inc_by(u64::from(refused));
-        info!(object = %name, bytes = size, committed, refused, "object uploaded and committed");
-        all_taken = refused == 0;
-    }
+    let tiering = &tier.metrics.tiering;
+    tiering.segments_committed.inc_by(u64::from(committed));
+    tiering.segments_refused.inc_by(u64::from(refused));
+    info!(object = %name, bytes = size, committed, refused, "object uploaded and committed");
     // What is committed may now leave the local disk, by local retention, once a lost disk
     // cannot take the commit with it.
-    tier.backups.back_up().await?;
+    if let Some(backups) = &tier.backups {
+        backups.back_up().await?;
+    }
     let trimmed: Vec<_> = candidates.into_iter().map(|c| c.partition).collect();
     let now = tier.clock.now_ms();
     blocking(move || {
@@ -300,7 +296,7 @@ async fn commit_object(tier: &TieringContext, stored: Stored) -> Result<bool, Br
         }
     })
     .await?;
-    Ok(all_taken)
+    Ok(refused == 0)
 }
 
 /// Picks sealed ranges for one object from the tiered partitions this broker leads, starting
@@ -311,7 +307,7 @@ async fn commit_object(tier: &TieringContext, stored: Stored) -> Result<bool, Br
 /// these partitions) has waited `upload_max_lag`; then every partition's active segment is
 /// rolled first, so all of them travel in the same object. That is what keeps PUTs from
 /// growing with the partition count: one flush per lag period, not one per partition.
-fn choose(
+pub(super) fn choose(
     tier: &TieringContext,
     start: usize,
     claimed: &HashMap<(Uuid, i32), i64>,
