@@ -5,6 +5,7 @@
 #
 #   bench/ab.sh BIN_A BIN_B RUNS WORKLOAD [strata-bench args...]
 #   e.g. bench/ab.sh /tmp/strata-before target/release/strata 5 produce --duration 5
+# AB_BROKER_ARGS adds flags to both brokers (e.g. AB_BROKER_ARGS="--durability fsync").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin_a=${1:?binary A}; bin_b=${2:?binary B}; runs=${3:?runs}; workload=${4:?workload}; shift 4
@@ -20,8 +21,9 @@ trap cleanup EXIT
 
 run_one() { # BIN LABEL RUN
   rm -rf "$scratch/data"
+  # shellcheck disable=SC2086 # AB_BROKER_ARGS is a list of flags
   "$1" server --data-dir "$scratch/data" --kafka-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-    >"$scratch/broker.log" 2>&1 &
+    ${AB_BROKER_ARGS:-} >"$scratch/broker.log" 2>&1 &
   broker_pid=$!
   local bootstrap=
   for _ in $(seq 1 100); do

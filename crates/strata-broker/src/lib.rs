@@ -34,6 +34,8 @@ mod replica;
 mod retention;
 mod server;
 mod supervisor;
+#[cfg(test)]
+mod testing;
 mod tiering;
 mod topic_admin;
 mod topics;

@@ -84,7 +84,9 @@ pub async fn join(ctx: &RequestContext<'_>, request: JoinGroupRequest) -> JoinGr
                             group.revert_replacement(replaced);
                             group.last_stored = previous;
                         }
-                        Err(write_error(e))
+                        // As Kafka answers a static member whose replacement failed: with
+                        // no member id.
+                        Ok(Reply::Now(JoinResponse::error_for(write_error(e), "")))
                     },
                 )
             })

@@ -355,7 +355,6 @@ pub async fn delete(
             (t.name.to_string(), partitions)
         })
         .collect();
-    let names: Vec<_> = request.topics.iter().map(|t| t.name.clone()).collect();
     let outcome = ctx
         .broker
         .groups
@@ -368,11 +367,11 @@ pub async fn delete(
         Ok(in_use) => in_use,
         Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),
     };
-    let topics = names
+    let topics = request
+        .topics
         .into_iter()
-        .zip(request.topics)
         .zip(in_use)
-        .map(|((name, topic), in_use)| {
+        .map(|(topic, in_use)| {
             let partitions = topic
                 .partitions
                 .iter()
@@ -387,7 +386,7 @@ pub async fn delete(
                 })
                 .collect();
             OffsetDeleteResponseTopic::default()
-                .with_name(name)
+                .with_name(topic.name)
                 .with_partitions(partitions)
         })
         .collect();

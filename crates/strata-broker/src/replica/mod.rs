@@ -427,3 +427,6 @@ pub(crate) fn own_batch_limits(now_ms: i64) -> BatchLimits {
         log_append_time: false,
     }
 }
+
+#[cfg(test)]
+mod tests;

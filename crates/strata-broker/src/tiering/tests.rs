@@ -1,23 +1,17 @@
 //! Tiering without a quorum or a network: one tiered partition led here, the manifest in
 //! memory under the real state machine, objects in an in-memory store.
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_meta::{CreateTopic, Endpoint, MetaCommand, MetadataState, RegisterBroker};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::block_cache::BlockCache;
 use super::manifest::StateManifest;
-use super::remote_read::RemoteReader;
 use super::*;
 use crate::clock::SystemClock;
-use crate::config::TopicConfig;
-use crate::partition::{Partition, RemoteLog};
-use crate::topics::{HostedPartition, HostedTopic};
+use crate::partition::Partition;
 
 struct Fixture {
     tier: TieringContext,
@@ -31,47 +25,7 @@ const EPOCH: i32 = 0;
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let topic_id = Uuid::new_v4();
-    let overrides = BTreeMap::from([("remote.storage.enable".to_string(), "true".to_string())]);
-    let mut state = MetadataState::default();
-    state
-        .apply(&MetaCommand::RegisterBroker(RegisterBroker {
-            broker_id: 1,
-            incarnation: Uuid::new_v4(),
-            endpoints: vec![Endpoint {
-                listener: "PLAINTEXT".into(),
-                host: "localhost".into(),
-                port: 9092,
-            }],
-            rack: None,
-            now_ms: 0,
-        }))
-        .expect("registered");
-    state
-        .apply(&MetaCommand::CreateTopic(CreateTopic {
-            name: "t".into(),
-            topic_id,
-            assignments: vec![vec![1]],
-            configs: overrides.clone(),
-        }))
-        .expect("created");
-    let topics = Arc::new(
-        TopicRegistry::open(dir.path(), true, crate::partition::test_files()).expect("registry"),
-    );
-    topics.reconcile(&[HostedTopic {
-        id: topic_id,
-        name: "t".into(),
-        config: TopicConfig::resolve(&TopicConfig::builtin(), &overrides),
-        partitions: vec![HostedPartition {
-            index: 0,
-            leader_epoch: Some(EPOCH),
-            remote: RemoteLog::default(),
-        }],
-    }]);
-    let partition = topics
-        .get("t")
-        .and_then(|t| t.partition(0).cloned())
-        .expect("hosted");
+    let hosted = crate::testing::hosted(dir.path(), &[("remote.storage.enable", "true")], EPOCH);
     // Any sealed batch fills an object: nothing waits for an object to fill or for the
     // upload lag to pass.
     let settings = TieringSettings {
@@ -81,24 +35,13 @@ async fn fixture() -> Fixture {
     };
     let metrics = Arc::new(Metrics::new());
     let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
-    let blocks = BlockCache::open(
-        store.clone(),
-        &dir.path().join("cache"),
-        &settings,
-        metrics.tiering.clone(),
-    )
-    .await
-    .expect("cache");
-    let remote = Arc::new(RemoteReader::new(
-        Arc::new(blocks),
-        settings.readahead_blocks,
-        metrics.tiering.clone(),
-    ));
+    let remote =
+        crate::testing::remote_reader(dir.path(), store.clone(), &settings, &metrics).await;
     let tier = TieringContext {
         settings,
         node_id: 1,
-        topics,
-        manifest: Arc::new(StateManifest(Mutex::new(state))),
+        topics: hosted.topics,
+        manifest: Arc::new(StateManifest(Mutex::new(hosted.state))),
         store,
         remote,
         backups: None,
@@ -108,8 +51,8 @@ async fn fixture() -> Fixture {
     };
     Fixture {
         tier,
-        topic_id,
-        partition,
+        topic_id: hosted.topic_id,
+        partition: hosted.partition,
         _dir: dir,
     }
 }

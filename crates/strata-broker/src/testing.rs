@@ -1,0 +1,95 @@
+//! Pieces unit tests build subsystems from, without a quorum or a network: a registry
+//! hosting one topic, the cluster metadata holding it, and a read path over an in-memory
+//! object store.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use strata_meta::{CreateTopic, Endpoint, MetaCommand, MetadataState, RegisterBroker};
+use uuid::Uuid;
+
+use crate::config::{TieringSettings, TopicConfig};
+use crate::metrics::Metrics;
+use crate::partition::{Partition, RemoteLog};
+use crate::tiering::block_cache::BlockCache;
+use crate::tiering::remote_read::RemoteReader;
+use crate::topics::{HostedPartition, HostedTopic, TopicRegistry};
+
+/// One topic `t` with one partition, led here (broker 1) under `leader_epoch`.
+pub struct HostedFixture {
+    pub topics: Arc<TopicRegistry>,
+    pub topic_id: Uuid,
+    pub partition: Arc<Partition>,
+    /// The cluster metadata, as the quorum would hold it: broker 1 and the topic.
+    pub state: MetadataState,
+}
+
+pub fn hosted(dir: &Path, overrides: &[(&str, &str)], leader_epoch: i32) -> HostedFixture {
+    let overrides: BTreeMap<String, String> = overrides
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let topic_id = Uuid::new_v4();
+    let mut state = MetadataState::default();
+    state
+        .apply(&MetaCommand::RegisterBroker(RegisterBroker {
+            broker_id: 1,
+            incarnation: Uuid::new_v4(),
+            endpoints: vec![Endpoint {
+                listener: "PLAINTEXT".into(),
+                host: "localhost".into(),
+                port: 9092,
+            }],
+            rack: None,
+            now_ms: 0,
+        }))
+        .expect("registered");
+    state
+        .apply(&MetaCommand::CreateTopic(CreateTopic {
+            name: "t".into(),
+            topic_id,
+            assignments: vec![vec![1]],
+            configs: overrides.clone(),
+        }))
+        .expect("created");
+    let topics =
+        Arc::new(TopicRegistry::open(dir, true, crate::partition::test_files()).expect("registry"));
+    topics.reconcile(&[HostedTopic {
+        id: topic_id,
+        name: "t".into(),
+        config: TopicConfig::resolve(&TopicConfig::builtin(), &overrides),
+        partitions: vec![HostedPartition {
+            index: 0,
+            leader_epoch: Some(leader_epoch),
+            remote: RemoteLog::default(),
+        }],
+    }]);
+    let partition = topics
+        .get("t")
+        .and_then(|t| t.partition(0).cloned())
+        .expect("hosted");
+    HostedFixture {
+        topics,
+        topic_id,
+        partition,
+        state,
+    }
+}
+
+/// Reads of tiered objects from `store`, through a block cache under `dir`.
+pub async fn remote_reader(
+    dir: &Path,
+    store: Arc<dyn object_store::ObjectStore>,
+    settings: &TieringSettings,
+    metrics: &Metrics,
+) -> Arc<RemoteReader> {
+    let blocks = BlockCache::open(store, &dir.join("cache"), settings, metrics.tiering.clone())
+        .await
+        .expect("cache");
+    Arc::new(RemoteReader::new(
+        Arc::new(blocks),
+        settings.readahead_blocks,
+        metrics.tiering.clone(),
+    ))
+}
