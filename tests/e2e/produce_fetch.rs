@@ -417,3 +417,73 @@ fn data_survives_an_ordered_restart() {
     let broker = InProcessBroker::start_in(dir.path(), |_| {}).expect("restart");
     consume_and_check(&broker.bootstrap, "kept", 2, &landed);
 }
+
+/// Asks OffsetForLeaderEpoch v4 where `epoch`'s data ends in partition 0 of `topic`, as a
+/// consumer with `current` as its known epoch; answers (error, epoch, end offset).
+fn epoch_end(
+    client: &mut crate::raw::Client,
+    topic: &str,
+    current: i32,
+    epoch: i32,
+) -> (i16, i32, i64) {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{BrokerId, OffsetForLeaderEpochRequest, TopicName};
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(TopicName(crate::raw::s(topic)))
+                .with_partitions(vec![
+                    OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(current)
+                        .with_leader_epoch(epoch),
+                ]),
+        ]);
+    let response = client.send(&request, 4);
+    let p = &response.topics[0].partitions[0];
+    (p.error_code, p.leader_epoch, p.end_offset)
+}
+
+#[test]
+fn offset_for_leader_epoch_places_each_epoch_across_a_restart() {
+    use kafka_protocol::messages::{MetadataRequest, TopicName, metadata_request};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = InProcessBroker::start_in(dir.path(), |_| {}).expect("broker");
+    client_runtime().block_on(create_topic(&broker.bootstrap, "epochs", 1, &[]));
+    let mut landed = produce_records(&broker.bootstrap, "epochs", 1, 10, &[]);
+    broker.stop().expect("ordered stop");
+    // A new process registering under this node id leads its partitions under a new epoch.
+    let broker = InProcessBroker::start_in(dir.path(), |_| {}).expect("restart");
+    for ((partition, offset), sent) in produce_records(&broker.bootstrap, "epochs", 1, 5, &[]) {
+        landed.insert((partition, offset), sent);
+    }
+    let mut client = crate::raw::Client::connect(&broker.bootstrap);
+    let metadata = client.send(
+        &MetadataRequest::default().with_topics(Some(vec![
+            metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(TopicName(crate::raw::s("epochs")))),
+        ])),
+        12,
+    );
+    let current = metadata.topics[0].partitions[0].leader_epoch;
+    assert!(current > 0, "the restart moved the epoch on");
+    assert_eq!(epoch_end(&mut client, "epochs", -1, 0), (0, 0, 10));
+    assert_eq!(
+        epoch_end(&mut client, "epochs", current, current),
+        (0, current, 15)
+    );
+    assert_eq!(
+        epoch_end(&mut client, "epochs", -1, current + 1),
+        (0, -1, -1),
+        "an epoch that has not been: undefined"
+    );
+    let fenced = epoch_end(&mut client, "epochs", current - 1, 0).0;
+    assert_eq!(
+        fenced, 74,
+        "a client behind the leader's epoch is FENCED_LEADER_EPOCH"
+    );
+    consume_and_check(&broker.bootstrap, "epochs", 1, &landed);
+}

@@ -86,6 +86,7 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
         ApiKey::DeleteTopics,
         ApiKey::DeleteRecords,
         ApiKey::InitProducerId,
+        ApiKey::OffsetForLeaderEpoch,
         ApiKey::DescribeConfigs,
         ApiKey::AlterConfigs,
         ApiKey::CreatePartitions,
@@ -180,6 +181,26 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
         assert_eq!(p.error_code, 0, "Produce v{version}: {:?}", p.error_message);
     }
     let produced = i64::from(*range(ApiKey::Produce).end() - *range(ApiKey::Produce).start() + 1);
+    for version in range(ApiKey::OffsetForLeaderEpoch) {
+        let partition = offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+            .with_partition(0)
+            .with_current_leader_epoch(-1)
+            .with_leader_epoch(0);
+        let request = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(TopicName(s(topic)))
+                    .with_partitions(vec![partition]),
+            ]);
+        let response = client.send(&request, version);
+        let p = &response.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.leader_epoch, p.end_offset),
+            (0, 0, produced),
+            "OffsetForLeaderEpoch v{version}: epoch 0 wrote everything so far"
+        );
+    }
     for version in range(ApiKey::Fetch) {
         let partition = fetch_request::FetchPartition::default()
             .with_partition(0)

@@ -528,6 +528,14 @@ impl Partition {
         Ok(false)
     }
 
+    /// OffsetForLeaderEpoch: the largest epoch not above `epoch` that wrote here and where its
+    /// data ends (Kafka's -1, -1 when it cannot be placed).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<(i32, i64), BrokerError> {
+        let state = self.lock();
+        state.check_online()?;
+        Ok(state.log.end_offset_for_epoch(epoch))
+    }
+
     /// The first offset whose timestamp is at least `timestamp`, with that timestamp.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, BrokerError> {
         Ok(self.lock().log.offset_for_timestamp(timestamp)?)

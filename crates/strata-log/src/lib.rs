@@ -11,6 +11,7 @@
 pub mod batch;
 pub mod durable_file;
 mod error;
+pub mod leader_epochs;
 mod partition_log;
 mod records;
 pub mod segment;

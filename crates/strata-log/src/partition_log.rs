@@ -21,6 +21,7 @@ use tracing::info;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN, PREFIX_LEN, ValidatedBatch};
 use crate::error::LogError;
+use crate::leader_epochs::LeaderEpochs;
 use crate::segment::{Segment, read_header_at};
 use crate::segment_files::SegmentFiles;
 
@@ -67,6 +68,8 @@ pub struct PartitionLog {
     log_start_offset: i64,
     /// Descriptors of sealed segments, shared with the broker's other partitions.
     files: Arc<SegmentFiles>,
+    /// Which leader epoch wrote which offsets.
+    epochs: LeaderEpochs,
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> LogError {
@@ -113,13 +116,29 @@ impl PartitionLog {
             segments.insert(0, Segment::create(dir, 0, now)?);
         }
         let log_start_offset = *segments.keys().next().expect("at least one segment");
-        let log = Self {
+        let loaded = LeaderEpochs::load(dir)?;
+        let rebuild = loaded.is_none();
+        let mut log = Self {
             dir: dir.to_path_buf(),
             config,
             segments,
             log_start_offset,
             files,
+            epochs: loaded.unwrap_or_else(|| LeaderEpochs::empty(dir)),
         };
+        if rebuild {
+            // A log from before the cache existed: its batches say which epoch wrote them.
+            let mut starts = Vec::new();
+            log.scan_batch_headers(i64::MIN, |header| {
+                starts.push((header.partition_leader_epoch, header.base_offset));
+            })?;
+            for (epoch, start) in starts {
+                log.epochs.assign(epoch, start)?;
+            }
+        }
+        // Epochs recorded for batches the crash cut off, or below the log start, go.
+        log.epochs.truncate_from_end(log.log_end_offset())?;
+        log.epochs.truncate_from_start(log.log_start_offset)?;
         info!(dir = %dir.display(), segments = log.segments.len(), log_start_offset, log_end_offset = log.log_end_offset(), "partition log opened");
         Ok(log)
     }
@@ -183,6 +202,9 @@ impl PartitionLog {
         let base_offset = self.log_end_offset();
         let last_offset = base_offset + i64::from(header.last_offset_delta);
         self.maybe_roll(bytes.len() as u64, last_offset, now_ms)?;
+        // Before the batch: a crash may leave an epoch that wrote nothing, never a batch
+        // whose epoch is unknown.
+        self.epochs.assign(leader_epoch, base_offset)?;
         let mut prefix = [0u8; PREFIX_LEN];
         prefix[0..8].copy_from_slice(&base_offset.to_be_bytes());
         prefix[8..12].copy_from_slice(&bytes[8..12]);
@@ -364,6 +386,12 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// OffsetForLeaderEpoch: the largest epoch not above `epoch` that wrote here and where
+    /// its data ends (see [`LeaderEpochs::end_offset_for`]).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
     /// The partition's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -459,7 +487,7 @@ impl PartitionLog {
         self.segments[&oldest].delete(&self.files)?;
         self.segments.remove(&oldest);
         self.log_start_offset = self.log_start_offset.max(next_base);
-        Ok(())
+        self.epochs.truncate_from_start(self.log_start_offset)
     }
 
     /// Moves the log start forward to `offset` (at most the log end): DeleteRecords, or a log
@@ -470,6 +498,7 @@ impl PartitionLog {
         // The log start moves first: what is below it is never served again, whether or not
         // its files go now (a failed delete is retried by the next call).
         self.log_start_offset = self.log_start_offset.max(offset);
+        self.epochs.truncate_from_start(self.log_start_offset)?;
         self.delete_segments_below(self.log_start_offset)?;
         Ok(())
     }
@@ -480,7 +509,8 @@ impl PartitionLog {
             self.active().delete(&self.files)?;
             self.segments.pop_last();
         }
-        self.active_mut().truncate_to(offset)
+        self.active_mut().truncate_to(offset)?;
+        self.epochs.truncate_from_end(offset)
     }
 
     /// Makes an empty log, or one that ends below `offset`, start at `offset`: for a partition
@@ -500,6 +530,7 @@ impl PartitionLog {
         self.active_mut().seal();
         self.segments.insert(offset, fresh);
         self.log_start_offset = offset;
+        self.epochs.truncate_from_start(offset)?;
         info!(dir = %self.dir.display(), log_start_offset = offset, "log skipped ahead to the tiered end");
         self.delete_segments_below(offset)?;
         Ok(true)
@@ -759,6 +790,38 @@ mod tests {
             .execute()
             .expect("read");
         assert_eq!(BatchHeader::parse(&bytes).expect("header").base_offset, 45);
+    }
+
+    #[test]
+    fn leader_epochs_follow_the_log_across_restarts_truncation_and_a_lost_checkpoint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let mut log = open_log(dir.path(), config()).expect("open");
+            for epoch in [0, 0, 3, 3] {
+                log.append(&validated(1, NOW), epoch, NOW).expect("append");
+            }
+            assert_eq!(log.end_offset_for_epoch(0), (0, 2));
+            assert_eq!(log.end_offset_for_epoch(3), (3, 4));
+        }
+        let reopened = open_log(dir.path(), config()).expect("reopen");
+        assert_eq!(reopened.end_offset_for_epoch(0), (0, 2), "persisted");
+        drop(reopened);
+        std::fs::remove_file(dir.path().join(crate::leader_epochs::CHECKPOINT_FILE))
+            .expect("remove");
+        let mut rebuilt = open_log(dir.path(), config()).expect("reopen");
+        assert_eq!(
+            rebuilt.end_offset_for_epoch(0),
+            (0, 2),
+            "rebuilt from the batches"
+        );
+        assert_eq!(rebuilt.end_offset_for_epoch(3), (3, 4));
+        rebuilt.truncate_to(2).expect("truncate");
+        assert_eq!(
+            rebuilt.end_offset_for_epoch(3),
+            crate::leader_epochs::UNDEFINED,
+            "epoch 3's batches are gone"
+        );
+        assert_eq!(rebuilt.end_offset_for_epoch(0), (0, 2));
     }
 
     #[test]

@@ -14,13 +14,15 @@ use kafka_protocol::messages::{
     DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
     HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
     LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    SyncGroupRequest,
 };
 
 use super::{
     RequestContext, RequestError, alter_configs, api_versions, create_partitions, create_topics,
     delete_records, delete_topics, describe_cluster, describe_configs, fetch, find_coordinator,
-    group_admin, init_producer_id, list_offsets, membership, metadata, offsets, produce, run,
+    group_admin, init_producer_id, list_offsets, membership, metadata, offset_for_leader_epoch,
+    offsets, produce, run,
 };
 
 /// One API this broker serves.
@@ -111,6 +113,7 @@ served_apis! {
     DeleteTopics "delete_topics" 1..=6, DeleteTopicsRequest => later delete_topics::handle;
     DeleteRecords "delete_records" 0..=2, DeleteRecordsRequest => later delete_records::handle;
     InitProducerId "init_producer_id" 0..=5, InitProducerIdRequest => later init_producer_id::handle;
+    OffsetForLeaderEpoch "offset_for_leader_epoch" 2..=4, OffsetForLeaderEpochRequest => now offset_for_leader_epoch::handle;
     DescribeConfigs "describe_configs" 1..=4, DescribeConfigsRequest => now describe_configs::handle;
     AlterConfigs "alter_configs" 0..=2, AlterConfigsRequest => later alter_configs::handle;
     CreatePartitions "create_partitions" 0..=3, CreatePartitionsRequest => later create_partitions::handle;

@@ -20,6 +20,7 @@ mod init_producer_id;
 mod list_offsets;
 mod membership;
 mod metadata;
+mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
 

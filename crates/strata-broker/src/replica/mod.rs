@@ -373,6 +373,22 @@ impl ReplicaManager {
         Ok(ReadResult { records, offsets })
     }
 
+    /// OffsetForLeaderEpoch for a partition this broker leads: where `epoch`'s data ends
+    /// (KIP-101), after the client's own epoch is checked (KIP-320).
+    pub fn end_offset_for_epoch(
+        &self,
+        led: &LedPartition,
+        current_leader_epoch: i32,
+        epoch: i32,
+    ) -> Result<(i32, i64), BrokerError> {
+        let leader_epoch = led
+            .partition
+            .leader_epoch()
+            .ok_or(BrokerError::NotLeaderOrFollower)?;
+        check_leader_epoch(current_leader_epoch, leader_epoch)?;
+        led.partition.end_offset_for_epoch(epoch)
+    }
+
     /// Reads below the local log start, from the committed segment holding the offset.
     async fn read_tiered(
         &self,
