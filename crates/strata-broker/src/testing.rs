@@ -9,7 +9,14 @@ use std::sync::Arc;
 use strata_meta::{CreateTopic, Endpoint, MetaCommand, MetadataState, RegisterBroker};
 use uuid::Uuid;
 
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::sync::Semaphore;
+
 use crate::config::{TieringSettings, TopicConfig};
+use crate::coordinator::{Record, RecordWriter};
+use crate::error::BrokerError;
 use crate::metrics::Metrics;
 use crate::partition::{Partition, RemoteLog};
 use crate::tiering::block_cache::BlockCache;
@@ -92,4 +99,61 @@ pub async fn remote_reader(
         settings.readahead_blocks,
         metrics.tiering.clone(),
     ))
+}
+
+/// Appends `records` as one batch and commits it at once, as a broker with `--durability
+/// os` does.
+pub fn append_committed(
+    partition: &Partition,
+    records: Vec<Record>,
+    now_ms: i64,
+) -> Result<(), BrokerError> {
+    let limits = crate::replica::own_batch_limits(now_ms);
+    let batch = crate::coordinator::encode_batch(records, now_ms)?;
+    let batch = strata_log::validate_produce_batch(batch, &limits)?;
+    let appended = partition.append(&batch, now_ms)?;
+    partition.advance_high_watermark(appended.range.last_offset + 1);
+    Ok(())
+}
+
+/// A coordinator's writer for unit tests: commits each write at once ([`append_committed`])
+/// once a permit is given (so a test can hold a write in flight), or fails every write as a
+/// partition this broker no longer leads would.
+pub struct TestWriter {
+    pub permits: Arc<Semaphore>,
+    pub failing: bool,
+}
+
+impl TestWriter {
+    /// Writes at once.
+    pub fn direct() -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            failing: false,
+        }
+    }
+
+    /// Refuses every write.
+    pub fn failing() -> Self {
+        Self {
+            failing: true,
+            ..Self::direct()
+        }
+    }
+}
+
+impl RecordWriter for TestWriter {
+    fn write<'a>(
+        &'a self,
+        partition: &'a Arc<Partition>,
+        records: Vec<Record>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send + 'a>> {
+        Box::pin(async move {
+            self.permits.acquire().await.expect("never closed").forget();
+            if self.failing {
+                return Err(BrokerError::NotLeaderOrFollower);
+            }
+            append_committed(partition, records, 0)
+        })
+    }
 }

@@ -3,6 +3,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use super::*;
+use crate::testing::TestWriter;
 
 /// The test shard's state: what it has applied, and how many records its log held when it
 /// was loaded.
@@ -10,35 +11,6 @@ use super::*;
 struct Log {
     applied: Vec<&'static str>,
     loaded_from: i64,
-}
-
-/// Appends and commits each write once a permit is given (so a test can hold a write in
-/// flight), or fails every write.
-struct Writer {
-    permits: Arc<Semaphore>,
-    failing: bool,
-}
-
-impl RecordWriter for Writer {
-    fn write<'a>(
-        &'a self,
-        partition: &'a Arc<Partition>,
-        records: Vec<Record>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send + 'a>> {
-        Box::pin(async move {
-            let permit = self.permits.acquire().await.expect("open");
-            permit.forget();
-            if self.failing {
-                return Err(BrokerError::NotLeaderOrFollower);
-            }
-            let batch = encode_batch(records, 0)?;
-            let batch =
-                strata_log::validate_produce_batch(batch, &crate::replica::own_batch_limits(0))?;
-            let appended = partition.append(&batch, 0)?;
-            partition.advance_high_watermark(appended.range.last_offset + 1);
-            Ok(())
-        })
-    }
 }
 
 struct Fixture {
@@ -56,7 +28,7 @@ async fn fixture(failing: bool, permits: usize) -> Fixture {
         crate::partition::test_files(),
     ));
     let permits = Arc::new(Semaphore::new(permits));
-    let writer = Writer {
+    let writer = TestWriter {
         permits: permits.clone(),
         failing,
     };
@@ -189,10 +161,7 @@ async fn a_failed_write_that_asks_for_a_reload_rebuilds_the_shard_from_the_log()
     // Same partition, a writer that fails: a second runtime over it.
     let failing = CoordinatorRuntime::new(
         "test",
-        Arc::new(Writer {
-            permits: Arc::new(Semaphore::new(10)),
-            failing: true,
-        }),
+        Arc::new(TestWriter::failing()),
         f.runtime.loader.clone(),
     );
     failing.follow(HashMap::from([(0, (f.target.partition.clone(), 3))]));

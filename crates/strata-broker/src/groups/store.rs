@@ -15,22 +15,6 @@ use crate::partition::Partition;
 /// How much of the partition one replay read brings.
 const REPLAY_READ_BYTES: usize = 4 << 20;
 
-/// Appends `records` as one batch and commits it at once, as a broker with `--durability
-/// os` would: for unit tests, which have no replica manager.
-#[cfg(test)]
-pub(super) fn append_committed(
-    partition: &Partition,
-    records: Vec<crate::coordinator::Record>,
-    now_ms: i64,
-) -> Result<(), BrokerError> {
-    let limits = crate::replica::own_batch_limits(now_ms);
-    let batch = crate::coordinator::encode_batch(records, now_ms)?;
-    let batch = strata_log::validate_produce_batch(batch, &limits)?;
-    let appended = partition.append(&batch, now_ms)?;
-    partition.advance_high_watermark(appended.range.last_offset + 1);
-    Ok(())
-}
-
 /// What replaying a partition rebuilt.
 pub struct Replayed {
     pub groups: HashMap<String, Group>,
@@ -116,7 +100,7 @@ mod tests {
     use crate::groups::records::encode_offset;
 
     fn write(partition: &Partition, records: Vec<(Bytes, Option<Bytes>)>) {
-        append_committed(partition, records, 0).expect("appends");
+        crate::testing::append_committed(partition, records, 0).expect("appends");
     }
 
     #[test]

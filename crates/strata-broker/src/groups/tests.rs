@@ -1,31 +1,6 @@
-use std::future::Future;
-use std::pin::Pin;
-
 use super::*;
 use crate::coordinator::Loader;
-
-/// Writes straight to the partition and commits at once, as a broker with `--durability
-/// os` does; or, `failing`, refuses every write as a partition gone offline would.
-struct Direct {
-    failing: bool,
-}
-
-impl RecordWriter for Direct {
-    fn write<'a>(
-        &'a self,
-        partition: &'a Arc<Partition>,
-        records: Vec<Record>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send + 'a>> {
-        Box::pin(async move {
-            if self.failing {
-                return Err(BrokerError::PartitionOffline {
-                    reason: "test".into(),
-                });
-            }
-            store::append_committed(partition, records, 0)
-        })
-    }
-}
+use crate::testing::TestWriter;
 
 fn loader() -> Loader<GroupShard> {
     Arc::new(|partition: &Partition| {
@@ -51,7 +26,12 @@ async fn runtime(dir: &std::path::Path, failing: bool) -> (CoordinatorRuntime<Gr
         dir,
         crate::partition::test_files(),
     ));
-    let runtime = CoordinatorRuntime::new("groups", Arc::new(Direct { failing }), loader());
+    let writer = if failing {
+        TestWriter::failing()
+    } else {
+        TestWriter::direct()
+    };
+    let runtime = CoordinatorRuntime::new("groups", Arc::new(writer), loader());
     let target = Target {
         index: 0,
         partition,
