@@ -171,6 +171,10 @@ fn meta_error_code(e: &MetaError) -> ResponseError {
         MetaError::InvalidReplicaAssignment { .. } => ResponseError::InvalidReplicaAssignment,
         MetaError::InvalidConfig(_) => ResponseError::InvalidConfig,
         MetaError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+        MetaError::InvalidUpdateVersion { .. } => ResponseError::InvalidUpdateVersion,
+        MetaError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+        MetaError::IneligibleReplica { .. } => ResponseError::IneligibleReplica,
+        MetaError::InvalidIsr { .. } => ResponseError::InvalidRequest,
         MetaError::ProducerIdsExhausted => ResponseError::UnknownServerError,
     }
 }

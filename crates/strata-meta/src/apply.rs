@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use crate::command::{
-    AlterConfigs, BrokerHeartbeat, CommitSegments, ConfigResource, CreatePartitions, CreateTopic,
+    AlterConfigs, AlterPartition, BrokerHeartbeat, CommitSegments, ConfigResource, CreatePartitions, CreateTopic,
     FenceBroker, MetaCommand, RegisterBroker, SegmentCommit,
 };
 use crate::error::MetaError;
@@ -48,6 +48,7 @@ impl MetadataState {
                 partition,
                 log_start_offset,
             } => applied(self.advance_log_start(*topic_id, *partition, *log_start_offset)),
+            MetaCommand::AlterPartition(c) => applied(self.alter_partition(c)),
         }
     }
 
@@ -94,14 +95,7 @@ impl MetadataState {
             },
         );
         if restarted {
-            // The old process may still be finishing writes under its leader epochs: move
-            // every epoch it led under on, so those writes are refused.
-            self.for_each_partition_mut(|p| {
-                if p.leader == c.broker_id {
-                    p.leader_epoch += 1;
-                    p.partition_epoch += 1;
-                }
-            });
+            self.forget_restarted_replica(c.broker_id);
         }
         self.elect_offline_leaders(c.broker_id);
         Ok(())
@@ -147,6 +141,84 @@ impl MetadataState {
             if shrink || was_leader {
                 p.partition_epoch += 1;
             }
+        });
+        Ok(())
+    }
+
+    /// A broker came back as a new process. The old one may still be finishing writes under
+    /// its leader epochs: every epoch it led under moves on, so those writes are refused. Its
+    /// log may also have lost what was not on stable storage, so it leaves every ISR that
+    /// has another live member (which then leads where it led) and rejoins once it has caught
+    /// up again. Where it is the last live member it stays: nobody else holds more.
+    fn forget_restarted_replica(&mut self, broker_id: i32) {
+        let live: BTreeSet<i32> = self
+            .live_brokers()
+            .map(|b| b.broker_id)
+            .filter(|&b| b != broker_id)
+            .collect();
+        self.for_each_partition_mut(|p| {
+            let successor = p.isr.iter().copied().find(|b| live.contains(b));
+            let was_leader = p.leader == broker_id;
+            let leaves = p.isr.contains(&broker_id) && successor.is_some();
+            if leaves {
+                p.isr.retain(|&b| b != broker_id);
+                if was_leader {
+                    p.leader = successor.unwrap_or(NO_LEADER);
+                }
+            }
+            if was_leader {
+                p.leader_epoch += 1;
+            }
+            if leaves || was_leader {
+                p.partition_epoch += 1;
+            }
+        });
+    }
+
+    /// Kafka's AlterPartition: the leader replaces its ISR, if it still leads under the epoch
+    /// it names and saw the current partition epoch. A member it adds must be a live replica.
+    fn alter_partition(&mut self, c: &AlterPartition) -> Result<(), MetaError> {
+        let partition = self.known_partition(c.topic_id, c.partition)?;
+        if c.leader_epoch != partition.leader_epoch {
+            return Err(MetaError::FencedLeaderEpoch {
+                given: c.leader_epoch,
+                current: partition.leader_epoch,
+            });
+        }
+        if c.leader_id != partition.leader {
+            return Err(MetaError::NotLeader {
+                broker_id: c.leader_id,
+            });
+        }
+        if c.partition_epoch != partition.partition_epoch {
+            return Err(MetaError::InvalidUpdateVersion {
+                given: c.partition_epoch,
+                current: partition.partition_epoch,
+            });
+        }
+        if !c.isr.contains(&c.leader_id) {
+            return Err(MetaError::InvalidIsr {
+                reason: "the ISR must hold its leader".into(),
+            });
+        }
+        let distinct: BTreeSet<_> = c.isr.iter().collect();
+        if distinct.len() != c.isr.len() {
+            return Err(MetaError::InvalidIsr {
+                reason: format!("{:?} lists a broker twice", c.isr),
+            });
+        }
+        let ineligible = c.isr.iter().copied().find(|b| {
+            !partition.isr.contains(b)
+                && (!partition.replicas.contains(b)
+                    || self.broker(*b).is_none_or(|broker| broker.fenced))
+        });
+        if let Some(broker_id) = ineligible {
+            return Err(MetaError::IneligibleReplica { broker_id });
+        }
+        let isr = c.isr.clone();
+        self.for_partition_mut(c.topic_id, c.partition, |p| {
+            p.isr = isr;
+            p.partition_epoch += 1;
         });
         Ok(())
     }
@@ -519,6 +591,21 @@ impl MetadataState {
                 p.partition_epoch += 1;
             }
         });
+    }
+
+    fn for_partition_mut(
+        &mut self,
+        topic_id: Uuid,
+        partition: i32,
+        f: impl FnOnce(&mut PartitionRecord),
+    ) {
+        let found = self.topics.get_mut(&topic_id).and_then(|t| {
+            t.partitions
+                .get_mut(usize::try_from(partition).unwrap_or(usize::MAX))
+        });
+        if let Some(p) = found {
+            f(p);
+        }
     }
 
     fn for_each_partition_mut(&mut self, mut f: impl FnMut(&mut PartitionRecord)) {

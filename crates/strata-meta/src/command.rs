@@ -40,6 +40,8 @@ pub enum MetaCommand {
         partition: i32,
         log_start_offset: i64,
     },
+    /// A partition leader changing its ISR (Kafka's AlterPartition).
+    AlterPartition(AlterPartition),
 }
 
 /// Where a broker serves one listener.
@@ -141,4 +143,19 @@ pub struct SegmentCommit {
     pub byte_offset: u64,
     pub byte_len: u64,
     pub max_timestamp_ms: i64,
+}
+
+/// A leader's change to its partition's in-sync replicas: a compare-and-set on the partition
+/// epoch, so a change decided on an outdated view (or by a deposed leader) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartition {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    /// The broker proposing it, which must still lead the partition under `leader_epoch`.
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    /// The partition epoch the leader last saw.
+    pub partition_epoch: i32,
+    /// The whole new ISR, the leader among it.
+    pub isr: Vec<i32>,
 }

@@ -34,6 +34,14 @@ pub enum MetaError {
     InvalidConfig(#[from] ConfigError),
     #[error("leader epoch {given} is not the partition's current epoch {current}")]
     FencedLeaderEpoch { given: i32, current: i32 },
+    #[error("partition epoch {given} is not the partition's current epoch {current}")]
+    InvalidUpdateVersion { given: i32, current: i32 },
+    #[error("broker {broker_id} is not the partition's leader")]
+    NotLeader { broker_id: i32 },
+    #[error("broker {broker_id} cannot join the ISR: it is fenced, unknown or not a replica")]
+    IneligibleReplica { broker_id: i32 },
+    #[error("invalid ISR: {reason}")]
+    InvalidIsr { reason: String },
     #[error("invalid segment: {reason}")]
     InvalidSegment { reason: String },
     #[error("a producer id block needs at least one id")]

@@ -23,7 +23,7 @@ pub mod topic_config;
 
 pub use apply::MAX_PARTITIONS;
 pub use command::{
-    AlterConfigs, BrokerHeartbeat, CommitSegments, ConfigResource, CreatePartitions, CreateTopic,
+    AlterConfigs, AlterPartition, BrokerHeartbeat, CommitSegments, ConfigResource, CreatePartitions, CreateTopic,
     Endpoint, FenceBroker, MetaCommand, RegisterBroker, SegmentCommit,
 };
 pub use error::MetaError;

@@ -413,6 +413,94 @@ fn a_restarted_leader_moves_to_a_new_epoch() {
     );
 }
 
+fn alter_isr(leader_id: i32, leader_epoch: i32, partition_epoch: i32, isr: &[i32]) -> MetaCommand {
+    MetaCommand::AlterPartition(AlterPartition {
+        topic_id: Uuid::from_u128(7),
+        partition: 0,
+        leader_id,
+        leader_epoch,
+        partition_epoch,
+        isr: isr.to_vec(),
+    })
+}
+
+fn partition_0(state: &MetadataState) -> PartitionRecord {
+    state.topic(Uuid::from_u128(7)).expect("topic").partitions[0].clone()
+}
+
+#[test]
+fn an_isr_change_is_a_compare_and_set_by_the_current_leader() {
+    let mut state = cluster(3);
+    state
+        .apply(&create("t", 7, vec![vec![1, 2, 3]]))
+        .expect("create");
+    state.apply(&alter_isr(1, 0, 0, &[1, 2])).expect("shrink");
+    let p = partition_0(&state);
+    assert_eq!((p.isr.clone(), p.leader_epoch, p.partition_epoch), (vec![1, 2], 0, 1));
+
+    let refusals = [
+        (alter_isr(1, 0, 0, &[1, 2, 3]), "a stale partition epoch"),
+        (alter_isr(1, 1, 1, &[1, 2, 3]), "a leader epoch from the future"),
+        (alter_isr(2, 0, 1, &[2]), "a broker that does not lead"),
+        (alter_isr(1, 0, 1, &[2]), "an ISR without its leader"),
+        (alter_isr(1, 0, 1, &[1, 1]), "a broker listed twice"),
+        (alter_isr(1, 0, 1, &[1, 4]), "a broker that is not a replica"),
+    ];
+    for (command, what) in refusals {
+        assert!(state.apply(&command).is_err(), "{what} is refused");
+    }
+    assert_eq!(partition_0(&state), p, "refusals change nothing");
+
+    // A fenced replica cannot be added; once it is back it can.
+    state.apply(&fence(3, 0)).expect("fence");
+    assert_eq!(
+        state.apply(&alter_isr(1, 0, 1, &[1, 2, 3])),
+        Err(MetaError::IneligibleReplica { broker_id: 3 })
+    );
+    state
+        .apply(&MetaCommand::BrokerHeartbeat(BrokerHeartbeat {
+            broker_id: 3,
+            incarnation: incarnation(3, 0),
+            now_ms: 2_000,
+        }))
+        .expect("heartbeat");
+    state.apply(&alter_isr(1, 0, 1, &[1, 2, 3])).expect("expand");
+    assert_eq!(partition_0(&state).isr, vec![1, 2, 3]);
+
+    // A deposed leader's change, decided before it lost the leadership, is refused.
+    state.apply(&fence(1, 0)).expect("fence the leader");
+    let p = partition_0(&state);
+    assert_eq!((p.leader, p.leader_epoch), (2, 1));
+    assert_eq!(
+        state.apply(&alter_isr(1, 0, p.partition_epoch, &[1])),
+        Err(MetaError::FencedLeaderEpoch {
+            given: 0,
+            current: 1
+        })
+    );
+}
+
+#[test]
+fn a_restarted_replica_leaves_the_isr_unless_it_is_the_last_live_member() {
+    let mut state = cluster(3);
+    state
+        .apply(&create("t", 7, vec![vec![1, 2, 3]]))
+        .expect("create");
+    // A follower restarts: it may have lost its unsynced tail, so it leaves the ISR.
+    state.apply(&register(3, 1, None)).expect("restart follower");
+    let p = partition_0(&state);
+    assert_eq!((p.isr.clone(), p.leader, p.leader_epoch), (vec![1, 2], 1, 0));
+    // The leader restarts: leadership moves to the other live ISR member.
+    state.apply(&register(1, 1, None)).expect("restart leader");
+    let p = partition_0(&state);
+    assert_eq!((p.isr.clone(), p.leader, p.leader_epoch), (vec![2], 2, 1));
+    // The last live member restarts: nobody holds more, so it stays and leads again.
+    state.apply(&fence(1, 1)).expect("fence 1");
+    state.apply(&register(2, 1, None)).expect("restart 2");
+    let p = partition_0(&state);
+    assert_eq!((p.isr.clone(), p.leader, p.leader_epoch), (vec![2], 2, 2));
+}
+
 #[test]
 fn topics_are_validated_before_anything_changes() {
     let mut state = cluster(2);
@@ -643,8 +731,26 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
                 log_start_offset: offset,
             }
         }),
-        (broker, 0..3u32)
+        (broker.clone(), 0..3u32)
             .prop_map(|(broker_id, count)| MetaCommand::AllocateProducerIds { broker_id, count }),
+        (
+            topic,
+            0..2i32,
+            broker.clone(),
+            0..3i32,
+            0..4i32,
+            prop::collection::vec(broker, 1..4)
+        )
+            .prop_map(|(t, partition, leader_id, leader_epoch, partition_epoch, isr)| {
+                MetaCommand::AlterPartition(AlterPartition {
+                    topic_id: Uuid::from_u128(t),
+                    partition,
+                    leader_id,
+                    leader_epoch,
+                    partition_epoch,
+                    isr,
+                })
+            }),
     ]
 }
 
