@@ -182,6 +182,8 @@ fn meta_error_code(e: &MetaError) -> ResponseError {
 fn log_error_code(e: &LogError) -> ResponseError {
     match e {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        // Only a follower's fetcher meets it, and it refetches; no client is answered it.
+        LogError::NotContiguous { .. } => ResponseError::UnknownServerError,
         LogError::Io { .. }
         | LogError::SyncFailed { .. }
         | LogError::Corrupt { .. }

@@ -233,6 +233,53 @@ pub fn complete_batches(bytes: &[u8], end_offset: i64) -> (usize, Option<BatchHe
     (complete, last)
 }
 
+/// Splits records a follower fetched from its leader into whole batches, each checked as
+/// a follower must before storing it byte for byte: magic v2, a length within the bytes, a
+/// CRC that matches, an offset range. Records are not decompressed (the leader validated
+/// them) and offsets and epochs are the leader's. A trailing partial batch (a byte budget
+/// cut it) is left out, as clients leave it out.
+pub fn validate_replicated_batches(records: &Bytes) -> Result<Vec<ValidatedBatch>, BatchError> {
+    let mut batches = Vec::new();
+    let mut at = 0;
+    while let Some(header) = BatchHeader::parse(&records[at..]) {
+        let declared = i64::from(header.batch_length) + LOG_OVERHEAD as i64;
+        if declared < HEADER_LEN as i64 {
+            return Err(BatchError::LengthMismatch {
+                declared,
+                actual: records.len() - at,
+            });
+        }
+        let len = usize::try_from(declared).expect("a positive batch length fits usize");
+        if at + len > records.len() {
+            break;
+        }
+        if header.magic != 2 {
+            return Err(BatchError::UnsupportedMagic {
+                magic: header.magic,
+            });
+        }
+        let bytes = records.slice(at..at + len);
+        let computed = crc32c::crc32c(&bytes[ATTRIBUTES_OFFSET..]);
+        if computed != header.crc {
+            return Err(BatchError::CrcMismatch {
+                stored: header.crc,
+                computed,
+            });
+        }
+        if header.base_offset < 0 || header.last_offset_delta < 0 {
+            return Err(BatchError::Invalid {
+                reason: format!(
+                    "a replicated batch at {} with last offset delta {} is not an offset range",
+                    header.base_offset, header.last_offset_delta
+                ),
+            });
+        }
+        batches.push(ValidatedBatch { header, bytes });
+        at += len;
+    }
+    Ok(batches)
+}
+
 /// Whether validating `records` needs decompression (expensive: run it off the async runtime).
 pub fn needs_decompression(records: &[u8]) -> bool {
     BatchHeader::parse(records).is_some_and(|h| h.attributes & COMPRESSION_MASK != 0)

@@ -24,6 +24,13 @@ pub enum LogError {
         log_start_offset: i64,
         log_end_offset: i64,
     },
+    /// A replicated batch that does not start at the log end: the follower's view of the
+    /// leader's log is stale, and it must truncate or refetch.
+    #[error("a replicated batch starts at {base_offset}, not at the log end {log_end_offset}")]
+    NotContiguous {
+        base_offset: i64,
+        log_end_offset: i64,
+    },
     #[error("segment at offset {base_offset} cannot grow past 4 GiB")]
     SegmentFull { base_offset: i64 },
     #[error("corrupt data in {path} at position {position}: {reason}", path = path.display())]

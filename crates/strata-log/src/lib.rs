@@ -21,7 +21,7 @@ pub mod test_util;
 
 pub use batch::{
     BatchError, BatchHeader, BatchLimits, Compression, ValidatedBatch, needs_decompression,
-    validate_produce_batch,
+    validate_produce_batch, validate_replicated_batches,
 };
 pub use error::LogError;
 pub use partition_log::{

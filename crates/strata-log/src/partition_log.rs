@@ -197,9 +197,36 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
+        self.write(batch, self.log_end_offset(), leader_epoch, now_ms)
+    }
+
+    /// Appends a batch its leader already placed, as a follower does: it must start at the
+    /// log end, and it keeps its offsets and leader epoch, so its bytes are stored unchanged.
+    pub fn append_replicated(
+        &mut self,
+        batch: &ValidatedBatch,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let header = batch.header();
+        let log_end_offset = self.log_end_offset();
+        if header.base_offset != log_end_offset {
+            return Err(LogError::NotContiguous {
+                base_offset: header.base_offset,
+                log_end_offset,
+            });
+        }
+        self.write(batch, log_end_offset, header.partition_leader_epoch, now_ms)
+    }
+
+    fn write(
+        &mut self,
+        batch: &ValidatedBatch,
+        base_offset: i64,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         let bytes = batch.bytes();
         let header = *batch.header();
-        let base_offset = self.log_end_offset();
         let last_offset = base_offset + i64::from(header.last_offset_delta);
         self.maybe_roll(bytes.len() as u64, last_offset, now_ms)?;
         // Before the batch: a crash may leave an epoch that wrote nothing, never a batch
@@ -822,6 +849,58 @@ mod tests {
             "epoch 3's batches are gone"
         );
         assert_eq!(rebuilt.end_offset_for_epoch(0), (0, 2));
+    }
+
+    #[test]
+    fn a_follower_stores_its_leaders_batches_byte_for_byte_at_their_offsets() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let mut leader = open_log(leader_dir.path(), config()).expect("open");
+        let mut follower = open_log(follower_dir.path(), config()).expect("open");
+        leader.append(&validated(3, NOW), 4, NOW).expect("append");
+        leader.append(&validated(2, NOW), 6, NOW).expect("append");
+        let fetched = leader
+            .read_plan(0, i64::MAX, 1 << 20, true)
+            .expect("plan")
+            .execute()
+            .expect("read");
+        let batches = crate::batch::validate_replicated_batches(&fetched).expect("valid");
+        assert_eq!(batches.len(), 2);
+        for batch in &batches {
+            follower.append_replicated(batch, NOW).expect("append");
+        }
+        let copied = follower
+            .read_plan(0, i64::MAX, 1 << 20, true)
+            .expect("plan")
+            .execute()
+            .expect("read");
+        assert_eq!(
+            copied, fetched,
+            "the follower's log is the leader's, byte for byte"
+        );
+        assert_eq!(follower.end_offset_for_epoch(4), (4, 3));
+        assert_eq!(follower.end_offset_for_epoch(6), (6, 5));
+
+        // A batch that does not continue the log is refused and changes nothing.
+        assert!(matches!(
+            follower.append_replicated(&batches[1], NOW),
+            Err(LogError::NotContiguous {
+                base_offset: 3,
+                log_end_offset: 5
+            })
+        ));
+        // A cut-off trailing batch is left out; a damaged one is refused.
+        let cut = fetched.slice(..fetched.len() - 1);
+        assert_eq!(
+            crate::batch::validate_replicated_batches(&cut)
+                .expect("valid")
+                .len(),
+            1
+        );
+        let mut damaged = fetched.to_vec();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        assert!(crate::batch::validate_replicated_batches(&Bytes::from(damaged)).is_err());
     }
 
     #[test]

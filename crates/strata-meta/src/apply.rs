@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use crate::command::{
-    AlterConfigs, AlterPartition, BrokerHeartbeat, CommitSegments, ConfigResource, CreatePartitions, CreateTopic,
-    FenceBroker, MetaCommand, RegisterBroker, SegmentCommit,
+    AlterConfigs, AlterPartition, BrokerHeartbeat, CommitSegments, ConfigResource,
+    CreatePartitions, CreateTopic, FenceBroker, MetaCommand, RegisterBroker, SegmentCommit,
 };
 use crate::error::MetaError;
 use crate::names::validate_topic_name;

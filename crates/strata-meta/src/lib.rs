@@ -23,8 +23,9 @@ pub mod topic_config;
 
 pub use apply::MAX_PARTITIONS;
 pub use command::{
-    AlterConfigs, AlterPartition, BrokerHeartbeat, CommitSegments, ConfigResource, CreatePartitions, CreateTopic,
-    Endpoint, FenceBroker, MetaCommand, RegisterBroker, SegmentCommit,
+    AlterConfigs, AlterPartition, BrokerHeartbeat, CommitSegments, ConfigResource,
+    CreatePartitions, CreateTopic, Endpoint, FenceBroker, MetaCommand, RegisterBroker,
+    SegmentCommit,
 };
 pub use error::MetaError;
 pub use state::{

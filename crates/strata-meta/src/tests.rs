@@ -436,15 +436,24 @@ fn an_isr_change_is_a_compare_and_set_by_the_current_leader() {
         .expect("create");
     state.apply(&alter_isr(1, 0, 0, &[1, 2])).expect("shrink");
     let p = partition_0(&state);
-    assert_eq!((p.isr.clone(), p.leader_epoch, p.partition_epoch), (vec![1, 2], 0, 1));
+    assert_eq!(
+        (p.isr.clone(), p.leader_epoch, p.partition_epoch),
+        (vec![1, 2], 0, 1)
+    );
 
     let refusals = [
         (alter_isr(1, 0, 0, &[1, 2, 3]), "a stale partition epoch"),
-        (alter_isr(1, 1, 1, &[1, 2, 3]), "a leader epoch from the future"),
+        (
+            alter_isr(1, 1, 1, &[1, 2, 3]),
+            "a leader epoch from the future",
+        ),
         (alter_isr(2, 0, 1, &[2]), "a broker that does not lead"),
         (alter_isr(1, 0, 1, &[2]), "an ISR without its leader"),
         (alter_isr(1, 0, 1, &[1, 1]), "a broker listed twice"),
-        (alter_isr(1, 0, 1, &[1, 4]), "a broker that is not a replica"),
+        (
+            alter_isr(1, 0, 1, &[1, 4]),
+            "a broker that is not a replica",
+        ),
     ];
     for (command, what) in refusals {
         assert!(state.apply(&command).is_err(), "{what} is refused");
@@ -464,7 +473,9 @@ fn an_isr_change_is_a_compare_and_set_by_the_current_leader() {
             now_ms: 2_000,
         }))
         .expect("heartbeat");
-    state.apply(&alter_isr(1, 0, 1, &[1, 2, 3])).expect("expand");
+    state
+        .apply(&alter_isr(1, 0, 1, &[1, 2, 3]))
+        .expect("expand");
     assert_eq!(partition_0(&state).isr, vec![1, 2, 3]);
 
     // A deposed leader's change, decided before it lost the leadership, is refused.
@@ -487,9 +498,14 @@ fn a_restarted_replica_leaves_the_isr_unless_it_is_the_last_live_member() {
         .apply(&create("t", 7, vec![vec![1, 2, 3]]))
         .expect("create");
     // A follower restarts: it may have lost its unsynced tail, so it leaves the ISR.
-    state.apply(&register(3, 1, None)).expect("restart follower");
+    state
+        .apply(&register(3, 1, None))
+        .expect("restart follower");
     let p = partition_0(&state);
-    assert_eq!((p.isr.clone(), p.leader, p.leader_epoch), (vec![1, 2], 1, 0));
+    assert_eq!(
+        (p.isr.clone(), p.leader, p.leader_epoch),
+        (vec![1, 2], 1, 0)
+    );
     // The leader restarts: leadership moves to the other live ISR member.
     state.apply(&register(1, 1, None)).expect("restart leader");
     let p = partition_0(&state);
@@ -741,16 +757,18 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
             0..4i32,
             prop::collection::vec(broker, 1..4)
         )
-            .prop_map(|(t, partition, leader_id, leader_epoch, partition_epoch, isr)| {
-                MetaCommand::AlterPartition(AlterPartition {
-                    topic_id: Uuid::from_u128(t),
-                    partition,
-                    leader_id,
-                    leader_epoch,
-                    partition_epoch,
-                    isr,
-                })
-            }),
+            .prop_map(
+                |(t, partition, leader_id, leader_epoch, partition_epoch, isr)| {
+                    MetaCommand::AlterPartition(AlterPartition {
+                        topic_id: Uuid::from_u128(t),
+                        partition,
+                        leader_id,
+                        leader_epoch,
+                        partition_epoch,
+                        isr,
+                    })
+                }
+            ),
     ]
 }
 
