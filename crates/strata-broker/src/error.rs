@@ -67,6 +67,12 @@ pub enum BrokerError {
     PartitionOffline { reason: String },
     #[error("this broker does not lead the partition; refresh metadata to find its leader")]
     NotLeaderOrFollower,
+    /// `acks=all` while the ISR is below `min.insync.replicas`: nothing was written.
+    #[error("the ISR has {isr} members, fewer than min.insync.replicas {min_isr}")]
+    NotEnoughReplicas { isr: usize, min_isr: usize },
+    /// Written, but the ISR fell below `min.insync.replicas` before it committed.
+    #[error("written, but the ISR fell to {isr} members, fewer than min.insync.replicas {min_isr}")]
+    NotEnoughReplicasAfterAppend { isr: usize, min_isr: usize },
     #[error("{reason}")]
     InvalidRequest { reason: String },
     #[error("cannot start: {0}")]
@@ -136,6 +142,10 @@ impl BrokerError {
             }
             Self::ShuttingDown | Self::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
             Self::PartitionOffline { .. } => ResponseError::KafkaStorageError,
+            Self::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+            Self::NotEnoughReplicasAfterAppend { .. } => {
+                ResponseError::NotEnoughReplicasAfterAppend
+            }
             Self::CommitTimedOut { .. } => ResponseError::RequestTimedOut,
             Self::InvalidRequest { .. } => ResponseError::InvalidRequest,
             Self::Setup(_) => ResponseError::UnknownServerError,

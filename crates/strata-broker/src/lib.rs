@@ -18,6 +18,7 @@ mod frame_reader;
 mod groups;
 mod handlers;
 mod health;
+mod leader_state;
 mod legacy_topics;
 mod liveness;
 mod metrics;

@@ -201,7 +201,8 @@ impl BrokerNode<'_> {
         let (node, topics) = tokio::task::spawn_blocking(move || {
             let _span = info_span!("recover_data_dir", data_dir = %data_dir.display()).entered();
             let node = NodeMeta::open(&data_dir, node_id)?;
-            let topics = TopicRegistry::open(&data_dir, metadata_replicated, files)?;
+            let topics =
+                TopicRegistry::open(&data_dir, config.node_id, metadata_replicated, files)?;
             Ok::<_, BrokerError>((node, Arc::new(topics)))
         })
         .await

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use strata_meta::MetadataState;
+use strata_meta::{MetadataState, NO_LEADER, PartitionRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, warn};
 use uuid::Uuid;
@@ -22,7 +22,8 @@ use crate::config::TopicConfig;
 use crate::control_plane::MetadataView;
 use crate::error::BrokerError;
 use crate::groups::GroupCoordinator;
-use crate::partition::{RemoteLog, TieredRange};
+use crate::leader_state::Assignment;
+use crate::partition::{RemoteLog, Role, TieredRange};
 use crate::tiering::TieringContext;
 use crate::topics::{HostedPartition, HostedTopic, TopicRegistry};
 
@@ -63,7 +64,7 @@ pub fn hosted_topics(
                 .filter(|(p, _)| p.replicas.contains(&broker_id))
                 .map(|(p, index)| HostedPartition {
                     index,
-                    leader_epoch: (current && p.leader == broker_id).then_some(p.leader_epoch),
+                    role: role(p, broker_id, current),
                     remote: remote_log(state, topic.topic_id, index),
                 })
                 .collect();
@@ -75,6 +76,26 @@ pub fn hosted_topics(
             })
         })
         .collect()
+}
+
+/// What `broker_id` does for partition `p`: leads it, follows its leader, or (with no
+/// leader, or while another process holds its registration) neither.
+fn role(p: &PartitionRecord, broker_id: i32, current: bool) -> Role {
+    if !current || p.leader == NO_LEADER {
+        Role::Inactive
+    } else if p.leader == broker_id {
+        Role::Leader(Assignment {
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+        })
+    } else {
+        Role::Follower {
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+        }
+    }
 }
 
 /// What the manifest says of a partition.
@@ -234,21 +255,44 @@ mod tests {
         let defaults = TopicConfig::builtin();
         let on_one = hosted_topics(&state, 1, one, &defaults);
         assert_eq!(on_one.len(), 1);
+        let hosted_on_two = |state: &MetadataState| {
+            hosted_topics(state, 2, two, &defaults)
+                .into_iter()
+                .find(|t| t.id == topic_id)
+                .expect("hosted")
+        };
         let indexes: Vec<_> = on_one[0].partitions.iter().map(|p| p.index).collect();
         assert_eq!(indexes, [0, 2]);
-        assert!(
-            on_one[0]
-                .partitions
-                .iter()
-                .all(|p| p.leader_epoch == Some(0))
+        assert!(on_one[0].partitions.iter().all(|p| matches!(
+            &p.role,
+            Role::Leader(a) if a.leader_epoch == 0 && a.isr == a.replicas
+        )));
+        state
+            .apply(&MetaCommand::CreateTopic(CreateTopic {
+                name: "replicated".into(),
+                topic_id: Uuid::new_v4(),
+                assignments: vec![vec![1, 2]],
+                configs: BTreeMap::new(),
+            }))
+            .expect("created");
+        let on_two = hosted_topics(&state, 2, two, &defaults);
+        let replicated = on_two.iter().find(|t| t.name == "replicated");
+        assert_eq!(
+            replicated.expect("hosted").partitions[0].role,
+            Role::Follower {
+                leader: 1,
+                leader_epoch: 0
+            },
+            "a replica led elsewhere is followed"
         );
         assert_eq!(on_one[0].config.retention_ms(), Some(1000));
         assert!(hosted_topics(&state, 3, Uuid::new_v4(), &defaults).is_empty());
         // Another process registered as broker 1: this one hosts the same replicas but
         // leads none of them.
         let stale = hosted_topics(&state, 1, Uuid::new_v4(), &defaults);
-        assert_eq!(stale[0].partitions.len(), 2);
-        assert!(stale[0].partitions.iter().all(|p| p.leader_epoch.is_none()));
+        let stale = stale.iter().find(|t| t.id == topic_id).expect("hosted");
+        assert_eq!(stale.partitions.len(), 2);
+        assert!(stale.partitions.iter().all(|p| p.role == Role::Inactive));
 
         // Fencing broker 2 takes its leadership away (its partition goes offline), and a
         // cluster-wide default reaches every topic that does not override it.
@@ -266,9 +310,9 @@ mod tests {
                 replace: false,
             }))
             .expect("altered");
-        let on_two = hosted_topics(&state, 2, two, &defaults);
-        assert_eq!(on_two[0].partitions[0].leader_epoch, None);
-        assert_eq!(on_two[0].config.segment_bytes(), 4096);
-        assert_eq!(on_two[0].config.retention_ms(), Some(1000));
+        let on_two = hosted_on_two(&state);
+        assert_eq!(on_two.partitions[0].role, Role::Inactive);
+        assert_eq!(on_two.config.segment_bytes(), 4096);
+        assert_eq!(on_two.config.retention_ms(), Some(1000));
     }
 }

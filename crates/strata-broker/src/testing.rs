@@ -18,7 +18,7 @@ use crate::config::{TieringSettings, TopicConfig};
 use crate::coordinator::{Record, RecordWriter};
 use crate::error::BrokerError;
 use crate::metrics::Metrics;
-use crate::partition::{Partition, RemoteLog};
+use crate::partition::{Partition, RemoteLog, Role};
 use crate::tiering::block_cache::BlockCache;
 use crate::tiering::remote_read::RemoteReader;
 use crate::topics::{HostedPartition, HostedTopic, TopicRegistry};
@@ -60,15 +60,16 @@ pub fn hosted(dir: &Path, overrides: &[(&str, &str)], leader_epoch: i32) -> Host
             configs: overrides.clone(),
         }))
         .expect("created");
-    let topics =
-        Arc::new(TopicRegistry::open(dir, true, crate::partition::test_files()).expect("registry"));
+    let topics = Arc::new(
+        TopicRegistry::open(dir, 1, true, crate::partition::test_files()).expect("registry"),
+    );
     topics.reconcile(&[HostedTopic {
         id: topic_id,
         name: "t".into(),
         config: TopicConfig::resolve(&TopicConfig::builtin(), &overrides),
         partitions: vec![HostedPartition {
             index: 0,
-            leader_epoch: Some(leader_epoch),
+            role: Role::alone(1, leader_epoch),
             remote: RemoteLog::default(),
         }],
     }]);
@@ -111,8 +112,8 @@ pub fn append_committed(
     let limits = crate::replica::own_batch_limits(now_ms);
     let batch = crate::coordinator::encode_batch(records, now_ms)?;
     let batch = strata_log::validate_produce_batch(batch, &limits)?;
-    let appended = partition.append(&batch, now_ms)?;
-    partition.advance_high_watermark(appended.range.last_offset + 1);
+    let appended = partition.append(&batch, now_ms, false)?;
+    partition.commit_local(appended.range.last_offset + 1);
     Ok(())
 }
 

@@ -24,7 +24,7 @@ use strata_log::SegmentFiles;
 
 use crate::config::TopicConfig;
 use crate::error::BrokerError;
-use crate::partition::{Partition, RemoteLog};
+use crate::partition::{Partition, RemoteLog, Role};
 
 /// A topic as this broker hosts it: the partitions placed here.
 #[derive(Debug)]
@@ -57,11 +57,11 @@ pub struct HostedTopic {
 }
 
 /// One partition placed on this broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostedPartition {
     pub index: i32,
-    /// `Some(epoch)` when this broker leads the partition.
-    pub leader_epoch: Option<i32>,
+    /// Whether this broker leads it, follows it, or neither.
+    pub role: Role,
     /// What the manifest says of the partition.
     pub remote: RemoteLog,
 }
@@ -82,6 +82,8 @@ pub struct TopicRegistry {
     /// Whether applied metadata survives losing this disk (a replicated quorum); if not, a
     /// metadata backup decides when tiered data may leave the disk.
     metadata_replicated: bool,
+    /// This broker's node id, which its partitions' leaders know it as.
+    node_id: i32,
     /// Partitions placed here that could not be opened, with why; retried on every pass.
     unopened: std::sync::Mutex<BTreeMap<(Arc<str>, i32), String>>,
 }
@@ -90,6 +92,7 @@ impl TopicRegistry {
     /// A registry over `<data_dir>/log`, hosting nothing until the first reconcile.
     pub fn open(
         data_dir: &Path,
+        node_id: i32,
         metadata_replicated: bool,
         files: Arc<SegmentFiles>,
     ) -> Result<Self, BrokerError> {
@@ -100,6 +103,7 @@ impl TopicRegistry {
             files,
             topics: RwLock::new(Topics::default()),
             metadata_replicated,
+            node_id,
             unopened: std::sync::Mutex::new(BTreeMap::new()),
         })
     }
@@ -216,7 +220,7 @@ impl TopicRegistry {
             .expect("topic map lock is never poisoned") = next;
         for topic in gone {
             for partition in topic.partitions.values() {
-                partition.set_leadership(None);
+                partition.set_role(&Role::Inactive, now_ms());
             }
             self.remove_dir(&self.topic_dir(&topic.name, topic.id));
             info!(topic = %topic.name, topic_id = %topic.id, "topic deleted");
@@ -251,6 +255,7 @@ impl TopicRegistry {
                         &path,
                         &hosted.config,
                         self.files.clone(),
+                        self.node_id,
                     );
                     match opened {
                         Ok(partition) => Arc::new(partition),
@@ -274,14 +279,14 @@ impl TopicRegistry {
                     .err()
                     .map(|e| format!("aligning with the tiered log: {e}")),
             );
-            partition.set_leadership(wanted.leader_epoch);
+            partition.set_role(&wanted.role, now_ms());
             partitions.insert(wanted.index, partition);
         }
         drop(unopened);
         if let Some(topic) = existing {
             for (index, partition) in &topic.partitions {
                 if !hosted.partitions.iter().any(|p| p.index == *index) {
-                    partition.set_leadership(None);
+                    partition.set_role(&Role::Inactive, now_ms());
                     self.remove_dir(&dir.join(index.to_string()));
                 }
             }
@@ -337,7 +342,7 @@ mod tests {
     use super::*;
 
     fn registry(dir: &Path) -> TopicRegistry {
-        TopicRegistry::open(dir, true, crate::partition::test_files()).expect("open")
+        TopicRegistry::open(dir, 1, true, crate::partition::test_files()).expect("open")
     }
 
     fn hosted(id: Uuid, name: &str, partitions: &[(i32, Option<i32>)]) -> HostedTopic {
@@ -349,7 +354,7 @@ mod tests {
                 .iter()
                 .map(|&(index, leader_epoch)| HostedPartition {
                     index,
-                    leader_epoch,
+                    role: leader_epoch.map_or(Role::Inactive, |epoch| Role::alone(1, epoch)),
                     remote: RemoteLog::default(),
                 })
                 .collect(),
@@ -397,7 +402,7 @@ mod tests {
         for _ in 0..batches {
             let bytes = batch(&[record("v")], strata_log::Compression::None, NOW);
             let valid = strata_log::validate_produce_batch(bytes, &limits()).expect("valid");
-            partition.append(&valid, NOW).expect("append");
+            partition.append(&valid, NOW, false).expect("append");
             partition.roll(NOW).expect("roll");
         }
     }
@@ -448,7 +453,7 @@ mod tests {
         assert!(registry.is_offline(id, 0));
         assert_eq!(
             partition
-                .read(2, 1 << 20, true)
+                .read(2, crate::partition::ReadBound::HighWatermark, 1 << 20, true)
                 .expect_err("offline")
                 .response_error(),
             kafka_protocol::error::ResponseError::KafkaStorageError

@@ -420,6 +420,11 @@ impl PartitionLog {
     }
 
     /// The partition's directory.
+    /// The epoch of the last batch written, if any was.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest()
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -151,6 +151,10 @@ impl TopicConfig {
             local => Some(whole_log.map_or(local, |whole| whole.min(local))),
         }
     }
+    /// `min.insync.replicas`: the ISR size below which `acks=all` appends are refused.
+    pub fn min_insync_replicas(&self) -> usize {
+        usize::try_from(self.long("min.insync.replicas")).unwrap_or(1)
+    }
     pub fn max_message_bytes(&self) -> usize {
         self.long("max.message.bytes").max(0) as usize
     }

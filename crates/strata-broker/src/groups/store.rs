@@ -10,7 +10,7 @@ use tracing::warn;
 use super::group::Group;
 use super::records::{RecordKey, decode_group, decode_offset};
 use crate::error::BrokerError;
-use crate::partition::Partition;
+use crate::partition::{Partition, ReadBound};
 
 /// How much of the partition one replay read brings.
 const REPLAY_READ_BYTES: usize = 4 << 20;
@@ -32,7 +32,8 @@ pub fn replay(partition: &Partition, now: Instant) -> Result<Replayed, BrokerErr
     let offsets = partition.offsets();
     let mut position = offsets.log_start_offset;
     while position < offsets.high_watermark {
-        let mut bytes = partition.read(position, REPLAY_READ_BYTES, true)?;
+        let mut bytes =
+            partition.read(position, ReadBound::HighWatermark, REPLAY_READ_BYTES, true)?;
         if bytes.is_empty() {
             break;
         }

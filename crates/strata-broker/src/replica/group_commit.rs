@@ -86,7 +86,7 @@ pub async fn run(queue: GroupCommitQueue, metrics: Arc<Metrics>, cancel: Cancell
         let outcome = tokio::task::spawn_blocking(move || {
             partitions
                 .iter()
-                .map(|p| p.sync().map(|durable| p.advance_high_watermark(durable)))
+                .map(|p| p.sync().map(|durable| p.commit_local(durable)))
                 .collect::<Result<Vec<()>, _>>()
         })
         .instrument(span)

@@ -29,7 +29,7 @@ use crate::config::{BrokerConfig, TimestampType};
 use crate::control_plane::MetadataView;
 use crate::error::BrokerError;
 use crate::metrics::Metrics;
-use crate::partition::{AppendOutcome, LogOffsets, Partition};
+use crate::partition::{AppendOutcome, LogOffsets, Partition, ReadBound};
 use crate::tiering::UploadBacklog;
 use crate::tiering::manifest::ManifestStore;
 use crate::tiering::remote_read::RemoteReader;
@@ -209,7 +209,10 @@ impl ReplicaManager {
         let mut appended = Vec::with_capacity(batches.len());
         for batch in batches {
             let span = info_span!("produce_partition", topic = %batch.led.topic.name, partition = batch.led.partition.index, bytes = batch.records.len());
-            let outcome = self.append_client_batch(&batch).instrument(span).await;
+            let outcome = self
+                .append_client_batch(&batch, acks)
+                .instrument(span)
+                .await;
             appended.push((batch.led.partition, outcome));
         }
         let waits = appended.into_iter().map(|(partition, outcome)| async move {
@@ -230,7 +233,7 @@ impl ReplicaManager {
     ) -> Result<AppendOutcome, BrokerError> {
         let now_ms = self.clock.now_ms();
         let batch = validate_produce_batch(records, &own_batch_limits(now_ms))?;
-        let outcome = self.append_validated(partition, &batch, now_ms)?;
+        let outcome = self.append_validated(partition, &batch, now_ms, true)?;
         self.wait_committed(
             partition,
             outcome.range.last_offset + 1,
@@ -244,6 +247,7 @@ impl ReplicaManager {
     async fn append_client_batch(
         &self,
         batch: &ProducedBatch,
+        acks: RequiredAcks,
     ) -> Result<AppendOutcome, BrokerError> {
         let now_ms = self.clock.now_ms();
         let config = &batch.led.topic.config;
@@ -271,7 +275,9 @@ impl ReplicaManager {
         if config.tiered() {
             self.check_tiering_backlog()?;
         }
-        let outcome = self.append_validated(&batch.led.partition, &validated, now_ms)?;
+        let needs_min_isr = acks == RequiredAcks::All;
+        let outcome =
+            self.append_validated(&batch.led.partition, &validated, now_ms, needs_min_isr)?;
         if outcome.duplicate {
             self.metrics.produce_duplicates.inc();
             debug!(
@@ -288,16 +294,17 @@ impl ReplicaManager {
     }
 
     /// Writes a validated batch to the leader's log; without an fsync to wait for, that
-    /// commits it.
+    /// commits the leader's copy (the followers' copies commit as they fetch it).
     fn append_validated(
         &self,
         partition: &Partition,
         batch: &ValidatedBatch,
         now_ms: i64,
+        needs_min_isr: bool,
     ) -> Result<AppendOutcome, BrokerError> {
-        let outcome = partition.append(batch, now_ms)?;
+        let outcome = partition.append(batch, now_ms, needs_min_isr)?;
         if self.group_commit.is_none() {
-            partition.advance_high_watermark(outcome.range.last_offset + 1);
+            partition.commit_local(outcome.range.last_offset + 1);
         }
         Ok(outcome)
     }
@@ -368,7 +375,12 @@ impl ReplicaManager {
                 .await?
         } else {
             let _span = span.entered();
-            partition.read(fetch_offset, max_bytes, at_least_one)?
+            partition.read(
+                fetch_offset,
+                ReadBound::HighWatermark,
+                max_bytes,
+                at_least_one,
+            )?
         };
         Ok(ReadResult { records, offsets })
     }

@@ -110,7 +110,10 @@ async fn a_read_never_returns_what_is_not_committed() {
         &strata_log::test_util::limits(),
     )
     .expect("valid");
-    f.led.partition.append(&uncommitted, NOW).expect("append");
+    f.led
+        .partition
+        .append(&uncommitted, NOW, false)
+        .expect("append");
     let read = f
         .replicas
         .read(&f.led, 0, EPOCH, 1 << 20, true)

@@ -67,9 +67,9 @@ fn append(partition: &Partition, count: usize, commit: bool) {
             NOW,
         );
         let batch = strata_log::validate_produce_batch(bytes, &limits()).expect("valid");
-        let appended = partition.append(&batch, NOW).expect("append");
+        let appended = partition.append(&batch, NOW, false).expect("append");
         if commit {
-            partition.advance_high_watermark(appended.range.last_offset + 1);
+            partition.commit_local(appended.range.last_offset + 1);
         }
     }
     partition.roll(NOW).expect("roll");
@@ -101,7 +101,10 @@ async fn a_committed_segment_is_uploaded_and_reads_back_byte_for_byte() {
         .segment_for(f.topic_id, 0, 0)
         .expect("committed to the manifest");
     assert_eq!(base, 0);
-    let local = f.partition.read(0, 1 << 20, true).expect("local read");
+    let local = f
+        .partition
+        .read(0, crate::partition::ReadBound::HighWatermark, 1 << 20, true)
+        .expect("local read");
     let remote = f
         .tier
         .remote
@@ -149,7 +152,7 @@ async fn nothing_above_the_high_watermark_leaves_the_broker() {
     let claimed = std::collections::HashMap::new();
     let (candidates, _) = uploader::choose(&f.tier, 0, &claimed).expect("chosen");
     assert!(candidates.is_empty(), "sealed but not committed");
-    f.partition.advance_high_watermark(5);
+    f.partition.commit_local(5);
     let (candidates, _) = uploader::choose(&f.tier, 0, &claimed).expect("chosen");
     assert!(!candidates.is_empty(), "committed: it may go");
 }

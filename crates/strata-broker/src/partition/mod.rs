@@ -4,13 +4,15 @@
 //! Invariants: offsets are assigned, the producer state consulted and the append made under
 //! one lock, so a retried idempotent batch can never be appended twice. Reads take the lock
 //! only to plan (which file, which position, how far) and do their I/O outside it.
-//! This broker is a single replica, so the high watermark is the log end offset; replication
-//! will make it the minimum over the ISR.
 //!
-//! Leadership comes from the replicated metadata (see [`crate::reconciler`]): a partition
-//! accepts appends and serves reads only while this broker leads it, and stamps batches with
-//! the leader epoch it leads under. It is checked under the same lock as the append, so no
-//! append lands after the broker learned it lost the leadership.
+//! Its role comes from the replicated metadata (see [`crate::reconciler`]). As the leader it
+//! accepts appends and serves reads, stamps batches with the leader epoch it leads under,
+//! and moves the high watermark by the followers' progress (see [`crate::leader_state`]).
+//! The role is checked under the same lock as the append, so no append lands after the
+//! broker learned it lost the leadership. As a follower it takes its leader's batches as
+//! they are (see [`replication`]).
+
+mod replication;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::config::TopicConfig;
 use crate::error::BrokerError;
+use crate::leader_state::{Assignment, LeaderState};
 use crate::producer_state::{AppendedRange, ProducerBatch, ProducerStates, SequenceCheck};
 
 /// The result of a produce append.
@@ -104,13 +107,51 @@ impl std::fmt::Display for Offline {
     }
 }
 
+/// What this broker does for a partition, as the metadata says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Placed here, but neither led nor followed: it has no leader, or another process has
+    /// registered under this node id since.
+    Inactive,
+    /// Led here under the assignment's leader epoch.
+    Leader(Assignment),
+    /// Copied here from `leader`, which leads under `leader_epoch`.
+    Follower { leader: i32, leader_epoch: i32 },
+}
+
+impl Role {
+    /// Leading a partition that has no other replica.
+    pub fn alone(node_id: i32, leader_epoch: i32) -> Self {
+        Self::Leader(Assignment {
+            replicas: vec![node_id],
+            isr: vec![node_id],
+            leader_epoch,
+            partition_epoch: 0,
+        })
+    }
+}
+
+/// What this broker does for a partition, with what it needs to do it.
+#[derive(Debug)]
+enum Serving {
+    Inactive,
+    Leader(LeaderState),
+    Follower { leader: i32, leader_epoch: i32 },
+}
+
 struct PartitionState {
     log: PartitionLog,
     /// Set while the partition cannot serve; appends and reads answer KAFKA_STORAGE_ERROR.
     offline: Option<Offline>,
     producers: ProducerStates,
-    /// The epoch this broker leads the partition under; `None` while it does not lead it.
-    leader_epoch: Option<i32>,
+    serving: Serving,
+    /// This broker's node id, for the leader's view of the ISR.
+    node_id: i32,
+    /// The end of what this broker's own copy holds committed: what is appended, or under
+    /// `--durability fsync` what is fsynced. The leader's contribution to the high watermark.
+    local_end: i64,
+    /// The topic's `min.insync.replicas`.
+    min_isr: usize,
     /// Whether sealed data goes to the object store (`remote.storage.enable` on a topic that
     /// is not compacted); local segments are then deleted only once committed there.
     tiered: bool,
@@ -132,6 +173,31 @@ impl PartitionState {
         if active != active_before {
             crate::producer_snapshots::write(self.log.dir(), active, &self.producers);
         }
+    }
+
+    /// The epoch this broker leads the partition under, if it leads it.
+    fn leader_epoch(&self) -> Option<i32> {
+        match &self.serving {
+            Serving::Leader(leader) => Some(leader.leader_epoch()),
+            Serving::Inactive | Serving::Follower { .. } => None,
+        }
+    }
+
+    /// Moves the high watermark as far as the commit rule allows (never down): to the
+    /// leader's own committed end, bounded by the ISR's progress. Answers whether it moved.
+    fn advance_high_watermark(&mut self) -> bool {
+        let Serving::Leader(leader) = &self.serving else {
+            return false;
+        };
+        let Some(candidate) = leader.high_watermark(self.local_end, self.min_isr) else {
+            return false;
+        };
+        let candidate = candidate.min(self.log.log_end_offset());
+        if candidate > self.high_watermark {
+            self.high_watermark = candidate;
+            return true;
+        }
+        false
     }
 
     fn check_online(&self) -> Result<(), BrokerError> {
@@ -201,8 +267,10 @@ pub struct Partition {
     pub index: i32,
     state: Mutex<PartitionState>,
     /// The high watermark, for waiters: long-polling fetches, appends waiting to commit. It
-    /// also wakes them (unchanged) when the partition goes offline.
+    /// also wakes them (unchanged) when the partition goes offline or its role changes.
     high_watermark: watch::Sender<i64>,
+    /// The log end, for followers' long-polling fetches.
+    log_end: watch::Sender<i64>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -211,6 +279,40 @@ impl std::fmt::Debug for Partition {
             .field("topic", &self.topic)
             .field("index", &self.index)
             .finish()
+    }
+}
+
+/// How far a read may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBound {
+    /// Consumers: only what is committed.
+    HighWatermark,
+    /// Followers: everything the leader has, which they must copy to commit it.
+    LogEnd,
+}
+
+/// The idempotent-producer state of `log`: the newest snapshot, then the batches after it.
+fn load_producers(log: &PartitionLog) -> Result<ProducerStates, BrokerError> {
+    let (from, mut producers) =
+        crate::producer_snapshots::load_latest(log.dir(), log.log_end_offset())
+            .unwrap_or((i64::MIN, ProducerStates::default()));
+    // When a replayed batch was appended is not stored (its timestamp is the producer's):
+    // count it as seen now, so expiry errs on keeping the state.
+    let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+    log.scan_batch_headers(from, |header| {
+        if let Some(batch) = ProducerBatch::from_header(header) {
+            producers.record(batch, appended_range(header), now_ms);
+        }
+    })?;
+    Ok(producers)
+}
+
+/// Where a stored batch sits; its append time is not stored.
+fn appended_range(header: &strata_log::BatchHeader) -> AppendedRange {
+    AppendedRange {
+        base_offset: header.base_offset,
+        last_offset: header.last_offset(),
+        log_append_time_ms: -1,
     }
 }
 
@@ -235,28 +337,15 @@ impl Partition {
         dir: &Path,
         config: &TopicConfig,
         files: Arc<SegmentFiles>,
+        node_id: i32,
     ) -> Result<Self, BrokerError> {
         let log = PartitionLog::open(dir, log_config(config), files)?;
-        // The newest snapshot saves replaying the log before it.
-        let (from, mut producers) =
-            crate::producer_snapshots::load_latest(dir, log.log_end_offset())
-                .unwrap_or((i64::MIN, ProducerStates::default()));
-        // When a replayed batch was appended is not stored (its timestamp is the
-        // producer's): count it as seen now, so expiry errs on keeping the state.
-        let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
-        log.scan_batch_headers(from, |header| {
-            if let Some(batch) = ProducerBatch::from_header(header) {
-                let range = AppendedRange {
-                    base_offset: header.base_offset,
-                    last_offset: header.last_offset(),
-                    log_append_time_ms: -1,
-                };
-                producers.record(batch, range, now_ms);
-            }
-        })?;
-        // What survived a restart is what there is: recovery already cut any torn tail.
+        let producers = load_producers(&log)?;
+        // What survived a restart is what there is: recovery already cut any torn tail. A
+        // follower learns its high watermark from its leader.
         let log_end_offset = log.log_end_offset();
         let (high_watermark, _) = watch::channel(log_end_offset);
+        let (log_end, _) = watch::channel(log_end_offset);
         Ok(Self {
             topic,
             index,
@@ -264,13 +353,17 @@ impl Partition {
                 log,
                 offline: None,
                 producers,
-                leader_epoch: None,
+                serving: Serving::Inactive,
+                node_id,
+                local_end: log_end_offset,
+                min_isr: config.min_insync_replicas(),
                 tiered: config.tiered(),
                 remote: RemoteLog::default(),
                 high_watermark: log_end_offset,
                 durable_tiered_end: None,
             }),
             high_watermark,
+            log_end,
         })
     }
 
@@ -281,17 +374,28 @@ impl Partition {
     }
 
     /// Appends a validated batch, deduplicating idempotent retries. The batch is not
-    /// committed (readable, acknowledgeable) until [`Self::advance_high_watermark`] covers
+    /// committed (readable, acknowledgeable) until the high watermark covers
     /// it: call this through [`crate::replica::ReplicaManager`].
+    /// With `needs_min_isr` (`acks=all`), an ISR below `min.insync.replicas` refuses it.
     pub fn append(
         &self,
         batch: &ValidatedBatch,
         now_ms: i64,
+        needs_min_isr: bool,
     ) -> Result<AppendOutcome, BrokerError> {
         let header = batch.header();
         let producer = ProducerBatch::from_header(header);
         let mut state = self.lock();
-        let leader_epoch = state.leader_epoch.ok_or(BrokerError::NotLeaderOrFollower)?;
+        let Serving::Leader(leader) = &state.serving else {
+            return Err(BrokerError::NotLeaderOrFollower);
+        };
+        let leader_epoch = leader.leader_epoch();
+        if needs_min_isr && !leader.has_min_isr(state.min_isr) {
+            return Err(BrokerError::NotEnoughReplicas {
+                isr: leader.assignment().isr.len(),
+                min_isr: state.min_isr,
+            });
+        }
         state.check_online()?;
         if let Some(producer) = &producer
             && let SequenceCheck::Duplicate(range) = state.producers.check(producer)?
@@ -316,6 +420,9 @@ impl Partition {
             state.producers.record(producer, range, now_ms);
         }
         let log_start_offset = state.log.log_start_offset();
+        let log_end_offset = state.log.log_end_offset();
+        drop(state);
+        self.log_end.send_replace(log_end_offset);
         Ok(AppendOutcome {
             range,
             log_start_offset,
@@ -323,24 +430,27 @@ impl Partition {
         })
     }
 
-    /// Moves the high watermark up to `offset` (never past the log end, never down) and
-    /// wakes whoever waits on it.
-    pub fn advance_high_watermark(&self, offset: i64) {
+    /// Counts this broker's copy as committed up to `end` (appended, or under `--durability
+    /// fsync` fsynced), moves the high watermark as far as that and the ISR allow, and wakes
+    /// whoever waits on it.
+    pub fn commit_local(&self, end: i64) {
         let mut state = self.lock();
-        let advanced = offset.min(state.log.log_end_offset());
-        if advanced > state.high_watermark {
-            state.high_watermark = advanced;
+        state.local_end = state.local_end.max(end.min(state.log.log_end_offset()));
+        self.publish_high_watermark(state);
+    }
+
+    /// Moves the high watermark if the commit rule now allows, and tells waiters.
+    fn publish_high_watermark(&self, mut state: MutexGuard<'_, PartitionState>) {
+        if state.advance_high_watermark() {
+            let high_watermark = state.high_watermark;
             drop(state);
-            self.high_watermark.send_if_modified(|hw| {
-                let moved = advanced > *hw;
-                *hw = (*hw).max(advanced);
-                moved
-            });
+            self.high_watermark.send_replace(high_watermark);
         }
     }
 
     /// Waits until the high watermark reaches `end`; fails if the partition goes offline,
-    /// this broker stops leading it, or `timeout` passes first.
+    /// this broker stops leading it, the ISR falls below `min.insync.replicas`
+    /// (NOT_ENOUGH_REPLICAS_AFTER_APPEND), or `timeout` passes first.
     pub async fn wait_high_watermark(
         &self,
         end: i64,
@@ -355,7 +465,15 @@ impl Partition {
                 {
                     let state = self.lock();
                     state.check_online()?;
-                    state.leader_epoch.ok_or(BrokerError::NotLeaderOrFollower)?;
+                    let Serving::Leader(leader) = &state.serving else {
+                        return Err(BrokerError::NotLeaderOrFollower);
+                    };
+                    if !leader.has_min_isr(state.min_isr) {
+                        return Err(BrokerError::NotEnoughReplicasAfterAppend {
+                            isr: leader.assignment().isr.len(),
+                            min_isr: state.min_isr,
+                        });
+                    }
                 }
                 if watcher.changed().await.is_err() {
                     return Err(BrokerError::ShuttingDown);
@@ -370,18 +488,22 @@ impl Partition {
     }
 
     /// Reads whole batches from `fetch_offset`, at most `max_bytes` unless `at_least_one` and
-    /// the first batch is larger, and none at or above the high watermark. The file I/O runs
-    /// outside the partition lock.
+    /// the first batch is larger, and none at or above the high watermark (or, for a
+    /// follower, the log end). The file I/O runs outside the partition lock.
     pub fn read(
         &self,
         fetch_offset: i64,
+        bound: ReadBound,
         max_bytes: usize,
         at_least_one: bool,
     ) -> Result<Bytes, BrokerError> {
         let plan = {
             let state = self.lock();
             state.check_online()?;
-            let end = state.high_watermark;
+            let end = match bound {
+                ReadBound::HighWatermark => state.high_watermark,
+                ReadBound::LogEnd => state.log.log_end_offset(),
+            };
             state
                 .log
                 .read_plan(fetch_offset, end, max_bytes, at_least_one)?
@@ -389,18 +511,50 @@ impl Partition {
         Ok(plan.execute()?)
     }
 
-    /// Makes this broker the partition's leader under `epoch`, or (with `None`) not its leader.
-    pub fn set_leadership(&self, epoch: Option<i32>) {
-        self.lock().leader_epoch = epoch;
-        if epoch.is_none() {
-            // Appends waiting to commit here will not: they are answered NOT_LEADER.
-            self.high_watermark.send_modify(|_| {});
-        }
+    /// Takes the role the metadata gives this broker. A new leader epoch starts a new
+    /// leadership (the followers' progress is learned again); the same epoch with a newer
+    /// ISR updates it. Waiters are woken: appends waiting to commit here may now fail.
+    pub fn set_role(&self, role: &Role, now_ms: i64) {
+        let mut state = self.lock();
+        let log_end_offset = state.log.log_end_offset();
+        let node_id = state.node_id;
+        state.serving = match (
+            std::mem::replace(&mut state.serving, Serving::Inactive),
+            role,
+        ) {
+            (Serving::Leader(mut leader), Role::Leader(assignment))
+                if leader.leader_epoch() == assignment.leader_epoch =>
+            {
+                leader.update(assignment.clone(), now_ms);
+                Serving::Leader(leader)
+            }
+            (_, Role::Leader(assignment)) => Serving::Leader(LeaderState::new(
+                node_id,
+                assignment.clone(),
+                log_end_offset,
+                now_ms,
+            )),
+            (
+                _,
+                Role::Follower {
+                    leader,
+                    leader_epoch,
+                },
+            ) => Serving::Follower {
+                leader: *leader,
+                leader_epoch: *leader_epoch,
+            },
+            (_, Role::Inactive) => Serving::Inactive,
+        };
+        state.advance_high_watermark();
+        let high_watermark = state.high_watermark;
+        drop(state);
+        self.high_watermark.send_modify(|hw| *hw = high_watermark);
     }
 
     /// The epoch this broker leads the partition under, if it leads it.
     pub fn leader_epoch(&self) -> Option<i32> {
-        self.lock().leader_epoch
+        self.lock().leader_epoch()
     }
 
     /// Applies a changed topic configuration to the log.
@@ -408,6 +562,7 @@ impl Partition {
         let mut state = self.lock();
         state.log.set_config(log_config(config));
         state.tiered = config.tiered();
+        state.min_isr = config.min_insync_replicas();
     }
 
     /// Takes what the manifest now says of this partition. A local log that ends before the
@@ -437,6 +592,7 @@ impl Partition {
             // What the log skipped over is committed in the object store.
             let end = state.log.log_end_offset();
             state.high_watermark = end;
+            state.local_end = end;
             drop(state);
             self.high_watermark.send_replace(end);
         }
@@ -454,12 +610,9 @@ impl Partition {
         let mut state = self.lock();
         for header in headers {
             if let Some(batch) = ProducerBatch::from_header(header) {
-                let range = AppendedRange {
-                    base_offset: header.base_offset,
-                    last_offset: header.last_offset(),
-                    log_append_time_ms: -1,
-                };
-                state.producers.record(batch, range, now_ms);
+                state
+                    .producers
+                    .record(batch, appended_range(header), now_ms);
             }
         }
         if matches!(state.offline, Some(Offline::RebuildingProducers)) {
@@ -549,6 +702,11 @@ impl Partition {
     /// Subscribes to high watermark changes (for fetch long-polling).
     pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
+    }
+
+    /// Subscribes to log end changes (for followers' long-polling fetches).
+    pub fn watch_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
     }
 
     /// Makes everything appended so far durable; returns the offset it is durable up to.
@@ -650,8 +808,8 @@ pub(crate) fn test_files() -> Arc<SegmentFiles> {
 #[cfg(test)]
 pub(crate) fn test_partition(topic: &str, dir: &Path, files: Arc<SegmentFiles>) -> Partition {
     let partition =
-        Partition::open(topic.into(), 0, dir, &TopicConfig::builtin(), files).expect("open");
-    partition.set_leadership(Some(0));
+        Partition::open(topic.into(), 0, dir, &TopicConfig::builtin(), files, 1).expect("open");
+    partition.set_role(&Role::alone(1, 0), 0);
     partition
 }
 
@@ -670,6 +828,7 @@ mod tests {
             dir.path(),
             &TopicConfig::builtin(),
             test_files(),
+            1,
         )
         .expect("open");
         let remote = RemoteLog {
@@ -707,20 +866,27 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let partition = test_partition("t", dir.path(), test_files());
         for _ in 0..3 {
-            partition.append(&one_batch(), 0).expect("append");
+            partition.append(&one_batch(), 0, false).expect("append");
         }
         let offsets = partition.offsets();
         assert_eq!((offsets.high_watermark, offsets.log_end_offset), (0, 3));
-        assert!(partition.read(0, 1 << 20, true).expect("read").is_empty());
-        partition.advance_high_watermark(2);
+        assert!(
+            partition
+                .read(0, ReadBound::HighWatermark, 1 << 20, true)
+                .expect("read")
+                .is_empty()
+        );
+        partition.commit_local(2);
         let (_, last) = strata_log::batch::complete_batches(
-            &partition.read(0, 1 << 20, true).expect("read"),
+            &partition
+                .read(0, ReadBound::HighWatermark, 1 << 20, true)
+                .expect("read"),
             i64::MAX,
         );
         assert_eq!(last.map(|h| h.last_offset()), Some(1));
-        partition.advance_high_watermark(1);
+        partition.commit_local(1);
         assert_eq!(partition.offsets().high_watermark, 2, "it never moves down");
-        partition.advance_high_watermark(99);
+        partition.commit_local(99);
         assert_eq!(
             partition.offsets().high_watermark,
             3,
@@ -732,7 +898,7 @@ mod tests {
     async fn a_commit_waiter_wakes_on_the_commit_and_fails_when_it_cannot_come() {
         let dir = tempfile::tempdir().expect("tempdir");
         let partition = Arc::new(test_partition("t", dir.path(), test_files()));
-        partition.append(&one_batch(), 0).expect("append");
+        partition.append(&one_batch(), 0, false).expect("append");
         let waiting = {
             let partition = partition.clone();
             tokio::spawn(async move {
@@ -742,10 +908,10 @@ mod tests {
             })
         };
         tokio::task::yield_now().await;
-        partition.advance_high_watermark(1);
+        partition.commit_local(1);
         waiting.await.expect("join").expect("committed");
 
-        partition.append(&one_batch(), 0).expect("append");
+        partition.append(&one_batch(), 0, false).expect("append");
         let short = partition
             .wait_high_watermark(2, std::time::Duration::from_millis(10))
             .await;
@@ -759,7 +925,7 @@ mod tests {
             })
         };
         tokio::task::yield_now().await;
-        partition.set_leadership(None);
+        partition.set_role(&Role::Inactive, 0);
         assert!(matches!(
             deposed.await.expect("join"),
             Err(BrokerError::NotLeaderOrFollower)
@@ -787,27 +953,32 @@ mod tests {
                 dir.path(),
                 &TopicConfig::builtin(),
                 test_files(),
+                1,
             )
             .expect("open")
         };
         let partition = open();
-        partition.set_leadership(Some(0));
-        let first = partition.append(&idempotent_batch(0), 0).expect("append");
+        partition.set_role(&Role::alone(1, 0), 0);
+        let first = partition
+            .append(&idempotent_batch(0), 0, false)
+            .expect("append");
         partition.roll(0).expect("roll");
-        partition.append(&one_batch(), 0).expect("append");
+        partition.append(&one_batch(), 0, false).expect("append");
         partition.roll(0).expect("roll");
         // Retention takes the segment holding the producer's batch.
         partition.delete_segments_below(1).expect("delete");
         assert_eq!(partition.offsets().log_start_offset, 1);
         drop(partition);
         let reopened = open();
-        reopened.set_leadership(Some(0));
-        let retried = reopened.append(&idempotent_batch(0), 0).expect("retry");
+        reopened.set_role(&Role::alone(1, 0), 0);
+        let retried = reopened
+            .append(&idempotent_batch(0), 0, false)
+            .expect("retry");
         assert!(retried.duplicate, "the snapshot remembers the batch");
         assert_eq!(retried.range, first.range);
         assert!(
             !reopened
-                .append(&idempotent_batch(1), 0)
+                .append(&idempotent_batch(1), 0, false)
                 .expect("next")
                 .duplicate
         );
@@ -818,9 +989,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = test_files();
         let partition = test_partition("t", dir.path(), files.clone());
-        partition.append(&one_batch(), 0).expect("append");
+        partition.append(&one_batch(), 0, false).expect("append");
         assert_eq!(partition.sync().expect("sync"), 1);
-        partition.append(&one_batch(), 0).expect("append");
+        partition.append(&one_batch(), 0, false).expect("append");
         files.fail_next_syncs(1);
         let failed = partition.sync().expect_err("the fsync fails");
         assert_eq!(
@@ -831,16 +1002,21 @@ mod tests {
         // The disk "works" again, but a second fsync proves nothing about the first's pages:
         // nothing more is acknowledged, appended or read until a restart recovers the log.
         assert!(partition.sync().is_err(), "no second fsync is trusted");
-        assert!(partition.append(&one_batch(), 0).is_err());
-        assert!(partition.read(0, 1 << 20, true).is_err());
+        assert!(partition.append(&one_batch(), 0, false).is_err());
+        assert!(
+            partition
+                .read(0, ReadBound::HighWatermark, 1 << 20, true)
+                .is_err()
+        );
         partition.set_reconcile_failure(None);
         assert!(
             partition.offline().is_some(),
             "a reconcile success does not clear it"
         );
         drop(partition);
-        let reopened = Partition::open("t".into(), 0, dir.path(), &TopicConfig::builtin(), files)
-            .expect("reopen");
+        let reopened =
+            Partition::open("t".into(), 0, dir.path(), &TopicConfig::builtin(), files, 1)
+                .expect("reopen");
         assert_eq!(reopened.offline(), None, "a restart recovers it");
         assert_eq!(reopened.offsets().high_watermark, 2);
     }
@@ -850,10 +1026,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = test_files();
         let partition = test_partition("t", dir.path(), files.clone());
-        partition.append(&one_batch(), 0).expect("append");
+        partition.append(&one_batch(), 0, false).expect("append");
         files.fail_next_syncs(1);
         assert!(partition.roll(0).is_err());
         assert!(matches!(partition.offline(), Some(Offline::SyncFailed(_))));
-        assert!(partition.append(&one_batch(), 0).is_err());
+        assert!(partition.append(&one_batch(), 0, false).is_err());
     }
 }
