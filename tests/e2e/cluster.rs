@@ -38,7 +38,7 @@ fn brokers_listed_by(bootstrap: &str, expected: &[i32]) -> Vec<i32> {
 }
 
 /// Data directories for nodes 1–3 and a quorum naming a free controller port for each.
-fn three_node_layout() -> anyhow::Result<([tempfile::TempDir; 3], String)> {
+pub(crate) fn three_node_layout() -> anyhow::Result<([tempfile::TempDir; 3], String)> {
     let dirs = [
         tempfile::tempdir()?,
         tempfile::tempdir()?,
@@ -53,7 +53,10 @@ fn three_node_layout() -> anyhow::Result<([tempfile::TempDir; 3], String)> {
 
 /// Starts node `i + 1` on `dirs[i]` and waits until all are ready. Each logs its startup
 /// line before the quorum forms, so they can start one after another.
-fn start_cluster(dirs: &[tempfile::TempDir], quorum: &str) -> anyhow::Result<Vec<BrokerProcess>> {
+pub(crate) fn start_cluster(
+    dirs: &[tempfile::TempDir],
+    quorum: &str,
+) -> anyhow::Result<Vec<BrokerProcess>> {
     let nodes = (1..)
         .zip(dirs)
         .map(|(id, dir): (i32, _)| {
@@ -183,9 +186,9 @@ fn a_killed_broker_is_fenced_out_of_metadata_and_returns_when_restarted() -> any
 }
 
 /// Three nodes started and registered; a node's slot is `None` while a test has it down.
-type Nodes = Vec<Option<BrokerProcess>>;
+pub(crate) type Nodes = Vec<Option<BrokerProcess>>;
 
-fn running_cluster() -> anyhow::Result<([tempfile::TempDir; 3], String, Nodes)> {
+pub(crate) fn running_cluster() -> anyhow::Result<([tempfile::TempDir; 3], String, Nodes)> {
     let (dirs, quorum) = three_node_layout()?;
     let nodes: Nodes = start_cluster(&dirs, &quorum)?
         .into_iter()
@@ -199,13 +202,13 @@ fn running_cluster() -> anyhow::Result<([tempfile::TempDir; 3], String, Nodes)> 
 }
 
 /// Node `i`'s Kafka address.
-fn bootstrap(nodes: &[Option<BrokerProcess>], i: usize) -> String {
+pub(crate) fn bootstrap(nodes: &[Option<BrokerProcess>], i: usize) -> String {
     nodes[i].as_ref().expect("running").bootstrap.clone()
 }
 
 /// Each partition's leader as `bootstrap`'s Metadata gives it, once it lists `partitions`
 /// partitions all with a leader (or what it last gave when time runs out).
-fn partition_leaders(bootstrap: &str, topic: &str, partitions: usize) -> Vec<i32> {
+pub(crate) fn partition_leaders(bootstrap: &str, topic: &str, partitions: usize) -> Vec<i32> {
     let client = consumer(bootstrap, &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -13,6 +13,7 @@ mod identity;
 mod object_store;
 mod produce_fetch;
 mod raw;
+mod replication;
 mod run_contract;
 mod telemetry;
 mod tiering;

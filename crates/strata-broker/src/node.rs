@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::node_meta::NodeMeta;
 use crate::producer_ids::ProducerIds;
 use crate::reconciler::Reconciler;
+use crate::replica::fetcher::{FetcherManager, FetcherWake};
 use crate::replica::group_commit::GroupCommit;
 use crate::replica::{ReplicaDeps, ReplicaManager};
 use crate::retention::Retention;
@@ -61,6 +62,8 @@ struct Opened {
     broker: Arc<Broker>,
     supervisor: Supervisor,
     blocks: Arc<BlockCache>,
+    /// Tells the follower fetchers that roles changed.
+    fetchers: FetcherWake,
 }
 
 impl BrokerNode<'_> {
@@ -80,6 +83,7 @@ impl BrokerNode<'_> {
             broker,
             mut supervisor,
             blocks,
+            fetchers,
         } = self.open(config, advertised.clone()).await?;
         let (control_plane, health, shutdown) = (self.control_plane, self.health, self.shutdown);
         let failures = supervisor.failures();
@@ -139,6 +143,7 @@ impl BrokerNode<'_> {
             metadata: broker.metadata.clone(),
             groups: broker.groups.clone(),
             tier: broker.tier.clone(),
+            fetchers,
         };
         let hosted = reconciler.first_pass().await?;
         supervisor.spawn("reconciler", move |cancel| reconciler.run(hosted, cancel));
@@ -262,6 +267,7 @@ impl BrokerNode<'_> {
         let admin = TopicAdmin {
             metadata: metadata.clone(),
             default_partitions: config.num_partitions,
+            default_replication_factor: config.replication.default_replication_factor,
         };
         let replicas = Arc::new(ReplicaManager::new(
             &config,
@@ -272,10 +278,23 @@ impl BrokerNode<'_> {
                 remote: tier.remote.clone(),
                 group_commit,
                 backlog: tier.backlog.clone(),
+                isr_writer: Arc::new(metadata.clone()),
                 metrics: metrics.clone(),
                 clock: clock.clone(),
             },
         ));
+        let (fetcher_manager, fetchers) = FetcherManager::new(
+            config.node_id,
+            config.replication.clone(),
+            config.durability == Durability::Fsync,
+            topics.clone(),
+            Arc::new(metadata.clone()),
+            metrics.clone(),
+            clock.clone(),
+        );
+        supervisor.spawn("replica_fetchers", move |cancel| {
+            fetcher_manager.run(cancel)
+        });
         let groups = Arc::new(GroupCoordinator::new(GroupDeps {
             writer: replicas.clone(),
             topics: topics.clone(),
@@ -304,6 +323,7 @@ impl BrokerNode<'_> {
             broker,
             supervisor,
             blocks,
+            fetchers,
         })
     }
 }
@@ -369,6 +389,15 @@ fn start_background_work(
             },
         );
     }
+    let replicas = broker.replicas.clone();
+    supervisor.every(
+        "isr_check",
+        broker.config.replication.lag_time_max / 2,
+        move || {
+            replicas.check_isrs();
+            std::future::ready(())
+        },
+    );
     let reported = broker.clone();
     supervisor.every("process_report", PROCESS_REPORT_INTERVAL, move || {
         crate::process::report_fds(&reported.metrics);

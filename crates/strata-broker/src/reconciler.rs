@@ -24,6 +24,7 @@ use crate::error::BrokerError;
 use crate::groups::GroupCoordinator;
 use crate::leader_state::Assignment;
 use crate::partition::{RemoteLog, Role, TieredRange};
+use crate::replica::fetcher::FetcherWake;
 use crate::tiering::TieringContext;
 use crate::topics::{HostedPartition, HostedTopic, TopicRegistry};
 
@@ -131,6 +132,8 @@ pub struct Reconciler {
     pub groups: Arc<GroupCoordinator>,
     /// For the producer state of a log that restarts at the tiered end.
     pub tier: TieringContext,
+    /// Told after every pass, to fetch for the partitions followed here.
+    pub fetchers: FetcherWake,
 }
 
 /// How soon a pass that left a partition unopened or offline is retried.
@@ -152,6 +155,7 @@ impl Reconciler {
         .await
         .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
         self.groups.follow_leadership();
+        self.fetchers.wake();
         self.groups.forget_deleted_topics();
         crate::tiering::producer_state::rebuild_where_needed(&self.tier).await;
         self.metadata.mark_reconciled(index);
@@ -191,6 +195,7 @@ impl Reconciler {
                     continue;
                 }
                 self.groups.follow_leadership();
+                self.fetchers.wake();
                 crate::tiering::producer_state::rebuild_where_needed(&self.tier).await;
                 last = hosted;
             }

@@ -158,3 +158,17 @@ impl RecordWriter for TestWriter {
         })
     }
 }
+
+/// ISR changes a replica manager proposed, accepted as they come.
+#[derive(Debug, Default)]
+pub struct RecordedIsrChanges(pub std::sync::Mutex<Vec<strata_meta::AlterPartition>>);
+
+impl crate::replica::IsrWriter for RecordedIsrChanges {
+    fn alter_partition(
+        &self,
+        change: strata_meta::AlterPartition,
+    ) -> futures::future::BoxFuture<'static, Result<(), BrokerError>> {
+        self.0.lock().expect("never poisoned").push(change);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}

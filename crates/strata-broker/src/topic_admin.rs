@@ -49,6 +49,8 @@ pub struct TopicAdmin {
     pub metadata: MetadataView,
     /// `num.partitions`: a new topic's partitions when the request names none.
     pub default_partitions: i32,
+    /// `default.replication.factor`: its replicas when the request names none.
+    pub default_replication_factor: u16,
 }
 
 impl std::fmt::Debug for TopicAdmin {
@@ -64,10 +66,10 @@ impl TopicAdmin {
         validate_only: bool,
     ) -> Result<CreatedTopic, BrokerError> {
         let overrides = validate_overrides(&new.overrides).map_err(MetaError::from)?;
-        let default_partitions = self.default_partitions;
+        let defaults = (self.default_partitions, self.default_replication_factor);
         let assignments = self
             .metadata
-            .read(|state| plan_topic(state, default_partitions, &new))?;
+            .read(|state| plan_topic(state, defaults, &new))?;
         let created = CreatedTopic {
             id: Uuid::nil(),
             partitions: count(assignments.len()),
@@ -155,7 +157,7 @@ impl TopicAdmin {
 /// Checks a create against `state` and decides where its partitions go.
 fn plan_topic(
     state: &MetadataState,
-    default_partitions: i32,
+    (default_partitions, default_replication_factor): (i32, u16),
     new: &NewTopic,
 ) -> Result<Vec<Vec<i32>>, BrokerError> {
     validate_topic_name(&new.name).map_err(|reason| MetaError::InvalidTopicName {
@@ -181,7 +183,9 @@ fn plan_topic(
         None => {
             let partitions = new.num_partitions.unwrap_or(default_partitions);
             check_partition_count(partitions)?;
-            let replication_factor = new.replication_factor.unwrap_or(1);
+            let replication_factor = new
+                .replication_factor
+                .unwrap_or(i16::try_from(default_replication_factor).unwrap_or(i16::MAX));
             let replication_factor = usize::try_from(replication_factor).map_err(|_| {
                 MetaError::InvalidReplicationFactor {
                     reason: format!("must be at least 1, got {replication_factor}"),
@@ -194,15 +198,6 @@ fn plan_topic(
             )?
         }
     };
-    if let Some(replicas) = assignments.iter().find(|r| r.len() > 1) {
-        return Err(MetaError::InvalidReplicationFactor {
-            reason: format!(
-                "replication factor {} needs replication, which this version of Strata does not have yet; use 1",
-                replicas.len()
-            ),
-        }
-        .into());
-    }
     Ok(assignments)
 }
 

@@ -7,6 +7,7 @@
 //! every length fits the bytes actually present, so only bounded requests reach the crate.
 //! No runtime and no I/O here.
 
+pub mod client;
 mod cursor;
 pub mod embedded;
 mod frame;

@@ -9,12 +9,11 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{
-    FindCoordinatorRequest, MetadataRequest, RequestHeader, ResponseHeader,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest};
+use kafka_protocol::protocol::{Request, StrBytes};
+use strata_wire::client::{decode_response, encode_request, response_length};
 
 /// The largest response the CLI accepts.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
@@ -41,32 +40,17 @@ impl Connection {
     /// Sends `request` at `version` and reads its response.
     pub fn send<R: Request>(&mut self, request: &R, version: i16) -> anyhow::Result<R::Response> {
         self.correlation_id += 1;
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("strata-cli")))
-            .encode(&mut buf, R::header_version(version))?;
-        request.encode(&mut buf, version)?;
-        let len = i32::try_from(buf.len() - 4)?;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&buf)?;
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len)?;
-        let len = usize::try_from(i32::from_be_bytes(len)).context("negative response length")?;
-        if len > MAX_RESPONSE_BYTES {
-            bail!("a {len}-byte response is more than the CLI accepts");
-        }
-        let mut body = vec![0u8; len];
+        let frame = encode_request(request, version, self.correlation_id, "strata-cli")?;
+        self.stream.write_all(&frame)?;
+        let mut prefix = [0u8; 4];
+        self.stream.read_exact(&mut prefix)?;
+        let mut body = vec![0u8; response_length(prefix, MAX_RESPONSE_BYTES)?];
         self.stream.read_exact(&mut body)?;
-        let mut body = Bytes::from(body);
-        let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
-        if header.correlation_id != self.correlation_id {
-            bail!("the broker answered another request");
-        }
-        R::Response::decode(&mut body, version)
+        Ok(decode_response::<R>(
+            Bytes::from(body),
+            version,
+            self.correlation_id,
+        )?)
     }
 }
 

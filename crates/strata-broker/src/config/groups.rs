@@ -7,6 +7,9 @@ use std::time::Duration;
 pub struct GroupSettings {
     /// `offsets.topic.num.partitions`
     pub offsets_topic_partitions: i32,
+    /// `offsets.topic.replication.factor`: capped at the live brokers when the topic is
+    /// first created.
+    pub offsets_topic_replication_factor: u16,
     /// `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
     /// `group.initial.rebalance.delay.ms`, `group.max.size`
     pub limits: GroupLimits,
@@ -24,6 +27,7 @@ impl Default for GroupSettings {
     fn default() -> Self {
         Self {
             offsets_topic_partitions: 50,
+            offsets_topic_replication_factor: 3,
             limits: GroupLimits {
                 min_session_timeout: Duration::from_secs(6),
                 max_session_timeout: Duration::from_secs(30 * 60),

@@ -11,9 +11,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod groups;
+mod replication;
 mod tiering;
 
 pub use groups::{GroupLimits, GroupSettings};
+pub use replication::ReplicationSettings;
 pub use strata_meta::topic_config::{ConfigDef, ConfigError, TOPIC_CONFIGS, topic_config_def};
 pub use tiering::{TIERED_BLOCK_BYTES, TieringSettings};
 
@@ -218,6 +220,8 @@ pub struct BrokerConfig {
     pub groups: GroupSettings,
     /// Uploads to and reads from the object store.
     pub tiering: TieringSettings,
+    /// Replication factors, ISR lag, follower fetches.
+    pub replication: ReplicationSettings,
     /// Failures to inject under the object store's retry layer (fault tests, chaos drills);
     /// `None` in normal operation.
     pub object_store_faults: Option<std::sync::Arc<strata_objects::FaultPlan>>,
@@ -249,6 +253,7 @@ impl BrokerConfig {
             rack: None,
             groups: GroupSettings::default(),
             tiering: TieringSettings::default(),
+            replication: ReplicationSettings::default(),
             object_store_faults: None,
         }
     }
@@ -288,6 +293,10 @@ impl BrokerConfig {
                     return Err(invalid("must not be empty"));
                 }
                 self.rack = Some(rack.to_string());
+            }
+            "offsets.topic.replication.factor" => {
+                self.groups.offsets_topic_replication_factor =
+                    u16::try_from(positive(value)?).map_err(|_| invalid("too large"))?;
             }
             "offsets.topic.num.partitions" => {
                 self.groups.offsets_topic_partitions =
@@ -394,6 +403,21 @@ impl BrokerConfig {
                 };
                 let ms = if n < 0 { -1 } else { n.saturating_mul(unit) };
                 self.set_topic_default(target, &ms.to_string())?;
+            }
+            "default.replication.factor"
+            | "replica.lag.time.max.ms"
+            | "replica.fetch.wait.max.ms"
+            | "replica.fetch.max.bytes"
+            | "replica.fetch.response.max.bytes"
+            | "replica.fetch.backoff.ms" => {
+                let number: u64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("must be a positive whole number"))?;
+                self.replication
+                    .apply(name, number)
+                    .expect("every name matched here is a replication setting")
+                    .map_err(|reason| invalid(&reason))?;
             }
             _ if name == "remote.log.manager.task.interval.ms"
                 || name == "strata.metadata.backup.interval.ms"

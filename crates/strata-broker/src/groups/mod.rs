@@ -236,10 +236,22 @@ impl GroupCoordinator {
             return Ok(partition_for(group_id, count));
         }
         let partitions = self.settings.offsets_topic_partitions;
+        let wanted = self.settings.offsets_topic_replication_factor;
+        let live = self.metadata.live_brokers().len();
+        let replication_factor =
+            i16::try_from(usize::from(wanted).min(live).max(1)).unwrap_or(i16::MAX);
+        if usize::from(wanted) > live {
+            info!(
+                wanted,
+                live_brokers = live,
+                replication_factor,
+                "fewer live brokers than offsets.topic.replication.factor: the consumer offsets topic gets one replica per broker"
+            );
+        }
         let new = NewTopic {
             name: OFFSETS_TOPIC.into(),
             num_partitions: Some(partitions),
-            replication_factor: Some(1),
+            replication_factor: Some(replication_factor),
             assignments: None,
             overrides: BTreeMap::from([
                 ("cleanup.policy".to_string(), "compact".to_string()),
@@ -247,7 +259,10 @@ impl GroupCoordinator {
             ]),
         };
         match self.admin.create_topic(new, false).await {
-            Ok(_) => info!(partitions, "created the consumer offsets topic"),
+            Ok(_) => info!(
+                partitions,
+                replication_factor, "created the consumer offsets topic"
+            ),
             Err(BrokerError::Metadata(strata_meta::MetaError::TopicAlreadyExists { .. })) => {}
             Err(e) => {
                 warn!(error = %e, "could not create the consumer offsets topic");

@@ -4,11 +4,17 @@
 //! A fetch subscribes to each partition's high watermark before reading, so an append that
 //! lands between the read and the wait still wakes it. Fetch sessions (KIP-227) are not
 //! kept: every response carries session id 0, which tells clients to send full fetches.
+//!
+//! A fetch with a replica id (the top-level field up to v14, `ReplicaState` from v15) is a
+//! follower's: it reads up to the log end rather than the high watermark, waits on the log
+//! end, and is told where its log diverged (see [`crate::replica::fetcher`]).
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -17,7 +23,7 @@ use uuid::Uuid;
 
 use super::RequestContext;
 use crate::error::BrokerError;
-use crate::replica::{LedPartition, TopicRef};
+use crate::replica::{FollowerFetchAt, FollowerRead, LedPartition, ReadResult, TopicRef};
 
 const API: &str = "fetch";
 const READ_COMMITTED: i8 = 1;
@@ -30,10 +36,17 @@ struct Wanted {
     fetch_offset: i64,
     max_bytes: usize,
     current_leader_epoch: i32,
+    last_fetched_epoch: i32,
 }
 
 pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchResponse {
     let by_id = ctx.version() >= 13;
+    let replica_id = if ctx.version() >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let follower = (replica_id >= 0).then_some(replica_id);
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut wanted = Vec::new();
     for (topic_index, fetch_topic) in request.topics.into_iter().enumerate() {
@@ -51,6 +64,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
                 fetch_offset: p.fetch_offset,
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: p.last_fetched_epoch,
             });
         }
         topics.push((fetch_topic.topic, fetch_topic.topic_id));
@@ -68,14 +82,15 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
     let mut watchers: Vec<watch::Receiver<i64>> = wanted
         .iter()
         .filter_map(|w| {
-            w.partition
-                .as_ref()
-                .ok()
-                .map(|led| led.partition.watch_high_watermark())
+            let led = w.partition.as_ref().ok()?;
+            Some(match follower {
+                Some(_) => led.partition.watch_log_end(),
+                None => led.partition.watch_high_watermark(),
+            })
         })
         .collect();
     loop {
-        let (mut partitions, total, any_error) = read_all(ctx, &wanted, max_bytes).await;
+        let (mut partitions, total, any_error) = read_all(ctx, &wanted, follower, max_bytes).await;
         let done = total >= min_bytes
             || any_error
             || watchers.is_empty()
@@ -104,10 +119,11 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
 }
 
 /// Reads every wanted partition once; returns their data, the bytes read and whether any
-/// partition answered an error (Kafka answers at once then).
+/// partition answered an error or a diverging epoch (Kafka answers at once then).
 async fn read_all(
     ctx: &RequestContext<'_>,
     wanted: &[Wanted],
+    follower: Option<i32>,
     max_bytes: usize,
 ) -> (Vec<(usize, PartitionData)>, usize, bool) {
     let mut total = 0usize;
@@ -115,9 +131,15 @@ async fn read_all(
     let mut out = Vec::with_capacity(wanted.len());
     for w in wanted {
         let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
-        let data = match read_partition(ctx, w, budget, total == 0).await {
+        let read = match follower {
+            Some(replica) => read_for_follower(ctx, w, replica, budget, total == 0),
+            None => read_partition(ctx, w, budget, total == 0).await,
+        };
+        let data = match read {
             Ok(data) => {
                 total += data.records.as_ref().map_or(0, Bytes::len);
+                any_error |=
+                    data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0;
                 data
             }
             Err(e) => {
@@ -156,12 +178,54 @@ async fn read_partition(
             at_least_one,
         )
         .await?;
-    Ok(PartitionData::default()
-        .with_partition_index(w.index)
+    Ok(partition_data(w.index, read))
+}
+
+fn read_for_follower(
+    ctx: &RequestContext<'_>,
+    w: &Wanted,
+    replica: i32,
+    budget: usize,
+    at_least_one: bool,
+) -> Result<PartitionData, BrokerError> {
+    let led = w.partition.as_ref().map_err(Clone::clone)?;
+    let at = FollowerFetchAt {
+        fetch_offset: w.fetch_offset,
+        last_fetched_epoch: w.last_fetched_epoch,
+        current_leader_epoch: w.current_leader_epoch,
+    };
+    let read = ctx
+        .broker
+        .replicas
+        .read_for_follower(led, replica, at, budget, at_least_one)?;
+    Ok(match read {
+        FollowerRead::Records(read) => partition_data(w.index, read),
+        FollowerRead::Diverging {
+            epoch,
+            end_offset,
+            offsets,
+        } => partition_data(
+            w.index,
+            ReadResult {
+                records: Bytes::new(),
+                offsets,
+            },
+        )
+        .with_diverging_epoch(
+            EpochEndOffset::default()
+                .with_epoch(epoch)
+                .with_end_offset(end_offset),
+        ),
+    })
+}
+
+fn partition_data(index: i32, read: ReadResult) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
         .with_high_watermark(read.offsets.high_watermark)
         .with_last_stable_offset(read.offsets.last_stable_offset)
         .with_log_start_offset(read.offsets.log_start_offset)
-        .with_records(Some(read.records)))
+        .with_records(Some(read.records))
 }
 
 fn assemble(

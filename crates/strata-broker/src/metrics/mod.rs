@@ -9,8 +9,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+mod replication;
 mod tiering;
 
+pub use replication::ReplicationMetrics;
 pub use tiering::{TierLabels, TieringMetrics};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -115,6 +117,7 @@ pub struct Metrics {
     pub groups: GroupMetrics,
     pub object_store: strata_objects::ObjectStoreMetrics,
     pub tiering: TieringMetrics,
+    pub replication: ReplicationMetrics,
 }
 
 /// The metadata quorum as this node sees it.
@@ -287,8 +290,11 @@ impl Metrics {
         object_store.register(&mut registry);
         let tiering = TieringMetrics::default();
         tiering.register(&mut registry);
+        let replication = ReplicationMetrics::default();
+        replication.register(&mut registry);
         Self {
             tiering,
+            replication,
             registry,
             quorum,
             groups,

@@ -14,6 +14,8 @@
 
 mod replication;
 
+pub use replication::{FollowerFetch, FollowerPosition};
+
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -120,6 +120,56 @@ impl Partition {
         }
     }
 
+    /// The leader this broker follows the partition from, and its epoch, if it follows it.
+    pub fn followed_leader(&self) -> Option<(i32, i32)> {
+        self.lock().following()
+    }
+
+    /// The leader answered OFFSET_OUT_OF_RANGE to this follower's fetch. If the leader's
+    /// log starts past this one's end (retention deleted what it would fetch next, or it is
+    /// in the object store), this log restarts there, empty; if it ends past the leader's
+    /// high watermark with no epoch to tell where it diverged, it is cut back to it.
+    pub fn follower_out_of_range(
+        &self,
+        leader_epoch: i32,
+        leader_log_start: i64,
+        leader_high_watermark: i64,
+    ) -> Result<(), BrokerError> {
+        let mut state = self.lock();
+        state.check_online()?;
+        if state.following().map(|(_, epoch)| epoch) != Some(leader_epoch) {
+            return Err(BrokerError::NotLeaderOrFollower);
+        }
+        let log_end_offset = state.log.log_end_offset();
+        if log_end_offset < leader_log_start {
+            let tiered_end = state.remote.tiered.map_or(i64::MIN, |t| t.end);
+            let restart_at = leader_log_start.max(tiered_end);
+            let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+            let skipped = state.log.skip_to(restart_at, now_ms);
+            state.note_sync_failure(skipped)?;
+            // What was skipped is not here to replay; the producers it held are forgotten,
+            // as Kafka's follower forgets them when it restarts its log at the leader's start.
+            state.producers = load_producers(&state.log)?;
+            state.local_end = restart_at;
+            state.high_watermark = restart_at;
+            tracing::warn!(topic = %self.topic, partition = self.index, restart_at, "the follower's log restarts where the leader's starts");
+        } else if leader_high_watermark >= 0 && log_end_offset > leader_high_watermark {
+            drop(state);
+            return self.truncate_as_follower(leader_epoch, leader_high_watermark);
+        } else {
+            return Err(BrokerError::from(strata_log::LogError::OffsetOutOfRange {
+                requested: log_end_offset,
+                log_start_offset: leader_log_start,
+                log_end_offset: leader_high_watermark,
+            }));
+        }
+        let (log_end_offset, high_watermark) = (state.log.log_end_offset(), state.high_watermark);
+        drop(state);
+        self.log_end.send_replace(log_end_offset);
+        self.high_watermark.send_replace(high_watermark);
+        Ok(())
+    }
+
     /// Where this follower's log stands, if it follows the partition under `leader_epoch`.
     pub fn follower_position(&self, leader_epoch: i32) -> Result<FollowerPosition, BrokerError> {
         let state = self.lock();

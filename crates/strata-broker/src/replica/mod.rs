@@ -15,7 +15,9 @@
 //! client was told was written. A failed fsync takes the partition offline (see
 //! [`crate::partition`]) and fails every append waiting on it.
 
+pub mod fetcher;
 pub mod group_commit;
+mod isr;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,12 +31,13 @@ use crate::config::{BrokerConfig, TimestampType};
 use crate::control_plane::MetadataView;
 use crate::error::BrokerError;
 use crate::metrics::Metrics;
-use crate::partition::{AppendOutcome, LogOffsets, Partition, ReadBound};
+use crate::partition::{AppendOutcome, FollowerFetch, LogOffsets, Partition, ReadBound};
 use crate::tiering::UploadBacklog;
 use crate::tiering::manifest::ManifestStore;
 use crate::tiering::remote_read::RemoteReader;
 use crate::topics::{Topic, TopicRegistry};
 use group_commit::GroupCommit;
+pub use isr::IsrWriter;
 
 /// How a request names a topic: by name, or by id (the newest Produce and Fetch versions).
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +109,19 @@ pub struct ReadResult {
     pub offsets: LogOffsets,
 }
 
+/// How a leader answers a follower's fetch of one partition.
+#[derive(Debug)]
+pub enum FollowerRead {
+    /// Batches from the fetch offset, up to the log end.
+    Records(ReadResult),
+    /// The follower's log diverged after `end_offset` of `epoch`: it truncates first.
+    Diverging {
+        epoch: i32,
+        end_offset: i64,
+        offsets: LogOffsets,
+    },
+}
+
 /// What the replica manager is built from.
 pub struct ReplicaManager {
     topics: Arc<TopicRegistry>,
@@ -115,6 +131,12 @@ pub struct ReplicaManager {
     /// `Some` under `--durability fsync`.
     group_commit: Option<GroupCommit>,
     backlog: UploadBacklog,
+    /// This broker's id, as leader of the partitions whose ISR it changes.
+    node_id: i32,
+    /// Where ISR changes go: the metadata quorum.
+    isr_writer: Arc<dyn IsrWriter>,
+    /// `replica.lag.time.max.ms`
+    lag_time_max_ms: i64,
     /// `strata.tiering.local.budget.bytes`
     local_budget_bytes: u64,
     max_decompressed_batch_bytes: usize,
@@ -136,6 +158,7 @@ pub struct ReplicaDeps {
     pub remote: Arc<RemoteReader>,
     pub group_commit: Option<GroupCommit>,
     pub backlog: UploadBacklog,
+    pub isr_writer: Arc<dyn IsrWriter>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
 }
@@ -149,6 +172,10 @@ impl ReplicaManager {
             remote: deps.remote,
             group_commit: deps.group_commit,
             backlog: deps.backlog,
+            node_id: config.node_id,
+            isr_writer: deps.isr_writer,
+            lag_time_max_ms: i64::try_from(config.replication.lag_time_max.as_millis())
+                .unwrap_or(i64::MAX),
             local_budget_bytes: config.tiering.local_budget_bytes,
             max_decompressed_batch_bytes: config.max_decompressed_batch_bytes,
             metrics: deps.metrics,
@@ -385,6 +412,56 @@ impl ReplicaManager {
         Ok(ReadResult { records, offsets })
     }
 
+    /// A follower's fetch of a partition this broker leads, from `fetch_offset` (its log
+    /// end) with `last_fetched_epoch` (its last batch's): records its progress (which may
+    /// move the high watermark and change the ISR) and reads up to the log end, or tells it
+    /// where its log diverged.
+    pub fn read_for_follower(
+        &self,
+        led: &LedPartition,
+        replica: i32,
+        fetch: FollowerFetchAt,
+        max_bytes: usize,
+        at_least_one: bool,
+    ) -> Result<FollowerRead, BrokerError> {
+        let partition = &led.partition;
+        let leader_epoch = partition
+            .leader_epoch()
+            .ok_or(BrokerError::NotLeaderOrFollower)?;
+        check_leader_epoch(fetch.current_leader_epoch, leader_epoch)?;
+        let answer = partition.follower_fetch(
+            replica,
+            fetch.fetch_offset,
+            fetch.last_fetched_epoch,
+            self.clock.now_ms(),
+            self.lag_time_max_ms,
+        )?;
+        let offsets = partition.offsets();
+        match answer {
+            FollowerFetch::Diverging { epoch, end_offset } => Ok(FollowerRead::Diverging {
+                epoch,
+                end_offset,
+                offsets,
+            }),
+            FollowerFetch::Read { isr_change } => {
+                if let Some(change) = isr_change {
+                    self.propose_isr_change(led.topic.id, partition.clone(), change);
+                }
+                let records = if max_bytes == 0 && !at_least_one {
+                    Bytes::new()
+                } else {
+                    partition.read(
+                        fetch.fetch_offset,
+                        ReadBound::LogEnd,
+                        max_bytes,
+                        at_least_one,
+                    )?
+                };
+                Ok(FollowerRead::Records(ReadResult { records, offsets }))
+            }
+        }
+    }
+
     /// OffsetForLeaderEpoch for a partition this broker leads: where `epoch`'s data ends
     /// (KIP-101), after the client's own epoch is checked (KIP-320).
     pub fn end_offset_for_epoch(
@@ -426,6 +503,14 @@ impl ReplicaManager {
             })),
         }
     }
+}
+
+/// Where a follower's fetch of one partition starts.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowerFetchAt {
+    pub fetch_offset: i64,
+    pub last_fetched_epoch: i32,
+    pub current_leader_epoch: i32,
 }
 
 /// KIP-320: a client that knows a newer epoch than ours, or an older one, is told so.

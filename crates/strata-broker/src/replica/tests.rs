@@ -46,6 +46,7 @@ async fn fixture(overrides: &[(&str, &str)], local_budget_bytes: u64) -> Fixture
             remote,
             group_commit: None,
             backlog: backlog.clone(),
+            isr_writer: Arc::new(crate::testing::RecordedIsrChanges::default()),
             metrics,
             clock: Arc::new(SystemClock),
         },

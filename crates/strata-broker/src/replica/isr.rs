@@ -1,0 +1,85 @@
+//! Carrying a leader's ISR changes to the metadata quorum. The partition decides (see
+//! [`crate::leader_state`]) and marks the change in flight; this sends it as an
+//! AlterPartition command and, if the quorum refuses it, lets the partition decide again.
+//! The change takes effect when the reconciler hands the partition the metadata it produced.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use strata_meta::{AlterPartition, MetaCommand};
+use tracing::{info, warn};
+
+use super::ReplicaManager;
+use crate::control_plane::MetadataView;
+use crate::error::BrokerError;
+use crate::leader_state::IsrChange;
+use crate::partition::Partition;
+
+/// Where ISR changes are decided: the metadata quorum, or a stand-in in tests.
+pub trait IsrWriter: Send + Sync {
+    fn alter_partition(
+        &self,
+        change: AlterPartition,
+    ) -> BoxFuture<'static, Result<(), BrokerError>>;
+}
+
+impl IsrWriter for MetadataView {
+    fn alter_partition(
+        &self,
+        change: AlterPartition,
+    ) -> BoxFuture<'static, Result<(), BrokerError>> {
+        let view = self.clone();
+        Box::pin(async move {
+            view.propose(MetaCommand::AlterPartition(change))
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+impl ReplicaManager {
+    /// Sends `change` of `partition` to the quorum in the background.
+    pub(super) fn propose_isr_change(
+        &self,
+        topic_id: uuid::Uuid,
+        partition: Arc<Partition>,
+        change: IsrChange,
+    ) {
+        let command = AlterPartition {
+            topic_id,
+            partition: partition.index,
+            leader_id: self.node_id,
+            leader_epoch: change.leader_epoch,
+            partition_epoch: change.partition_epoch,
+            isr: change.isr.clone(),
+        };
+        let writer = self.isr_writer.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            match writer.alter_partition(command).await {
+                Ok(()) => {
+                    metrics.replication.isr_changes.inc();
+                    info!(topic = %partition.topic, partition = partition.index, isr = ?change.isr, "ISR changed");
+                }
+                Err(e) => {
+                    metrics.replication.isr_changes_refused.inc();
+                    warn!(topic = %partition.topic, partition = partition.index, isr = ?change.isr, error = %e, "the quorum refused an ISR change; deciding again");
+                    partition.isr_change_refused(&change);
+                }
+            }
+        });
+    }
+
+    /// Kafka's periodic ISR check: every partition led here drops the members that are not
+    /// caught up within `replica.lag.time.max.ms`.
+    pub fn check_isrs(&self) {
+        let now_ms = self.clock.now_ms();
+        for topic in self.topics.all() {
+            for partition in topic.partitions.values() {
+                if let Some(change) = partition.check_isr(now_ms, self.lag_time_max_ms) {
+                    self.propose_isr_change(topic.id, partition.clone(), change);
+                }
+            }
+        }
+    }
+}
