@@ -272,19 +272,24 @@ fn topics_are_placed_over_the_cluster_and_outlive_a_controller_crash_and_a_full_
         assert_eq!(led, 2, "broker {broker} leads two partitions: {leaders:?}");
     }
 
-    // Until replication exists, a replication factor above 1 is refused with a reason.
-    let refused = client_runtime().block_on(async {
+    // A replication factor above the live brokers is refused with a reason; one within
+    // them is placed.
+    let answers = client_runtime().block_on(async {
         admin(&bootstrap(&nodes, 0))
             .create_topics(
-                &[NewTopic::new("replicated", 1, TopicReplication::Fixed(2))],
+                &[
+                    NewTopic::new("too-replicated", 1, TopicReplication::Fixed(4)),
+                    NewTopic::new("replicated", 1, TopicReplication::Fixed(2)),
+                ],
                 &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
             )
             .await
     })?;
     assert!(matches!(
-        refused.first(),
+        answers.first(),
         Some(Err((_, RDKafkaErrorCode::InvalidReplicationFactor)))
     ));
+    assert!(matches!(answers.get(1), Some(Ok(_))), "{answers:?}");
 
     // Produce through node 2, consume through node 3: the clients find each leader.
     let sent = produce_records(&bootstrap(&nodes, 1), "spread", 6, 60, &[("acks", "all")]);
@@ -479,9 +484,11 @@ fn coordinator_of(bootstrap: &str, group: &str) -> (i16, i32) {
 }
 
 #[test]
-fn a_group_keeps_its_offsets_when_its_coordinator_dies_and_returns() -> anyhow::Result<()> {
+fn a_group_keeps_its_offsets_when_its_coordinator_dies_and_after_it_returns() -> anyhow::Result<()>
+{
     let (dirs, quorum, mut nodes) = running_cluster()?;
-    create_through(&bootstrap(&nodes, 0), "grouped", 3, &[]);
+    // Replicated, so the data outlives the node too.
+    crate::replication::create_replicated(&bootstrap(&nodes, 0), "grouped", 3, &[]);
     produce_records(&bootstrap(&nodes, 0), "grouped", 3, 30, &[]);
     let member = group_member(&bootstrap(&nodes, 1), "survivors", "grouped");
     assert_eq!(consume_group(&member, 30).len(), 30);
@@ -492,19 +499,52 @@ fn a_group_keeps_its_offsets_when_its_coordinator_dies_and_returns() -> anyhow::
     assert_eq!(error, 0);
     let down = usize::try_from(coordinator - 1)?;
     nodes[down].take().expect("running").kill9()?;
-    // Its offsets partition has its only replica there: once the node is fenced, the group
-    // has no coordinator until it returns.
+    // Its offsets partition has a replica on every node (offsets.topic.replication.factor
+    // 3): once the node is fenced, a follower leads it and coordinates the group, replaying
+    // the committed offsets it copied.
     let other = (down + 1) % 3;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while coordinator_of(&bootstrap(&nodes, other), "survivors").0
-        != ResponseError::CoordinatorNotAvailable.code()
-    {
+    loop {
+        let (error, moved_to) = coordinator_of(&bootstrap(&nodes, other), "survivors");
+        if error == 0 && moved_to != coordinator {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
-            "the fenced coordinator is not named"
+            "the group's coordinator did not move off the dead node: {error}, {moved_to}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    produce_records(&bootstrap(&nodes, other), "grouped", 3, 15, &[]);
+    let member = group_member(&bootstrap(&nodes, other), "survivors", "grouped");
+    let resumed = consume_group(&member, 15);
+    assert!(
+        resumed.iter().all(|(_, offset)| *offset >= 10),
+        "the group resumes at its committed offsets on the new coordinator: {resumed:?}"
+    );
+    assert_eq!(
+        resumed.len(),
+        15,
+        "the group reads on through its new coordinator"
+    );
+    // Commit exactly what was consumed, through the new coordinator.
+    let mut consumed = rdkafka::TopicPartitionList::new();
+    for partition in 0..3 {
+        if let Some(last) = resumed
+            .iter()
+            .filter(|(p, _)| *p == partition)
+            .map(|(_, o)| *o)
+            .max()
+        {
+            consumed.add_partition_offset(
+                "grouped",
+                partition,
+                rdkafka::Offset::Offset(last + 1),
+            )?;
+        }
+    }
+    member.commit(&consumed, CommitMode::Sync)?;
+    drop(member);
     let id = coordinator.to_string();
     nodes[down] = Some(BrokerProcess::spawn(
         dirs[down].path(),
@@ -519,8 +559,8 @@ fn a_group_keeps_its_offsets_when_its_coordinator_dies_and_returns() -> anyhow::
     let resumed = consume_group(&member, 15);
     assert_eq!(resumed.len(), 15);
     assert!(
-        resumed.iter().all(|(_, offset)| *offset >= 10),
-        "the group resumes at its committed offsets: {resumed:?}"
+        resumed.iter().all(|(_, offset)| *offset >= 15),
+        "the group resumes at the offsets committed while the node was down: {resumed:?}"
     );
     drop(member);
     for node in nodes.iter_mut().flatten() {

@@ -100,8 +100,19 @@ pub fn topic_config(bootstrap: &str, topic: &str, name: &str) -> Option<String> 
 
 /// Creates a topic through the Kafka admin API and fails the test if the broker refuses.
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    create_replicated_topic(bootstrap, name, partitions, 1, configs).await;
+}
+
+/// Creates a topic with `replicas` replicas of each partition, as [`create_topic`].
+pub async fn create_replicated_topic(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    replicas: i32,
+    configs: &[(&str, &str)],
+) {
     let admin = admin(bootstrap);
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replicas));
     for (k, v) in configs {
         topic = topic.set(k, v);
     }

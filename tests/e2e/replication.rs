@@ -2,33 +2,30 @@
 //! their leaders, `acks=all` waits for the ISR, and a dead leader's partitions move to a
 //! follower holding every acknowledged record.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use strata_e2e::BrokerProcess;
 
 use crate::cluster::{Nodes, bootstrap, partition_leaders, running_cluster};
 use crate::produce_fetch::{Sent, consume_and_check, produce_records};
-use crate::{admin, client_runtime, consumer};
+use crate::{client_runtime, consumer, create_replicated_topic, producer};
 
 /// Creates `name` with `partitions` partitions of three replicas each.
-fn create_replicated(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    client_runtime().block_on(async {
-        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(3));
-        for (k, v) in configs {
-            topic = topic.set(k, v);
-        }
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        for result in admin(bootstrap)
-            .create_topics(&[topic], &options)
-            .await
-            .expect("create_topics request")
-        {
-            result.expect("topic created");
-        }
-    });
+pub(crate) fn create_replicated(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    client_runtime().block_on(create_replicated_topic(
+        bootstrap, name, partitions, 3, configs,
+    ));
 }
 
 /// Each partition's (leader, ISR) as `bootstrap`'s Metadata gives them, once `done` holds
@@ -142,4 +139,128 @@ fn an_rf3_topic_keeps_every_acknowledged_record_through_leader_crashes_and_rejoi
 fn bootstrap_of_any(nodes: &Nodes) -> String {
     let running = nodes.iter().position(Option::is_some).expect("a node runs");
     bootstrap(nodes, running)
+}
+
+/// Produces with `acks=1` to partition 0 of `topic`, a record every 20 ms, until `stop`;
+/// answers what was acknowledged, by offset.
+fn produce_until(
+    bootstrap: String,
+    topic: &'static str,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<BTreeMap<i64, String>> {
+    std::thread::spawn(move || {
+        let producer = producer(
+            &bootstrap,
+            &[
+                ("acks", "1"),
+                ("enable.idempotence", "false"),
+                ("message.timeout.ms", "60000"),
+                ("linger.ms", "0"),
+            ],
+        );
+        client_runtime().block_on(async {
+            let mut pending = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let value = format!("record-{i}");
+                if let Ok(delivery) = producer.send_result(
+                    FutureRecord::<(), _>::to(topic)
+                        .partition(0)
+                        .payload(&value),
+                ) {
+                    pending.push((delivery, value));
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let mut acknowledged = BTreeMap::new();
+            for (delivery, value) in pending {
+                if let Ok(Ok(delivered)) = delivery.await {
+                    let earlier = acknowledged.insert(delivered.offset, value);
+                    assert!(
+                        earlier.is_none(),
+                        "two acknowledgements of offset {}",
+                        delivered.offset
+                    );
+                }
+            }
+            acknowledged
+        })
+    })
+}
+
+/// Everything partition 0 of `topic` holds below its high watermark, by offset.
+fn read_partition(bootstrap: &str, topic: &str) -> BTreeMap<i64, String> {
+    let consumer = consumer(bootstrap, &[]);
+    let (_, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .expect("watermarks");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let mut read = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read.len() < usize::try_from(high).expect("offsets") && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+            read.insert(message.offset(), value);
+        }
+    }
+    read
+}
+
+#[test]
+fn a_leader_hung_past_its_session_acknowledges_nothing_its_successor_lacks() -> anyhow::Result<()> {
+    let (_dirs, _quorum, mut nodes): (_, _, Nodes) = running_cluster()?;
+    let topic = "hung";
+    create_replicated(&bootstrap(&nodes, 0), topic, 1, &[]);
+    assert!(all_in_sync(&isr_when(
+        &bootstrap(&nodes, 0),
+        topic,
+        all_in_sync
+    )));
+    let leader = partition_leaders(&bootstrap(&nodes, 0), topic, 1)[0];
+    let hung = usize::try_from(leader - 1)?;
+    let other = (hung + 1) % 3;
+
+    // acks=1 records flow while the leader hangs for longer than its session: requests
+    // queued to it are read when it wakes, after a follower has taken over.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = produce_until(bootstrap(&nodes, other), topic, stop.clone());
+    std::thread::sleep(Duration::from_secs(3));
+    let hung_node = nodes[hung].as_ref().expect("running");
+    hung_node.signal("STOP")?;
+    std::thread::sleep(Duration::from_secs(15));
+    hung_node.signal("CONT")?;
+    std::thread::sleep(Duration::from_secs(8));
+    stop.store(true, Ordering::Release);
+    let acknowledged = producing.join().expect("producer thread");
+    assert!(
+        acknowledged.len() > 100,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+
+    // The hung broker rejoins as a follower, its unacknowledgeable tail cut.
+    let state = isr_when(&bootstrap(&nodes, other), topic, all_in_sync);
+    assert!(all_in_sync(&state), "{state:?}");
+    assert_ne!(state[0].0, leader, "leadership moved off the hung broker");
+    let stored = read_partition(&bootstrap(&nodes, other), topic);
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|(offset, value)| stored.get(offset) != Some(value))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged records are not at their offsets: {:?}",
+        lost.len(),
+        acknowledged.len(),
+        lost.iter().take(5).collect::<Vec<_>>()
+    );
+    for node in nodes.iter_mut().flatten() {
+        node.terminate()?;
+    }
+    Ok(())
 }

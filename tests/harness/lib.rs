@@ -281,6 +281,16 @@ impl BrokerProcess {
         Ok(())
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the process this test started, by PID.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} failed");
+        Ok(())
+    }
+
     /// SIGTERM (to the process this test started, by PID), then waits for the exit.
     pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
         let status = Command::new("kill")

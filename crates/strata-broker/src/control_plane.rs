@@ -474,10 +474,13 @@ impl MetadataView {
     }
 
     /// Waits (up to a bound) until the hosted partitions reflect the metadata up to `index`.
-    async fn wait_reconciled(&self, index: u64) {
+    /// Waits (a bounded time) until the hosted partitions reflect the metadata up to
+    /// `index`; answers whether they do.
+    pub async fn wait_reconciled(&self, index: u64) -> bool {
         let mut reconciled = self.reconciled.subscribe();
-        let _ = tokio::time::timeout(CATCH_UP_TIMEOUT, reconciled.wait_for(|done| *done >= index))
-            .await;
+        tokio::time::timeout(CATCH_UP_TIMEOUT, reconciled.wait_for(|done| *done >= index))
+            .await
+            .is_ok_and(|seen| seen.is_ok())
     }
 
     /// The cluster id the quorum agreed on.

@@ -67,6 +67,13 @@ pub enum BrokerError {
     PartitionOffline { reason: String },
     #[error("this broker does not lead the partition; refresh metadata to find its leader")]
     NotLeaderOrFollower,
+    /// This broker's quorum heartbeats have not got through for longer than its lease: it
+    /// may have been replaced as leader, so it acknowledges nothing (a retriable
+    /// NOT_LEADER_OR_FOLLOWER: the client refreshes its metadata and finds the leader).
+    #[error(
+        "this broker has not reached the metadata quorum for {expired_ms} ms past its lease; refresh metadata to find the leader"
+    )]
+    LeaseExpired { expired_ms: u64 },
     /// `acks=all` while the ISR is below `min.insync.replicas`: nothing was written.
     #[error("the ISR has {isr} members, fewer than min.insync.replicas {min_isr}")]
     NotEnoughReplicas { isr: usize, min_isr: usize },
@@ -142,6 +149,7 @@ impl BrokerError {
             }
             Self::ShuttingDown | Self::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
             Self::PartitionOffline { .. } => ResponseError::KafkaStorageError,
+            Self::LeaseExpired { .. } => ResponseError::NotLeaderOrFollower,
             Self::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
             Self::NotEnoughReplicasAfterAppend { .. } => {
                 ResponseError::NotEnoughReplicasAfterAppend

@@ -12,9 +12,19 @@
 //!   watermark does not move (KIP-966's strict rule): nothing counts as committed unless
 //!   enough replicas hold it.
 //! - One ISR change is in flight at a time; it is forgotten when the metadata shows a new
-//!   partition epoch, or when the quorum refuses it.
+//!   partition epoch, or when the quorum refuses it (and then none is proposed for a
+//!   while, so a refusal cannot turn into a storm of proposals).
+//! - Only a live replica may join, and a follower's progress counts only for the process
+//!   that made it: a replica that is fenced or restarted (a new incarnation, perhaps with
+//!   a wiped disk) must fetch again before anything is decided from its progress.
 
 use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+/// How long after a refused ISR change the leader waits before proposing another, unless
+/// the metadata moves first.
+const REFUSAL_BACKOFF_MS: i64 = 1_000;
 
 /// What the metadata says of a partition's replicas, as a leader acts on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,11 +33,15 @@ pub struct Assignment {
     pub isr: Vec<i32>,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// The replicas that are live (registered, not fenced), with their current incarnation.
+    pub live: BTreeMap<i32, Uuid>,
 }
 
 /// A follower's progress as the leader saw it in its fetches (Kafka's `Replica` state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Follower {
+    /// The process whose progress this is; `None` while the replica is not live.
+    incarnation: Option<Uuid>,
     /// Its log end (its fetch offset); `None` until it fetched under this leadership.
     log_end_offset: Option<i64>,
     /// The last time it was known to hold everything the leader had.
@@ -60,36 +74,36 @@ pub struct LeaderState {
     followers: BTreeMap<i32, Follower>,
     /// The ISR sent to the quorum and not yet seen applied.
     pending: Option<Vec<i32>>,
+    /// When the quorum last refused a change, while the metadata has not moved since.
+    refused_at_ms: Option<i64>,
+}
+
+impl Follower {
+    fn new(incarnation: Option<Uuid>, caught_up_ms: i64) -> Self {
+        Self {
+            incarnation,
+            log_end_offset: None,
+            last_caught_up_ms: caught_up_ms,
+            last_fetch_ms: 0,
+            last_fetch_leader_end: 0,
+        }
+    }
 }
 
 impl LeaderState {
     /// A new leadership, taken when the log ends at `log_end_offset`. Followers in the ISR
     /// count as caught up now, so none is dropped before it had a chance to fetch.
     pub fn new(me: i32, assignment: Assignment, log_end_offset: i64, now_ms: i64) -> Self {
-        let followers = assignment
-            .replicas
-            .iter()
-            .filter(|&&id| id != me)
-            .map(|&id| {
-                let in_isr = assignment.isr.contains(&id);
-                (
-                    id,
-                    Follower {
-                        log_end_offset: None,
-                        last_caught_up_ms: if in_isr { now_ms } else { 0 },
-                        last_fetch_ms: 0,
-                        last_fetch_leader_end: 0,
-                    },
-                )
-            })
-            .collect();
-        Self {
+        let mut state = Self {
             me,
-            assignment,
+            assignment: assignment.clone(),
             epoch_start_offset: log_end_offset,
-            followers,
+            followers: BTreeMap::new(),
             pending: None,
-        }
+            refused_at_ms: None,
+        };
+        state.update(assignment, now_ms);
+        state
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -102,22 +116,28 @@ impl LeaderState {
 
     /// Takes a newer view of the same leadership (an ISR change applied, replicas added).
     /// A pending change is settled once the partition epoch moved.
+    /// A follower that is no longer live, or is live as another process, starts over.
     pub fn update(&mut self, assignment: Assignment, now_ms: i64) {
         if assignment.partition_epoch != self.assignment.partition_epoch {
             self.pending = None;
+            self.refused_at_ms = None;
         }
         for &id in &assignment.replicas {
-            if id != self.me {
-                self.followers.entry(id).or_insert(Follower {
-                    log_end_offset: None,
-                    last_caught_up_ms: if assignment.isr.contains(&id) {
-                        now_ms
-                    } else {
-                        0
-                    },
-                    last_fetch_ms: 0,
-                    last_fetch_leader_end: 0,
-                });
+            if id == self.me {
+                continue;
+            }
+            let incarnation = assignment.live.get(&id).copied();
+            let caught_up_ms = if assignment.isr.contains(&id) {
+                now_ms
+            } else {
+                0
+            };
+            let follower = self
+                .followers
+                .entry(id)
+                .or_insert_with(|| Follower::new(incarnation, caught_up_ms));
+            if follower.incarnation != incarnation {
+                *follower = Follower::new(incarnation, caught_up_ms);
             }
         }
         self.followers
@@ -189,7 +209,10 @@ impl LeaderState {
         now_ms: i64,
         lag_max_ms: i64,
     ) -> Option<IsrChange> {
-        if self.pending.is_some() {
+        let resting = self
+            .refused_at_ms
+            .is_some_and(|at| now_ms.saturating_sub(at) < REFUSAL_BACKOFF_MS);
+        if self.pending.is_some() || resting {
             return None;
         }
         let caught_up = |id: &i32| {
@@ -199,8 +222,9 @@ impl LeaderState {
             })
         };
         let may_join = |f: &Follower| {
-            f.log_end_offset
-                .is_some_and(|end| end >= high_watermark && end >= self.epoch_start_offset)
+            f.incarnation.is_some()
+                && f.log_end_offset
+                    .is_some_and(|end| end >= high_watermark && end >= self.epoch_start_offset)
         };
         let mut isr: Vec<i32> = self
             .assignment
@@ -230,10 +254,11 @@ impl LeaderState {
         self.pending = Some(change.isr.clone());
     }
 
-    /// The quorum refused the pending change (the metadata moved on): the next check
-    /// decides again from the metadata as it then is.
-    pub fn refused(&mut self) {
+    /// The quorum refused the pending change (the metadata moved on): a check after the
+    /// metadata moves, or a while after `now_ms`, decides again.
+    pub fn refused(&mut self, now_ms: i64) {
         self.pending = None;
+        self.refused_at_ms = Some(now_ms);
     }
 }
 
@@ -243,18 +268,24 @@ mod tests {
 
     const LAG: i64 = 10_000;
 
+    fn live(ids: &[i32]) -> BTreeMap<i32, Uuid> {
+        ids.iter()
+            .map(|&id| (id, Uuid::from_u128(u128::try_from(id).expect("positive"))))
+            .collect()
+    }
+
+    fn assignment(isr: &[i32], partition_epoch: i32) -> Assignment {
+        Assignment {
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+            leader_epoch: 5,
+            partition_epoch,
+            live: live(&[1, 2, 3]),
+        }
+    }
+
     fn leader(isr: &[i32], log_end: i64) -> LeaderState {
-        LeaderState::new(
-            1,
-            Assignment {
-                replicas: vec![1, 2, 3],
-                isr: isr.to_vec(),
-                leader_epoch: 5,
-                partition_epoch: 9,
-            },
-            log_end,
-            1_000,
-        )
+        LeaderState::new(1, assignment(isr, 9), log_end, 1_000)
     }
 
     #[test]
@@ -300,6 +331,7 @@ mod tests {
                 isr: vec![1],
                 leader_epoch: 0,
                 partition_epoch: 0,
+                live: live(&[1]),
             },
             0,
             0,
@@ -343,15 +375,7 @@ mod tests {
         state.record_fetch(2, 140, 140, 1_300).expect("replica");
         assert_eq!(state.high_watermark(140, 1), Some(130));
         // The applied change settles it.
-        state.update(
-            Assignment {
-                replicas: vec![1, 2, 3],
-                isr: vec![1, 2, 3],
-                leader_epoch: 5,
-                partition_epoch: 10,
-            },
-            1_300,
-        );
+        state.update(assignment(&[1, 2, 3], 10), 1_300);
         assert_eq!(state.isr_change(130, 140, 1_300, LAG), None);
     }
 
@@ -378,15 +402,7 @@ mod tests {
             Some(100),
             "until the removal commits, 3 still holds the high watermark"
         );
-        state.update(
-            Assignment {
-                replicas: vec![1, 2, 3],
-                isr: vec![1, 2],
-                leader_epoch: 5,
-                partition_epoch: 10,
-            },
-            11_001,
-        );
+        state.update(assignment(&[1, 2], 10), 11_001);
         assert_eq!(state.high_watermark(220, 1), Some(220));
     }
 
@@ -409,12 +425,45 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_change_is_forgotten_and_decided_again() {
+    fn a_refused_change_is_decided_again_after_a_pause_or_a_metadata_change() {
         let mut state = leader(&[1, 2], 0);
         state.record_fetch(3, 0, 0, 1_000).expect("replica");
         let change = state.isr_change(0, 0, 1_000, LAG).expect("3 joins");
         state.proposed(&change);
-        state.refused();
-        assert_eq!(state.isr_change(0, 0, 1_000, LAG), Some(change));
+        state.refused(1_000);
+        assert_eq!(
+            state.isr_change(0, 0, 1_500, LAG),
+            None,
+            "no storm of proposals"
+        );
+        assert_eq!(state.isr_change(0, 0, 2_000, LAG), Some(change.clone()));
+        state.proposed(&change);
+        state.refused(2_000);
+        state.update(assignment(&[1, 2], 10), 2_001);
+        assert!(
+            state.isr_change(0, 0, 2_001, LAG).is_some(),
+            "the metadata moved"
+        );
+    }
+
+    #[test]
+    fn a_fenced_or_restarted_follower_must_fetch_again_before_it_may_join() {
+        let mut state = leader(&[1, 2], 100);
+        state.record_fetch(3, 100, 100, 1_000).expect("replica");
+        // Fenced: its progress is forgotten and it may not join.
+        let mut fenced = assignment(&[1, 2], 9);
+        fenced.live = live(&[1, 2]);
+        state.update(fenced, 1_100);
+        assert_eq!(state.isr_change(100, 100, 1_100, LAG), None);
+        // Back as a new process (its disk may be empty): its old progress does not count.
+        let mut restarted = assignment(&[1, 2], 9);
+        restarted.live.insert(3, Uuid::from_u128(99));
+        state.update(restarted, 1_200);
+        assert_eq!(state.isr_change(100, 100, 1_200, LAG), None);
+        state.record_fetch(3, 100, 100, 1_300).expect("replica");
+        assert_eq!(
+            state.isr_change(100, 100, 1_300, LAG).map(|c| c.isr),
+            Some(vec![1, 2, 3])
+        );
     }
 }

@@ -19,6 +19,7 @@ mod groups;
 mod handlers;
 mod health;
 mod leader_state;
+mod lease;
 mod legacy_topics;
 mod liveness;
 mod metrics;

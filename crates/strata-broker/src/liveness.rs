@@ -22,12 +22,18 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::control_plane::MetadataView;
 use crate::error::BrokerError;
+use crate::lease::Lease;
 
 /// Kafka's `broker.heartbeat.interval.ms` default.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 /// Kafka's `broker.session.timeout.ms` default.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(9);
+/// How long a heartbeat's lease lasts from its send (see [`crate::lease`]): the session
+/// timeout less a heartbeat interval, the margin for clocks that run at slightly different
+/// rates and for an append already past its check.
+pub const LEASE_DURATION: Duration = SESSION_TIMEOUT.saturating_sub(HEARTBEAT_INTERVAL);
 
 /// What identifies this broker's process to the quorum.
 pub struct Registration {
@@ -35,12 +41,14 @@ pub struct Registration {
     pub incarnation: Uuid,
 }
 
-/// Heartbeats for this broker until `shutdown` fires. A heartbeat refused because another
-/// process has registered under this node id since means this process must stop serving:
-/// the task then fires `shutdown` itself and answers [`BrokerError::Superseded`].
+/// Heartbeats for this broker until `shutdown` fires, renewing `lease` with each heartbeat
+/// once the partitions here reflect the metadata up to it. A heartbeat refused because
+/// another process has registered under this node id since means this process must stop
+/// serving: the task then fires `shutdown` itself and answers [`BrokerError::Superseded`].
 pub fn spawn_heartbeat(
-    controller: Arc<Controller>,
+    metadata: MetadataView,
     me: Registration,
+    lease: Lease,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) -> JoinHandle<Option<BrokerError>> {
@@ -49,7 +57,9 @@ pub fn spawn_heartbeat(
     let flag = superseded.clone();
     let stop = shutdown.clone();
     let beats = every_interval(shutdown, move || {
-        let controller = controller.clone();
+        let metadata = metadata.clone();
+        let lease = lease.clone();
+        let sent_at = clock.now();
         let heartbeat = MetaCommand::BrokerHeartbeat(BrokerHeartbeat {
             broker_id: me.broker_id,
             incarnation: me.incarnation,
@@ -58,9 +68,13 @@ pub fn spawn_heartbeat(
         let flag = flag.clone();
         let stop = stop.clone();
         async move {
-            match controller.propose(heartbeat).await.map(|c| c.response) {
-                Ok(Ok(_)) => {}
-                Ok(Err(MetaError::StaleBrokerIncarnation { .. })) => {
+            match metadata.propose(heartbeat).await {
+                Ok((index, _)) => {
+                    if metadata.wait_reconciled(index).await {
+                        lease.renew(sent_at);
+                    }
+                }
+                Err(BrokerError::Metadata(MetaError::StaleBrokerIncarnation { .. })) => {
                     error!(
                         broker_id,
                         "another process registered under this node id; this one stops serving"
@@ -68,7 +82,9 @@ pub fn spawn_heartbeat(
                     flag.store(true, std::sync::atomic::Ordering::Release);
                     stop.cancel();
                 }
-                Ok(Err(refused)) => warn!(error = %refused, "heartbeat refused"),
+                Err(BrokerError::Metadata(refused)) => {
+                    warn!(error = %refused, "heartbeat refused");
+                }
                 Err(e) => debug!(error = %e, "heartbeat not delivered"),
             }
         }

@@ -18,6 +18,7 @@ use crate::control_plane::ControlPlane;
 use crate::error::BrokerError;
 use crate::groups::{GroupCoordinator, GroupDeps};
 use crate::health::Health;
+use crate::lease::Lease;
 use crate::metrics::Metrics;
 use crate::node_meta::NodeMeta;
 use crate::producer_ids::ProducerIds;
@@ -64,6 +65,8 @@ struct Opened {
     blocks: Arc<BlockCache>,
     /// Tells the follower fetchers that roles changed.
     fetchers: FetcherWake,
+    /// Renewed by the heartbeats; appends wait for it.
+    lease: Lease,
 }
 
 impl BrokerNode<'_> {
@@ -84,6 +87,7 @@ impl BrokerNode<'_> {
             mut supervisor,
             blocks,
             fetchers,
+            lease,
         } = self.open(config, advertised.clone()).await?;
         let (control_plane, health, shutdown) = (self.control_plane, self.health, self.shutdown);
         let failures = supervisor.failures();
@@ -112,6 +116,7 @@ impl BrokerNode<'_> {
         health.phase("registering with the metadata quorum");
         let incarnation = uuid::Uuid::new_v4();
         broker.node.record_incarnation(incarnation)?;
+        let registering_at = broker.clock.now();
         let registration = control_plane
             .register(
                 &broker.node.cluster_id(),
@@ -122,9 +127,11 @@ impl BrokerNode<'_> {
                 shutdown,
             )
             .await?;
+        lease.renew(registering_at);
         let heartbeat = crate::liveness::spawn_heartbeat(
-            control_plane.controller.clone(),
+            broker.metadata.clone(),
             registration,
+            lease,
             broker.clock.clone(),
             shutdown.clone(),
         );
@@ -269,6 +276,11 @@ impl BrokerNode<'_> {
             default_partitions: config.num_partitions,
             default_replication_factor: config.replication.default_replication_factor,
         };
+        let lease = if config.controller_quorum.is_empty() {
+            Lease::unneeded()
+        } else {
+            Lease::new(crate::liveness::LEASE_DURATION)
+        };
         let replicas = Arc::new(ReplicaManager::new(
             &config,
             ReplicaDeps {
@@ -279,6 +291,7 @@ impl BrokerNode<'_> {
                 group_commit,
                 backlog: tier.backlog.clone(),
                 isr_writer: Arc::new(metadata.clone()),
+                lease: lease.clone(),
                 metrics: metrics.clone(),
                 clock: clock.clone(),
             },
@@ -324,6 +337,7 @@ impl BrokerNode<'_> {
             supervisor,
             blocks,
             fetchers,
+            lease,
         })
     }
 }

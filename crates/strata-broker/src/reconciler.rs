@@ -65,7 +65,7 @@ pub fn hosted_topics(
                 .filter(|(p, _)| p.replicas.contains(&broker_id))
                 .map(|(p, index)| HostedPartition {
                     index,
-                    role: role(p, broker_id, current),
+                    role: role(state, p, broker_id, current),
                     remote: remote_log(state, topic.topic_id, index),
                 })
                 .collect();
@@ -81,7 +81,7 @@ pub fn hosted_topics(
 
 /// What `broker_id` does for partition `p`: leads it, follows its leader, or (with no
 /// leader, or while another process holds its registration) neither.
-fn role(p: &PartitionRecord, broker_id: i32, current: bool) -> Role {
+fn role(state: &MetadataState, p: &PartitionRecord, broker_id: i32, current: bool) -> Role {
     if !current || p.leader == NO_LEADER {
         Role::Inactive
     } else if p.leader == broker_id {
@@ -90,6 +90,14 @@ fn role(p: &PartitionRecord, broker_id: i32, current: bool) -> Role {
             isr: p.isr.clone(),
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
+            live: p
+                .replicas
+                .iter()
+                .filter_map(|id| {
+                    let broker = state.broker(*id).filter(|b| !b.fenced)?;
+                    Some((*id, broker.incarnation))
+                })
+                .collect(),
         })
     } else {
         Role::Follower {

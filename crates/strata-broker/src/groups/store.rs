@@ -23,7 +23,11 @@ pub struct Replayed {
     pub skipped: u64,
 }
 
-/// Rebuilds every group of one partition from its records. Blocking: run it off the runtime.
+/// Rebuilds every group of one partition from its records, up to the log end: a new
+/// leader's log may hold the previous coordinator's last writes above its high watermark
+/// (its followers have yet to report them), and as the leader's they will commit. Replaying
+/// only to the high watermark would forget them: a member that left, an offset committed.
+/// Blocking: run it off the runtime.
 pub fn replay(partition: &Partition, now: Instant) -> Result<Replayed, BrokerError> {
     let mut replayed = Replayed {
         groups: HashMap::new(),
@@ -31,9 +35,8 @@ pub fn replay(partition: &Partition, now: Instant) -> Result<Replayed, BrokerErr
     };
     let offsets = partition.offsets();
     let mut position = offsets.log_start_offset;
-    while position < offsets.high_watermark {
-        let mut bytes =
-            partition.read(position, ReadBound::HighWatermark, REPLAY_READ_BYTES, true)?;
+    while position < offsets.log_end_offset {
+        let mut bytes = partition.read(position, ReadBound::LogEnd, REPLAY_READ_BYTES, true)?;
         if bytes.is_empty() {
             break;
         }

@@ -16,6 +16,8 @@ pub struct ReplicationMetrics {
     pub fetch_errors: Counter,
     /// Bytes followers here copied from their leaders.
     pub fetched_bytes: Counter,
+    /// Appends refused because this broker's lease had run out.
+    pub lease_refusals: Counter,
 }
 
 impl ReplicationMetrics {
@@ -40,6 +42,11 @@ impl ReplicationMetrics {
             "fetch_errors",
             "Follower fetches from this broker that failed",
             self.fetch_errors.clone(),
+        );
+        replication.register(
+            "lease_refusals",
+            "Appends refused because this broker had not reached the metadata quorum within its lease",
+            self.lease_refusals.clone(),
         );
         replication.register(
             "fetched_bytes",

@@ -129,6 +129,7 @@ impl Role {
             isr: vec![node_id],
             leader_epoch,
             partition_epoch: 0,
+            live: std::collections::BTreeMap::new(),
         })
     }
 }

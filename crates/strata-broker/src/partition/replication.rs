@@ -112,11 +112,11 @@ impl Partition {
 
     /// The quorum refused `change` (this leader's view was outdated): forget it, so the next
     /// check decides again.
-    pub fn isr_change_refused(&self, change: &IsrChange) {
+    pub fn isr_change_refused(&self, change: &IsrChange, now_ms: i64) {
         if let Serving::Leader(leader) = &mut self.lock().serving
             && leader.leader_epoch() == change.leader_epoch
         {
-            leader.refused();
+            leader.refused(now_ms);
         }
     }
 
@@ -276,6 +276,10 @@ mod tests {
         .expect("open")
     }
 
+    fn live_both() -> std::collections::BTreeMap<i32, uuid::Uuid> {
+        [(1, uuid::Uuid::from_u128(1)), (2, uuid::Uuid::from_u128(2))].into()
+    }
+
     fn lead(partition: &Partition, leader_epoch: i32, isr: &[i32]) {
         partition.set_role(
             &Role::Leader(Assignment {
@@ -283,6 +287,7 @@ mod tests {
                 isr: isr.to_vec(),
                 leader_epoch,
                 partition_epoch: 0,
+                live: live_both(),
             }),
             0,
         );
@@ -399,6 +404,7 @@ mod tests {
                 isr: vec![2],
                 leader_epoch: 2,
                 partition_epoch: 1,
+                live: live_both(),
             }),
             0,
         );

@@ -55,6 +55,7 @@ impl ReplicaManager {
         };
         let writer = self.isr_writer.clone();
         let metrics = self.metrics.clone();
+        let clock = self.clock.clone();
         tokio::spawn(async move {
             match writer.alter_partition(command).await {
                 Ok(()) => {
@@ -64,7 +65,7 @@ impl ReplicaManager {
                 Err(e) => {
                     metrics.replication.isr_changes_refused.inc();
                     warn!(topic = %partition.topic, partition = partition.index, isr = ?change.isr, error = %e, "the quorum refused an ISR change; deciding again");
-                    partition.isr_change_refused(&change);
+                    partition.isr_change_refused(&change, clock.now_ms());
                 }
             }
         });

@@ -30,6 +30,7 @@ use crate::clock::Clock;
 use crate::config::{BrokerConfig, TimestampType};
 use crate::control_plane::MetadataView;
 use crate::error::BrokerError;
+use crate::lease::Lease;
 use crate::metrics::Metrics;
 use crate::partition::{AppendOutcome, FollowerFetch, LogOffsets, Partition, ReadBound};
 use crate::tiering::UploadBacklog;
@@ -135,6 +136,8 @@ pub struct ReplicaManager {
     node_id: i32,
     /// Where ISR changes go: the metadata quorum.
     isr_writer: Arc<dyn IsrWriter>,
+    /// Appends are acknowledged only while it holds (see [`crate::lease`]).
+    lease: Lease,
     /// `replica.lag.time.max.ms`
     lag_time_max_ms: i64,
     /// `strata.tiering.local.budget.bytes`
@@ -159,6 +162,7 @@ pub struct ReplicaDeps {
     pub group_commit: Option<GroupCommit>,
     pub backlog: UploadBacklog,
     pub isr_writer: Arc<dyn IsrWriter>,
+    pub lease: Lease,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
 }
@@ -174,6 +178,7 @@ impl ReplicaManager {
             backlog: deps.backlog,
             node_id: config.node_id,
             isr_writer: deps.isr_writer,
+            lease: deps.lease,
             lag_time_max_ms: i64::try_from(config.replication.lag_time_max.as_millis())
                 .unwrap_or(i64::MAX),
             local_budget_bytes: config.tiering.local_budget_bytes,
@@ -320,8 +325,9 @@ impl ReplicaManager {
         Ok(outcome)
     }
 
-    /// Writes a validated batch to the leader's log; without an fsync to wait for, that
-    /// commits the leader's copy (the followers' copies commit as they fetch it).
+    /// Writes a validated batch to the leader's log, if this broker's lease holds; without
+    /// an fsync to wait for, that commits the leader's copy (the followers' copies commit as
+    /// they fetch it).
     fn append_validated(
         &self,
         partition: &Partition,
@@ -329,6 +335,12 @@ impl ReplicaManager {
         now_ms: i64,
         needs_min_isr: bool,
     ) -> Result<AppendOutcome, BrokerError> {
+        if let Some(expired) = self.lease.expired_for(self.clock.now()) {
+            self.metrics.replication.lease_refusals.inc();
+            return Err(BrokerError::LeaseExpired {
+                expired_ms: u64::try_from(expired.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
         let outcome = partition.append(batch, now_ms, needs_min_isr)?;
         if self.group_commit.is_none() {
             partition.commit_local(outcome.range.last_offset + 1);

@@ -29,6 +29,19 @@ struct Fixture {
 const EPOCH: i32 = 3;
 
 async fn fixture(overrides: &[(&str, &str)], local_budget_bytes: u64) -> Fixture {
+    fixture_with_lease(
+        overrides,
+        local_budget_bytes,
+        crate::lease::Lease::unneeded(),
+    )
+    .await
+}
+
+async fn fixture_with_lease(
+    overrides: &[(&str, &str)],
+    local_budget_bytes: u64,
+    lease: crate::lease::Lease,
+) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let hosted = crate::testing::hosted(dir.path(), overrides, EPOCH);
     let mut config = BrokerConfig::new(dir.path().to_path_buf());
@@ -47,6 +60,7 @@ async fn fixture(overrides: &[(&str, &str)], local_budget_bytes: u64) -> Fixture
             group_commit: None,
             backlog: backlog.clone(),
             isr_writer: Arc::new(crate::testing::RecordedIsrChanges::default()),
+            lease,
             metrics,
             clock: Arc::new(SystemClock),
         },
@@ -96,6 +110,28 @@ async fn an_acknowledged_append_is_committed_and_readable() {
     assert_eq!(read.offsets.log_end_offset, 3);
     let (_, last) = strata_log::batch::complete_batches(&read.records, i64::MAX);
     assert_eq!(last.map(|h| h.last_offset()), Some(2));
+}
+
+#[tokio::test]
+async fn a_leader_whose_lease_ran_out_acknowledges_nothing_until_it_is_renewed() {
+    let lease = crate::lease::Lease::new(Duration::from_secs(7));
+    let f = fixture_with_lease(&[], 0, lease.clone()).await;
+    for acks in [RequiredAcks::Leader, RequiredAcks::All] {
+        assert!(matches!(
+            produce(&f, "refused", acks).await,
+            Err(BrokerError::LeaseExpired { .. })
+        ));
+    }
+    assert_eq!(
+        f.led.partition.offsets().log_end_offset,
+        0,
+        "nothing was written"
+    );
+    lease.renew(std::time::Instant::now());
+    produce(&f, "accepted", RequiredAcks::Leader)
+        .await
+        .expect("appended");
+    assert_eq!(f.led.partition.offsets().log_end_offset, 1);
 }
 
 #[tokio::test]
