@@ -164,13 +164,18 @@ impl BrokerNode<'_> {
         let checked = broker.clone();
         health.add_check(move || checked.topics.offline_partitions());
         health.serving();
-        crate::server::serve(
-            kafka_listener,
+        // On shutdown, leadership moves off this broker while it still answers (clients are
+        // told NOT_LEADER_OR_FOLLOWER and find the new leaders); then it stops serving.
+        let serving = CancellationToken::new();
+        let handoff = tokio::spawn(hand_off_then_stop(
             broker.clone(),
+            incarnation,
             shutdown.clone(),
-            drain_timeout,
-        )
-        .await;
+            serving.clone(),
+        ));
+        crate::server::serve(kafka_listener, broker.clone(), serving, drain_timeout).await;
+        // Done already unless serving ended by itself.
+        handoff.abort();
 
         let started = Instant::now();
         health.phase("stopping");
@@ -340,6 +345,49 @@ impl BrokerNode<'_> {
             lease,
         })
     }
+}
+
+/// How long a stopping broker waits for its leadership to move before it stops anyway.
+const HANDOFF_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Kafka's controlled shutdown: once `shutdown` fires, a broker in a multi-node quorum takes
+/// itself out of service through the quorum (fenced: its partitions get leaders from their
+/// ISRs, and it leaves them), waits until its own partitions reflect that, then fires
+/// `serving`. Its heartbeats stopped with `shutdown`, so nothing unfences it; a restart
+/// registers it afresh.
+async fn hand_off_then_stop(
+    broker: Arc<Broker>,
+    incarnation: uuid::Uuid,
+    shutdown: CancellationToken,
+    serving: CancellationToken,
+) {
+    shutdown.cancelled().await;
+    if !broker.config.controller_quorum.is_empty() {
+        let started = Instant::now();
+        let leave = strata_meta::MetaCommand::FenceBroker(strata_meta::FenceBroker {
+            broker_id: broker.config.node_id,
+            incarnation,
+        });
+        let handed_off = tokio::time::timeout(HANDOFF_TIMEOUT, async {
+            let (index, _) = broker.metadata.propose(leave).await?;
+            Ok::<_, BrokerError>(broker.metadata.wait_reconciled(index).await)
+        })
+        .await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match handed_off {
+            Ok(Ok(true)) => info!(elapsed_ms, "leadership handed off; stopping"),
+            Ok(Ok(false)) | Err(_) => {
+                warn!(
+                    elapsed_ms,
+                    "leadership hand-off not confirmed in time; stopping anyway"
+                );
+            }
+            Ok(Err(e)) => {
+                warn!(elapsed_ms, error = %e, "leadership hand-off failed; stopping anyway")
+            }
+        }
+    }
+    serving.cancel();
 }
 
 /// Starts the broker's periodic work; it stops in the reverse order.
