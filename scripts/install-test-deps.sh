@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end tests need, idempotently and without prompts: kcat (apt), a
-# Python venv with confluent-kafka (pip), kafkajs (npm ci), and the Java client's runner
-# (Maven). A second run only checks and takes seconds.
+# Installs what the end-to-end tests need, idempotently and without prompts: kcat and
+# iptables (apt), a Python venv with confluent-kafka (pip), kafkajs (npm ci), and the Java
+# client's runner (Maven). A second run only checks and takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,14 +9,21 @@ CACHE="${STRATA_CACHE:-$HOME/.cache/strata}"
 mkdir -p "$CACHE"
 say() { printf '  - %s\n' "$*"; }
 
-if command -v kcat >/dev/null 2>&1; then
-  say "kcat present ($(kcat -V 2>&1 | head -n1))"
-else
-  say "installing kcat (apt)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends kcat >/dev/null
-fi
+# Installs the Debian package that provides command $1, unless the command is there.
+apt_tool() {
+  if command -v "$1" >/dev/null 2>&1; then
+    say "$1 present"
+  else
+    say "installing $1 (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+  fi
+}
+
+apt_tool kcat
+# The fault runs (tests/faults) cut links between network namespaces with iptables.
+apt_tool iptables
 
 VENV="$CACHE/venv"
 PY_REQS=tests/clients/python/requirements.txt

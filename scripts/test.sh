@@ -28,6 +28,10 @@ cargo build -p strata -p strata-bench --locked
 step "the local cloud without Docker: LocalStack S3, three nodes, an OTLP sink (localstack/host.sh check)"
 STRATA_BIN="${CARGO_TARGET_DIR:-target}/debug/strata" bash localstack/host.sh check
 
+step "fault runs with a history check, short version (tests/faults/faults.py --short)"
+"${STRATA_CACHE:-$HOME/.cache/strata}/venv/bin/python" tests/faults/faults.py --short \
+  --strata "${CARGO_TARGET_DIR:-target}/debug/strata" 2>&1 | grep -v '^%'
+
 step "cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
