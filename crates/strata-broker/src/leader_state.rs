@@ -177,6 +177,18 @@ impl LeaderState {
             .copied()
     }
 
+    /// How far the furthest-behind live replica's known log end trails `leader_end`
+    /// (a replica that has not fetched under this leadership counts from 0).
+    pub fn max_follower_lag(&self, leader_end: i64) -> i64 {
+        self.followers
+            .values()
+            .filter(|f| f.incarnation.is_some())
+            .map(|f| leader_end - f.log_end_offset.unwrap_or(0))
+            .max()
+            .unwrap_or(0)
+            .max(0)
+    }
+
     /// Whether the committed ISR holds at least `min(min_isr, replicas)` members: below it,
     /// `acks=all` appends are refused and nothing commits.
     pub fn has_min_isr(&self, min_isr: usize) -> bool {

@@ -347,6 +347,9 @@ impl BrokerNode<'_> {
     }
 }
 
+/// How often the replication gauges are refreshed.
+const REPLICATION_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How long a stopping broker waits for its leadership to move before it stops anyway.
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -457,6 +460,15 @@ fn start_background_work(
         broker.config.replication.lag_time_max / 2,
         move || {
             replicas.check_isrs();
+            std::future::ready(())
+        },
+    );
+    let replicas = broker.replicas.clone();
+    supervisor.every(
+        "replication_report",
+        REPLICATION_REPORT_INTERVAL,
+        move || {
+            replicas.report_replication();
             std::future::ready(())
         },
     );

@@ -14,7 +14,7 @@
 
 mod replication;
 
-pub use replication::{FollowerFetch, FollowerPosition};
+pub use replication::{FollowerFetch, FollowerPosition, ReplicationStatus};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -155,6 +155,8 @@ struct PartitionState {
     local_end: i64,
     /// The topic's `min.insync.replicas`.
     min_isr: usize,
+    /// As a follower, the high watermark its leader last reported.
+    leader_high_watermark: i64,
     /// Whether sealed data goes to the object store (`remote.storage.enable` on a topic that
     /// is not compacted); local segments are then deleted only once committed there.
     tiered: bool,
@@ -360,6 +362,7 @@ impl Partition {
                 node_id,
                 local_end: log_end_offset,
                 min_isr: config.min_insync_replicas(),
+                leader_high_watermark: log_end_offset,
                 tiered: config.tiered(),
                 remote: RemoteLog::default(),
                 high_watermark: log_end_offset,

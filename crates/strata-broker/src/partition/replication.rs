@@ -24,6 +24,24 @@ pub enum FollowerFetch {
     Read { isr_change: Option<IsrChange> },
 }
 
+/// A partition's replication health as this broker sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicationStatus {
+    Leader {
+        isr: usize,
+        replicas: usize,
+        /// The ISR is below `min.insync.replicas` (capped at the replicas).
+        under_min_isr: bool,
+        /// Offsets the furthest-behind live follower trails the log end by.
+        max_follower_lag: i64,
+    },
+    /// Offsets this follower's log trails the high watermark its leader last reported.
+    Follower {
+        lag: i64,
+    },
+    Inactive,
+}
+
 /// Where a follower's log stands, for its next fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FollowerPosition {
@@ -117,6 +135,24 @@ impl Partition {
             && leader.leader_epoch() == change.leader_epoch
         {
             leader.refused(now_ms);
+        }
+    }
+
+    /// How this partition's replication stands.
+    pub fn replication_status(&self) -> ReplicationStatus {
+        let state = self.lock();
+        let log_end_offset = state.log.log_end_offset();
+        match &state.serving {
+            Serving::Leader(leader) => ReplicationStatus::Leader {
+                isr: leader.assignment().isr.len(),
+                replicas: leader.assignment().replicas.len(),
+                under_min_isr: !leader.has_min_isr(state.min_isr),
+                max_follower_lag: leader.max_follower_lag(log_end_offset),
+            },
+            Serving::Follower { .. } => ReplicationStatus::Follower {
+                lag: (state.leader_high_watermark - log_end_offset).max(0),
+            },
+            Serving::Inactive => ReplicationStatus::Inactive,
         }
     }
 
@@ -215,6 +251,7 @@ impl Partition {
         if commits_on_append {
             state.local_end = log_end_offset;
         }
+        state.leader_high_watermark = leader_high_watermark;
         let high_watermark = leader_high_watermark.min(log_end_offset);
         let moved = high_watermark != state.high_watermark;
         state.high_watermark = high_watermark;
@@ -360,7 +397,20 @@ mod tests {
             0,
             "its fetch from 0 proves nothing"
         );
+        assert_eq!(
+            leader.replication_status(),
+            ReplicationStatus::Leader {
+                isr: 2,
+                replicas: 2,
+                under_min_isr: false,
+                max_follower_lag: 2
+            }
+        );
         replicate(&leader, &follower, 1);
+        assert_eq!(
+            follower.replication_status(),
+            ReplicationStatus::Follower { lag: 0 }
+        );
         assert_eq!(
             leader.offsets().high_watermark,
             2,

@@ -13,7 +13,7 @@ use super::ReplicaManager;
 use crate::control_plane::MetadataView;
 use crate::error::BrokerError;
 use crate::leader_state::IsrChange;
-use crate::partition::Partition;
+use crate::partition::{Partition, ReplicationStatus};
 
 /// Where ISR changes are decided: the metadata quorum, or a stand-in in tests.
 pub trait IsrWriter: Send + Sync {
@@ -69,6 +69,41 @@ impl ReplicaManager {
                 }
             }
         });
+    }
+
+    /// Sets the replication gauges from every hosted partition.
+    pub fn report_replication(&self) {
+        let (mut led, mut under_replicated, mut under_min_isr, mut followed) = (0, 0, 0, 0);
+        let (mut follower_lag, mut own_lag) = (0, 0);
+        for topic in self.topics.all() {
+            for partition in topic.partitions.values() {
+                match partition.replication_status() {
+                    ReplicationStatus::Leader {
+                        isr,
+                        replicas,
+                        under_min_isr: below,
+                        max_follower_lag,
+                    } => {
+                        led += 1;
+                        under_replicated += i64::from(isr < replicas);
+                        under_min_isr += i64::from(below);
+                        follower_lag = follower_lag.max(max_follower_lag);
+                    }
+                    ReplicationStatus::Follower { lag } => {
+                        followed += 1;
+                        own_lag = own_lag.max(lag);
+                    }
+                    ReplicationStatus::Inactive => {}
+                }
+            }
+        }
+        let metrics = &self.metrics.replication;
+        metrics.led_partitions.set(led);
+        metrics.under_replicated_partitions.set(under_replicated);
+        metrics.under_min_isr_partitions.set(under_min_isr);
+        metrics.followed_partitions.set(followed);
+        metrics.max_follower_lag_records.set(follower_lag);
+        metrics.max_lag_behind_leader_records.set(own_lag);
     }
 
     /// Kafka's periodic ISR check: every partition led here drops the members that are not

@@ -379,7 +379,15 @@ impl ReplicaManager {
             group_commit.sync(partition.clone()).await?;
         }
         match acks {
-            RequiredAcks::All => partition.wait_high_watermark(end, timeout).await,
+            RequiredAcks::All => {
+                let started = std::time::Instant::now();
+                let committed = partition.wait_high_watermark(end, timeout).await;
+                self.metrics
+                    .replication
+                    .commit_wait
+                    .observe(started.elapsed().as_secs_f64());
+                committed
+            }
             RequiredAcks::None | RequiredAcks::Leader => Ok(()),
         }
     }
