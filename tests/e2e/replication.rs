@@ -14,7 +14,9 @@ use strata_e2e::BrokerProcess;
 
 use crate::cluster::{Nodes, bootstrap, partition_leaders, running_cluster};
 use crate::produce_fetch::{Sent, consume_and_check, produce_records};
+use crate::raw::Client;
 use crate::{client_runtime, consumer, create_replicated_topic, producer};
+use kafka_protocol::messages::ElectLeadersRequest;
 
 /// Creates `name` with `partitions` partitions of three replicas each.
 pub(crate) fn create_replicated(
@@ -133,6 +135,18 @@ fn an_rf3_topic_keeps_every_acknowledged_record_through_leader_crashes_and_rejoi
         node.terminate()?;
     }
     Ok(())
+}
+
+/// Each partition's (leader, first replica) as `bootstrap`'s Metadata gives them.
+fn leaders_and_preferred(bootstrap: &str, topic: &str) -> Vec<(i32, i32)> {
+    let metadata = consumer(bootstrap, &[])
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .expect("metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| (p.leader(), p.replicas().first().copied().unwrap_or(-1)))
+        .collect()
 }
 
 /// The bootstrap address of some running node.
@@ -415,6 +429,30 @@ fn a_rolling_restart_under_load_fails_no_send_and_loses_no_record() -> anyhow::R
     );
     let stored = read_topic(&bootstrap_of_any(&nodes), topic, 3);
     check_history(&acknowledged, &stored, true);
+
+    // Leadership moved off each node as it stopped; a preferred election (AdminClient's
+    // electLeaders, on every partition) brings it back to each partition's first replica.
+    let elected = Client::connect(&bootstrap(&nodes, 0)).send(
+        &ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_topic_partitions(None)
+            .with_timeout_ms(10_000),
+        2,
+    );
+    assert_eq!(elected.error_code, 0);
+    let preferred = |state: &[(i32, i32)]| state.iter().all(|(leader, first)| leader == first);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = leaders_and_preferred(&bootstrap(&nodes, 1), topic);
+        if preferred(&state) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leaders went back to their preferred replicas: {state:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     for node in nodes.iter_mut().flatten() {
         node.terminate()?;
     }

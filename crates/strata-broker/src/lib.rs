@@ -18,6 +18,7 @@ mod frame_reader;
 mod groups;
 mod handlers;
 mod health;
+mod leader_balance;
 mod leader_state;
 mod lease;
 mod legacy_topics;
@@ -145,6 +146,17 @@ async fn run_node(
         let clock = Arc::new(clock::SystemClock);
         liveness::spawn_fencer(control_plane.controller.clone(), clock, stopping.clone())
     });
+    let balancer = config
+        .roles
+        .controller
+        .then(|| {
+            leader_balance::spawn(
+                control_plane.controller.clone(),
+                &config.replication,
+                stopping.clone(),
+            )
+        })
+        .flatten();
     let outcome = match kafka {
         Some(kafka) => {
             let node = node::BrokerNode {
@@ -163,6 +175,9 @@ async fn run_node(
     stopping.cancel();
     if let Some(fencer) = fencer {
         let _ = fencer.await;
+    }
+    if let Some(balancer) = balancer {
+        let _ = balancer.await;
     }
     control_plane.stop().await;
     outcome

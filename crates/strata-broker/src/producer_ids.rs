@@ -102,9 +102,13 @@ impl ProducerIds {
             Ok(CommandOutcome::ProducerIdBlock { first_id, count }) => {
                 Ok(first_id..first_id + i64::from(count))
             }
-            Ok(CommandOutcome::Applied | CommandOutcome::SegmentsCommitted { .. }) => Err(
-                unexpected("the quorum answered a producer id request without a block"),
-            ),
+            Ok(
+                CommandOutcome::Applied
+                | CommandOutcome::SegmentsCommitted { .. }
+                | CommandOutcome::Elections(_),
+            ) => Err(unexpected(
+                "the quorum answered a producer id request without a block",
+            )),
             Err(refused) => Err(BrokerError::Metadata(refused)),
         }
     }

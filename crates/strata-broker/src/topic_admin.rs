@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use strata_meta::names::validate_topic_name;
 use strata_meta::topic_config::validate_overrides;
 use strata_meta::{
-    CreatePartitions, CreateTopic, MAX_PARTITIONS, MetaCommand, MetaError, MetadataState,
+    CommandOutcome, CreatePartitions, CreateTopic, ElectLeaders, Election, ElectionType,
+    MAX_PARTITIONS, MetaCommand, MetaError, MetadataState,
 };
 use uuid::Uuid;
 
@@ -143,6 +144,27 @@ impl TopicAdmin {
             self.metadata.commit(command).await?;
         }
         Ok(())
+    }
+
+    /// Elections for `partitions`, answered in order.
+    pub async fn elect_leaders(
+        &self,
+        election: ElectionType,
+        partitions: Vec<(Uuid, i32)>,
+    ) -> Result<Vec<Election>, BrokerError> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let command = MetaCommand::ElectLeaders(ElectLeaders {
+            election,
+            partitions,
+        });
+        match self.metadata.commit(command).await? {
+            CommandOutcome::Elections(outcomes) => Ok(outcomes),
+            other => Err(BrokerError::InvalidRequest {
+                reason: format!("an election answered {other:?}"),
+            }),
+        }
     }
 
     /// Deletes the topic with id `topic_id`.

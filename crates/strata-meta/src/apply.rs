@@ -7,15 +7,51 @@ use uuid::Uuid;
 
 use crate::command::{
     AlterConfigs, AlterPartition, BrokerHeartbeat, CommitSegments, ConfigResource,
-    CreatePartitions, CreateTopic, FenceBroker, MetaCommand, RegisterBroker, SegmentCommit,
+    CreatePartitions, CreateTopic, ElectLeaders, ElectionType, FenceBroker, MetaCommand,
+    RegisterBroker, SegmentCommit,
 };
 use crate::error::MetaError;
 use crate::names::validate_topic_name;
 use crate::state::{
-    BrokerRecord, CommandOutcome, MetadataState, NO_LEADER, PartitionRecord, SegmentEntry,
-    TopicRecord,
+    BrokerRecord, CommandOutcome, Election, MetadataState, NO_LEADER, PartitionRecord,
+    SegmentEntry, TopicRecord,
 };
 use crate::topic_config::{ConfigError, broker_config_def, topic_config_def, validate_overrides};
+
+/// One partition's election among the `live` brokers.
+fn elect(p: &mut PartitionRecord, election: ElectionType, live: &BTreeSet<i32>) -> Election {
+    let chosen = match election {
+        ElectionType::Preferred => {
+            let Some(&preferred) = p.replicas.first() else {
+                return Election::PreferredNotAvailable;
+            };
+            if p.leader == preferred {
+                return Election::NotNeeded;
+            }
+            if !live.contains(&preferred) || !p.isr.contains(&preferred) {
+                return Election::PreferredNotAvailable;
+            }
+            preferred
+        }
+        ElectionType::Unclean => {
+            if p.leader != NO_LEADER {
+                return Election::NotNeeded;
+            }
+            let Some(&any) = p.replicas.iter().find(|b| live.contains(b)) else {
+                return Election::NoEligibleLeader;
+            };
+            // It may lack acknowledged records: it alone is in sync with itself now.
+            if !p.isr.contains(&any) {
+                p.isr = vec![any];
+            }
+            any
+        }
+    };
+    p.leader = chosen;
+    p.leader_epoch += 1;
+    p.partition_epoch += 1;
+    Election::Elected { leader: chosen }
+}
 
 /// The most partitions a topic may have.
 pub const MAX_PARTITIONS: usize = 1 << 16;
@@ -49,6 +85,7 @@ impl MetadataState {
                 log_start_offset,
             } => applied(self.advance_log_start(*topic_id, *partition, *log_start_offset)),
             MetaCommand::AlterPartition(c) => applied(self.alter_partition(c)),
+            MetaCommand::ElectLeaders(c) => Ok(CommandOutcome::Elections(self.elect_leaders(c))),
         }
     }
 
@@ -221,6 +258,24 @@ impl MetadataState {
             p.partition_epoch += 1;
         });
         Ok(())
+    }
+
+    /// Runs each named partition's election on its own.
+    fn elect_leaders(&mut self, c: &ElectLeaders) -> Vec<Election> {
+        let live: BTreeSet<i32> = self.live_brokers().map(|b| b.broker_id).collect();
+        c.partitions
+            .iter()
+            .map(|&(topic_id, index)| {
+                if self.known_partition(topic_id, index).is_err() {
+                    return Election::UnknownPartition;
+                }
+                let mut outcome = Election::NotNeeded;
+                self.for_partition_mut(topic_id, index, |p| {
+                    outcome = elect(p, c.election, &live);
+                });
+                outcome
+            })
+            .collect()
     }
 
     fn create_topic(&mut self, c: &CreateTopic) -> Result<(), MetaError> {

@@ -42,6 +42,25 @@ pub enum MetaCommand {
     },
     /// A partition leader changing its ISR (Kafka's AlterPartition).
     AlterPartition(AlterPartition),
+    /// Kafka's ElectLeaders, and the controller's automatic leader rebalance.
+    ElectLeaders(ElectLeaders),
+}
+
+/// Which leader an election gives a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionType {
+    /// Its first replica, if that is live and in the ISR.
+    Preferred,
+    /// For a partition with no leader, any live replica, even one outside the ISR (it may
+    /// lack acknowledged records: Kafka's unclean election).
+    Unclean,
+}
+
+/// Elections for the named partitions, each judged on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElectLeaders {
+    pub election: ElectionType,
+    pub partitions: Vec<(Uuid, i32)>,
 }
 
 /// Where a broker serves one listener.

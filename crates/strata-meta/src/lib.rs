@@ -24,13 +24,13 @@ pub mod topic_config;
 pub use apply::MAX_PARTITIONS;
 pub use command::{
     AlterConfigs, AlterPartition, BrokerHeartbeat, CommitSegments, ConfigResource,
-    CreatePartitions, CreateTopic, Endpoint, FenceBroker, MetaCommand, RegisterBroker,
-    SegmentCommit,
+    CreatePartitions, CreateTopic, ElectLeaders, ElectionType, Endpoint, FenceBroker, MetaCommand,
+    RegisterBroker, SegmentCommit,
 };
 pub use error::MetaError;
 pub use state::{
-    BrokerRecord, CommandOutcome, MetadataState, NO_LEADER, PartitionManifest, PartitionRecord,
-    SegmentEntry, TopicRecord,
+    BrokerRecord, CommandOutcome, Election, MetadataState, NO_LEADER, PartitionManifest,
+    PartitionRecord, SegmentEntry, TopicRecord,
 };
 
 #[cfg(test)]

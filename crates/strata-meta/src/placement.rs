@@ -45,6 +45,36 @@ impl MetadataState {
     }
 }
 
+impl MetadataState {
+    /// Kafka's automatic leader rebalance: for every live broker whose share of the
+    /// partitions it should lead (those listing it first) but does not exceeds
+    /// `imbalance_percent`, those of them it could lead now (it is in their ISR).
+    pub fn imbalanced_leaders(&self, imbalance_percent: u32) -> Vec<(uuid::Uuid, i32)> {
+        let live: std::collections::BTreeSet<i32> =
+            self.live_brokers().map(|b| b.broker_id).collect();
+        let mut preferred: BTreeMap<i32, (usize, Vec<(uuid::Uuid, i32)>)> = BTreeMap::new();
+        for topic in self.topics() {
+            for (p, index) in topic.partitions.iter().zip(0..) {
+                let Some(&first) = p.replicas.first() else {
+                    continue;
+                };
+                let entry = preferred.entry(first).or_default();
+                entry.0 += 1;
+                if p.leader != first && p.isr.contains(&first) {
+                    entry.1.push((topic.topic_id, index));
+                }
+            }
+        }
+        preferred
+            .into_iter()
+            .filter(|(broker, (total, movable))| {
+                live.contains(broker) && movable.len() * 100 > *total * imbalance_percent as usize
+            })
+            .flat_map(|(_, (_, movable))| movable)
+            .collect()
+    }
+}
+
 /// Live broker ids with racks alternating; brokers without a rack form one rack of their own.
 fn rack_alternating_order(state: &MetadataState) -> Vec<i32> {
     let mut racks: BTreeMap<Option<&str>, Vec<i32>> = BTreeMap::new();

@@ -143,7 +143,7 @@ impl PartitionManifest {
 }
 
 /// What an applied command produced, beyond the state change itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandOutcome {
     Applied,
     /// How many segments of a [`crate::CommitSegments`] were recorded and how many refused.
@@ -156,6 +156,24 @@ pub enum CommandOutcome {
         first_id: i64,
         count: u32,
     },
+    /// What an [`crate::ElectLeaders`] did to each partition it named, in order.
+    Elections(Vec<Election>),
+}
+
+/// The outcome of electing one partition's leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Election {
+    /// A new leader was elected.
+    Elected { leader: i32 },
+    /// The partition already has the leader the election would give it (or, unclean, has
+    /// one at all): ELECTION_NOT_NEEDED.
+    NotNeeded,
+    /// Its preferred replica is not live or not in the ISR: PREFERRED_LEADER_NOT_AVAILABLE.
+    PreferredNotAvailable,
+    /// No live replica at all: ELIGIBLE_LEADERS_NOT_AVAILABLE.
+    NoEligibleLeader,
+    /// The topic or partition does not exist: UNKNOWN_TOPIC_OR_PARTITION.
+    UnknownPartition,
 }
 
 /// The whole metadata state. Only [`MetadataState::apply`] changes it.

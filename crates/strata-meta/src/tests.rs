@@ -517,6 +517,104 @@ fn a_restarted_replica_leaves_the_isr_unless_it_is_the_last_live_member() {
     assert_eq!((p.isr.clone(), p.leader, p.leader_epoch), (vec![2], 2, 2));
 }
 
+fn elect(
+    state: &mut MetadataState,
+    election: ElectionType,
+    partitions: &[(u128, i32)],
+) -> Vec<Election> {
+    let partitions = partitions
+        .iter()
+        .map(|&(t, p)| (Uuid::from_u128(t), p))
+        .collect();
+    match state.apply(&MetaCommand::ElectLeaders(ElectLeaders {
+        election,
+        partitions,
+    })) {
+        Ok(CommandOutcome::Elections(outcomes)) => outcomes,
+        other => panic!("elections answer per partition: {other:?}"),
+    }
+}
+
+#[test]
+fn a_preferred_election_brings_leadership_back_only_to_a_live_in_sync_first_replica() {
+    let mut state = cluster(3);
+    state
+        .apply(&create("t", 7, vec![vec![1, 2, 3]]))
+        .expect("create");
+    assert_eq!(
+        elect(
+            &mut state,
+            ElectionType::Preferred,
+            &[(7, 0), (7, 5), (8, 0)]
+        ),
+        [
+            Election::NotNeeded,
+            Election::UnknownPartition,
+            Election::UnknownPartition
+        ]
+    );
+    state.apply(&fence(1, 0)).expect("fence 1");
+    assert_eq!(partition_0(&state).leader, 2);
+    assert_eq!(
+        state.imbalanced_leaders(10),
+        [],
+        "a fenced preferred leader is not a candidate"
+    );
+    assert_eq!(
+        elect(&mut state, ElectionType::Preferred, &[(7, 0)]),
+        [Election::PreferredNotAvailable],
+        "broker 1 is fenced and out of the ISR"
+    );
+    // Back, and in the ISR again: the rebalance names it, and the election moves it.
+    state
+        .apply(&MetaCommand::BrokerHeartbeat(BrokerHeartbeat {
+            broker_id: 1,
+            incarnation: incarnation(1, 0),
+            now_ms: 2_000,
+        }))
+        .expect("heartbeat");
+    let p = partition_0(&state);
+    state
+        .apply(&alter_isr(2, p.leader_epoch, p.partition_epoch, &[2, 3, 1]))
+        .expect("rejoin");
+    assert_eq!(state.imbalanced_leaders(10), [(Uuid::from_u128(7), 0)]);
+    assert_eq!(
+        elect(&mut state, ElectionType::Preferred, &[(7, 0)]),
+        [Election::Elected { leader: 1 }]
+    );
+    let p = partition_0(&state);
+    assert_eq!((p.leader, p.leader_epoch), (1, 2));
+    assert_eq!(state.imbalanced_leaders(10), []);
+}
+
+#[test]
+fn an_unclean_election_revives_an_offline_partition_from_any_live_replica() {
+    let mut state = cluster(2);
+    state
+        .apply(&create("t", 7, vec![vec![1, 2]]))
+        .expect("create");
+    let p = partition_0(&state);
+    state
+        .apply(&alter_isr(1, p.leader_epoch, p.partition_epoch, &[1]))
+        .expect("2 falls behind");
+    state.apply(&fence(1, 0)).expect("the last ISR member dies");
+    assert_eq!(partition_0(&state).leader, NO_LEADER);
+    assert_eq!(
+        elect(&mut state, ElectionType::Preferred, &[(7, 0)]),
+        [Election::PreferredNotAvailable]
+    );
+    assert_eq!(
+        elect(&mut state, ElectionType::Unclean, &[(7, 0)]),
+        [Election::Elected { leader: 2 }]
+    );
+    let p = partition_0(&state);
+    assert_eq!((p.leader, p.isr.clone()), (2, vec![2]));
+    assert_eq!(
+        elect(&mut state, ElectionType::Unclean, &[(7, 0)]),
+        [Election::NotNeeded]
+    );
+}
+
 #[test]
 fn topics_are_validated_before_anything_changes() {
     let mut state = cluster(2);
@@ -759,6 +857,18 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
         )
             .prop_map(
                 |(t, partition, leader_id, leader_epoch, partition_epoch, isr)| {
+                    if leader_epoch == 2 && partition_epoch == 3 {
+                        // Now and then an election instead, over the same universe.
+                        let election = if leader_id % 2 == 0 {
+                            ElectionType::Preferred
+                        } else {
+                            ElectionType::Unclean
+                        };
+                        return MetaCommand::ElectLeaders(ElectLeaders {
+                            election,
+                            partitions: vec![(Uuid::from_u128(t), partition)],
+                        });
+                    }
                     MetaCommand::AlterPartition(AlterPartition {
                         topic_id: Uuid::from_u128(t),
                         partition,

@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, ElectionType, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 NODES = os.environ["STRATA_BOOTSTRAPS"].split(",")
@@ -84,6 +84,13 @@ def main():
     resource = ConfigResource(ResourceType.TOPIC, TOPIC)
     configs = other.describe_configs([resource])[resource].result(timeout=15)
     check(configs["retention.ms"].value == "3600000", "describe_configs through another node shows the create's config")
+
+    # Every partition is led by its preferred (only) replica: nothing to elect.
+    elected = admin.elect_leaders(ElectionType.PREFERRED,
+                                  [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]).result(timeout=30)
+    check(len(elected) == PARTITIONS
+          and all(e is not None and e.code() == KafkaError.ELECTION_NOT_NEEDED for e in elected.values()),
+          f"elect_leaders answers ELECTION_NOT_NEEDED where the preferred replica leads: {elected}")
 
     admin.delete_topics([TOPIC], operation_timeout=10)[TOPIC].result(timeout=15)
     # The other node applies the deletion up to a heartbeat later.

@@ -327,6 +327,12 @@ impl BrokerConfig {
                 self.groups.offset_metadata_max_bytes =
                     usize::try_from(positive(value)?).map_err(|_| invalid("too large"))?;
             }
+            "auto.leader.rebalance.enable" => {
+                self.replication.auto_leader_rebalance = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("must be true or false"))?;
+            }
             "auto.create.topics.enable" => {
                 self.auto_create_topics = value
                     .trim()
@@ -409,7 +415,9 @@ impl BrokerConfig {
             | "replica.fetch.wait.max.ms"
             | "replica.fetch.max.bytes"
             | "replica.fetch.response.max.bytes"
-            | "replica.fetch.backoff.ms" => {
+            | "replica.fetch.backoff.ms"
+            | "leader.imbalance.check.interval.seconds"
+            | "leader.imbalance.per.broker.percentage" => {
                 let number: u64 = value
                     .trim()
                     .parse()

@@ -18,6 +18,13 @@ pub struct ReplicationSettings {
     pub fetch_response_max_bytes: u32,
     /// `replica.fetch.backoff.ms`: the pause after a failed fetch.
     pub fetch_backoff: Duration,
+    /// `auto.leader.rebalance.enable`: the controller moves leadership back to preferred
+    /// replicas.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`
+    pub leader_imbalance_check_interval: Duration,
+    /// `leader.imbalance.per.broker.percentage`
+    pub leader_imbalance_per_broker_percent: u32,
 }
 
 impl Default for ReplicationSettings {
@@ -29,6 +36,9 @@ impl Default for ReplicationSettings {
             fetch_max_bytes: 1 << 20,
             fetch_response_max_bytes: 10 << 20,
             fetch_backoff: Duration::from_secs(1),
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval: Duration::from_secs(300),
+            leader_imbalance_per_broker_percent: 10,
         }
     }
 }
@@ -65,6 +75,15 @@ impl ReplicationSettings {
                 self.fetch_backoff = millis;
                 Ok(())
             }
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval = Duration::from_secs(value);
+                Ok(())
+            }
+            "leader.imbalance.per.broker.percentage" => u32::try_from(value)
+                .ok()
+                .filter(|p| *p <= 100)
+                .map(|p| self.leader_imbalance_per_broker_percent = p)
+                .ok_or_else(|| format!("{name} is a percentage")),
             _ => return None,
         };
         Some(result)

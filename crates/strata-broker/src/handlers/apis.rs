@@ -11,18 +11,18 @@ use bytes::Bytes;
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    SyncGroupRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, ElectLeadersRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest,
 };
 
 use super::{
     RequestContext, RequestError, alter_configs, api_versions, create_partitions, create_topics,
-    delete_records, delete_topics, describe_cluster, describe_configs, fetch, find_coordinator,
-    group_admin, init_producer_id, list_offsets, membership, metadata, offset_for_leader_epoch,
-    offsets, produce, run,
+    delete_records, delete_topics, describe_cluster, describe_configs, elect_leaders, fetch,
+    find_coordinator, group_admin, init_producer_id, list_offsets, membership, metadata,
+    offset_for_leader_epoch, offsets, produce, run,
 };
 
 /// One API this broker serves.
@@ -120,6 +120,7 @@ served_apis! {
     DeleteGroups "delete_groups" 0..=2, DeleteGroupsRequest => later group_admin::delete;
     IncrementalAlterConfigs "incremental_alter_configs" 0..=1, IncrementalAlterConfigsRequest => later alter_configs::handle_incremental;
     OffsetDelete "offset_delete" 0..=0, OffsetDeleteRequest => later offsets::delete;
+    ElectLeaders "elect_leaders" 0..=2, ElectLeadersRequest => later elect_leaders::handle;
     DescribeCluster "describe_cluster" 0..=2, DescribeClusterRequest => now describe_cluster::handle;
 }
 
