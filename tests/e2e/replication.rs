@@ -15,7 +15,7 @@ use strata_e2e::BrokerProcess;
 use crate::cluster::{Nodes, bootstrap, partition_leaders, running_cluster};
 use crate::produce_fetch::{Sent, consume_and_check, produce_records};
 use crate::raw::Client;
-use crate::{client_runtime, consumer, create_replicated_topic, producer};
+use crate::{client_runtime, consumer, create_replicated_topic, metric, producer};
 use kafka_protocol::messages::ElectLeadersRequest;
 
 /// Creates `name` with `partitions` partitions of three replicas each.
@@ -454,6 +454,74 @@ fn a_rolling_restart_under_load_fails_no_send_and_loses_no_record() -> anyhow::R
         std::thread::sleep(Duration::from_millis(200));
     }
     for node in nodes.iter_mut().flatten() {
+        node.terminate()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_consumer_that_names_its_rack_reads_from_the_in_sync_replica_on_it() -> anyhow::Result<()> {
+    let (dirs, quorum) = crate::cluster::three_node_layout()?;
+    let mut nodes: Vec<BrokerProcess> = (1..=3)
+        .zip(&dirs)
+        .map(|(id, dir): (i32, _)| {
+            let (id, rack) = (id.to_string(), format!("zone-{id}"));
+            BrokerProcess::spawn_member(
+                dir.path(),
+                &[
+                    "--node-id",
+                    &id,
+                    "--controller-quorum",
+                    &quorum,
+                    "--rack",
+                    &rack,
+                ],
+            )
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for node in &nodes {
+        strata_e2e::wait_ready(&node.admin)?;
+    }
+    let topic = "zoned";
+    create_replicated(&nodes[0].bootstrap, topic, 1, &[]);
+    assert!(all_in_sync(&isr_when(
+        &nodes[0].bootstrap,
+        topic,
+        all_in_sync
+    )));
+    let sent = produce_records(&nodes[0].bootstrap, topic, 1, 50, ACKS_ALL);
+    let leader = partition_leaders(&nodes[0].bootstrap, topic, 1)[0];
+    let follower = if leader == 3 { 2 } else { 3 };
+    let served_by = |id: i32| {
+        metric(
+            &nodes[usize::try_from(id - 1).expect("id")].admin,
+            "strata_fetch_bytes_total",
+        )
+    };
+    let before = served_by(follower);
+    // The follower serves no replica (its peers fetch from the leader): whatever it sends
+    // now, it sends to the consumer in its zone.
+    let rack = format!("zone-{follower}");
+    let consumer = consumer(&nodes[0].bootstrap, &[("client.rack", &rack)]);
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&assignment)?;
+    let mut read = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read.len() < sent.len() && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            read.push((message.offset(), message.payload().map(<[u8]>::to_vec)));
+        }
+    }
+    assert_eq!(read.len(), sent.len(), "every record read");
+    for (offset, value) in &read {
+        assert_eq!(value.as_deref(), Some(&sent[&(0, *offset)].value[..]));
+    }
+    assert!(
+        served_by(follower) > before,
+        "the follower in the consumer's zone served it"
+    );
+    for node in &mut nodes {
         node.terminate()?;
     }
     Ok(())

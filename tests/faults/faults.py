@@ -18,6 +18,7 @@ Every send, acknowledgement, consumed record and commit is written to a history 
   - within one assignment, a consumer never goes backwards in a partition (regressions = 0)
   - the group's committed offsets never go backwards (commit regressions = 0)
   - no send failed with an error the client could not retry (failed sends = 0)
+  - the group read every acknowledged record (within two minutes of the last send)
 
 and the counts are printed. Exits 1 on any anomaly. Needs root (ip netns, iptables) and the
 venv's confluent-kafka. `--short` is the CI version (one round of each fault, shorter
@@ -213,18 +214,25 @@ class Workload:
 
     def __init__(self, bootstrap, history):
         self.bootstrap, self.history = bootstrap, history
-        self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self.produce, daemon=True),
-                        threading.Thread(target=self.consume, daemon=True)]
+        self.stop_producing, self.stop_consuming = threading.Event(), threading.Event()
+        self.producer = threading.Thread(target=self.produce, daemon=True)
+        self.consumer = threading.Thread(target=self.consume, daemon=True)
+        self.consumed = set()
 
     def start(self):
-        for thread in self.threads:
-            thread.start()
+        self.producer.start()
+        self.consumer.start()
 
-    def stop(self):
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(timeout=180)
+    def stop(self, catch_up_seconds):
+        """Stops producing, gives the group time to read everything acknowledged, then stops it."""
+        self.stop_producing.set()
+        self.producer.join(timeout=330)
+        acknowledged = {e["value"] for e in self.history.events if e["kind"] == "ack"}
+        deadline = time.time() + catch_up_seconds
+        while time.time() < deadline and not acknowledged <= self.consumed:
+            time.sleep(0.5)
+        self.stop_consuming.set()
+        self.consumer.join(timeout=120)
 
     def produce(self):
         producer = Producer({"bootstrap.servers": self.bootstrap, "acks": "all",
@@ -239,7 +247,7 @@ class Workload:
                                     retriable=err.retriable())
 
         i = 0
-        while not self.stopping.is_set():
+        while not self.stop_producing.is_set():
             value = f"v{i}"
             self.history.record("send", value=value)
             while True:
@@ -268,9 +276,10 @@ class Workload:
                              "session.timeout.ms": 30_000})
         consumer.subscribe([TOPIC], on_assign=assigned)
         last_commit = time.time()
-        while not self.stopping.is_set():
+        while not self.stop_consuming.is_set():
             message = consumer.poll(0.5)
             if message is not None and message.error() is None:
+                self.consumed.add(message.value().decode())
                 self.history.record("consumed", generation=generation[0], partition=message.partition(),
                                     offset=message.offset(), value=message.value().decode())
             if time.time() - last_commit > 1:
@@ -335,6 +344,8 @@ def check(history, stored):
                 counts["commit regressions"] += 1
             committed[e["partition"]] = max(e["offset"], committed.get(e["partition"], -1))
     counts["consumed"] = sum(1 for e in events if e["kind"] == "consumed")
+    consumed = {e["value"] for e in events if e["kind"] == "consumed"}
+    counts["acknowledged but never consumed"] = sum(1 for a in acks if a["value"] not in consumed)
     return counts
 
 
@@ -344,18 +355,20 @@ def failovers(events):
     sent_at = {e["value"]: e["t"] for e in events if e["kind"] == "send"}
     acks = sorted((e["t"], e["partition"], sent_at.get(e["value"], 0)) for e in events if e["kind"] == "ack")
     measured = []
-    for fault in (e for e in events if e["kind"] == "fault"):
+    faults = [e for e in events if e["kind"] == "fault"]
+    for fault, following in zip(faults, faults[1:] + [None]):
         if fault["scenario"] not in ("kill9", "sigstop", "partition"):
             continue
+        until = following["t"] if following else float("inf")
         first = next((t for t, p, sent in acks
-                      if p == fault["partition"] and sent >= fault["t"]), None)
+                      if p == fault["partition"] and fault["t"] <= sent and t < until), None)
         if first is not None:
             measured.append((fault["scenario"], first - fault["t"]))
     return measured
 
 
 ANOMALIES = ["failed sends", "lost", "duplicated", "gaps", "consumer regressions",
-             "consumed but not stored", "commit regressions"]
+             "consumed but not stored", "commit regressions", "acknowledged but never consumed"]
 
 
 def leader_of(cluster, partition):
@@ -408,6 +421,8 @@ def run_faults(cluster, net, history, scenarios, rounds, hold):
             wait_until("every ISR is whole again", lambda: all_in_sync(cluster), 180)
             history.record("healed", scenario=scenario, seconds=time.time() - started)
             log(f"{scenario}: healed after {time.time() - started:.1f} s")
+            # Settle before the next fault, so that each failover is measured on its own.
+            time.sleep(hold)
 
 
 def main():
@@ -436,7 +451,7 @@ def main():
         time.sleep(hold)
         run_faults(cluster, net, history, scenarios, rounds, hold)
         time.sleep(hold)
-        workload.stop()
+        workload.stop(catch_up_seconds=120)
         stored, expected = read_everything(cluster.bootstrap)
         counts = check(history, stored)
         counts["stored"] = len(stored)

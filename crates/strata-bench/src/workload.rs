@@ -36,6 +36,9 @@ pub struct WorkloadArgs {
     pub topic: Option<String>,
     #[arg(long, default_value_t = 16)]
     pub partitions: i32,
+    /// Replicas of each partition of a topic it creates.
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i32,
     /// Bytes per record value.
     #[arg(long, default_value_t = 1024)]
     pub record_size: usize,
@@ -166,7 +169,7 @@ fn ensure_topic(args: &WorkloadArgs, topic: &str) -> anyhow::Result<()> {
         &[NewTopic::new(
             topic,
             args.partitions,
-            TopicReplication::Fixed(1),
+            TopicReplication::Fixed(args.replication_factor),
         )],
         &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
     ))?;

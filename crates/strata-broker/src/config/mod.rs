@@ -327,6 +327,17 @@ impl BrokerConfig {
                 self.groups.offset_metadata_max_bytes =
                     usize::try_from(positive(value)?).map_err(|_| invalid("too large"))?;
             }
+            "replica.selector.class" => {
+                self.replication.rack_aware_reads = match value.trim() {
+                    "org.apache.kafka.common.replica.RackAwareReplicaSelector" => true,
+                    "org.apache.kafka.common.replica.LeaderSelector" => false,
+                    _ => {
+                        return Err(invalid(
+                            "must be org.apache.kafka.common.replica.RackAwareReplicaSelector or LeaderSelector",
+                        ));
+                    }
+                };
+            }
             "auto.leader.rebalance.enable" => {
                 self.replication.auto_leader_rebalance = value
                     .trim()

@@ -25,6 +25,10 @@ pub struct ReplicationSettings {
     pub leader_imbalance_check_interval: Duration,
     /// `leader.imbalance.per.broker.percentage`
     pub leader_imbalance_per_broker_percent: u32,
+    /// `replica.selector.class`: whether consumers that name their rack read from an
+    /// in-sync replica on it (KIP-392's RackAwareReplicaSelector, Strata's default) or
+    /// only from leaders (Kafka's default LeaderSelector).
+    pub rack_aware_reads: bool,
 }
 
 impl Default for ReplicationSettings {
@@ -39,6 +43,7 @@ impl Default for ReplicationSettings {
             auto_leader_rebalance: true,
             leader_imbalance_check_interval: Duration::from_secs(300),
             leader_imbalance_per_broker_percent: 10,
+            rack_aware_reads: true,
         }
     }
 }

@@ -8,6 +8,11 @@
 //! A fetch with a replica id (the top-level field up to v14, `ReplicaState` from v15) is a
 //! follower's: it reads up to the log end rather than the high watermark, waits on the log
 //! end, and is told where its log diverged (see [`crate::replica::fetcher`]).
+//!
+//! A consumer that names its rack (v11+, `client.rack`) reads from the closest replica
+//! (KIP-392) unless `replica.selector.class` is Kafka's `LeaderSelector`: the leader answers
+//! an in-sync replica on that rack as `PreferredReadReplica`, with no records, and that
+//! follower serves the consumer up to its own high watermark.
 
 use std::time::Duration;
 
@@ -37,6 +42,8 @@ struct Wanted {
     max_bytes: usize,
     current_leader_epoch: i32,
     last_fetched_epoch: i32,
+    /// KIP-392: the in-sync replica on the consumer's rack to read from instead.
+    preferred_replica: Option<i32>,
 }
 
 pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchResponse {
@@ -47,6 +54,11 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
         request.replica_id.0
     };
     let follower = (replica_id >= 0).then_some(replica_id);
+    let client_rack = (ctx.version() >= 11
+        && follower.is_none()
+        && !request.rack_id.is_empty()
+        && ctx.broker.config.replication.rack_aware_reads)
+        .then(|| request.rack_id.to_string());
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut wanted = Vec::new();
     for (topic_index, fetch_topic) in request.topics.into_iter().enumerate() {
@@ -56,7 +68,20 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
             TopicRef::Name(&fetch_topic.topic)
         };
         for p in &fetch_topic.partitions {
-            let led = ctx.broker.replicas.led_partition(topic, p.partition);
+            let led = match follower {
+                Some(_) => ctx.broker.replicas.led_partition(topic, p.partition),
+                None => ctx.broker.replicas.readable_partition(
+                    topic,
+                    p.partition,
+                    client_rack.is_some(),
+                ),
+            };
+            let preferred_replica = match (&led, &client_rack) {
+                (Ok(led), Some(rack)) if led.partition.leader_epoch().is_some() => {
+                    preferred_read_replica(ctx, led, rack)
+                }
+                _ => None,
+            };
             wanted.push(Wanted {
                 topic_index,
                 index: p.partition,
@@ -65,6 +90,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
                 current_leader_epoch: p.current_leader_epoch,
                 last_fetched_epoch: p.last_fetched_epoch,
+                preferred_replica,
             });
         }
         topics.push((fetch_topic.topic, fetch_topic.topic_id));
@@ -131,15 +157,17 @@ async fn read_all(
     let mut out = Vec::with_capacity(wanted.len());
     for w in wanted {
         let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
-        let read = match follower {
-            Some(replica) => read_for_follower(ctx, w, replica, budget, total == 0),
-            None => read_partition(ctx, w, budget, total == 0).await,
+        let read = match (follower, w.preferred_replica) {
+            (Some(replica), _) => read_for_follower(ctx, w, replica, budget, total == 0),
+            (None, Some(replica)) => redirect(w, replica),
+            (None, None) => read_partition(ctx, w, budget, total == 0).await,
         };
         let data = match read {
             Ok(data) => {
                 total += data.records.as_ref().map_or(0, Bytes::len);
-                any_error |=
-                    data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0;
+                any_error |= data.diverging_epoch.epoch >= 0
+                    || data.diverging_epoch.end_offset >= 0
+                    || data.preferred_read_replica.0 >= 0;
                 data
             }
             Err(e) => {
@@ -217,6 +245,44 @@ fn read_for_follower(
                 .with_end_offset(end_offset),
         ),
     })
+}
+
+/// KIP-392's rack-aware selector: none while the leader shares the consumer's rack; else the
+/// first live in-sync follower on it.
+fn preferred_read_replica(ctx: &RequestContext<'_>, led: &LedPartition, rack: &str) -> Option<i32> {
+    ctx.broker.metadata.read(|state| {
+        let p = state
+            .topic(led.topic.id)?
+            .partitions
+            .get(usize::try_from(led.partition.index).ok()?)?;
+        let rack_of = |id: i32| {
+            state
+                .broker(id)
+                .filter(|b| !b.fenced)
+                .and_then(|b| b.rack.clone())
+        };
+        if rack_of(p.leader).as_deref() == Some(rack) {
+            return None;
+        }
+        p.isr
+            .iter()
+            .copied()
+            .find(|&id| id != p.leader && rack_of(id).as_deref() == Some(rack))
+    })
+}
+
+/// The answer that sends a consumer to `replica`: no records, this leader's offsets.
+fn redirect(w: &Wanted, replica: i32) -> Result<PartitionData, BrokerError> {
+    let led = w.partition.as_ref().map_err(Clone::clone)?;
+    let offsets = led.partition.offsets();
+    Ok(partition_data(
+        w.index,
+        ReadResult {
+            records: Bytes::new(),
+            offsets,
+        },
+    )
+    .with_preferred_read_replica(kafka_protocol::messages::BrokerId(replica)))
 }
 
 fn partition_data(index: i32, read: ReadResult) -> PartitionData {

@@ -133,10 +133,13 @@ fn error_topic(name: Option<TopicName>, id: Uuid, error: ResponseError) -> Metad
 /// A topic as the metadata holds it. A partition without a leader answers
 /// LEADER_NOT_AVAILABLE; replicas on fenced brokers are listed as offline, and so is this
 /// broker's replica of a partition whose log failed here (which, if it leads, leaves the
-/// partition without a serving leader).
+/// partition without a serving leader). A broker whose lease ran out (cut off from the
+/// quorum) does not name itself leader either: its view may be stale, and a client told
+/// LEADER_NOT_AVAILABLE asks another broker, which knows the new leader.
 fn describe(state: &MetadataState, topic: &TopicRecord, broker: &Broker) -> MetadataResponseTopic {
     let live: BTreeSet<i32> = state.live_brokers().map(|b| b.broker_id).collect();
     let me = broker.config.node_id;
+    let cut_off = !broker.replicas.holds_lease();
     let ids = |brokers: &[i32]| brokers.iter().copied().map(BrokerId).collect::<Vec<_>>();
     let partitions = topic
         .partitions
@@ -151,15 +154,16 @@ fn describe(state: &MetadataState, topic: &TopicRecord, broker: &Broker) -> Meta
                 .copied()
                 .filter(|b| !live.contains(b) || (*b == me && failed_here))
                 .collect();
-            let error = if p.leader == NO_LEADER || (p.leader == me && failed_here) {
-                ResponseError::LeaderNotAvailable.code()
+            let unserved = p.leader == me && (failed_here || cut_off);
+            let (error, leader) = if p.leader == NO_LEADER || unserved {
+                (ResponseError::LeaderNotAvailable.code(), NO_LEADER)
             } else {
-                0
+                (0, p.leader)
             };
             MetadataResponsePartition::default()
                 .with_error_code(error)
                 .with_partition_index(index)
-                .with_leader_id(BrokerId(p.leader))
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(ids(&p.replicas))
                 .with_isr_nodes(ids(&p.isr))

@@ -563,6 +563,15 @@ impl Partition {
         self.lock().leader_epoch()
     }
 
+    /// The leader epoch this broker serves reads under: the one it leads or follows.
+    pub fn serving_epoch(&self) -> Option<i32> {
+        match &self.lock().serving {
+            Serving::Leader(leader) => Some(leader.leader_epoch()),
+            Serving::Follower { leader_epoch, .. } => Some(*leader_epoch),
+            Serving::Inactive => None,
+        }
+    }
+
     /// Applies a changed topic configuration to the log.
     pub fn set_config(&self, config: &TopicConfig) {
         let mut state = self.lock();

@@ -188,6 +188,12 @@ impl ReplicaManager {
         }
     }
 
+    /// Whether this broker's lease holds (see [`crate::lease`]): while it does not, it
+    /// acknowledges nothing and does not claim leadership.
+    pub fn holds_lease(&self) -> bool {
+        self.lease.expired_for(self.clock.now()).is_none()
+    }
+
     /// The time batches are stamped with.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
@@ -226,6 +232,38 @@ impl ReplicaManager {
             (Some(true), _) => Err(BrokerError::NotLeaderOrFollower),
             (None, TopicRef::Id(_)) => Err(BrokerError::UnknownTopicId),
             _ => Err(BrokerError::UnknownTopicOrPartition),
+        }
+    }
+
+    /// The partition a consumer's Fetch reads here: one led here, or, for a fetch that
+    /// names the consumer's rack (KIP-392), one followed here, read up to this replica's
+    /// own high watermark. Answers as [`Self::led_partition`] otherwise.
+    pub fn readable_partition(
+        &self,
+        topic: TopicRef<'_>,
+        index: i32,
+        follower_reads: bool,
+    ) -> Result<LedPartition, BrokerError> {
+        match self.led_partition(topic, index) {
+            Err(BrokerError::NotLeaderOrFollower) if follower_reads => {
+                let hosted = match topic {
+                    TopicRef::Name(name) => self.topics.get(name),
+                    TopicRef::Id(id) => self.topics.get_by_id(id),
+                };
+                let partition = hosted
+                    .as_ref()
+                    .and_then(|t| t.partition(index).cloned())
+                    .ok_or(BrokerError::NotLeaderOrFollower)?;
+                let (_, leader_epoch) = partition
+                    .followed_leader()
+                    .ok_or(BrokerError::NotLeaderOrFollower)?;
+                Ok(LedPartition {
+                    topic: hosted.expect("found above"),
+                    partition,
+                    leader_epoch,
+                })
+            }
+            led => led,
         }
     }
 
@@ -392,10 +430,11 @@ impl ReplicaManager {
         }
     }
 
-    /// Reads whole batches of a partition this broker leads from `fetch_offset`, at most
-    /// `max_bytes` unless `at_least_one` and the first batch is larger, never at or above
-    /// the high watermark: from the local log, or below the local log start from the object
-    /// store. `current_leader_epoch` is the client's (KIP-320; -1 when it has none).
+    /// Reads whole batches of a partition this broker leads (or follows, for a consumer in
+    /// its rack) from `fetch_offset`, at most `max_bytes` unless `at_least_one` and the
+    /// first batch is larger, never at or above this replica's high watermark: from the
+    /// local log, or below the local log start from the object store.
+    /// `current_leader_epoch` is the client's (KIP-320; -1 when it has none).
     pub async fn read(
         &self,
         led: &LedPartition,
@@ -405,9 +444,10 @@ impl ReplicaManager {
         at_least_one: bool,
     ) -> Result<ReadResult, BrokerError> {
         let partition = &led.partition;
-        // Leadership can move while a fetch waits: check it on every read.
+        // Leadership can move while a fetch waits: check it on every read. What a replica
+        // serves is at most its high watermark, which a follower takes from its leader.
         let leader_epoch = partition
-            .leader_epoch()
+            .serving_epoch()
             .ok_or(BrokerError::NotLeaderOrFollower)?;
         check_leader_epoch(current_leader_epoch, leader_epoch)?;
         let offsets = partition.offsets();
