@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::clock::Clock;
 use crate::config::{GroupLimits, GroupSettings};
@@ -436,8 +436,18 @@ impl GroupCoordinator {
                 forget_offsets(shard, &doomed)
             })
             .await;
-        if let Err(e) = forgotten {
-            warn!(partition = target.index, error = ?e, "could not remove the committed offsets of deleted topics");
+        match forgotten {
+            Ok(()) => {}
+            // Leadership moved on meanwhile: the new coordinator forgets them on a later pass.
+            Err(ResponseError::NotCoordinator) => {
+                debug!(
+                    partition = target.index,
+                    "offsets partition moved before its deleted topics were forgotten"
+                );
+            }
+            Err(e) => {
+                warn!(partition = target.index, error = ?e, "could not remove the committed offsets of deleted topics");
+            }
         }
     }
 
