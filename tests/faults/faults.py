@@ -122,7 +122,10 @@ class Cluster:
             ["ip", "netns", "exec", self.net.namespaces[node], self.strata, "server",
              "--node-id", str(node), "--data-dir", self.data_dir(node),
              "--kafka-listen", f"{ip}:9092", "--admin-listen", f"{ip}:9644",
-             "--controller-listen", f"{ip}:9093", "--controller-quorum", self.quorum],
+             "--controller-listen", f"{ip}:9093", "--controller-quorum", self.quorum,
+             # One object store for the cluster, as S3 would be: tiered data committed by
+             # one leader is read by whichever replica needs it later.
+             "--object-store", f"file://{os.path.join(self.root, 'objects')}"],
             stdout=subprocess.DEVNULL, stderr=logfile, env={**os.environ, "NO_COLOR": "1"})
 
     def signal(self, node, sig):
@@ -470,6 +473,10 @@ def main():
             return 1
         print("ok - no anomalies")
         return 0
+    except BaseException:
+        print(f"FAILED: the run stopped (logs and history under {root})")
+        args.keep = True
+        raise
     finally:
         if cluster is not None:
             cluster.stop_all()

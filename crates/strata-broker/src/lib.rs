@@ -126,6 +126,12 @@ async fn run_node(
         controller: controller_listener,
         admin_addr,
     } = listeners;
+    if !config.controller_quorum.is_empty() && config.object_store_is_node_local() {
+        tracing::warn!(
+            url = %config.object_store_url,
+            "this node is part of a multi-node quorum but tiers into its own data directory: give every node the same --object-store, or tiered data will not be readable after a leadership change"
+        );
+    }
     let object_store = open_object_store(&config, &metrics)?;
     strata_objects::check_credentials(&config.object_store_url)
         .await

@@ -475,6 +475,16 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// Whether the object store is the default directory inside this node's data directory,
+    /// which no other node reads: fine for the embedded node, wrong for a cluster.
+    pub fn object_store_is_node_local(&self) -> bool {
+        self.object_store_url
+            == format!(
+                "file://{}",
+                absolute(&self.data_dir.join("objects")).display()
+            )
+    }
+
     /// Whether this node backs its metadata up to the object store: the embedded single node,
     /// whose raft state shares its data directory (see `tiering::metadata_backup`).
     pub fn backs_up_metadata(&self) -> bool {
@@ -612,6 +622,44 @@ mod tests {
         let topic = TopicConfig::resolve(&broker.topic_defaults, &overrides);
         assert_eq!(topic.retention_ms(), Some(5));
         assert_eq!(topic.max_message_bytes(), 2048);
+    }
+
+    #[test]
+    fn replication_settings_take_kafkas_names_and_refuse_nonsense() {
+        let mut broker = BrokerConfig::new(PathBuf::from("/tmp/x"));
+        broker
+            .apply_kafka_properties([
+                ("default.replication.factor", "3"),
+                ("offsets.topic.replication.factor", "2"),
+                ("replica.lag.time.max.ms", "10000"),
+                ("auto.leader.rebalance.enable", "false"),
+                ("leader.imbalance.per.broker.percentage", "20"),
+                (
+                    "replica.selector.class",
+                    "org.apache.kafka.common.replica.LeaderSelector",
+                ),
+            ])
+            .expect("valid");
+        let r = &broker.replication;
+        assert_eq!(r.default_replication_factor, 3);
+        assert_eq!(broker.groups.offsets_topic_replication_factor, 2);
+        assert_eq!(r.lag_time_max, Duration::from_secs(10));
+        assert!(!r.auto_leader_rebalance && !r.rack_aware_reads);
+        assert_eq!(r.leader_imbalance_per_broker_percent, 20);
+        for (name, value) in [
+            ("default.replication.factor", "0"),
+            ("leader.imbalance.per.broker.percentage", "101"),
+            ("replica.selector.class", "com.example.Mine"),
+        ] {
+            assert!(
+                broker.apply_kafka_properties([(name, value)]).is_err(),
+                "{name}={value}"
+            );
+        }
+        // A cluster node left at the default object store tiers into its own directory.
+        assert!(broker.object_store_is_node_local());
+        broker.object_store_url = "s3://bucket/prefix".into();
+        assert!(!broker.object_store_is_node_local());
     }
 
     #[test]
