@@ -50,6 +50,16 @@ impl Lease {
         *renewed = Some(renewed.map_or(sent_at, |at| at.max(sent_at)));
     }
 
+    /// How long the lease still holds (zero once it ran out); `None` for a node that needs
+    /// none.
+    pub fn remaining(&self, now: Instant) -> Option<Duration> {
+        let duration = self.duration?;
+        let renewed = *self.renewed_from.lock().expect("never poisoned");
+        Some(renewed.map_or(Duration::ZERO, |at| {
+            (at + duration).saturating_duration_since(now)
+        }))
+    }
+
     /// How long ago the lease ran out, or `None` while it holds.
     pub fn expired_for(&self, now: Instant) -> Option<Duration> {
         let duration = self.duration?;
@@ -83,6 +93,15 @@ mod tests {
         lease.renew(t0 + Duration::from_secs(1));
         assert_eq!(lease.expired_for(t0 + Duration::from_secs(11)), None);
         assert!(lease.expired_for(t0 + Duration::from_secs(12)).is_some());
+        assert_eq!(
+            lease.remaining(t0 + Duration::from_secs(10)),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            lease.remaining(t0 + Duration::from_secs(13)),
+            Some(Duration::ZERO)
+        );
         assert_eq!(Lease::unneeded().expired_for(t0), None);
+        assert_eq!(Lease::unneeded().remaining(t0), None);
     }
 }

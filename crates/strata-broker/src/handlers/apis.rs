@@ -118,9 +118,9 @@ served_apis! {
     AlterConfigs "alter_configs" 0..=2, AlterConfigsRequest => later alter_configs::handle;
     CreatePartitions "create_partitions" 0..=3, CreatePartitionsRequest => later create_partitions::handle;
     DeleteGroups "delete_groups" 0..=2, DeleteGroupsRequest => later group_admin::delete;
+    ElectLeaders "elect_leaders" 0..=2, ElectLeadersRequest => later elect_leaders::handle;
     IncrementalAlterConfigs "incremental_alter_configs" 0..=1, IncrementalAlterConfigsRequest => later alter_configs::handle_incremental;
     OffsetDelete "offset_delete" 0..=0, OffsetDeleteRequest => later offsets::delete;
-    ElectLeaders "elect_leaders" 0..=2, ElectLeadersRequest => later elect_leaders::handle;
     DescribeCluster "describe_cluster" 0..=2, DescribeClusterRequest => now describe_cluster::handle;
 }
 

@@ -400,7 +400,9 @@ impl ReplicaManager {
     /// Waits for what `acks` asks of an append that ends at `end`: under `--durability
     /// fsync`, the fsync of the leader's copy (asked for but not awaited with `acks=0`, so
     /// the data still becomes readable); with `acks=all`, also the high watermark reaching
-    /// `end`, or `timeout`.
+    /// `end`, or `timeout`, or this broker's lease running out (cut off from the quorum, it
+    /// may have been replaced: the client is told NOT_LEADER_OR_FOLLOWER and retries at the
+    /// new leader instead of waiting out its timeout).
     async fn wait_committed(
         &self,
         partition: &Arc<Partition>,
@@ -419,7 +421,10 @@ impl ReplicaManager {
         match acks {
             RequiredAcks::All => {
                 let started = std::time::Instant::now();
-                let committed = partition.wait_high_watermark(end, timeout).await;
+                let committed = tokio::select! {
+                    committed = partition.wait_high_watermark(end, timeout) => committed,
+                    lost = self.lease_lost() => Err(lost),
+                };
                 self.metrics
                     .replication
                     .commit_wait
@@ -427,6 +432,23 @@ impl ReplicaManager {
                 committed
             }
             RequiredAcks::None | RequiredAcks::Leader => Ok(()),
+        }
+    }
+
+    /// Resolves once this broker's lease has run out (never, on a node that needs none).
+    async fn lease_lost(&self) -> BrokerError {
+        loop {
+            let now = self.clock.now();
+            if let Some(expired) = self.lease.expired_for(now) {
+                self.metrics.replication.lease_refusals.inc();
+                return BrokerError::LeaseExpired {
+                    expired_ms: u64::try_from(expired.as_millis()).unwrap_or(u64::MAX),
+                };
+            }
+            match self.lease.remaining(now) {
+                Some(left) => tokio::time::sleep(left.max(Duration::from_millis(1))).await,
+                None => std::future::pending::<()>().await,
+            }
         }
     }
 

@@ -135,6 +135,29 @@ async fn a_leader_whose_lease_ran_out_acknowledges_nothing_until_it_is_renewed()
 }
 
 #[tokio::test]
+async fn an_acks_all_append_waiting_for_followers_gives_up_when_the_lease_runs_out() {
+    let lease = crate::lease::Lease::new(Duration::from_millis(200));
+    lease.renew(std::time::Instant::now());
+    let f = fixture_with_lease(&[], 0, lease).await;
+    // A follower that never fetches: nothing can commit.
+    f.led.partition.set_role(
+        &crate::partition::Role::Leader(crate::leader_state::Assignment {
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            leader_epoch: EPOCH,
+            partition_epoch: 1,
+            live: [(1, uuid::Uuid::from_u128(1)), (2, uuid::Uuid::from_u128(2))].into(),
+        }),
+        NOW,
+    );
+    // The append's own timeout is 30 s: only the lease can answer this.
+    assert!(matches!(
+        produce(&f, "stranded", RequiredAcks::All).await,
+        Err(BrokerError::LeaseExpired { .. })
+    ));
+}
+
+#[tokio::test]
 async fn a_read_never_returns_what_is_not_committed() {
     let f = fixture(&[], 0).await;
     produce(&f, "committed", RequiredAcks::All)
