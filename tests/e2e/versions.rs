@@ -4,6 +4,7 @@
 //! that an old version lacks would otherwise close their connections.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use strata_e2e::InProcessBroker;
 
@@ -91,6 +92,7 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
         ApiKey::AlterConfigs,
         ApiKey::CreatePartitions,
         ApiKey::DeleteGroups,
+        ApiKey::ElectLeaders,
         ApiKey::IncrementalAlterConfigs,
         ApiKey::OffsetDelete,
         ApiKey::DescribeCluster,
@@ -151,6 +153,29 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
             .topic_id
     };
     let (topic, id) = ("v7-topic", topic_id("v7-topic"));
+    for version in range(ApiKey::ElectLeaders) {
+        // The single node already leads everything: nothing to elect, said per partition.
+        let response = client.send(
+            &ElectLeadersRequest::default()
+                .with_election_type(0)
+                .with_topic_partitions(Some(vec![
+                    elect_leaders_request::TopicPartitions::default()
+                        .with_topic(TopicName(s(topic)))
+                        .with_partitions(vec![0, 1]),
+                ]))
+                .with_timeout_ms(5000),
+            version,
+        );
+        assert_eq!(response.error_code, 0, "ElectLeaders v{version}");
+        let results = &response.replica_election_results[0].partition_result;
+        assert!(
+            results.len() == 2
+                && results
+                    .iter()
+                    .all(|r| r.error_code == ResponseError::ElectionNotNeeded.code()),
+            "ElectLeaders v{version}: {results:?}"
+        );
+    }
     for version in range(ApiKey::Metadata) {
         let request = MetadataRequest::default().with_topics(Some(vec![
             metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(topic)))),

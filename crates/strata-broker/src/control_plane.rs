@@ -438,6 +438,16 @@ impl MetadataView {
         }
     }
 
+    /// Proposes `command` and answers once the quorum committed it: its log index and the
+    /// state machine's verdict, whether or not this node has applied it yet.
+    pub async fn propose_committed(
+        &self,
+        command: MetaCommand,
+    ) -> Result<(u64, Result<CommandOutcome, strata_meta::MetaError>), BrokerError> {
+        let committed = self.controller.propose(command).await?;
+        Ok((committed.log_index, committed.response))
+    }
+
     /// Proposes `command` through the quorum and waits until this node has applied it, so
     /// reads here see it; a refusal comes back as [`BrokerError::Metadata`]. Answers the
     /// command's log index with its outcome.
@@ -445,12 +455,12 @@ impl MetadataView {
         &self,
         command: MetaCommand,
     ) -> Result<(u64, CommandOutcome), BrokerError> {
-        let committed = self.controller.propose(command).await?;
+        let (index, response) = self.propose_committed(command).await?;
         self.controller
-            .wait_applied(committed.log_index, CATCH_UP_TIMEOUT)
+            .wait_applied(index, CATCH_UP_TIMEOUT)
             .await?;
-        let outcome = committed.response.map_err(BrokerError::Metadata)?;
-        Ok((committed.log_index, outcome))
+        let outcome = response.map_err(BrokerError::Metadata)?;
+        Ok((index, outcome))
     }
 
     /// Proposes `command` and waits until this node serves its outcome: applied to the

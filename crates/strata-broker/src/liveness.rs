@@ -68,13 +68,18 @@ pub fn spawn_heartbeat(
         let flag = flag.clone();
         let stop = stop.clone();
         async move {
-            match metadata.propose(heartbeat).await {
-                Ok((index, _)) => {
-                    if metadata.wait_reconciled(index).await {
-                        lease.renew(sent_at);
-                    }
+            // The quorum's answer, not this node's application of it: a superseded process's
+            // replica may never see the entry, but it must hear the refusal.
+            match metadata.propose_committed(heartbeat).await {
+                Ok((index, Ok(_))) => {
+                    // Off the heartbeat's path: a slow reconcile must not delay the next one.
+                    tokio::spawn(async move {
+                        if metadata.wait_reconciled(index).await {
+                            lease.renew(sent_at);
+                        }
+                    });
                 }
-                Err(BrokerError::Metadata(MetaError::StaleBrokerIncarnation { .. })) => {
+                Ok((_, Err(MetaError::StaleBrokerIncarnation { .. }))) => {
                     error!(
                         broker_id,
                         "another process registered under this node id; this one stops serving"
@@ -82,9 +87,7 @@ pub fn spawn_heartbeat(
                     flag.store(true, std::sync::atomic::Ordering::Release);
                     stop.cancel();
                 }
-                Err(BrokerError::Metadata(refused)) => {
-                    warn!(error = %refused, "heartbeat refused");
-                }
+                Ok((_, Err(refused))) => warn!(error = %refused, "heartbeat refused"),
                 Err(e) => debug!(error = %e, "heartbeat not delivered"),
             }
         }
