@@ -296,7 +296,14 @@ fn a_leader_hung_past_its_session_acknowledges_nothing_its_successor_lacks() -> 
     let hung_node = nodes[hung].as_ref().expect("running");
     let hung_at = Instant::now();
     hung_node.signal("STOP")?;
-    std::thread::sleep(Duration::from_secs(15));
+    // Hung past its session: it stays stopped until the others have fenced it and moved its
+    // leadership (if it led the quorum too, that takes an election first), and a while more
+    // for the producer's requests to queue up at it.
+    let moved = isr_when(&bootstrap(&nodes, other), topic, |state| {
+        state.iter().all(|(l, _)| *l >= 0 && *l != leader)
+    });
+    assert!(moved.iter().all(|(l, _)| *l != leader), "{moved:?}");
+    std::thread::sleep(Duration::from_secs(3));
     hung_node.signal("CONT")?;
     std::thread::sleep(Duration::from_secs(8));
     stop.store(true, Ordering::Release);
