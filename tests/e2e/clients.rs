@@ -7,7 +7,7 @@ use std::process::Command;
 
 use strata_e2e::InProcessBroker;
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ is inside the repository")
@@ -20,7 +20,7 @@ fn required() -> bool {
 
 /// Whether a client toolchain is installed; when it is not, a CI run fails and a local run
 /// skips with a note.
-fn toolchain_ready(name: &str, ready: impl Fn() -> bool) -> bool {
+pub(crate) fn toolchain_ready(name: &str, ready: impl Fn() -> bool) -> bool {
     if ready() {
         return true;
     }

@@ -1,6 +1,7 @@
 //! End-to-end tests: real Kafka clients (librdkafka through the `rdkafka` crate, and the
 //! Python, JavaScript, Java and kcat runners under `tests/clients`) against Strata brokers.
 
+mod admin_tools;
 mod bench_smoke;
 mod clients;
 mod cluster;

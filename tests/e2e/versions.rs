@@ -90,11 +90,15 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
         ApiKey::OffsetForLeaderEpoch,
         ApiKey::DescribeConfigs,
         ApiKey::AlterConfigs,
+        ApiKey::DescribeLogDirs,
         ApiKey::CreatePartitions,
         ApiKey::DeleteGroups,
         ApiKey::ElectLeaders,
         ApiKey::IncrementalAlterConfigs,
+        ApiKey::AlterPartitionReassignments,
+        ApiKey::ListPartitionReassignments,
         ApiKey::OffsetDelete,
+        ApiKey::DescribeQuorum,
         ApiKey::DescribeCluster,
     ];
     let advertised_keys: Vec<i16> = advertised.api_keys.iter().map(|v| v.api_key).collect();
@@ -175,6 +179,64 @@ fn every_advertised_version_of_every_api_is_answered_and_decodes() {
                     .all(|r| r.error_code == ResponseError::ElectionNotNeeded.code()),
             "ElectLeaders v{version}: {results:?}"
         );
+    }
+    for version in range(ApiKey::DescribeLogDirs) {
+        let response = client.send(
+            &DescribeLogDirsRequest::default().with_topics(None),
+            version,
+        );
+        let dir = &response.results[0];
+        assert_eq!(dir.error_code, 0, "DescribeLogDirs v{version}");
+        let hosted = dir.topics.iter().find(|t| *t.name == *topic);
+        assert_eq!(
+            hosted.map(|t| t.partitions.len()),
+            Some(2),
+            "DescribeLogDirs v{version}"
+        );
+    }
+    for version in range(ApiKey::AlterPartitionReassignments) {
+        // Nothing is moving, so a cancel is refused, per partition.
+        let cancel = alter_partition_reassignments_request::ReassignableTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(vec![
+                alter_partition_reassignments_request::ReassignablePartition::default()
+                    .with_partition_index(0)
+                    .with_replicas(None),
+            ]);
+        let response = client.send(
+            &AlterPartitionReassignmentsRequest::default().with_topics(vec![cancel]),
+            version,
+        );
+        assert_eq!(
+            response.error_code, 0,
+            "AlterPartitionReassignments v{version}"
+        );
+        assert_eq!(
+            response.responses[0].partitions[0].error_code,
+            ResponseError::NoReassignmentInProgress.code(),
+            "AlterPartitionReassignments v{version}"
+        );
+    }
+    for version in range(ApiKey::ListPartitionReassignments) {
+        let response = client.send(&ListPartitionReassignmentsRequest::default(), version);
+        assert_eq!(
+            response.error_code, 0,
+            "ListPartitionReassignments v{version}"
+        );
+        assert!(response.topics.is_empty());
+    }
+    for version in range(ApiKey::DescribeQuorum) {
+        let log = describe_quorum_request::TopicData::default()
+            .with_topic_name(TopicName(s("__cluster_metadata")))
+            .with_partitions(vec![describe_quorum_request::PartitionData::default()]);
+        let response = client.send(
+            &DescribeQuorumRequest::default().with_topics(vec![log]),
+            version,
+        );
+        assert_eq!(response.error_code, 0, "DescribeQuorum v{version}");
+        let quorum = &response.topics[0].partitions[0];
+        assert_eq!(quorum.current_voters.len(), 1, "DescribeQuorum v{version}");
+        assert_eq!(quorum.leader_id, quorum.current_voters[0].replica_id);
     }
     for version in range(ApiKey::Metadata) {
         let request = MetadataRequest::default().with_topics(Some(vec![

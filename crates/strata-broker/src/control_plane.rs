@@ -517,6 +517,11 @@ impl MetadataView {
         })
     }
 
+    /// The metadata quorum as its leader sees it (DescribeQuorum).
+    pub async fn quorum_status(&self) -> Result<strata_raft::QuorumStatus, BrokerError> {
+        Ok(self.controller.leader_status().await?)
+    }
+
     /// The controller leader's id as Kafka clients see it, or -1 while there is none.
     pub fn controller_id(&self) -> i32 {
         self.controller

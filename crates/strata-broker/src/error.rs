@@ -193,6 +193,7 @@ fn meta_error_code(e: &MetaError) -> ResponseError {
         MetaError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
         MetaError::IneligibleReplica { .. } => ResponseError::IneligibleReplica,
         MetaError::InvalidIsr { .. } => ResponseError::InvalidRequest,
+        MetaError::NoReassignmentInProgress { .. } => ResponseError::NoReassignmentInProgress,
         MetaError::ProducerIdsExhausted => ResponseError::UnknownServerError,
     }
 }

@@ -105,7 +105,8 @@ impl ProducerIds {
             Ok(
                 CommandOutcome::Applied
                 | CommandOutcome::SegmentsCommitted { .. }
-                | CommandOutcome::Elections(_),
+                | CommandOutcome::Elections(_)
+                | CommandOutcome::Reassignments(_),
             ) => Err(unexpected(
                 "the quorum answered a producer id request without a block",
             )),

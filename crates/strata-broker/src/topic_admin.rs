@@ -14,7 +14,8 @@ use strata_meta::names::validate_topic_name;
 use strata_meta::topic_config::validate_overrides;
 use strata_meta::{
     CommandOutcome, CreatePartitions, CreateTopic, ElectLeaders, Election, ElectionType,
-    MAX_PARTITIONS, MetaCommand, MetaError, MetadataState,
+    MAX_PARTITIONS, MetaCommand, MetaError, MetadataState, PartitionReassignment,
+    ReassignPartitions,
 };
 use uuid::Uuid;
 
@@ -163,6 +164,27 @@ impl TopicAdmin {
             CommandOutcome::Elections(outcomes) => Ok(outcomes),
             other => Err(BrokerError::InvalidRequest {
                 reason: format!("an election answered {other:?}"),
+            }),
+        }
+    }
+
+    /// Starts, replaces or cancels replica moves, answered per partition in order.
+    pub async fn reassign_partitions(
+        &self,
+        partitions: Vec<PartitionReassignment>,
+        allow_replication_factor_change: bool,
+    ) -> Result<Vec<Result<(), MetaError>>, BrokerError> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let command = MetaCommand::ReassignPartitions(ReassignPartitions {
+            partitions,
+            allow_replication_factor_change,
+        });
+        match self.metadata.commit(command).await? {
+            CommandOutcome::Reassignments(outcomes) => Ok(outcomes),
+            other => Err(BrokerError::InvalidRequest {
+                reason: format!("a reassignment answered {other:?}"),
             }),
         }
     }

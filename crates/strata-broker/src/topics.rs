@@ -108,6 +108,11 @@ impl TopicRegistry {
         })
     }
 
+    /// The directory every hosted partition's log is under.
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
     fn topic_dir(&self, name: &str, id: Uuid) -> PathBuf {
         self.log_dir.join(format!("{name}.{}", id.simple()))
     }
@@ -223,7 +228,7 @@ impl TopicRegistry {
                 partition.set_role(&Role::Inactive, now_ms());
             }
             self.remove_dir(&self.topic_dir(&topic.name, topic.id));
-            info!(topic = %topic.name, topic_id = %topic.id, "topic deleted");
+            info!(topic = %topic.name, topic_id = %topic.id, "topic deleted or moved off this broker; its local data is removed");
         }
     }
 

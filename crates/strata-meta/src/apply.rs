@@ -16,7 +16,9 @@ use crate::state::{
     BrokerRecord, CommandOutcome, Election, MetadataState, NO_LEADER, PartitionRecord,
     SegmentEntry, TopicRecord,
 };
-use crate::topic_config::{ConfigError, broker_config_def, topic_config_def, validate_overrides};
+use crate::topic_config::{
+    ConfigError, broker_config_def, broker_config_not_taken, topic_config_def, validate_overrides,
+};
 
 /// One partition's election among the `live` brokers.
 fn elect(p: &mut PartitionRecord, election: ElectionType, live: &BTreeSet<i32>) -> Election {
@@ -86,6 +88,9 @@ impl MetadataState {
             } => applied(self.advance_log_start(*topic_id, *partition, *log_start_offset)),
             MetaCommand::AlterPartition(c) => applied(self.alter_partition(c)),
             MetaCommand::ElectLeaders(c) => Ok(CommandOutcome::Elections(self.elect_leaders(c))),
+            MetaCommand::ReassignPartitions(c) => {
+                Ok(CommandOutcome::Reassignments(self.reassign_partitions(c)))
+            }
         }
     }
 
@@ -156,7 +161,7 @@ impl MetadataState {
             return Ok(());
         }
         broker.fenced = true;
-        let live: BTreeSet<i32> = self.live_brokers().map(|b| b.broker_id).collect();
+        let live = self.live_broker_ids();
         let fenced = c.broker_id;
         self.for_each_partition_mut(|p| {
             // The last ISR member stays in the ISR: it holds every acknowledged record, so it
@@ -257,12 +262,13 @@ impl MetadataState {
             p.isr = isr;
             p.partition_epoch += 1;
         });
+        self.complete_reassignment_if_ready(c.topic_id, c.partition);
         Ok(())
     }
 
     /// Runs each named partition's election on its own.
     fn elect_leaders(&mut self, c: &ElectLeaders) -> Vec<Election> {
-        let live: BTreeSet<i32> = self.live_brokers().map(|b| b.broker_id).collect();
+        let live = self.live_broker_ids();
         c.partitions
             .iter()
             .map(|&(topic_id, index)| {
@@ -324,6 +330,7 @@ impl MetadataState {
             .ok_or(MetaError::UnknownTopicId { topic_id })?;
         self.topic_ids.remove(&topic.name);
         self.manifest.remove(&topic_id);
+        self.reassignments.remove(&topic_id);
         Ok(())
     }
 
@@ -364,6 +371,12 @@ impl MetadataState {
             let def = match c.resource {
                 ConfigResource::Topic(_) => topic_config_def(name),
                 ConfigResource::Broker(_) | ConfigResource::ClusterDefault => {
+                    if let Some(reason) = broker_config_not_taken(name) {
+                        return Err(ConfigError::NotTaken {
+                            name: name.to_string(),
+                            reason: reason.to_string(),
+                        });
+                    }
                     broker_config_def(name)
                 }
             };
@@ -378,7 +391,8 @@ impl MetadataState {
             .map(|(name, value)| Ok((name.clone(), validate(name, value)?)))
             .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
         for name in &c.remove {
-            // Removing an override is valid for any known name, set or not.
+            // Removing an override is valid for any known name, set or not, and for a name
+            // Strata does not take (it cannot be set).
             if let Err(ConfigError::Unknown { .. }) = validate(name, "") {
                 return Err(ConfigError::Unknown { name: name.clone() }.into());
             }
@@ -545,7 +559,7 @@ impl MetadataState {
         Ok(())
     }
 
-    fn known_partition(
+    pub(crate) fn known_partition(
         &self,
         topic_id: Uuid,
         partition: i32,
@@ -599,21 +613,28 @@ impl MetadataState {
                     ),
                 });
             }
-            let distinct: BTreeSet<_> = replicas.iter().collect();
-            if distinct.len() != replicas.len() {
-                return Err(MetaError::InvalidReplicaAssignment {
-                    reason: format!("partition {index} lists a broker twice: {replicas:?}"),
-                });
-            }
-            if let Some(unknown) = replicas.iter().find(|b| !self.brokers.contains_key(b)) {
-                return Err(MetaError::InvalidReplicaAssignment {
-                    reason: format!(
-                        "partition {index} names broker {unknown}, which is not registered"
-                    ),
-                });
-            }
+            self.check_replica_list(replicas).map_err(|reason| {
+                MetaError::InvalidReplicaAssignment {
+                    reason: format!("partition {index}: {reason}"),
+                }
+            })?;
         }
         Ok(())
+    }
+
+    /// Checks one partition's replicas: at least one, no broker twice, each registered.
+    pub(crate) fn check_replica_list(&self, replicas: &[i32]) -> Result<(), String> {
+        if replicas.is_empty() {
+            return Err("a partition needs at least one replica".into());
+        }
+        let distinct: BTreeSet<_> = replicas.iter().collect();
+        if distinct.len() != replicas.len() {
+            return Err(format!("{replicas:?} lists a broker twice"));
+        }
+        match replicas.iter().find(|b| !self.brokers.contains_key(b)) {
+            Some(unknown) => Err(format!("broker {unknown} is not registered")),
+            None => Ok(()),
+        }
     }
 
     /// A new partition: its ISR is its live replicas, led by the first of them.
@@ -648,7 +669,7 @@ impl MetadataState {
         });
     }
 
-    fn for_partition_mut(
+    pub(crate) fn for_partition_mut(
         &mut self,
         topic_id: Uuid,
         partition: i32,

@@ -44,6 +44,26 @@ pub enum MetaCommand {
     AlterPartition(AlterPartition),
     /// Kafka's ElectLeaders, and the controller's automatic leader rebalance.
     ElectLeaders(ElectLeaders),
+    /// Kafka's AlterPartitionReassignments: moves partitions to other replicas.
+    ReassignPartitions(ReassignPartitions),
+}
+
+/// Moves (or, with no target, stops moving) each named partition's replicas, each judged on
+/// its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReassignPartitions {
+    pub partitions: Vec<PartitionReassignment>,
+    /// Whether a target may have another number of replicas than the partition has.
+    pub allow_replication_factor_change: bool,
+}
+
+/// One partition's new replicas, the first its preferred leader; `None` cancels the move in
+/// progress, putting back the replicas it started from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionReassignment {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub target: Option<Vec<i32>>,
 }
 
 /// Which leader an election gives a partition.

@@ -42,6 +42,8 @@ pub enum MetaError {
     IneligibleReplica { broker_id: i32 },
     #[error("invalid ISR: {reason}")]
     InvalidIsr { reason: String },
+    #[error("no reassignment of partition {partition} of topic {topic_id} is in progress")]
+    NoReassignmentInProgress { topic_id: Uuid, partition: i32 },
     #[error("invalid segment: {reason}")]
     InvalidSegment { reason: String },
     #[error("a producer id block needs at least one id")]

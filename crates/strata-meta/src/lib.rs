@@ -17,6 +17,7 @@ mod command;
 mod error;
 pub mod names;
 mod placement;
+mod reassign;
 pub mod snapshot;
 mod state;
 pub mod topic_config;
@@ -25,12 +26,12 @@ pub use apply::MAX_PARTITIONS;
 pub use command::{
     AlterConfigs, AlterPartition, BrokerHeartbeat, CommitSegments, ConfigResource,
     CreatePartitions, CreateTopic, ElectLeaders, ElectionType, Endpoint, FenceBroker, MetaCommand,
-    RegisterBroker, SegmentCommit,
+    PartitionReassignment, ReassignPartitions, RegisterBroker, SegmentCommit,
 };
 pub use error::MetaError;
 pub use state::{
     BrokerRecord, CommandOutcome, Election, MetadataState, NO_LEADER, PartitionManifest,
-    PartitionRecord, SegmentEntry, TopicRecord,
+    PartitionRecord, Reassignment, SegmentEntry, TopicRecord,
 };
 
 #[cfg(test)]

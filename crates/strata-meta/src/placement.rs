@@ -50,8 +50,7 @@ impl MetadataState {
     /// partitions it should lead (those listing it first) but does not exceeds
     /// `imbalance_percent`, those of them it could lead now (it is in their ISR).
     pub fn imbalanced_leaders(&self, imbalance_percent: u32) -> Vec<(uuid::Uuid, i32)> {
-        let live: std::collections::BTreeSet<i32> =
-            self.live_brokers().map(|b| b.broker_id).collect();
+        let live = self.live_broker_ids();
         let mut preferred: BTreeMap<i32, (usize, Vec<(uuid::Uuid, i32)>)> = BTreeMap::new();
         for topic in self.topics() {
             for (p, index) in topic.partitions.iter().zip(0..) {

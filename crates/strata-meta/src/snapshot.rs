@@ -16,9 +16,10 @@ use rkyv::util::AlignedVec;
 use crate::state::MetadataState;
 
 const MAGIC: &[u8; 8] = b"STRATASM";
-/// The layout written today. Version 2 gave each partition's manifest a log start offset;
-/// version 1 was never released, so it has no converter.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// The layout written today. Version 3 added the replica moves in progress; version 2 gave
+/// each partition's manifest a log start offset (version 1 was never released, so it has no
+/// converter).
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 const HEADER_LEN: usize = MAGIC.len() + 4;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,13 +56,55 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<MetadataState, SnapshotError> {
     let (version, archive) = rest
         .split_first_chunk::<4>()
         .ok_or(SnapshotError::NotASnapshot)?;
-    let version = u32::from_le_bytes(*version);
-    if version != SNAPSHOT_FORMAT_VERSION {
-        return Err(SnapshotError::UnsupportedVersion(version));
-    }
     // The archive's root must be aligned; the bytes came from a file or the network.
     let mut aligned = AlignedVec::<16>::with_capacity(archive.len());
     aligned.extend_from_slice(archive);
-    rkyv::from_bytes::<MetadataState, rancor::Error>(&aligned)
-        .map_err(|e| SnapshotError::Invalid(e.to_string()))
+    let invalid = |e: rancor::Error| SnapshotError::Invalid(e.to_string());
+    match u32::from_le_bytes(*version) {
+        SNAPSHOT_FORMAT_VERSION => {
+            rkyv::from_bytes::<MetadataState, rancor::Error>(&aligned).map_err(invalid)
+        }
+        2 => rkyv::from_bytes::<v2::MetadataState, rancor::Error>(&aligned)
+            .map(MetadataState::from)
+            .map_err(invalid),
+        other => Err(SnapshotError::UnsupportedVersion(other)),
+    }
+}
+
+/// Version 2's layout: the state before replica moves existed.
+mod v2 {
+    use std::collections::BTreeMap;
+
+    use rkyv::{Archive, Deserialize};
+    use uuid::Uuid;
+
+    use crate::state::{BrokerRecord, PartitionManifest, TopicRecord};
+
+    #[derive(Archive, Deserialize)]
+    pub(super) struct MetadataState {
+        cluster_id: Option<String>,
+        brokers: BTreeMap<i32, BrokerRecord>,
+        topics: BTreeMap<Uuid, TopicRecord>,
+        topic_ids: BTreeMap<String, Uuid>,
+        broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+        cluster_configs: BTreeMap<String, String>,
+        next_producer_id: i64,
+        manifest: BTreeMap<Uuid, BTreeMap<i32, PartitionManifest>>,
+    }
+
+    impl From<MetadataState> for crate::MetadataState {
+        fn from(old: MetadataState) -> Self {
+            Self {
+                cluster_id: old.cluster_id,
+                brokers: old.brokers,
+                topics: old.topics,
+                topic_ids: old.topic_ids,
+                broker_configs: old.broker_configs,
+                cluster_configs: old.cluster_configs,
+                next_producer_id: old.next_producer_id,
+                manifest: old.manifest,
+                reassignments: BTreeMap::new(),
+            }
+        }
+    }
 }

@@ -41,6 +41,40 @@ pub struct PartitionRecord {
     pub partition_epoch: i32,
 }
 
+/// A partition's replicas moving (Kafka's KIP-455). While it lasts, the partition's
+/// `replicas` are `target` followed by the replicas leaving.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize,
+)]
+pub struct Reassignment {
+    /// The replicas before the move, in their order: what a cancel puts back.
+    pub original: Vec<i32>,
+    /// The replicas after it, the first the preferred leader.
+    pub target: Vec<i32>,
+}
+
+impl Reassignment {
+    /// The replicas the move brings in.
+    pub fn adding(&self) -> Vec<i32> {
+        let original = &self.original;
+        self.target
+            .iter()
+            .copied()
+            .filter(|b| !original.contains(b))
+            .collect()
+    }
+
+    /// The replicas the move takes out.
+    pub fn removing(&self) -> Vec<i32> {
+        let target = &self.target;
+        self.original
+            .iter()
+            .copied()
+            .filter(|b| !target.contains(b))
+            .collect()
+    }
+}
+
 /// A topic and its partitions, indexed by partition number.
 #[derive(
     Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize,
@@ -158,6 +192,8 @@ pub enum CommandOutcome {
     },
     /// What an [`crate::ElectLeaders`] did to each partition it named, in order.
     Elections(Vec<Election>),
+    /// Whether a [`crate::ReassignPartitions`] took each partition it named, in order.
+    Reassignments(Vec<Result<(), crate::MetaError>>),
 }
 
 /// The outcome of electing one partition's leader.
@@ -201,6 +237,8 @@ pub struct MetadataState {
     pub(crate) next_producer_id: i64,
     /// The tiered log of each partition that has one, by topic and partition.
     pub(crate) manifest: BTreeMap<Uuid, BTreeMap<i32, PartitionManifest>>,
+    /// The replica moves in progress, by topic and partition.
+    pub(crate) reassignments: BTreeMap<Uuid, BTreeMap<i32, Reassignment>>,
 }
 
 impl MetadataState {
@@ -220,6 +258,11 @@ impl MetadataState {
     /// The brokers that are not fenced, by id: the ones Metadata lists.
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRecord> {
         self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// The ids of the brokers that are not fenced.
+    pub fn live_broker_ids(&self) -> std::collections::BTreeSet<i32> {
+        self.live_brokers().map(|b| b.broker_id).collect()
     }
 
     pub fn topic(&self, topic_id: Uuid) -> Option<&TopicRecord> {
@@ -251,6 +294,18 @@ impl MetadataState {
     /// A partition's tiered log, if anything was ever committed or trimmed for it.
     pub fn partition_manifest(&self, topic_id: Uuid, partition: i32) -> Option<&PartitionManifest> {
         self.manifest.get(&topic_id)?.get(&partition)
+    }
+
+    /// The move in progress of a partition's replicas, if one is.
+    pub fn reassignment(&self, topic_id: Uuid, partition: i32) -> Option<&Reassignment> {
+        self.reassignments.get(&topic_id)?.get(&partition)
+    }
+
+    /// Every move in progress, by topic and partition.
+    pub fn reassignments(&self) -> impl Iterator<Item = (Uuid, i32, &Reassignment)> {
+        self.reassignments
+            .iter()
+            .flat_map(|(id, moves)| moves.iter().map(|(p, r)| (*id, *p, r)))
     }
 
     /// How many objects the manifest references, and the bytes of its segments.

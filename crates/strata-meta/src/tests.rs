@@ -615,6 +615,175 @@ fn an_unclean_election_revives_an_offline_partition_from_any_live_replica() {
     );
 }
 
+fn reassign(moves: &[(i32, Option<&[i32]>)], allow_rf_change: bool) -> MetaCommand {
+    MetaCommand::ReassignPartitions(ReassignPartitions {
+        partitions: moves
+            .iter()
+            .map(|(partition, target)| PartitionReassignment {
+                topic_id: Uuid::from_u128(7),
+                partition: *partition,
+                target: target.map(<[i32]>::to_vec),
+            })
+            .collect(),
+        allow_replication_factor_change: allow_rf_change,
+    })
+}
+
+fn reassigned(state: &mut MetadataState, command: &MetaCommand) -> Vec<Result<(), MetaError>> {
+    match state
+        .apply(command)
+        .expect("a reassignment is always applied")
+    {
+        CommandOutcome::Reassignments(outcomes) => outcomes,
+        other => panic!("a reassignment answered {other:?}"),
+    }
+}
+
+fn leadership(p: &PartitionRecord) -> (Vec<i32>, Vec<i32>, i32, i32) {
+    (p.replicas.clone(), p.isr.clone(), p.leader, p.leader_epoch)
+}
+
+#[test]
+fn a_move_completes_once_the_new_replicas_are_in_sync_and_then_drops_the_old_leader() {
+    let mut state = cluster(4);
+    state
+        .apply(&create("t", 7, vec![vec![1, 2, 3]]))
+        .expect("create");
+    let started = reassigned(&mut state, &reassign(&[(0, Some(&[2, 3, 4]))], true));
+    assert_eq!(started, [Ok(())]);
+    let p = partition_0(&state);
+    assert_eq!(leadership(&p), (vec![2, 3, 4, 1], vec![1, 2, 3], 1, 0));
+    assert_eq!(
+        state.reassignment(Uuid::from_u128(7), 0),
+        Some(&Reassignment {
+            original: vec![1, 2, 3],
+            target: vec![2, 3, 4],
+        })
+    );
+
+    // The leader admits the new replica; that completes the move, and leadership leaves 1.
+    state
+        .apply(&alter_isr(1, 0, p.partition_epoch, &[1, 2, 3, 4]))
+        .expect("expand");
+    let p = partition_0(&state);
+    assert_eq!(leadership(&p), (vec![2, 3, 4], vec![2, 3, 4], 2, 1));
+    assert_eq!(state.reassignment(Uuid::from_u128(7), 0), None);
+    assert_eq!(state.reassignments().count(), 0);
+}
+
+#[test]
+fn a_move_that_only_removes_replicas_completes_at_once() {
+    let mut state = cluster(3);
+    state
+        .apply(&create("t", 7, vec![vec![1, 2, 3]]))
+        .expect("create");
+    let outcome = reassigned(&mut state, &reassign(&[(0, Some(&[3, 2]))], true));
+    assert_eq!(outcome, [Ok(())]);
+    assert_eq!(
+        leadership(&partition_0(&state)),
+        (vec![3, 2], vec![2, 3], 3, 1)
+    );
+    assert_eq!(state.reassignment(Uuid::from_u128(7), 0), None);
+}
+
+#[test]
+fn a_cancelled_or_replaced_move_starts_again_from_the_original_replicas() {
+    let mut state = cluster(5);
+    state
+        .apply(&create("t", 7, vec![vec![1, 2, 3]]))
+        .expect("create");
+    reassigned(&mut state, &reassign(&[(0, Some(&[1, 2, 4]))], true));
+    // Replaced: the new move starts from [1, 2, 3], not [1, 2, 4, 3].
+    reassigned(&mut state, &reassign(&[(0, Some(&[1, 5, 3]))], true));
+    assert_eq!(partition_0(&state).replicas, [1, 5, 3, 2]);
+    assert_eq!(
+        state.reassignment(Uuid::from_u128(7), 0),
+        Some(&Reassignment {
+            original: vec![1, 2, 3],
+            target: vec![1, 5, 3],
+        })
+    );
+    let cancelled = reassigned(&mut state, &reassign(&[(0, None)], true));
+    assert_eq!(cancelled, [Ok(())]);
+    assert_eq!(
+        leadership(&partition_0(&state)),
+        (vec![1, 2, 3], vec![1, 2, 3], 1, 0)
+    );
+    assert_eq!(state.reassignment(Uuid::from_u128(7), 0), None);
+    let again = reassigned(&mut state, &reassign(&[(0, None)], true));
+    assert_eq!(
+        again,
+        [Err(MetaError::NoReassignmentInProgress {
+            topic_id: Uuid::from_u128(7),
+            partition: 0,
+        })]
+    );
+}
+
+#[test]
+fn each_move_is_validated_on_its_own() {
+    let mut state = cluster(4);
+    state
+        .apply(&create("t", 7, vec![vec![1, 2], vec![2, 3]]))
+        .expect("create");
+    let before = state.clone();
+    let outcomes = reassigned(
+        &mut state,
+        &reassign(
+            &[
+                (0, Some(&[1, 9])),
+                (0, Some(&[1, 1])),
+                (0, Some(&[])),
+                (5, Some(&[1, 2])),
+                (1, Some(&[2, 3, 4])),
+            ],
+            false,
+        ),
+    );
+    assert!(matches!(
+        outcomes[0],
+        Err(MetaError::InvalidReplicaAssignment { .. })
+    ));
+    assert!(matches!(
+        outcomes[1],
+        Err(MetaError::InvalidReplicaAssignment { .. })
+    ));
+    assert!(matches!(
+        outcomes[2],
+        Err(MetaError::InvalidReplicaAssignment { .. })
+    ));
+    assert!(matches!(
+        outcomes[3],
+        Err(MetaError::UnknownPartition { .. })
+    ));
+    assert!(matches!(
+        outcomes[4],
+        Err(MetaError::InvalidReplicationFactor { .. })
+    ));
+    assert_eq!(state, before, "refused moves change nothing");
+
+    let outcomes = reassigned(
+        &mut state,
+        &reassign(&[(1, Some(&[2, 3, 4])), (0, Some(&[1, 9]))], true),
+    );
+    assert!(outcomes[0].is_ok() && outcomes[1].is_err());
+    assert_eq!(
+        state.topic(Uuid::from_u128(7)).expect("topic").partitions[1].replicas,
+        [2, 3, 4]
+    );
+
+    state
+        .apply(&MetaCommand::DeleteTopic {
+            topic_id: Uuid::from_u128(7),
+        })
+        .expect("delete");
+    assert_eq!(
+        state.reassignments().count(),
+        0,
+        "a deleted topic's moves go with it"
+    );
+}
+
 #[test]
 fn topics_are_validated_before_anything_changes() {
     let mut state = cluster(2);
@@ -727,6 +896,41 @@ fn configs_are_validated_merged_and_replaced() {
         )),
         Err(MetaError::UnknownBroker { broker_id: 9 })
     );
+}
+
+#[test]
+fn a_broker_setting_strata_does_not_take_is_refused_but_removing_it_is_a_no_op() {
+    let mut state = cluster(1);
+    let change = |set: &[(&str, &str)], remove: &[&str]| {
+        MetaCommand::AlterConfigs(AlterConfigs {
+            resource: ConfigResource::Broker(1),
+            set: set
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            remove: remove.iter().map(|k| k.to_string()).collect(),
+            replace: false,
+        })
+    };
+    let refused = state.apply(&change(
+        &[("leader.replication.throttled.rate", "1000")],
+        &[],
+    ));
+    assert!(
+        matches!(
+            refused,
+            Err(MetaError::InvalidConfig(
+                topic_config::ConfigError::NotTaken { .. }
+            ))
+        ),
+        "{refused:?}"
+    );
+    let before = state.clone();
+    state
+        .apply(&change(&[], &["leader.replication.throttled.rate"]))
+        .expect("removing what cannot be set");
+    assert_eq!(state, before);
+    assert!(state.apply(&change(&[], &["no.such.setting"])).is_err());
 }
 
 #[test]
@@ -848,6 +1052,22 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
         (broker.clone(), 0..3u32)
             .prop_map(|(broker_id, count)| MetaCommand::AllocateProducerIds { broker_id, count }),
         (
+            topic.clone(),
+            0..2i32,
+            prop::option::of(prop::collection::vec(broker.clone(), 0..4)),
+            any::<bool>()
+        )
+            .prop_map(|(t, partition, target, allow)| {
+                MetaCommand::ReassignPartitions(ReassignPartitions {
+                    partitions: vec![PartitionReassignment {
+                        topic_id: Uuid::from_u128(t),
+                        partition,
+                        target,
+                    }],
+                    allow_replication_factor_change: allow,
+                })
+            }),
+        (
             topic,
             0..2i32,
             broker.clone(),
@@ -923,6 +1143,10 @@ proptest! {
     fn invariants_hold_after_any_sequence(commands in prop::collection::vec(arb_command(), 0..60)) {
         let mut state = MetadataState::default();
         apply_all(&mut state, &commands);
+        for (topic_id, index, _) in state.reassignments() {
+            let partitions = state.topic(topic_id).map_or(0, |t| t.partitions.len());
+            prop_assert!((index as usize) < partitions, "a move of a partition that does not exist");
+        }
         for topic in state.topics() {
             prop_assert_eq!(state.topic_by_name(&topic.name).map(|t| t.topic_id), Some(topic.topic_id));
             for p in &topic.partitions {
@@ -932,6 +1156,15 @@ proptest! {
                     prop_assert!(p.isr.contains(&p.leader));
                     prop_assert!(state.broker(p.leader).is_some_and(|b| !b.fenced));
                 }
+            }
+            for (p, index) in topic.partitions.iter().zip(0..) {
+                let Some(moving) = state.reassignment(topic.topic_id, index) else {
+                    continue;
+                };
+                let leaving = moving.removing();
+                prop_assert!(!moving.adding().is_empty() || !leaving.is_empty());
+                let expected: Vec<i32> = moving.target.iter().copied().chain(leaving).collect();
+                prop_assert_eq!(&p.replicas, &expected);
             }
             for index in 0..topic.partitions.len() as i32 {
                 let Some(manifest) = state.partition_manifest(topic.topic_id, index) else {
@@ -946,4 +1179,29 @@ proptest! {
             }
         }
     }
+}
+
+/// The state the `snapshot-v2.bin` fixture holds.
+fn fixture_state() -> MetadataState {
+    let mut state = cluster(3);
+    state
+        .apply(&create("orders", 7, vec![vec![1, 2, 3], vec![2, 3, 1]]))
+        .expect("create");
+    state.apply(&commit(7, 0, 0, 99)).expect("commit");
+    state
+        .apply(&MetaCommand::AllocateProducerIds {
+            broker_id: 1,
+            count: 10,
+        })
+        .expect("ids");
+    state
+}
+
+#[test]
+fn a_version_2_snapshot_still_decodes() {
+    let bytes = include_bytes!("../tests/fixtures/snapshot-v2.bin");
+    assert_eq!(
+        snapshot::decode_snapshot(bytes).expect("a version 2 snapshot converts"),
+        fixture_state()
+    );
 }

@@ -12,6 +12,8 @@ use thiserror::Error;
 pub enum ConfigError {
     #[error("unknown config '{name}'")]
     Unknown { name: String },
+    #[error("config '{name}' is not supported: {reason}")]
+    NotTaken { name: String, reason: String },
     #[error("invalid value '{value}' for config '{name}': {reason}")]
     Invalid {
         name: String,
@@ -242,6 +244,35 @@ pub fn topic_config_def(name: &str) -> Option<&'static ConfigDef> {
 /// names dynamic broker and cluster configs use.
 pub fn broker_config_def(broker_name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.broker_name == broker_name)
+}
+
+/// Kafka broker settings Strata does not take, with why. Setting one is refused with the
+/// reason; removing one (which cannot have been set) does nothing, so a tool that clears them
+/// after its work succeeds, as `kafka-reassign-partitions.sh --verify` clears throttles.
+const NOT_TAKEN_BROKER_CONFIGS: &[(&str, &str)] = &[
+    (
+        "leader.replication.throttled.rate",
+        REPLICATION_NOT_THROTTLED,
+    ),
+    (
+        "follower.replication.throttled.rate",
+        REPLICATION_NOT_THROTTLED,
+    ),
+    (
+        "replica.alter.log.dirs.io.max.bytes.per.second",
+        "a Strata broker keeps one log directory",
+    ),
+];
+
+const REPLICATION_NOT_THROTTLED: &str = "Strata does not throttle replication: a new replica copies only the hot tail above the tiered log";
+
+/// Why Strata does not take the broker setting `broker_name`, if it is one Kafka defines
+/// that Strata leaves out.
+pub fn broker_config_not_taken(broker_name: &str) -> Option<&'static str> {
+    NOT_TAKEN_BROKER_CONFIGS
+        .iter()
+        .find(|(name, _)| *name == broker_name)
+        .map(|(_, reason)| *reason)
 }
 
 /// Kafka's config types, as DescribeConfigs v3+ reports them.

@@ -360,6 +360,26 @@ impl Controller {
                 .learner_ids()
                 .map(|id| (id, address(id)))
                 .collect(),
+            matched: metrics
+                .replication
+                .iter()
+                .flat_map(|replication| replication.iter())
+                .filter_map(|(id, matched)| Some((*id, matched.as_ref()?.index)))
+                .chain(
+                    metrics
+                        .replication
+                        .is_some()
+                        .then(|| (self.id, metrics.last_log_index.unwrap_or(0))),
+                )
+                .collect(),
+        }
+    }
+
+    /// The quorum as its leader sees it, asked of the leader.
+    pub async fn leader_status(&self) -> Result<QuorumStatus, ControllerError> {
+        match self.ask_leader(LeaderRequest::Status).await? {
+            LeaderAnswer::Status(status) => Ok(status),
+            other => Err(unexpected(&other)),
         }
     }
 

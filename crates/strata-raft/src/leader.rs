@@ -77,6 +77,10 @@ pub struct QuorumStatus {
     pub voters: BTreeMap<NodeId, String>,
     /// Learners (broker-only nodes, and controllers not yet promoted) likewise.
     pub learners: BTreeMap<NodeId, String>,
+    /// The last log index each node is known to hold, the leader's own included. Only a
+    /// leader knows it; elsewhere it is empty.
+    #[serde(default)]
+    pub matched: BTreeMap<NodeId, u64>,
 }
 
 /// Sends [`LeaderRequest`]s to whichever controller leads.

@@ -9,20 +9,23 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, ElectLeadersRequest, FetchRequest,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeLogDirsRequest, DescribeQuorumRequest, ElectLeadersRequest, FetchRequest,
     FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
     InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest,
+    ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    SyncGroupRequest,
 };
 
 use super::{
     RequestContext, RequestError, alter_configs, api_versions, create_partitions, create_topics,
-    delete_records, delete_topics, describe_cluster, describe_configs, elect_leaders, fetch,
-    find_coordinator, group_admin, init_producer_id, list_offsets, membership, metadata,
-    offset_for_leader_epoch, offsets, produce, run,
+    delete_records, delete_topics, describe_cluster, describe_configs, describe_log_dirs,
+    describe_quorum, elect_leaders, fetch, find_coordinator, group_admin, init_producer_id,
+    list_offsets, membership, metadata, offset_for_leader_epoch, offsets, produce, reassignments,
+    run,
 };
 
 /// One API this broker serves.
@@ -116,11 +119,15 @@ served_apis! {
     OffsetForLeaderEpoch "offset_for_leader_epoch" 2..=4, OffsetForLeaderEpochRequest => now offset_for_leader_epoch::handle;
     DescribeConfigs "describe_configs" 1..=4, DescribeConfigsRequest => now describe_configs::handle;
     AlterConfigs "alter_configs" 0..=2, AlterConfigsRequest => later alter_configs::handle;
+    DescribeLogDirs "describe_log_dirs" 1..=4, DescribeLogDirsRequest => now describe_log_dirs::handle;
     CreatePartitions "create_partitions" 0..=3, CreatePartitionsRequest => later create_partitions::handle;
     DeleteGroups "delete_groups" 0..=2, DeleteGroupsRequest => later group_admin::delete;
     ElectLeaders "elect_leaders" 0..=2, ElectLeadersRequest => later elect_leaders::handle;
     IncrementalAlterConfigs "incremental_alter_configs" 0..=1, IncrementalAlterConfigsRequest => later alter_configs::handle_incremental;
+    AlterPartitionReassignments "alter_partition_reassignments" 0..=1, AlterPartitionReassignmentsRequest => later reassignments::alter;
+    ListPartitionReassignments "list_partition_reassignments" 0..=0, ListPartitionReassignmentsRequest => now reassignments::list;
     OffsetDelete "offset_delete" 0..=0, OffsetDeleteRequest => later offsets::delete;
+    DescribeQuorum "describe_quorum" 0..=2, DescribeQuorumRequest => later describe_quorum::handle;
     DescribeCluster "describe_cluster" 0..=2, DescribeClusterRequest => now describe_cluster::handle;
 }
 

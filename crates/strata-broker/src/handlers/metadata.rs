@@ -1,8 +1,6 @@
 //! Metadata: brokers, topics and partition leadership from this node's replica of the
 //! cluster metadata, with auto topic creation through the quorum.
 
-use std::collections::BTreeSet;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -137,7 +135,7 @@ fn error_topic(name: Option<TopicName>, id: Uuid, error: ResponseError) -> Metad
 /// quorum) does not name itself leader either: its view may be stale, and a client told
 /// LEADER_NOT_AVAILABLE asks another broker, which knows the new leader.
 fn describe(state: &MetadataState, topic: &TopicRecord, broker: &Broker) -> MetadataResponseTopic {
-    let live: BTreeSet<i32> = state.live_brokers().map(|b| b.broker_id).collect();
+    let live = state.live_broker_ids();
     let me = broker.config.node_id;
     let cut_off = !broker.replicas.holds_lease();
     let ids = |brokers: &[i32]| brokers.iter().copied().map(BrokerId).collect::<Vec<_>>();

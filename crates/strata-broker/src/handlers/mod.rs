@@ -13,6 +13,8 @@ mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_log_dirs;
+mod describe_quorum;
 mod elect_leaders;
 mod fetch;
 mod find_coordinator;
@@ -24,6 +26,7 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
+mod reassignments;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -662,6 +662,11 @@ impl Partition {
         self.lock().offsets()
     }
 
+    /// The bytes of this partition's log on local disk.
+    pub fn local_size_bytes(&self) -> u64 {
+        self.lock().log.size_bytes()
+    }
+
     /// The sealed local data from `from_offset` on (see [`PartitionLog::sealed_range`]),
     /// if all of it is committed: nothing above the high watermark leaves this broker.
     pub fn sealed_range(
