@@ -56,4 +56,6 @@ if [ ! -f "$JAVA/target/classes/strata/Compat.class" ] || [ "$JAVA/pom.xml" -nt 
 else
   say "Java client runner built"
 fi
+# Apache Kafka itself, for the differential tests (tests/e2e/differential.rs) and benchmarks.
+say "Apache Kafka for differential tests: $(bash bench/peers.sh install)"
 echo "test dependencies ready"

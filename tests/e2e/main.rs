@@ -6,6 +6,7 @@ mod bench_smoke;
 mod clients;
 mod cluster;
 mod crash;
+mod differential;
 mod group_state;
 mod group_versions;
 mod groups;

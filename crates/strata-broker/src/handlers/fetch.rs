@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use super::RequestContext;
 use crate::error::BrokerError;
-use crate::replica::{FollowerFetchAt, FollowerRead, LedPartition, ReadResult, TopicRef};
+use crate::replica::{FetchAt, FetchRead, LedPartition, ReadResult, TopicRef};
 
 const API: &str = "fetch";
 const READ_COMMITTED: i8 = 1;
@@ -44,6 +44,16 @@ struct Wanted {
     last_fetched_epoch: i32,
     /// KIP-392: the in-sync replica on the consumer's rack to read from instead.
     preferred_replica: Option<i32>,
+}
+
+impl Wanted {
+    fn at(&self) -> FetchAt {
+        FetchAt {
+            fetch_offset: self.fetch_offset,
+            last_fetched_epoch: self.last_fetched_epoch,
+            current_leader_epoch: self.current_leader_epoch,
+        }
+    }
 }
 
 pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchResponse {
@@ -198,15 +208,9 @@ async fn read_partition(
     let read = ctx
         .broker
         .replicas
-        .read(
-            led,
-            w.fetch_offset,
-            w.current_leader_epoch,
-            budget,
-            at_least_one,
-        )
+        .read(led, w.at(), budget, at_least_one)
         .await?;
-    Ok(partition_data(w.index, read))
+    Ok(fetched(w.index, read))
 }
 
 fn read_for_follower(
@@ -217,23 +221,23 @@ fn read_for_follower(
     at_least_one: bool,
 ) -> Result<PartitionData, BrokerError> {
     let led = w.partition.as_ref().map_err(Clone::clone)?;
-    let at = FollowerFetchAt {
-        fetch_offset: w.fetch_offset,
-        last_fetched_epoch: w.last_fetched_epoch,
-        current_leader_epoch: w.current_leader_epoch,
-    };
     let read = ctx
         .broker
         .replicas
-        .read_for_follower(led, replica, at, budget, at_least_one)?;
-    Ok(match read {
-        FollowerRead::Records(read) => partition_data(w.index, read),
-        FollowerRead::Diverging {
+        .read_for_follower(led, replica, w.at(), budget, at_least_one)?;
+    Ok(fetched(w.index, read))
+}
+
+/// A read as the Fetch response gives it: records, or where the fetcher's log diverged.
+fn fetched(index: i32, read: FetchRead) -> PartitionData {
+    match read {
+        FetchRead::Records(read) => partition_data(index, read),
+        FetchRead::Diverging {
             epoch,
             end_offset,
             offsets,
         } => partition_data(
-            w.index,
+            index,
             ReadResult {
                 records: Bytes::new(),
                 offsets,
@@ -244,7 +248,7 @@ fn read_for_follower(
                 .with_epoch(epoch)
                 .with_end_offset(end_offset),
         ),
-    })
+    }
 }
 
 /// KIP-392's rack-aware selector: none while the leader shares the consumer's rack; else the

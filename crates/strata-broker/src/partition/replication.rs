@@ -51,6 +51,18 @@ pub struct FollowerPosition {
 }
 
 impl PartitionState {
+    /// Where the log of a fetcher at `fetch_offset`, whose last batch was of
+    /// `last_fetched_epoch`, left this one, as Kafka decides it: this log has no such epoch
+    /// (the answer names the latest epoch below it), or that epoch ends here before the
+    /// fetch offset. `None` when it did not, or the fetcher named no epoch.
+    fn divergence(&self, fetch_offset: i64, last_fetched_epoch: i32) -> Option<(i32, i64)> {
+        if last_fetched_epoch < 0 {
+            return None;
+        }
+        let (epoch, end_offset) = self.log.end_offset_for_epoch(last_fetched_epoch);
+        (epoch != last_fetched_epoch || end_offset < fetch_offset).then_some((epoch, end_offset))
+    }
+
     /// The epoch and leader this broker follows the partition under, if it follows it.
     fn following(&self) -> Option<(i32, i32)> {
         match self.serving {
@@ -64,6 +76,12 @@ impl PartitionState {
 }
 
 impl Partition {
+    /// Where a fetcher's log diverged from this one, if it did (see
+    /// [`PartitionState::divergence`]).
+    pub fn divergence(&self, fetch_offset: i64, last_fetched_epoch: i32) -> Option<(i32, i64)> {
+        self.lock().divergence(fetch_offset, last_fetched_epoch)
+    }
+
     /// The leader's side of a follower's fetch from `fetch_offset`, whose last batch was of
     /// `last_fetched_epoch`: finds where its log diverged, or records its progress, moves
     /// the high watermark, and decides whether the ISR should change (members not caught up
@@ -79,11 +97,8 @@ impl Partition {
         let mut state = self.lock();
         state.check_online()?;
         let log_end_offset = state.log.log_end_offset();
-        if last_fetched_epoch >= 0 {
-            let (epoch, end_offset) = state.log.end_offset_for_epoch(last_fetched_epoch);
-            if epoch != last_fetched_epoch || end_offset < fetch_offset {
-                return Ok(FollowerFetch::Diverging { epoch, end_offset });
-            }
+        if let Some((epoch, end_offset)) = state.divergence(fetch_offset, last_fetched_epoch) {
+            return Ok(FollowerFetch::Diverging { epoch, end_offset });
         }
         let log_start_offset = state.log.log_start_offset();
         if fetch_offset > log_end_offset || fetch_offset < log_start_offset {

@@ -110,12 +110,14 @@ pub struct ReadResult {
     pub offsets: LogOffsets,
 }
 
-/// How a leader answers a follower's fetch of one partition.
+/// How a replica answers a fetch of one partition.
 #[derive(Debug)]
-pub enum FollowerRead {
-    /// Batches from the fetch offset, up to the log end.
+pub enum FetchRead {
+    /// Batches from the fetch offset: up to the log end for a follower, the high watermark
+    /// for a consumer.
     Records(ReadResult),
-    /// The follower's log diverged after `end_offset` of `epoch`: it truncates first.
+    /// The fetcher's log diverged after `end_offset` of `epoch` (KIP-320, KIP-595): a
+    /// follower truncates there, a consumer knows its position is gone.
     Diverging {
         epoch: i32,
         end_offset: i64,
@@ -460,19 +462,28 @@ impl ReplicaManager {
     pub async fn read(
         &self,
         led: &LedPartition,
-        fetch_offset: i64,
-        current_leader_epoch: i32,
+        fetch: FetchAt,
         max_bytes: usize,
         at_least_one: bool,
-    ) -> Result<ReadResult, BrokerError> {
+    ) -> Result<FetchRead, BrokerError> {
         let partition = &led.partition;
         // Leadership can move while a fetch waits: check it on every read. What a replica
         // serves is at most its high watermark, which a follower takes from its leader.
         let leader_epoch = partition
             .serving_epoch()
             .ok_or(BrokerError::NotLeaderOrFollower)?;
-        check_leader_epoch(current_leader_epoch, leader_epoch)?;
+        check_leader_epoch(fetch.current_leader_epoch, leader_epoch)?;
         let offsets = partition.offsets();
+        if let Some((epoch, end_offset)) =
+            partition.divergence(fetch.fetch_offset, fetch.last_fetched_epoch)
+        {
+            return Ok(FetchRead::Diverging {
+                epoch,
+                end_offset,
+                offsets,
+            });
+        }
+        let fetch_offset = fetch.fetch_offset;
         let tiered =
             (offsets.log_start_offset..offsets.local_log_start_offset).contains(&fetch_offset);
         let span = debug_span!("read", topic = %partition.topic, partition = partition.index, fetch_offset, tiered);
@@ -491,7 +502,7 @@ impl ReplicaManager {
                 at_least_one,
             )?
         };
-        Ok(ReadResult { records, offsets })
+        Ok(FetchRead::Records(ReadResult { records, offsets }))
     }
 
     /// A follower's fetch of a partition this broker leads, from `fetch_offset` (its log
@@ -502,10 +513,10 @@ impl ReplicaManager {
         &self,
         led: &LedPartition,
         replica: i32,
-        fetch: FollowerFetchAt,
+        fetch: FetchAt,
         max_bytes: usize,
         at_least_one: bool,
-    ) -> Result<FollowerRead, BrokerError> {
+    ) -> Result<FetchRead, BrokerError> {
         let partition = &led.partition;
         let leader_epoch = partition
             .leader_epoch()
@@ -520,7 +531,7 @@ impl ReplicaManager {
         )?;
         let offsets = partition.offsets();
         match answer {
-            FollowerFetch::Diverging { epoch, end_offset } => Ok(FollowerRead::Diverging {
+            FollowerFetch::Diverging { epoch, end_offset } => Ok(FetchRead::Diverging {
                 epoch,
                 end_offset,
                 offsets,
@@ -539,7 +550,7 @@ impl ReplicaManager {
                         at_least_one,
                     )?
                 };
-                Ok(FollowerRead::Records(ReadResult { records, offsets }))
+                Ok(FetchRead::Records(ReadResult { records, offsets }))
             }
         }
     }
@@ -587,9 +598,9 @@ impl ReplicaManager {
     }
 }
 
-/// Where a follower's fetch of one partition starts.
+/// Where a fetch of one partition starts, with the epochs the fetcher knows.
 #[derive(Debug, Clone, Copy)]
-pub struct FollowerFetchAt {
+pub struct FetchAt {
     pub fetch_offset: i64,
     pub last_fetched_epoch: i32,
     pub current_leader_epoch: i32,

@@ -95,17 +95,54 @@ async fn produce(
     outcomes.pop().expect("one answer per batch")
 }
 
+/// A consumer's read from `offset` under the current epoch, which must find records.
+async fn read_records(f: &Fixture, offset: i64) -> ReadResult {
+    let at = FetchAt {
+        fetch_offset: offset,
+        last_fetched_epoch: -1,
+        current_leader_epoch: EPOCH,
+    };
+    match f.replicas.read(&f.led, at, 1 << 20, true).await {
+        Ok(FetchRead::Records(read)) => read,
+        other => panic!("a read from {offset} answered {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_whose_last_epoch_ended_before_its_offset_is_told_where_it_diverged() {
+    let f = fixture(&[], 0).await;
+    for _ in 0..3 {
+        produce(&f, "v", RequiredAcks::All).await.expect("appended");
+    }
+    // The log holds epoch EPOCH from offset 0: an earlier epoch ended there.
+    let at = |last_fetched_epoch| FetchAt {
+        fetch_offset: 2,
+        last_fetched_epoch,
+        current_leader_epoch: EPOCH,
+    };
+    let diverged = f.replicas.read(&f.led, at(EPOCH - 1), 1 << 20, true).await;
+    assert!(
+        matches!(
+            diverged,
+            Ok(FetchRead::Diverging {
+                epoch,
+                end_offset: 0,
+                ..
+            }) if epoch == EPOCH - 1
+        ),
+        "{diverged:?}"
+    );
+    let read = f.replicas.read(&f.led, at(EPOCH), 1 << 20, true).await;
+    assert!(matches!(read, Ok(FetchRead::Records(_))), "{read:?}");
+}
+
 #[tokio::test]
 async fn an_acknowledged_append_is_committed_and_readable() {
     let f = fixture(&[], 0).await;
     for acks in [RequiredAcks::All, RequiredAcks::Leader, RequiredAcks::None] {
         produce(&f, "v", acks).await.expect("appended");
     }
-    let read = f
-        .replicas
-        .read(&f.led, 0, EPOCH, 1 << 20, true)
-        .await
-        .expect("read");
+    let read = read_records(&f, 0).await;
     assert_eq!(read.offsets.high_watermark, 3);
     assert_eq!(read.offsets.log_end_offset, 3);
     let (_, last) = strata_log::batch::complete_batches(&read.records, i64::MAX);
@@ -174,22 +211,14 @@ async fn a_read_never_returns_what_is_not_committed() {
         .partition
         .append(&uncommitted, NOW, false)
         .expect("append");
-    let read = f
-        .replicas
-        .read(&f.led, 0, EPOCH, 1 << 20, true)
-        .await
-        .expect("read");
+    let read = read_records(&f, 0).await;
     assert_eq!(
         (read.offsets.high_watermark, read.offsets.log_end_offset),
         (1, 2)
     );
     let (_, last) = strata_log::batch::complete_batches(&read.records, i64::MAX);
     assert_eq!(last.map(|h| h.last_offset()), Some(0));
-    let at_the_bound = f
-        .replicas
-        .read(&f.led, 1, EPOCH, 1 << 20, true)
-        .await
-        .expect("read");
+    let at_the_bound = read_records(&f, 1).await;
     assert!(at_the_bound.records.is_empty());
 }
 
@@ -218,7 +247,14 @@ async fn partitions_not_led_here_are_told_apart_from_unknown_ones() {
 #[tokio::test]
 async fn a_read_with_another_leader_epoch_is_fenced_or_unknown() {
     let f = fixture(&[], 0).await;
-    let read = |epoch| f.replicas.read(&f.led, 0, epoch, 1 << 20, true);
+    let read = |epoch| {
+        let at = FetchAt {
+            fetch_offset: 0,
+            last_fetched_epoch: -1,
+            current_leader_epoch: epoch,
+        };
+        f.replicas.read(&f.led, at, 1 << 20, true)
+    };
     assert!(matches!(
         read(EPOCH - 1).await,
         Err(BrokerError::FencedLeaderEpoch { .. })
