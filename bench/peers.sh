@@ -7,6 +7,9 @@
 #   bench/peers.sh kafka-exec DIR          run that Kafka in the foreground
 #   bench/peers.sh kafka-start DIR         config + run in the background; prints
 #                                          "kafka bootstrap=HOST:PORT pid=PID" when ready
+#   bench/peers.sh kafka-cluster DIR [MIN_ISR]  three KRaft combined nodes (-Xmx1g each) in the
+#                                          background; prints "kafka bootstrap=HOST:PORT pids=A,B,C"
+#                                          once all three serve
 #   bench/peers.sh tansu-install           cargo install Tansu (the Rust peer) into the cache
 #   bench/peers.sh tansu-exec PORT [URL]   run Tansu in the foreground (default memory engine)
 #   bench/peers.sh stop PID                stop a peer this script started, by PID
@@ -70,6 +73,46 @@ PROPS
     done
     echo "kafka did not start; see $dir/kafka.log" >&2
     kill "$pid" 2>/dev/null || true
+    exit 1
+    ;;
+  kafka-cluster)
+    dir="${2:?data directory}"
+    min_isr="${3:-1}"
+    ports=(); controllers=()
+    for n in 1 2 3; do ports+=("$(free_port)"); controllers+=("$(free_port)"); done
+    voters="1@127.0.0.1:${controllers[0]},2@127.0.0.1:${controllers[1]},3@127.0.0.1:${controllers[2]}"
+    cluster=$(java -cp "$LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null)
+    pids=()
+    for n in 1 2 3; do
+      mkdir -p "$dir/kafka$n"
+      cat >"$dir/kafka$n/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=$n
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:${ports[$((n - 1))]},CONTROLLER://127.0.0.1:${controllers[$((n - 1))]}
+advertised.listeners=PLAINTEXT://127.0.0.1:${ports[$((n - 1))]}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/kafka$n/logs
+min.insync.replicas=$min_isr
+group.initial.rebalance.delay.ms=0
+PROPS
+      java -cp "$LIBS/*" kafka.tools.StorageTool format -t "$cluster" \
+        -c "$dir/kafka$n/server.properties" >"$dir/kafka$n/format.log" 2>&1
+      nohup java -Xmx1g -cp "$LIBS/*" kafka.Kafka "$dir/kafka$n/server.properties" \
+        >"$dir/kafka$n.log" 2>&1 &
+      pids+=($!)
+    done
+    bootstrap="127.0.0.1:${ports[0]}"
+    for _ in $(seq 1 240); do
+      if kcat -b "$bootstrap" -L 2>/dev/null | grep -q ' 3 brokers'; then
+        echo "kafka bootstrap=$bootstrap pids=$(IFS=,; echo "${pids[*]}")"
+        exit 0
+      fi
+      sleep 0.5
+    done
+    echo "the Kafka cluster did not start; see $dir/kafka*.log" >&2
+    kill "${pids[@]}" 2>/dev/null || true
     exit 1
     ;;
   tansu-install)

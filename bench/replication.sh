@@ -6,6 +6,9 @@
 #
 #   bench/replication.sh STRATA_BIN RUNS [strata-bench produce args...]
 #   e.g. bench/replication.sh target/release/strata 3 --duration 10 --partitions 12
+#
+# With KAFKA=1, each round also runs Apache Kafka 4.4 with three brokers (RF 3, acks=all,
+# min.insync.replicas 2; bench/peers.sh install first) under the same workload.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:?strata binary}; runs=${2:?runs}; shift 2
@@ -74,9 +77,21 @@ run_cluster() { # RUN
   stop_all
 }
 
+run_kafka() { # RUN
+  rm -rf "$scratch/kafka"
+  local started bootstrap
+  started=$(bash bench/peers.sh kafka-cluster "$scratch/kafka" 2)
+  bootstrap=$(echo "$started" | sed -n 's/.*bootstrap=\([^ ]*\).*/\1/p')
+  IFS=, read -r -a pids <<<"$(echo "$started" | sed -n 's/.*pids=\([^ ]*\).*/\1/p')"
+  "$bench" produce --bootstrap "$bootstrap" --quiet --acks all \
+    --replication-factor 3 --json "$scratch/kafka-$1.json" "${bench_args[@]}" >/dev/null
+  stop_all
+}
+
 for run in $(seq 1 "$runs"); do
   run_single "$run"
   run_cluster "$run"
+  if [ "${KAFKA:-0}" = 1 ]; then run_kafka "$run"; fi
 done
 
 python3 - "$scratch" <<'PY'
@@ -88,9 +103,12 @@ def pick(report, path):
     return report
 metrics = [("MB/s", "mb_per_s", 1), ("produce p50 ms", "produce_latency_us.p50", 1e3),
            ("produce p99 ms", "produce_latency_us.p99", 1e3)]
-sides = {"single": "1 node, acks=1", "cluster": "3 nodes, RF 3, acks=all, min ISR 2"}
-print(f"| metric | {sides['single']} | {sides['cluster']} | cluster / single |")
-print("|---|---|---|---|")
+sides = {"single": "1 node, acks=1", "cluster": "3 nodes, RF 3, acks=all, min ISR 2",
+         "kafka": "Apache Kafka, 3 brokers, same"}
+sides = {side: name for side, name in sides.items() if any(scratch.glob(f"{side}-*.json"))}
+print("| metric | " + " | ".join(sides.values()) + " | cluster / single |")
+print("|---" * (len(sides) + 2) + "|")
+runs = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
 for label, path, scale in metrics:
     medians = {}
     for side in sides:
@@ -98,7 +116,7 @@ for label, path, scale in metrics:
                                       for p in sorted(scratch.glob(f"{side}-*.json"))) if v is not None]
         medians[side] = (statistics.median(values), values) if values else None
     if all(medians.values()):
-        (a, a_runs), (b, b_runs) = medians["single"], medians["cluster"]
-        runs = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
-        print(f"| {label} | {a:.2f} ({runs(a_runs)}) | {b:.2f} ({runs(b_runs)}) | {b / a:.2f}× |")
+        cells = " | ".join(f"{m:.2f} ({runs(v)})" for m, v in medians.values())
+        ratio = medians["cluster"][0] / medians["single"][0]
+        print(f"| {label} | {cells} | {ratio:.2f}× |")
 PY

@@ -8,6 +8,12 @@ consumer group, and faults injected one after another while they run:
              while clients can still reach it, then the link heals
   wipe       a follower dies, its partition data is deleted, and it restarts empty
   rolling    every node in turn is stopped with SIGTERM and restarted
+  store      the shared object store refuses every write (a read-only mount in each
+             node's mount namespace) for longer than a session, then recovers
+
+The topic tiers quickly (small segments, a 3 s upload lag, little kept locally), so the
+faults meet tiered data: a wiped follower starts at the tiered end, and the final read
+comes mostly from the object store.
 
 Every send, acknowledgement, consumed record and commit is written to a history file
 (JSON lines). At the end the history is checked:
@@ -45,6 +51,11 @@ TOPIC = "faults"
 PARTITIONS = 3
 GROUP = "faults-checker"
 SESSION_MS = 9_000  # the broker session timeout: fencing comes after it
+# Tier within seconds, and keep little locally, so the faults meet tiered data.
+BROKER_CONFIG = ('"strata.tiering.upload.max.lag.ms" = "3000"\n'
+                 '"remote.log.manager.task.interval.ms" = "1000"\n')
+TOPIC_CONFIG = {"min.insync.replicas": "2", "segment.bytes": "65536",
+                "local.retention.bytes": "65536"}
 
 
 def log(message):
@@ -117,6 +128,9 @@ class Cluster:
 
     def start(self, node):
         ip = self.net.ip(node)
+        config = os.path.join(self.root, "strata.toml")
+        with open(config, "w") as f:
+            f.write(BROKER_CONFIG)
         logfile = open(os.path.join(self.root, f"node{node}.log"), "a")
         self.processes[node] = subprocess.Popen(
             ["ip", "netns", "exec", self.net.namespaces[node], self.strata, "server",
@@ -125,8 +139,30 @@ class Cluster:
              "--controller-listen", f"{ip}:9093", "--controller-quorum", self.quorum,
              # One object store for the cluster, as S3 would be: tiered data committed by
              # one leader is read by whichever replica needs it later.
-             "--object-store", f"file://{os.path.join(self.root, 'objects')}"],
+             "--object-store", f"file://{self.objects()}", "--config", config],
             stdout=subprocess.DEVNULL, stderr=logfile, env={**os.environ, "NO_COLOR": "1"})
+
+    def objects(self):
+        return os.path.join(self.root, "objects")
+
+    def in_mounts(self, node, *command):
+        """Runs `command` in the mount namespace of node's process (`ip netns exec` gave it
+        its own)."""
+        sh("nsenter", "-t", str(self.processes[node].pid), "-m", *command)
+
+    def refuse_store_writes(self, node):
+        self.in_mounts(node, "mount", "--bind", self.objects(), self.objects())
+        self.in_mounts(node, "mount", "-o", "remount,ro,bind", self.objects())
+
+    def allow_store_writes(self, node):
+        self.in_mounts(node, "umount", self.objects())
+
+    def metric(self, node, name):
+        with urllib.request.urlopen(f"http://{self.net.ip(node)}:9644/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return 0.0
 
     def signal(self, node, sig):
         self.processes[node].send_signal(sig)
@@ -419,6 +455,21 @@ def run_faults(cluster, net, history, scenarios, rounds, hold):
                 time.sleep(hold)
                 cluster.start(follower)
                 wait_until(f"node {follower} is ready", lambda: ready(cluster, follower), 120)
+            elif scenario == "store":
+                os.makedirs(cluster.objects(), exist_ok=True)
+                failures = lambda: sum(cluster.metric(n, "strata_tiering_upload_failures_total") for n in nodes)
+                before = failures()
+                log(f"the object store refuses writes until an upload fails, then {hold + SESSION_MS / 1000:.0f} s more")
+                for node in nodes:
+                    cluster.refuse_store_writes(node)
+                wait_until("an upload fails", lambda: failures() > before, 120)
+                time.sleep(hold + SESSION_MS / 1000)
+                for node in nodes:
+                    cluster.allow_store_writes(node)
+                history.record("store_upload_failures", count=failures() - before)
+                wait_until("every node uploads again",
+                           lambda: all(cluster.metric(n, "strata_tiering_upload_lag_seconds") < 15
+                                       for n in nodes), 180)
             elif scenario == "rolling":
                 for node in nodes:
                     log(f"SIGTERM node {node} and restart it")
@@ -438,7 +489,7 @@ def main():
     parser.add_argument("--strata", default=os.environ.get("STRATA_BIN", "target/debug/strata"))
     parser.add_argument("--short", action="store_true", help="one round of each fault (CI)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--scenarios", default="kill9,sigstop,partition,wipe,rolling")
+    parser.add_argument("--scenarios", default="kill9,sigstop,partition,wipe,rolling,store")
     parser.add_argument("--keep", action="store_true", help="keep data, logs and history")
     args = parser.parse_args()
     rounds, hold = (1, 3) if args.short else (args.rounds, 8)
@@ -451,7 +502,7 @@ def main():
         cluster = Cluster(os.path.abspath(args.strata), net, root)
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
         wait_until("the cluster serves", lambda: len(admin.list_topics(timeout=5).brokers) == 3, 120)
-        admin.create_topics([NewTopic(TOPIC, PARTITIONS, 3, config={"min.insync.replicas": "2"})],
+        admin.create_topics([NewTopic(TOPIC, PARTITIONS, 3, config=TOPIC_CONFIG)],
                             operation_timeout=30)[TOPIC].result(timeout=60)
         wait_until("the topic is in sync", lambda: all_in_sync(cluster), 60)
         workload = Workload(cluster.bootstrap, history)
@@ -471,6 +522,9 @@ def main():
         print(f"  {'longest heal (s)':>24}: {max(failover):.1f}")
         for scenario, seconds in failovers(history.events):
             print(f"  {'failover ' + scenario + ' (s)':>24}: {seconds:.1f}")
+        refused = [e["count"] for e in history.events if e["kind"] == "store_upload_failures"]
+        if refused:
+            print(f"  {'failed uploads (store)':>24}: {', '.join(f'{c:.0f}' for c in refused)}")
         print(f"  history: {history.file.name}")
         bad = [name for name in ANOMALIES if counts[name]] + (["unread"] if len(stored) < expected else [])
         if bad:

@@ -6,6 +6,7 @@
 //! requests, stop background tasks, flush every partition.
 
 mod admin_http;
+mod blocking;
 mod broker;
 mod clock;
 pub mod config;

@@ -186,9 +186,7 @@ impl BrokerNode<'_> {
             "background tasks stopped"
         );
         let topics = broker.topics.clone();
-        tokio::task::spawn_blocking(move || flush_all(&topics))
-            .await
-            .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))?;
+        crate::blocking::blocking(move || flush_all(&topics)).await?;
         info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "partitions flushed"
@@ -215,15 +213,14 @@ impl BrokerNode<'_> {
         let files = Arc::new(SegmentFiles::new(segment_files_capacity(
             config.open_segment_files_max,
         )));
-        let (node, topics) = tokio::task::spawn_blocking(move || {
+        let (node, topics) = crate::blocking::blocking(move || {
             let _span = info_span!("recover_data_dir", data_dir = %data_dir.display()).entered();
             let node = NodeMeta::open(&data_dir, node_id)?;
             let topics =
                 TopicRegistry::open(&data_dir, config.node_id, metadata_replicated, files)?;
             Ok::<_, BrokerError>((node, Arc::new(topics)))
         })
-        .await
-        .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
+        .await??;
         info!(cluster_id = node.cluster_id(), "data directory opened");
         let blocks = Arc::new(
             BlockCache::open(

@@ -221,7 +221,15 @@ impl PartitionState {
             .as_ref()
             .is_none_or(|now| offline.severity() >= now.severity())
         {
-            tracing::error!(reason = %offline, "a partition went offline");
+            match offline {
+                // A log restarted at the tiered end (a lost disk, a new replica) expects it.
+                Offline::RebuildingProducers => {
+                    tracing::info!(reason = %offline, "a partition is offline until it is ready");
+                }
+                Offline::Reconcile(_) | Offline::SyncFailed(_) => {
+                    tracing::error!(reason = %offline, "a partition went offline");
+                }
+            }
             self.offline = Some(offline);
         }
     }

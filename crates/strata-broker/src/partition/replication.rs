@@ -63,6 +63,16 @@ impl PartitionState {
         (epoch != last_fetched_epoch || end_offset < fetch_offset).then_some((epoch, end_offset))
     }
 
+    /// Refuses a follower's step taken for another leadership than the current one (a fetch
+    /// answered before a role change must not land after it), or on an offline partition.
+    fn check_following(&self, leader_epoch: i32) -> Result<(), BrokerError> {
+        self.check_online()?;
+        match self.following() {
+            Some((_, epoch)) if epoch == leader_epoch => Ok(()),
+            _ => Err(BrokerError::NotLeaderOrFollower),
+        }
+    }
+
     /// The epoch and leader this broker follows the partition under, if it follows it.
     fn following(&self) -> Option<(i32, i32)> {
         match self.serving {
@@ -187,10 +197,7 @@ impl Partition {
         leader_high_watermark: i64,
     ) -> Result<(), BrokerError> {
         let mut state = self.lock();
-        state.check_online()?;
-        if state.following().map(|(_, epoch)| epoch) != Some(leader_epoch) {
-            return Err(BrokerError::NotLeaderOrFollower);
-        }
+        state.check_following(leader_epoch)?;
         let log_end_offset = state.log.log_end_offset();
         if log_end_offset < leader_log_start {
             let tiered_end = state.remote.tiered.map_or(i64::MIN, |t| t.end);
@@ -224,14 +231,11 @@ impl Partition {
     /// Where this follower's log stands, if it follows the partition under `leader_epoch`.
     pub fn follower_position(&self, leader_epoch: i32) -> Result<FollowerPosition, BrokerError> {
         let state = self.lock();
-        state.check_online()?;
-        match state.following() {
-            Some((_, epoch)) if epoch == leader_epoch => Ok(FollowerPosition {
-                log_end_offset: state.log.log_end_offset(),
-                last_fetched_epoch: state.log.latest_epoch().unwrap_or(-1),
-            }),
-            _ => Err(BrokerError::NotLeaderOrFollower),
-        }
+        state.check_following(leader_epoch)?;
+        Ok(FollowerPosition {
+            log_end_offset: state.log.log_end_offset(),
+            last_fetched_epoch: state.log.latest_epoch().unwrap_or(-1),
+        })
     }
 
     /// Stores batches fetched from the leader of `leader_epoch` at their own offsets and
@@ -247,10 +251,7 @@ impl Partition {
         commits_on_append: bool,
     ) -> Result<(), BrokerError> {
         let mut state = self.lock();
-        state.check_online()?;
-        if state.following().map(|(_, epoch)| epoch) != Some(leader_epoch) {
-            return Err(BrokerError::NotLeaderOrFollower);
-        }
+        state.check_following(leader_epoch)?;
         for batch in batches {
             let active_before = state.log.active_base_offset();
             let appended = state.log.append_replicated(batch, now_ms);
@@ -282,10 +283,7 @@ impl Partition {
     /// the producer state of what is cut.
     pub fn truncate_as_follower(&self, leader_epoch: i32, offset: i64) -> Result<(), BrokerError> {
         let mut state = self.lock();
-        state.check_online()?;
-        if state.following().map(|(_, epoch)| epoch) != Some(leader_epoch) {
-            return Err(BrokerError::NotLeaderOrFollower);
-        }
+        state.check_following(leader_epoch)?;
         if offset >= state.log.log_end_offset() {
             return Ok(());
         }

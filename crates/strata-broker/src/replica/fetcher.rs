@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 use uuid::Uuid;
 
+use crate::blocking::blocking;
 use crate::clock::Clock;
 use crate::config::ReplicationSettings;
 use crate::control_plane::MetadataView;
@@ -405,8 +406,14 @@ async fn apply(
     let epoch = followed.leader_epoch;
     if let Some(error) = ResponseError::try_from_code(data.error_code) {
         if error == ResponseError::OffsetOutOfRange {
-            partition.follower_out_of_range(epoch, data.log_start_offset, data.high_watermark)?;
-            return Ok(());
+            // Restarting the log reads its producer state back: off the runtime's threads.
+            let (partition, start, high_watermark) = (
+                partition.clone(),
+                data.log_start_offset,
+                data.high_watermark,
+            );
+            return blocking(move || partition.follower_out_of_range(epoch, start, high_watermark))
+                .await?;
         }
         return Err(BrokerError::InvalidRequest {
             reason: format!("the leader answered {error}"),
@@ -422,7 +429,9 @@ async fn apply(
         } else {
             own_end
         };
-        partition.truncate_as_follower(epoch, offset)?;
+        // Truncating rebuilds producer state from the log: off the runtime's threads.
+        let truncated = partition.clone();
+        blocking(move || truncated.truncate_as_follower(epoch, offset)).await??;
         context.metrics.replication.truncations.inc();
         return Ok(());
     }
@@ -443,9 +452,7 @@ async fn apply(
         .inc_by(bytes as u64);
     if context.fsync && !batches.is_empty() {
         let synced = partition.clone();
-        let durable = tokio::task::spawn_blocking(move || synced.sync())
-            .await
-            .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
+        let durable = blocking(move || synced.sync()).await??;
         partition.commit_local(durable);
     }
     Ok(())

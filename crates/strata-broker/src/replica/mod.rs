@@ -335,9 +335,7 @@ impl ReplicaManager {
         let bytes = records.len();
         // Compressed batches are decompressed to be validated: keep that off the runtime.
         let validated: ValidatedBatch = if strata_log::needs_decompression(&records) {
-            tokio::task::spawn_blocking(move || validate_produce_batch(records, &limits))
-                .await
-                .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??
+            crate::blocking::blocking(move || validate_produce_batch(records, &limits)).await??
         } else {
             validate_produce_batch(records, &limits)?
         };

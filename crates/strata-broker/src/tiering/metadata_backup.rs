@@ -65,9 +65,8 @@ pub async fn restore_if_empty(
     };
     let data_dir = config.data_dir.clone();
     let node_id = config.node_id;
-    let seeded = tokio::task::spawn_blocking(move || seed(&data_dir, &raft_dir, node_id, &backup))
-        .await
-        .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))??;
+    let seeded =
+        crate::blocking::blocking(move || seed(&data_dir, &raft_dir, node_id, &backup)).await??;
     match &seeded {
         Some(cluster_id) => info!(
             backup = BACKUP_OBJECT,

@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 use super::TieringContext;
 use super::manifest::Committed;
+use crate::blocking::blocking;
 use crate::error::BrokerError;
 use crate::partition::Partition;
 use crate::tiering::sweeper::SEGMENTS_PREFIX;
@@ -392,12 +393,4 @@ fn read_chunks(ranges: Vec<(SealedRange, Uuid, i32)>) -> Result<Vec<Chunk>, Brok
             })
         })
         .collect()
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, BrokerError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| BrokerError::from(std::io::Error::other(e.to_string())))
 }
