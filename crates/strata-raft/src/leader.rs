@@ -22,6 +22,12 @@ use crate::{ControllerError, MetaResponse, NodeId};
 
 /// How long a request keeps trying while leadership is moving.
 pub const LEADER_DEADLINE: Duration = Duration::from_secs(15);
+/// How long one attempt at one address may take before the next is tried. A leader cut off
+/// mid-request (its packets dropped) never answers; waiting the whole deadline on it would
+/// outlast a successor's election by far, and a broker's lease (7 s) with it.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connection may take to open, for the same reason.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a node asks of the controller leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +49,22 @@ pub enum LeaderRequest {
     /// A broker's registration as the leader has applied it (a node that has not joined yet
     /// has no replica to read it from).
     Broker { broker_id: i32 },
+}
+
+impl LeaderRequest {
+    /// How long one attempt may take: membership changes wait for a new member to catch up,
+    /// everything else is answered within milliseconds by a live leader.
+    fn attempt_timeout(&self) -> Duration {
+        match self {
+            Self::Join { .. }
+            | Self::AddVoter { .. }
+            | Self::RemoveVoter { .. }
+            | Self::RemoveNode { .. } => LEADER_DEADLINE,
+            Self::Write(_) | Self::ReadIndex | Self::Status | Self::Broker { .. } => {
+                ATTEMPT_TIMEOUT
+            }
+        }
+    }
 }
 
 /// The leader's answer to a [`LeaderRequest`].
@@ -93,10 +115,11 @@ pub struct LeaderClient {
 
 impl LeaderClient {
     pub fn new(seeds: Vec<String>) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            seeds,
-        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        Self { http, seeds }
     }
 
     /// Sends `request` over HTTP, following redirects to the leader until it answers, refuses
@@ -111,12 +134,18 @@ impl LeaderClient {
         let mut next = first;
         let mut seed = 0;
         let mut last = String::from("no controller address to try");
+        // The address that just failed to answer: the seeds are tried past it.
+        let mut unreachable: Option<String> = None;
         while started.elapsed() < LEADER_DEADLINE {
             let address = match next.take() {
                 Some(address) => address,
                 None if self.seeds.is_empty() => break,
                 None => {
                     seed += 1;
+                    let candidate = &self.seeds[(seed - 1) % self.seeds.len()];
+                    if self.seeds.len() > 1 && unreachable.as_ref() == Some(candidate) {
+                        seed += 1;
+                    }
                     self.seeds[(seed - 1) % self.seeds.len()].clone()
                 }
             };
@@ -134,6 +163,7 @@ impl LeaderClient {
                 Err(ControllerError::NoLeader { last: reason }) => {
                     debug!(address, reason, "controller unreachable; trying another");
                     last = reason;
+                    unreachable = Some(address);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 other => return other,
@@ -152,7 +182,7 @@ impl LeaderClient {
         };
         self.http
             .post(format!("http://{address}/meta/leader"))
-            .timeout(LEADER_DEADLINE)
+            .timeout(request.attempt_timeout())
             .json(request)
             .send()
             .await

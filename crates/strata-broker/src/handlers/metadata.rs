@@ -38,10 +38,15 @@ pub async fn handle(ctx: &RequestContext<'_>, request: MetadataRequest) -> Metad
             out
         }
     };
+    // A broker cut off from the quorum (its lease ran out) leaves itself out, as the quorum
+    // is about to fence it: clients then ask the other brokers, which know the new leaders.
+    // Listing itself kept librdkafka asking it, and only it, until the cut healed.
+    let cut_off = !broker.replicas.holds_lease();
     let brokers = broker
         .metadata
         .live_brokers()
         .into_iter()
+        .filter(|b| !(cut_off && b.id == broker.config.node_id))
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id))
@@ -132,12 +137,15 @@ fn error_topic(name: Option<TopicName>, id: Uuid, error: ResponseError) -> Metad
 /// LEADER_NOT_AVAILABLE; replicas on fenced brokers are listed as offline, and so is this
 /// broker's replica of a partition whose log failed here (which, if it leads, leaves the
 /// partition without a serving leader). A broker whose lease ran out (cut off from the
-/// quorum) does not name itself leader either: its view may be stale, and a client told
-/// LEADER_NOT_AVAILABLE asks another broker, which knows the new leader.
+/// quorum) answers as the quorum will see it, fenced: it leads nothing and its replicas are
+/// offline, since its view may be stale.
 fn describe(state: &MetadataState, topic: &TopicRecord, broker: &Broker) -> MetadataResponseTopic {
-    let live = state.live_broker_ids();
     let me = broker.config.node_id;
     let cut_off = !broker.replicas.holds_lease();
+    let mut live = state.live_broker_ids();
+    if cut_off {
+        live.remove(&me);
+    }
     let ids = |brokers: &[i32]| brokers.iter().copied().map(BrokerId).collect::<Vec<_>>();
     let partitions = topic
         .partitions
