@@ -132,7 +132,7 @@ impl TopicAdmin {
             }
             Some(given) => given,
             None => {
-                let replication_factor = topic.partitions.first().map_or(1, |p| p.replicas.len());
+                let replication_factor = state.replication_factor(topic.topic_id).unwrap_or(1);
                 state.place_partitions(added, replication_factor, placement_start())?
             }
         };

@@ -345,7 +345,7 @@ impl MetadataState {
                 ),
             });
         }
-        let replication_factor = topic.partitions.first().map_or(0, |p| p.replicas.len());
+        let replication_factor = self.replication_factor(c.topic_id).unwrap_or(0);
         if topic.partitions.len() + c.new_assignments.len() > MAX_PARTITIONS {
             return Err(too_many_partitions());
         }

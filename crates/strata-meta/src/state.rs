@@ -301,6 +301,16 @@ impl MetadataState {
         self.reassignments.get(&topic_id)?.get(&partition)
     }
 
+    /// A topic's replication factor: its first partition's replicas, counting a move in
+    /// progress by its target (the replicas leaving are not part of it).
+    pub fn replication_factor(&self, topic_id: Uuid) -> Option<usize> {
+        let first = self.topics.get(&topic_id)?.partitions.first()?;
+        Some(
+            self.reassignment(topic_id, 0)
+                .map_or(first.replicas.len(), |moving| moving.target.len()),
+        )
+    }
+
     /// Every move in progress, by topic and partition.
     pub fn reassignments(&self) -> impl Iterator<Item = (Uuid, i32, &Reassignment)> {
         self.reassignments

@@ -653,6 +653,14 @@ fn a_move_completes_once_the_new_replicas_are_in_sync_and_then_drops_the_old_lea
     assert_eq!(started, [Ok(())]);
     let p = partition_0(&state);
     assert_eq!(leadership(&p), (vec![2, 3, 4, 1], vec![1, 2, 3], 1, 0));
+    // New partitions take the move's target size, not the four replicas it spans for now.
+    assert_eq!(state.replication_factor(Uuid::from_u128(7)), Some(3));
+    state
+        .apply(&MetaCommand::CreatePartitions(CreatePartitions {
+            topic_id: Uuid::from_u128(7),
+            new_assignments: vec![vec![4, 1, 2]],
+        }))
+        .expect("a partition of the topic's replication factor");
     assert_eq!(
         state.reassignment(Uuid::from_u128(7), 0),
         Some(&Reassignment {

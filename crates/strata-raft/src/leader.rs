@@ -192,3 +192,52 @@ impl LeaderClient {
             .map_err(unreachable)?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use axum::Json;
+    use axum::routing::post;
+
+    use super::*;
+
+    /// A controller that always answers ReadIndex 7.
+    async fn answering_controller() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let app = axum::Router::new().route(
+            "/meta/leader",
+            post(|| async {
+                Json(Ok::<LeaderAnswer, ControllerError>(
+                    LeaderAnswer::ReadIndex(7),
+                ))
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        address
+    }
+
+    #[tokio::test]
+    async fn a_controller_that_never_answers_is_left_after_one_attempt() {
+        // Bound but never accepting: connections open (the kernel's backlog) and then
+        // nothing comes back, as from a leader whose packets are dropped.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let silent = silent.local_addr().expect("address").to_string();
+        let live = answering_controller().await;
+        let client = LeaderClient::new(vec![silent.clone(), live]);
+        let started = Instant::now();
+        let answer = client
+            .call(&LeaderRequest::ReadIndex, Some(silent))
+            .await
+            .expect("the live controller answers");
+        assert!(matches!(answer, LeaderAnswer::ReadIndex(7)), "{answer:?}");
+        let took = started.elapsed();
+        assert!(
+            took < ATTEMPT_TIMEOUT + Duration::from_secs(3),
+            "took {took:?}: the silent address held the call past one attempt"
+        );
+    }
+}
