@@ -16,15 +16,7 @@ if [ "$system" = strata ]; then bin=${1:?strata binary}; shift; fi
 gib=${1:-10}
 bench="${CARGO_TARGET_DIR:-target}/release/strata-bench"
 tools="tests/clients/java/target/dependency/*"
-scratch=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  rm -rf "$scratch"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/lib.sh
 tool() { local class=$1; shift; java -cp "$tools" "$class" --bootstrap-server "$bootstrap" "$@" 2>/dev/null; }
 now() { date +%s.%N; }
 
@@ -64,11 +56,8 @@ TOML
 }
 
 start_kafka() {
-  local started
-  started=$(bash bench/peers.sh kafka-cluster "$scratch")
-  bootstrap=$(echo "$started" | sed -n 's/.*bootstrap=\([^ ]*\).*/\1/p')
-  IFS=, read -r -a started_pids <<<"$(echo "$started" | sed -n 's/.*pids=\([^ ]*\).*/\1/p')"
-  pids+=("${started_pids[@]}")
+  start_kafka_cluster "$scratch" 1
+  bootstrap=$kafka_bootstrap
 }
 
 case "$system" in

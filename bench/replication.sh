@@ -14,15 +14,7 @@ cd "$(dirname "$0")/.."
 bin=${1:?strata binary}; runs=${2:?runs}; shift 2
 bench_args=("$@")
 bench="${CARGO_TARGET_DIR:-target}/release/strata-bench"
-scratch=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  rm -rf "$scratch"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/lib.sh
 
 # Waits for a node's "strata listening" line; prints its Kafka address.
 kafka_address() {
@@ -79,11 +71,8 @@ run_cluster() { # RUN
 
 run_kafka() { # RUN
   rm -rf "$scratch/kafka"
-  local started bootstrap
-  started=$(bash bench/peers.sh kafka-cluster "$scratch/kafka" 2)
-  bootstrap=$(echo "$started" | sed -n 's/.*bootstrap=\([^ ]*\).*/\1/p')
-  IFS=, read -r -a pids <<<"$(echo "$started" | sed -n 's/.*pids=\([^ ]*\).*/\1/p')"
-  "$bench" produce --bootstrap "$bootstrap" --quiet --acks all \
+  start_kafka_cluster "$scratch/kafka" 2
+  "$bench" produce --bootstrap "$kafka_bootstrap" --quiet --acks all \
     --replication-factor 3 --json "$scratch/kafka-$1.json" "${bench_args[@]}" >/dev/null
   stop_all
 }

@@ -160,12 +160,11 @@ impl TopicAdmin {
             election,
             partitions,
         });
-        match self.metadata.commit(command).await? {
+        self.commit_per_partition(command, |outcome| match outcome {
             CommandOutcome::Elections(outcomes) => Ok(outcomes),
-            other => Err(BrokerError::InvalidRequest {
-                reason: format!("an election answered {other:?}"),
-            }),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     /// Starts, replaces or cancels replica moves, answered per partition in order.
@@ -181,12 +180,22 @@ impl TopicAdmin {
             partitions,
             allow_replication_factor_change,
         });
-        match self.metadata.commit(command).await? {
+        self.commit_per_partition(command, |outcome| match outcome {
             CommandOutcome::Reassignments(outcomes) => Ok(outcomes),
-            other => Err(BrokerError::InvalidRequest {
-                reason: format!("a reassignment answered {other:?}"),
-            }),
-        }
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Commits a command answered per partition, and takes those answers out of its outcome.
+    async fn commit_per_partition<T>(
+        &self,
+        command: MetaCommand,
+        answers: impl FnOnce(CommandOutcome) -> Result<Vec<T>, CommandOutcome>,
+    ) -> Result<Vec<T>, BrokerError> {
+        answers(self.metadata.commit(command).await?).map_err(|other| BrokerError::InvalidRequest {
+            reason: format!("a per-partition command answered {other:?}"),
+        })
     }
 
     /// Deletes the topic with id `topic_id`.

@@ -89,6 +89,10 @@ impl Partition {
     /// Where a fetcher's log diverged from this one, if it did (see
     /// [`PartitionState::divergence`]).
     pub fn divergence(&self, fetch_offset: i64, last_fetched_epoch: i32) -> Option<(i32, i64)> {
+        // Most consumers name no epoch: their fetches need not take the lock for this.
+        if last_fetched_epoch < 0 {
+            return None;
+        }
         self.lock().divergence(fetch_offset, last_fetched_epoch)
     }
 
