@@ -7,6 +7,7 @@ mod clients;
 mod cluster;
 mod crash;
 mod differential;
+mod eligible_leaders;
 mod group_state;
 mod group_versions;
 mod groups;

@@ -32,7 +32,7 @@ pub(crate) fn create_replicated(
 
 /// Each partition's (leader, ISR) as `bootstrap`'s Metadata gives them, once `done` holds
 /// for them (or what it last gave when time runs out).
-fn isr_when(
+pub(crate) fn isr_when(
     bootstrap: &str,
     topic: &str,
     done: impl Fn(&[(i32, Vec<i32>)]) -> bool,
@@ -150,7 +150,7 @@ fn leaders_and_preferred(bootstrap: &str, topic: &str) -> Vec<(i32, i32)> {
 }
 
 /// The bootstrap address of some running node.
-fn bootstrap_of_any(nodes: &Nodes) -> String {
+pub(crate) fn bootstrap_of_any(nodes: &Nodes) -> String {
     let running = nodes.iter().position(Option::is_some).expect("a node runs");
     bootstrap(nodes, running)
 }

@@ -10,6 +10,10 @@ consumer group, and faults injected one after another while they run:
   rolling    every node in turn is stopped with SIGTERM and restarted
   store      the shared object store refuses every write (a read-only mount in each
              node's mount namespace) for longer than a session, then recovers
+  elr        one follower dies, records are acknowledged by the two left, then the other
+             follower and the leader die too (the quorum with them); the second follower
+             and then the first restart, and the second leads without the old leader: it
+             left the ISR below min ISR, so it is an eligible leader replica (KIP-966)
 
 The topic tiers quickly (small segments, a 3 s upload lag, little kept locally), so the
 faults meet tiered data: a wiped follower starts at the tiered end, and the final read
@@ -470,6 +474,26 @@ def run_faults(cluster, net, history, scenarios, rounds, hold):
                 wait_until("every node uploads again",
                            lambda: all(cluster.metric(n, "strata_tiering_upload_lag_seconds") < 15
                                        for n in nodes), 180)
+            elif scenario == "elr":
+                first, second = others
+                log(f"kill -9 node {first}, then (once the ISR shrank) node {second} and the leader {leader}")
+                cluster.kill9(first)
+                held = sorted([leader, second])
+                wait_until(f"the ISR of partition {victim_partition} is {held}",
+                           lambda: partition_state(cluster.bootstrap)[victim_partition][1] == held, 120)
+                time.sleep(hold)
+                cluster.kill9(second)
+                cluster.kill9(leader)
+                time.sleep(hold)
+                log(f"restart node {second}, then node {first}; node {leader} stays down")
+                cluster.start(second)
+                cluster.start(first)
+                wait_until(f"node {second} leads partition {victim_partition}",
+                           lambda: partition_state(f"{cluster.net.ip(second)}:9092")[victim_partition][0] == second,
+                           180)
+                history.record("eligible_leader", node=second, partition=victim_partition)
+                cluster.start(leader)
+                wait_until(f"node {leader} is ready", lambda: ready(cluster, leader), 120)
             elif scenario == "rolling":
                 for node in nodes:
                     log(f"SIGTERM node {node} and restart it")
@@ -489,7 +513,7 @@ def main():
     parser.add_argument("--strata", default=os.environ.get("STRATA_BIN", "target/debug/strata"))
     parser.add_argument("--short", action="store_true", help="one round of each fault (CI)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--scenarios", default="kill9,sigstop,partition,wipe,rolling,store")
+    parser.add_argument("--scenarios", default="kill9,sigstop,partition,wipe,rolling,store,elr")
     parser.add_argument("--keep", action="store_true", help="keep data, logs and history")
     args = parser.parse_args()
     rounds, hold = (1, 3) if args.short else (args.rounds, 8)

@@ -181,6 +181,8 @@ mod tests {
                 }],
                 rack: None,
                 now_ms: 0,
+                intact_predecessor: None,
+                min_isr_default: 1,
             }))
             .expect("registered");
         alter(

@@ -45,6 +45,15 @@ pub struct ControlPlane {
     stop_server: CancellationToken,
 }
 
+/// The process a broker registration announces.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessStart {
+    pub incarnation: Uuid,
+    /// See [`RegisterBroker::intact_predecessor`].
+    pub intact_predecessor: Option<Uuid>,
+    pub now_ms: i64,
+}
+
 impl ControlPlane {
     /// Starts this node's controller under `<data-dir>/raft` and serves it on `listener`. A
     /// voter forms (or rejoins) the quorum at once; any other node joins it as a learner in
@@ -223,18 +232,18 @@ impl ControlPlane {
         }
     }
 
-    /// Records the cluster id (the first node's wins) and this broker as `incarnation`,
-    /// retrying until a quorum answers or `shutdown` fires.
+    /// Records the cluster id (the first node's wins) and this broker as the process
+    /// `start` describes, retrying until a quorum answers or `shutdown` fires.
     pub async fn register(
         &self,
         cluster_id: &str,
         config: &BrokerConfig,
         advertised: &(String, u16),
-        now_ms: i64,
-        incarnation: Uuid,
+        start: ProcessStart,
         shutdown: &CancellationToken,
     ) -> Result<Registration, BrokerError> {
         let broker_id = config.node_id;
+        let incarnation = start.incarnation;
         let registration = RegisterBroker {
             broker_id,
             incarnation,
@@ -244,7 +253,9 @@ impl ControlPlane {
                 port: advertised.1,
             }],
             rack: config.rack.clone(),
-            now_ms,
+            now_ms: start.now_ms,
+            intact_predecessor: start.intact_predecessor,
+            min_isr_default: config.min_isr_default(),
         };
         let commands = [
             MetaCommand::InitCluster {

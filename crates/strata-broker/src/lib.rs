@@ -19,6 +19,7 @@ mod frame_reader;
 mod groups;
 mod handlers;
 mod health;
+mod last_run;
 mod leader_balance;
 mod leader_state;
 mod lease;
@@ -43,6 +44,7 @@ mod testing;
 mod tiering;
 mod topic_admin;
 mod topics;
+mod unclean_election;
 
 use std::sync::Arc;
 
@@ -151,7 +153,20 @@ async fn run_node(
     let stopping = shutdown.child_token();
     let fencer = config.roles.controller.then(|| {
         let clock = Arc::new(clock::SystemClock);
-        liveness::spawn_fencer(control_plane.controller.clone(), clock, stopping.clone())
+        liveness::spawn_fencer(
+            control_plane.controller.clone(),
+            clock,
+            config.min_isr_default(),
+            stopping.clone(),
+        )
+    });
+    let unclean = config.roles.controller.then(|| {
+        unclean_election::spawn(
+            control_plane.controller.clone(),
+            config.topic_defaults.unclean_leader_election(),
+            metrics.replication.unclean_elections.clone(),
+            stopping.clone(),
+        )
     });
     let balancer = config
         .roles
@@ -185,6 +200,9 @@ async fn run_node(
     }
     if let Some(balancer) = balancer {
         let _ = balancer.await;
+    }
+    if let Some(unclean) = unclean {
+        let _ = unclean.await;
     }
     control_plane.stop().await;
     outcome

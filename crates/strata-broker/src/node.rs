@@ -14,10 +14,11 @@ use tracing::{info, info_span, warn};
 use crate::broker::Broker;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{BrokerConfig, Durability};
-use crate::control_plane::ControlPlane;
+use crate::control_plane::{ControlPlane, ProcessStart};
 use crate::error::BrokerError;
 use crate::groups::{GroupCoordinator, GroupDeps};
 use crate::health::Health;
+use crate::last_run::RunRecord;
 use crate::lease::Lease;
 use crate::metrics::Metrics;
 use crate::node_meta::NodeMeta;
@@ -116,14 +117,23 @@ impl BrokerNode<'_> {
         health.phase("registering with the metadata quorum");
         let incarnation = uuid::Uuid::new_v4();
         broker.node.record_incarnation(incarnation)?;
+        let log_dir = broker.topics.log_dir().to_path_buf();
+        let fsync = broker.config.durability == Durability::Fsync;
+        let (run_record, intact_predecessor) =
+            crate::blocking::blocking(move || RunRecord::begin(&log_dir, incarnation, fsync))
+                .await??;
         let registering_at = broker.clock.now();
+        let start = ProcessStart {
+            incarnation,
+            intact_predecessor,
+            now_ms: broker.clock.now_ms(),
+        };
         let registration = control_plane
             .register(
                 &broker.node.cluster_id(),
                 &broker.config,
                 &advertised,
-                broker.clock.now_ms(),
-                incarnation,
+                start,
                 shutdown,
             )
             .await?;
@@ -186,11 +196,14 @@ impl BrokerNode<'_> {
             "background tasks stopped"
         );
         let topics = broker.topics.clone();
-        crate::blocking::blocking(move || flush_all(&topics)).await?;
+        let flushed = crate::blocking::blocking(move || flush_all(&topics)).await?;
         info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "partitions flushed"
+            flushed, "partitions flushed"
         );
+        if flushed {
+            crate::blocking::blocking(move || run_record.stopped_cleanly()).await??;
+        }
         match heartbeat.await {
             Ok(Some(superseded)) => Err(superseded),
             _ => Ok(()),
@@ -367,6 +380,7 @@ async fn hand_off_then_stop(
         let leave = strata_meta::MetaCommand::FenceBroker(strata_meta::FenceBroker {
             broker_id: broker.config.node_id,
             incarnation,
+            min_isr_default: broker.config.min_isr_default(),
         });
         let handed_off = tokio::time::timeout(HANDOFF_TIMEOUT, async {
             let (index, _) = broker.metadata.propose(leave).await?;
@@ -480,13 +494,17 @@ fn start_background_work(
     });
 }
 
-/// Flushes every partition: the last step of an ordered shutdown.
-fn flush_all(topics: &TopicRegistry) {
+/// Flushes every partition: the last step of an ordered shutdown. Answers whether every
+/// flush succeeded (only then did this process stop cleanly).
+fn flush_all(topics: &TopicRegistry) -> bool {
+    let mut flushed = true;
     for topic in topics.all() {
         for partition in topic.partitions.values() {
             if let Err(e) = partition.flush() {
                 warn!(topic = %topic.name, partition = partition.index, error = %e, "flush at shutdown failed");
+                flushed = false;
             }
         }
     }
+    flushed
 }

@@ -246,6 +246,8 @@ mod tests {
                 }],
                 rack: None,
                 now_ms: 0,
+                intact_predecessor: None,
+                min_isr_default: 1,
             }))
             .expect("registered");
         incarnation
@@ -313,6 +315,7 @@ mod tests {
             .apply(&MetaCommand::FenceBroker(FenceBroker {
                 broker_id: 2,
                 incarnation: two,
+                min_isr_default: 1,
             }))
             .expect("fenced");
         state

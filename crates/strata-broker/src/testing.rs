@@ -50,6 +50,8 @@ pub fn hosted(dir: &Path, overrides: &[(&str, &str)], leader_epoch: i32) -> Host
             }],
             rack: None,
             now_ms: 0,
+            intact_predecessor: None,
+            min_isr_default: 1,
         }))
         .expect("registered");
     state

@@ -311,6 +311,10 @@ impl TopicRegistry {
             .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
             .map_err(|e| BrokerError::storage(&self.log_dir, e))?;
         for entry in entries {
+            // Topics are directories; files here are the broker's own (its run record).
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
             let path = entry.path();
             let file_name = entry.file_name();
             let Some(name) = file_name.to_str() else {
@@ -530,6 +534,7 @@ mod tests {
         ] {
             std::fs::create_dir_all(log.join(name).join("0")).expect("mkdir");
         }
+        std::fs::write(log.join("last-run.json"), b"{}").expect("a file of the broker's own");
         registry
             .set_aside_strays(&HashSet::from([kept]))
             .expect("set aside");
@@ -542,6 +547,7 @@ mod tests {
             names,
             [
                 format!("kept.{}", kept.simple()),
+                "last-run.json".to_string(),
                 format!("lost.{}.stray", unknown.simple()),
                 "not-a-topic.stray".to_string(),
             ]

@@ -10,6 +10,7 @@ use crate::command::{
     CreatePartitions, CreateTopic, ElectLeaders, ElectionType, FenceBroker, MetaCommand,
     RegisterBroker, SegmentCommit,
 };
+use crate::eligibility::min_isr;
 use crate::error::MetaError;
 use crate::names::validate_topic_name;
 use crate::state::{
@@ -33,23 +34,26 @@ fn elect(p: &mut PartitionRecord, election: ElectionType, live: &BTreeSet<i32>) 
             if !live.contains(&preferred) || !p.isr.contains(&preferred) {
                 return Election::PreferredNotAvailable;
             }
+            p.leader = preferred;
             preferred
         }
         ElectionType::Unclean => {
             if p.leader != NO_LEADER {
                 return Election::NotNeeded;
             }
-            let Some(&any) = p.replicas.iter().find(|b| live.contains(b)) else {
-                return Election::NoEligibleLeader;
-            };
-            // It may lack acknowledged records: it alone is in sync with itself now.
-            if !p.isr.contains(&any) {
+            if !p.elect_eligible(live) {
+                let Some(&any) = p.replicas.iter().find(|b| live.contains(b)) else {
+                    return Election::NoEligibleLeader;
+                };
+                // It may lack acknowledged records: it alone is in sync with itself now,
+                // and nobody else is known to hold what it holds.
+                p.leader = any;
                 p.isr = vec![any];
+                p.elr.clear();
             }
-            any
+            p.leader
         }
     };
-    p.leader = chosen;
     p.leader_epoch += 1;
     p.partition_epoch += 1;
     Election::Elected { leader: chosen }
@@ -121,10 +125,11 @@ impl MetadataState {
         if c.endpoints.iter().any(|e| e.port == 0 || e.host.is_empty()) {
             return Err(invalid("every endpoint needs a host and a non-zero port"));
         }
-        let restarted = self
+        let predecessor = self
             .brokers
             .get(&c.broker_id)
-            .is_some_and(|b| b.incarnation != c.incarnation);
+            .map(|b| b.incarnation)
+            .filter(|&previous| previous != c.incarnation);
         self.brokers.insert(
             c.broker_id,
             BrokerRecord {
@@ -136,10 +141,11 @@ impl MetadataState {
                 last_heartbeat_ms: c.now_ms,
             },
         );
-        if restarted {
-            self.forget_restarted_replica(c.broker_id);
+        if let Some(previous) = predecessor {
+            let intact = c.intact_predecessor == Some(previous);
+            self.forget_restarted_replica(c.broker_id, intact, c.min_isr_default);
         }
-        self.elect_offline_leaders(c.broker_id);
+        self.elect_offline_leaders();
         Ok(())
     }
 
@@ -150,7 +156,7 @@ impl MetadataState {
         broker.last_heartbeat_ms = c.now_ms;
         if broker.fenced {
             broker.fenced = false;
-            self.elect_offline_leaders(c.broker_id);
+            self.elect_offline_leaders();
         }
         Ok(())
     }
@@ -163,24 +169,18 @@ impl MetadataState {
         broker.fenced = true;
         let live = self.live_broker_ids();
         let fenced = c.broker_id;
-        self.for_each_partition_mut(|p| {
-            // The last ISR member stays in the ISR: it holds every acknowledged record, so it
-            // is the one that may lead again when it returns.
-            let shrink = p.isr.contains(&fenced) && p.isr.len() > 1;
-            if shrink {
-                p.isr.retain(|&b| b != fenced);
-            }
+        self.for_each_partition_mut(c.min_isr_default, |p, min_isr| {
+            // Out of the ISR, even as its last member: it holds what it held, so it stays
+            // eligible (in the ELR) if the ISR is left below min ISR.
+            let in_isr = p.isr.contains(&fenced);
+            p.leave_isr(fenced, min_isr, true);
             let was_leader = p.leader == fenced;
             if was_leader {
-                p.leader = p
-                    .isr
-                    .iter()
-                    .copied()
-                    .find(|b| live.contains(b))
-                    .unwrap_or(NO_LEADER);
+                p.leader = NO_LEADER;
+                p.elect_eligible(&live);
                 p.leader_epoch += 1;
             }
-            if shrink || was_leader {
+            if in_isr || was_leader {
                 p.partition_epoch += 1;
             }
         });
@@ -188,30 +188,39 @@ impl MetadataState {
     }
 
     /// A broker came back as a new process. The old one may still be finishing writes under
-    /// its leader epochs: every epoch it led under moves on, so those writes are refused. Its
-    /// log may also have lost what was not on stable storage, so it leaves every ISR that
-    /// has another live member (which then leads where it led) and rejoins once it has caught
-    /// up again. Where it is the last live member it stays: nobody else holds more.
-    fn forget_restarted_replica(&mut self, broker_id: i32) {
+    /// its leader epochs: every epoch it led under moves on, so those writes are refused.
+    ///
+    /// With an `intact` log it holds all it held: it leaves every ISR that has another live
+    /// member (staying eligible where that leaves the ISR below min ISR) and rejoins once
+    /// it has fetched again; where it is the last live member it stays and leads.
+    ///
+    /// Without, it may have lost what was not on stable storage, so it leaves the ISR and
+    /// the ELR wherever another replica is eligible. Where none is it stays: nobody is
+    /// known to hold more, and an offline partition would not bring back what was lost.
+    fn forget_restarted_replica(&mut self, broker_id: i32, intact: bool, min_isr_default: u32) {
         let live: BTreeSet<i32> = self
             .live_brokers()
             .map(|b| b.broker_id)
             .filter(|&b| b != broker_id)
             .collect();
-        self.for_each_partition_mut(|p| {
-            let successor = p.isr.iter().copied().find(|b| live.contains(b));
-            let was_leader = p.leader == broker_id;
-            let leaves = p.isr.contains(&broker_id) && successor.is_some();
-            if leaves {
-                p.isr.retain(|&b| b != broker_id);
-                if was_leader {
-                    p.leader = successor.unwrap_or(NO_LEADER);
+        self.for_each_partition_mut(min_isr_default, |p, min_isr| {
+            let (isr, elr) = (p.isr.len(), p.elr.len());
+            if intact {
+                if p.isr.iter().any(|b| live.contains(b)) {
+                    p.leave_isr(broker_id, min_isr, true);
                 }
+            } else if p.isr.iter().chain(&p.elr).any(|&b| b != broker_id) {
+                p.forget_eligible(broker_id);
             }
+            let was_leader = p.leader == broker_id;
             if was_leader {
+                if !p.isr.contains(&broker_id) {
+                    p.leader = NO_LEADER;
+                    p.elect_eligible(&live);
+                }
                 p.leader_epoch += 1;
             }
-            if leaves || was_leader {
+            if was_leader || (isr, elr) != (p.isr.len(), p.elr.len()) {
                 p.partition_epoch += 1;
             }
         });
@@ -257,9 +266,10 @@ impl MetadataState {
         if let Some(broker_id) = ineligible {
             return Err(MetaError::IneligibleReplica { broker_id });
         }
+        let min_isr = self.topic_min_isr(c.topic_id, c.min_isr_default);
         let isr = c.isr.clone();
         self.for_partition_mut(c.topic_id, c.partition, |p| {
-            p.isr = isr;
+            p.replace_isr(isr, min_isr);
             p.partition_epoch += 1;
         });
         self.complete_reassignment_if_ready(c.topic_id, c.partition);
@@ -652,21 +662,33 @@ impl MetadataState {
         PartitionRecord {
             replicas: replicas.to_vec(),
             isr,
+            elr: Vec::new(),
             leader: live.first().copied().unwrap_or(NO_LEADER),
             leader_epoch: 0,
             partition_epoch: 0,
         }
     }
 
-    /// Gives `broker_id` the leadership of every offline partition whose ISR holds it.
-    fn elect_offline_leaders(&mut self, broker_id: i32) {
-        self.for_each_partition_mut(|p| {
-            if p.leader == NO_LEADER && p.isr.contains(&broker_id) {
-                p.leader = broker_id;
+    /// Gives every offline partition a live eligible leader where it has one.
+    fn elect_offline_leaders(&mut self) {
+        let live = self.live_broker_ids();
+        let partitions = self.topics.values_mut().flat_map(|t| &mut t.partitions);
+        for p in partitions {
+            if p.elect_eligible(&live) {
                 p.leader_epoch += 1;
                 p.partition_epoch += 1;
             }
-        });
+        }
+    }
+
+    /// A topic's `min.insync.replicas`, with `fallback` where no dynamic setting names one.
+    fn topic_min_isr(&self, topic_id: Uuid, fallback: u32) -> u32 {
+        let no_overrides = BTreeMap::new();
+        let topic = self
+            .topics
+            .get(&topic_id)
+            .map_or(&no_overrides, |t| &t.configs);
+        min_isr(topic, &self.cluster_configs, fallback)
     }
 
     pub(crate) fn for_partition_mut(
@@ -684,9 +706,18 @@ impl MetadataState {
         }
     }
 
-    fn for_each_partition_mut(&mut self, mut f: impl FnMut(&mut PartitionRecord)) {
+    /// Runs `f` on every partition with its topic's `min.insync.replicas` (see
+    /// [`Self::topic_min_isr`]).
+    fn for_each_partition_mut(
+        &mut self,
+        min_isr_fallback: u32,
+        mut f: impl FnMut(&mut PartitionRecord, u32),
+    ) {
         for topic in self.topics.values_mut() {
-            topic.partitions.iter_mut().for_each(&mut f);
+            let min_isr = min_isr(&topic.configs, &self.cluster_configs, min_isr_fallback);
+            for p in &mut topic.partitions {
+                f(p, min_isr);
+            }
         }
     }
 }

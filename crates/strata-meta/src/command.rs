@@ -102,6 +102,19 @@ pub struct RegisterBroker {
     pub endpoints: Vec<Endpoint>,
     pub rack: Option<String>,
     pub now_ms: i64,
+    /// The previous incarnation, when this process found its partition logs exactly as that
+    /// one left them (it stopped cleanly, or nothing unsynced could have been lost): the
+    /// replica then still holds what it held, and stays eligible to lead where it was.
+    #[serde(default)]
+    pub intact_predecessor: Option<Uuid>,
+    /// See [`AlterPartition::min_isr_default`].
+    #[serde(default = "one")]
+    pub min_isr_default: u32,
+}
+
+/// `min.insync.replicas` where a command from before the field existed is replayed.
+fn one() -> u32 {
+    1
 }
 
 /// A broker saying it is alive.
@@ -118,6 +131,9 @@ pub struct BrokerHeartbeat {
 pub struct FenceBroker {
     pub broker_id: i32,
     pub incarnation: Uuid,
+    /// See [`AlterPartition::min_isr_default`].
+    #[serde(default = "one")]
+    pub min_isr_default: u32,
 }
 
 /// A new topic with its partitions already placed: `assignments[p]` lists partition `p`'s
@@ -197,4 +213,10 @@ pub struct AlterPartition {
     pub partition_epoch: i32,
     /// The whole new ISR, the leader among it.
     pub isr: Vec<i32>,
+    /// The proposer's own `min.insync.replicas` (its static configuration). The quorum
+    /// needs the value to keep the ELR, and must not read any node's configuration file,
+    /// so commands that shrink an ISR carry it; a topic's override and the cluster-wide
+    /// dynamic default take precedence over it.
+    #[serde(default = "one")]
+    pub min_isr_default: u32,
 }

@@ -14,6 +14,7 @@
 
 mod apply;
 mod command;
+mod eligibility;
 mod error;
 pub mod names;
 mod placement;

@@ -66,7 +66,8 @@ impl MetadataState {
             .copied()
             .filter(|b| original.contains(b))
             .collect();
-        if isr.is_empty() {
+        // An offline partition (its ISR already empty) may still be moved.
+        if isr.is_empty() && !p.isr.is_empty() {
             return Err(MetaError::InvalidReplicaAssignment {
                 reason: "undoing the move in progress would leave the ISR empty".into(),
             });
@@ -83,6 +84,7 @@ impl MetadataState {
             if p.replicas != replicas || p.isr != isr {
                 p.replicas = replicas;
                 p.isr = isr;
+                p.drop_ineligible();
                 lead_from_isr(p, &live);
                 p.partition_epoch += 1;
             }
@@ -117,6 +119,7 @@ impl MetadataState {
             if p.replicas != target || p.isr != isr {
                 p.replicas = target;
                 p.isr = isr;
+                p.drop_ineligible();
                 lead_from_isr(p, &live);
                 p.partition_epoch += 1;
             }

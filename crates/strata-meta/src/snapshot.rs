@@ -16,10 +16,10 @@ use rkyv::util::AlignedVec;
 use crate::state::MetadataState;
 
 const MAGIC: &[u8; 8] = b"STRATASM";
-/// The layout written today. Version 3 added the replica moves in progress; version 2 gave
-/// each partition's manifest a log start offset (version 1 was never released, so it has no
-/// converter).
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+/// The layout written today. Version 4 added each partition's eligible leader replicas;
+/// version 3 the replica moves in progress; version 2 gave each partition's manifest a log
+/// start offset (version 1 was never released, so it has no converter).
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
 const HEADER_LEN: usize = MAGIC.len() + 4;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,10 +64,96 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<MetadataState, SnapshotError> {
         SNAPSHOT_FORMAT_VERSION => {
             rkyv::from_bytes::<MetadataState, rancor::Error>(&aligned).map_err(invalid)
         }
-        2 => rkyv::from_bytes::<v2::MetadataState, rancor::Error>(&aligned)
+        3 => rkyv::from_bytes::<v3::MetadataState, rancor::Error>(&aligned)
             .map(MetadataState::from)
             .map_err(invalid),
+        2 => rkyv::from_bytes::<v2::MetadataState, rancor::Error>(&aligned)
+            .map(|v2| MetadataState::from(v3::MetadataState::from(v2)))
+            .map_err(invalid),
         other => Err(SnapshotError::UnsupportedVersion(other)),
+    }
+}
+
+/// Version 3's layout: partitions before they had eligible leader replicas.
+mod v3 {
+    use std::collections::BTreeMap;
+
+    use rkyv::{Archive, Deserialize};
+    use uuid::Uuid;
+
+    use crate::state::{BrokerRecord, PartitionManifest, Reassignment};
+
+    #[derive(Archive, Deserialize)]
+    pub(super) struct PartitionRecord {
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    }
+
+    #[derive(Archive, Deserialize)]
+    pub(super) struct TopicRecord {
+        topic_id: Uuid,
+        name: String,
+        configs: BTreeMap<String, String>,
+        partitions: Vec<PartitionRecord>,
+    }
+
+    #[derive(Archive, Deserialize)]
+    pub(super) struct MetadataState {
+        pub(super) cluster_id: Option<String>,
+        pub(super) brokers: BTreeMap<i32, BrokerRecord>,
+        pub(super) topics: BTreeMap<Uuid, TopicRecord>,
+        pub(super) topic_ids: BTreeMap<String, Uuid>,
+        pub(super) broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+        pub(super) cluster_configs: BTreeMap<String, String>,
+        pub(super) next_producer_id: i64,
+        pub(super) manifest: BTreeMap<Uuid, BTreeMap<i32, PartitionManifest>>,
+        pub(super) reassignments: BTreeMap<Uuid, BTreeMap<i32, Reassignment>>,
+    }
+
+    impl From<TopicRecord> for crate::TopicRecord {
+        fn from(old: TopicRecord) -> Self {
+            let partitions = old
+                .partitions
+                .into_iter()
+                .map(|p| crate::PartitionRecord {
+                    replicas: p.replicas,
+                    isr: p.isr,
+                    elr: Vec::new(),
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                })
+                .collect();
+            Self {
+                topic_id: old.topic_id,
+                name: old.name,
+                configs: old.configs,
+                partitions,
+            }
+        }
+    }
+
+    impl From<MetadataState> for crate::MetadataState {
+        fn from(old: MetadataState) -> Self {
+            Self {
+                cluster_id: old.cluster_id,
+                brokers: old.brokers,
+                topics: old
+                    .topics
+                    .into_iter()
+                    .map(|(id, topic)| (id, topic.into()))
+                    .collect(),
+                topic_ids: old.topic_ids,
+                broker_configs: old.broker_configs,
+                cluster_configs: old.cluster_configs,
+                next_producer_id: old.next_producer_id,
+                manifest: old.manifest,
+                reassignments: old.reassignments,
+            }
+        }
     }
 }
 
@@ -78,13 +164,13 @@ mod v2 {
     use rkyv::{Archive, Deserialize};
     use uuid::Uuid;
 
-    use crate::state::{BrokerRecord, PartitionManifest, TopicRecord};
+    use crate::state::{BrokerRecord, PartitionManifest};
 
     #[derive(Archive, Deserialize)]
     pub(super) struct MetadataState {
         cluster_id: Option<String>,
         brokers: BTreeMap<i32, BrokerRecord>,
-        topics: BTreeMap<Uuid, TopicRecord>,
+        topics: BTreeMap<Uuid, super::v3::TopicRecord>,
         topic_ids: BTreeMap<String, Uuid>,
         broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
         cluster_configs: BTreeMap<String, String>,
@@ -92,7 +178,7 @@ mod v2 {
         manifest: BTreeMap<Uuid, BTreeMap<i32, PartitionManifest>>,
     }
 
-    impl From<MetadataState> for crate::MetadataState {
+    impl From<MetadataState> for super::v3::MetadataState {
         fn from(old: MetadataState) -> Self {
             Self {
                 cluster_id: old.cluster_id,

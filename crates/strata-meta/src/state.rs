@@ -32,12 +32,17 @@ pub struct BrokerRecord {
 )]
 pub struct PartitionRecord {
     pub replicas: Vec<i32>,
+    /// The in-sync replicas. Empty only while the partition has no leader.
     pub isr: Vec<i32>,
+    /// The eligible leader replicas (Kafka's KIP-966): replicas outside the ISR that still
+    /// hold every committed record, so one may lead when no ISR member can. Disjoint from
+    /// the ISR; see [`crate::eligibility`].
+    pub elr: Vec<i32>,
     /// The broker serving the partition, or [`NO_LEADER`].
     pub leader: i32,
     /// Bumped on every leader change; fences a deposed leader's writes.
     pub leader_epoch: i32,
-    /// Bumped on every change to the partition (leader or ISR).
+    /// Bumped on every change to the partition (leader, ISR or ELR).
     pub partition_epoch: i32,
 }
 

@@ -20,13 +20,25 @@ fn register(broker_id: i32, generation: u8, rack: Option<&str>) -> MetaCommand {
         }],
         rack: rack.map(str::to_string),
         now_ms: 1_000,
+        intact_predecessor: None,
+        min_isr_default: 1,
     })
+}
+
+/// A restart as generation `generation` that found its log as generation - 1 left it.
+fn restart_intact(broker_id: i32, generation: u8) -> MetaCommand {
+    let MetaCommand::RegisterBroker(mut c) = register(broker_id, generation, None) else {
+        unreachable!("register builds a registration");
+    };
+    c.intact_predecessor = Some(incarnation(broker_id, generation - 1));
+    MetaCommand::RegisterBroker(c)
 }
 
 fn fence(broker_id: i32, generation: u8) -> MetaCommand {
     MetaCommand::FenceBroker(FenceBroker {
         broker_id,
         incarnation: incarnation(broker_id, generation),
+        min_isr_default: 1,
     })
 }
 
@@ -344,9 +356,12 @@ fn a_fenced_leader_of_a_single_replica_partition_leaves_it_offline_until_it_retu
     let topic = state.topic(Uuid::from_u128(7)).expect("topic");
     assert_eq!(topic.partitions[0].leader, NO_LEADER);
     assert_eq!(
-        topic.partitions[0].isr,
-        vec![1],
-        "the last ISR member stays"
+        (
+            topic.partitions[0].isr.clone(),
+            topic.partitions[0].elr.clone()
+        ),
+        (vec![], vec![1]),
+        "the last ISR member leaves it, and stays eligible"
     );
     assert_eq!(
         topic.partitions[1].leader, 2,
@@ -421,6 +436,7 @@ fn alter_isr(leader_id: i32, leader_epoch: i32, partition_epoch: i32, isr: &[i32
         leader_epoch,
         partition_epoch,
         isr: isr.to_vec(),
+        min_isr_default: 1,
     })
 }
 
@@ -612,6 +628,204 @@ fn an_unclean_election_revives_an_offline_partition_from_any_live_replica() {
     assert_eq!(
         elect(&mut state, ElectionType::Unclean, &[(7, 0)]),
         [Election::NotNeeded]
+    );
+}
+
+/// A topic 7 with one partition on brokers 1, 2 and 3, and `min.insync.replicas` 2.
+fn min_isr_2_topic(state: &mut MetadataState) {
+    let MetaCommand::CreateTopic(mut c) = create("t", 7, vec![vec![1, 2, 3]]) else {
+        unreachable!("create builds a topic");
+    };
+    c.configs.insert("min.insync.replicas".into(), "2".into());
+    state.apply(&MetaCommand::CreateTopic(c)).expect("create");
+}
+
+fn heartbeat(broker_id: i32, generation: u8) -> MetaCommand {
+    MetaCommand::BrokerHeartbeat(BrokerHeartbeat {
+        broker_id,
+        incarnation: incarnation(broker_id, generation),
+        now_ms: 2_000,
+    })
+}
+
+fn eligibility(p: &PartitionRecord) -> (i32, Vec<i32>, Vec<i32>) {
+    (p.leader, p.isr.clone(), p.elr.clone())
+}
+
+#[test]
+fn a_replica_leaving_an_isr_below_min_isr_stays_eligible_and_leads_once_the_isr_is_gone() {
+    let mut state = cluster(3);
+    min_isr_2_topic(&mut state);
+    state.apply(&fence(3, 0)).expect("fence 3");
+    assert_eq!(
+        eligibility(&partition_0(&state)),
+        (1, vec![1, 2], vec![]),
+        "at min ISR the ISR alone holds what commits from now on"
+    );
+    let p = partition_0(&state);
+    state
+        .apply(&alter_isr(1, p.leader_epoch, p.partition_epoch, &[1]))
+        .expect("2 falls behind");
+    assert_eq!(eligibility(&partition_0(&state)), (1, vec![1], vec![2]));
+    state.apply(&fence(2, 0)).expect("fence 2");
+    assert_eq!(
+        eligibility(&partition_0(&state)),
+        (1, vec![1], vec![2]),
+        "a fenced replica stays eligible"
+    );
+    state
+        .apply(&fence(1, 0))
+        .expect("the last ISR member goes too");
+    let p = partition_0(&state);
+    assert_eq!(eligibility(&p), (NO_LEADER, vec![], vec![2, 1]));
+
+    // Broker 3 is live again but was never eligible: the partition stays offline for it.
+    state.apply(&heartbeat(3, 0)).expect("3 returns");
+    assert_eq!(partition_0(&state).leader, NO_LEADER);
+    // Broker 2 holds every committed record: it leads, alone in the ISR.
+    state.apply(&heartbeat(2, 0)).expect("2 returns");
+    let led = partition_0(&state);
+    assert_eq!(eligibility(&led), (2, vec![2], vec![1]));
+    assert_eq!(
+        (led.leader_epoch, led.partition_epoch),
+        (p.leader_epoch + 1, p.partition_epoch + 1)
+    );
+    // Back at min ISR, the ELR empties.
+    state
+        .apply(&alter_isr(
+            2,
+            led.leader_epoch,
+            led.partition_epoch,
+            &[2, 3],
+        ))
+        .expect("3 catches up");
+    assert_eq!(eligibility(&partition_0(&state)), (2, vec![2, 3], vec![]));
+}
+
+#[test]
+fn a_restart_that_may_have_lost_data_is_eligible_only_where_no_other_replica_is() {
+    let mut state = cluster(3);
+    min_isr_2_topic(&mut state);
+    state.apply(&fence(3, 0)).expect("fence 3");
+    let p = partition_0(&state);
+    state
+        .apply(&alter_isr(1, p.leader_epoch, p.partition_epoch, &[1]))
+        .expect("2 falls behind");
+    state.apply(&fence(2, 0)).expect("fence 2");
+    state.apply(&fence(1, 0)).expect("fence 1");
+    assert_eq!(
+        eligibility(&partition_0(&state)),
+        (NO_LEADER, vec![], vec![2, 1])
+    );
+
+    // Broker 1 restarts without an intact log while 2 is eligible: 1 is no longer.
+    state.apply(&register(1, 1, None)).expect("1 restarts");
+    assert_eq!(
+        eligibility(&partition_0(&state)),
+        (NO_LEADER, vec![], vec![2])
+    );
+    // Broker 2 restarts with its log intact: it leads.
+    state.apply(&restart_intact(2, 1)).expect("2 restarts");
+    assert_eq!(eligibility(&partition_0(&state)), (2, vec![2], vec![]));
+    // The last live ISR member restarting intact stays and leads under a new epoch.
+    let epoch = partition_0(&state).leader_epoch;
+    state
+        .apply(&restart_intact(2, 2))
+        .expect("2 restarts again");
+    let p = partition_0(&state);
+    assert_eq!(
+        (eligibility(&p), p.leader_epoch),
+        ((2, vec![2], vec![]), epoch + 1)
+    );
+    // So does one that may have lost data, when no other replica is eligible.
+    state
+        .apply(&register(2, 3, None))
+        .expect("2 restarts unclean");
+    let p = partition_0(&state);
+    assert_eq!(
+        (eligibility(&p), p.leader_epoch),
+        ((2, vec![2], vec![]), epoch + 2)
+    );
+}
+
+#[test]
+fn min_isr_comes_from_the_topic_then_the_cluster_then_the_proposer() {
+    let mut state = cluster(3);
+    state
+        .apply(&create("t", 7, vec![vec![1, 2, 3]]))
+        .expect("create");
+    let fence_with = |broker_id: i32, min_isr_default: u32| {
+        MetaCommand::FenceBroker(FenceBroker {
+            broker_id,
+            incarnation: incarnation(broker_id, 0),
+            min_isr_default,
+        })
+    };
+    state.apply(&fence_with(3, 3)).expect("fence 3");
+    assert_eq!(
+        eligibility(&partition_0(&state)),
+        (1, vec![1, 2], vec![3]),
+        "the proposer's default: 3"
+    );
+    let set = |resource: ConfigResource, value: &str| {
+        MetaCommand::AlterConfigs(AlterConfigs {
+            resource,
+            set: BTreeMap::from([("min.insync.replicas".into(), value.into())]),
+            remove: BTreeSet::new(),
+            replace: false,
+        })
+    };
+    state
+        .apply(&set(ConfigResource::ClusterDefault, "1"))
+        .expect("cluster default");
+    state.apply(&heartbeat(3, 0)).expect("3 returns");
+    let p = partition_0(&state);
+    state
+        .apply(&alter_isr(1, p.leader_epoch, p.partition_epoch, &[1, 2, 3]))
+        .expect("3 rejoins");
+    state.apply(&fence_with(3, 3)).expect("fence 3 again");
+    assert_eq!(
+        eligibility(&partition_0(&state)),
+        (1, vec![1, 2], vec![]),
+        "the cluster's dynamic default, 1, comes before the proposer's"
+    );
+    state
+        .apply(&set(ConfigResource::Topic(Uuid::from_u128(7)), "2"))
+        .expect("topic override");
+    state.apply(&fence_with(2, 1)).expect("fence 2");
+    assert_eq!(
+        eligibility(&partition_0(&state)),
+        (1, vec![1], vec![2]),
+        "the topic's override, 2, comes first"
+    );
+}
+
+#[test]
+fn an_unclean_election_prefers_an_eligible_replica_and_clears_the_elr() {
+    let mut state = cluster(3);
+    min_isr_2_topic(&mut state);
+    let p = partition_0(&state);
+    state
+        .apply(&alter_isr(1, p.leader_epoch, p.partition_epoch, &[1, 2]))
+        .expect("3 falls behind");
+    state.apply(&fence(2, 0)).expect("fence 2");
+    state.apply(&fence(1, 0)).expect("fence 1");
+    // 2 lost its disk: with 1 eligible, it is not.
+    state
+        .apply(&register(2, 1, None))
+        .expect("2 restarts empty");
+    assert_eq!(
+        eligibility(&partition_0(&state)),
+        (NO_LEADER, vec![], vec![1])
+    );
+    assert_eq!(
+        elect(&mut state, ElectionType::Unclean, &[(7, 0)]),
+        [Election::Elected { leader: 2 }]
+    );
+    assert_eq!(
+        eligibility(&partition_0(&state)),
+        (2, vec![2], vec![]),
+        "broker 1 may hold records 2 lacks: it is no longer eligible"
     );
 }
 
@@ -1019,8 +1233,24 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
     let broker = 0..4i32;
     let topic = 1..4u128;
     prop_oneof![
-        (broker.clone(), 0..2u8).prop_map(|(b, g)| register(b, g, None)),
-        (broker.clone(), 0..2u8).prop_map(|(b, g)| fence(b, g)),
+        (broker.clone(), 0..3u8, any::<bool>(), 1..4u32).prop_map(|(b, g, intact, min_isr)| {
+            let mut command = if intact && g > 0 {
+                restart_intact(b, g)
+            } else {
+                register(b, g, None)
+            };
+            if let MetaCommand::RegisterBroker(c) = &mut command {
+                c.min_isr_default = min_isr;
+            }
+            command
+        }),
+        (broker.clone(), 0..3u8, 1..4u32).prop_map(|(b, g, min_isr)| {
+            MetaCommand::FenceBroker(FenceBroker {
+                broker_id: b,
+                incarnation: incarnation(b, g),
+                min_isr_default: min_isr,
+            })
+        }),
         (broker.clone(), 0..2u8, 0..10_000i64).prop_map(|(b, g, now_ms)| {
             MetaCommand::BrokerHeartbeat(BrokerHeartbeat {
                 broker_id: b,
@@ -1081,10 +1311,11 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
             broker.clone(),
             0..3i32,
             0..4i32,
-            prop::collection::vec(broker, 1..4)
+            prop::collection::vec(broker, 1..4),
+            1..4u32
         )
             .prop_map(
-                |(t, partition, leader_id, leader_epoch, partition_epoch, isr)| {
+                |(t, partition, leader_id, leader_epoch, partition_epoch, isr, min_isr)| {
                     if leader_epoch == 2 && partition_epoch == 3 {
                         // Now and then an election instead, over the same universe.
                         let election = if leader_id % 2 == 0 {
@@ -1104,6 +1335,7 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
                         leader_epoch,
                         partition_epoch,
                         isr,
+                        min_isr_default: min_isr,
                     })
                 }
             ),
@@ -1158,8 +1390,11 @@ proptest! {
         for topic in state.topics() {
             prop_assert_eq!(state.topic_by_name(&topic.name).map(|t| t.topic_id), Some(topic.topic_id));
             for p in &topic.partitions {
-                prop_assert!(!p.isr.is_empty());
+                prop_assert!(!p.isr.is_empty() || p.leader == NO_LEADER);
                 prop_assert!(p.isr.iter().all(|b| p.replicas.contains(b)));
+                prop_assert!(p.elr.iter().all(|b| p.replicas.contains(b) && !p.isr.contains(b)));
+                let distinct: BTreeSet<_> = p.elr.iter().collect();
+                prop_assert_eq!(distinct.len(), p.elr.len());
                 if p.leader != NO_LEADER {
                     prop_assert!(p.isr.contains(&p.leader));
                     prop_assert!(state.broker(p.leader).is_some_and(|b| !b.fenced));
@@ -1189,7 +1424,7 @@ proptest! {
     }
 }
 
-/// The state the `snapshot-v2.bin` fixture holds.
+/// The state the `snapshot-v2.bin` fixture holds (and, with a move, `snapshot-v3.bin`).
 fn fixture_state() -> MetadataState {
     let mut state = cluster(3);
     state
@@ -1211,5 +1446,18 @@ fn a_version_2_snapshot_still_decodes() {
     assert_eq!(
         snapshot::decode_snapshot(bytes).expect("a version 2 snapshot converts"),
         fixture_state()
+    );
+}
+
+#[test]
+fn a_version_3_snapshot_still_decodes() {
+    let mut state = fixture_state();
+    state.apply(&register(4, 0, None)).expect("register");
+    let moving = reassigned(&mut state, &reassign(&[(1, Some(&[4, 3, 1]))], true));
+    assert_eq!(moving, [Ok(())], "the fixture holds a move in progress");
+    let bytes = include_bytes!("../tests/fixtures/snapshot-v3.bin");
+    assert_eq!(
+        snapshot::decode_snapshot(bytes).expect("a version 3 snapshot converts"),
+        state
     );
 }

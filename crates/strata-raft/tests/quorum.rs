@@ -90,6 +90,8 @@ fn register(id: i32) -> MetaCommand {
         }],
         rack: None,
         now_ms: 0,
+        intact_predecessor: None,
+        min_isr_default: 1,
     })
 }
 

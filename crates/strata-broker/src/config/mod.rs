@@ -125,6 +125,11 @@ impl TopicConfig {
     pub fn retention_bytes(&self) -> Option<i64> {
         Some(self.long("retention.bytes")).filter(|v| *v >= 0 && self.deletes())
     }
+    /// `unclean.leader.election.enable`: a partition with no live replica eligible to lead
+    /// takes any live one, losing the committed records it lacks.
+    pub fn unclean_leader_election(&self) -> bool {
+        self.get("unclean.leader.election.enable") == Some("true")
+    }
     /// Whether sealed data goes to the object store: `remote.storage.enable`, on a topic that
     /// is not compacted (compaction rewrites segments, which tiering cannot follow; Kafka
     /// refuses the combination too).
@@ -153,7 +158,8 @@ impl TopicConfig {
             local => Some(whole_log.map_or(local, |whole| whole.min(local))),
         }
     }
-    /// `min.insync.replicas`: the ISR size below which `acks=all` appends are refused.
+    /// `min.insync.replicas`: the ISR size below which `acks=all` appends are refused and
+    /// nothing commits.
     pub fn min_insync_replicas(&self) -> usize {
         usize::try_from(self.long("min.insync.replicas")).unwrap_or(1)
     }
@@ -495,6 +501,12 @@ impl BrokerConfig {
     pub fn is_voter(&self) -> bool {
         self.controller_quorum.is_empty()
             || u64::try_from(self.node_id).is_ok_and(|id| self.controller_quorum.contains_key(&id))
+    }
+
+    /// This node's own `min.insync.replicas` (its static configuration), which the commands
+    /// it proposes that shrink an ISR carry to the quorum.
+    pub fn min_isr_default(&self) -> u32 {
+        u32::try_from(self.topic_defaults.min_insync_replicas()).unwrap_or(u32::MAX)
     }
 
     /// The address advertised to clients given the address the listener actually bound.

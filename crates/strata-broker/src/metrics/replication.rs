@@ -33,6 +33,8 @@ pub struct ReplicationMetrics {
     pub fetched_bytes: Counter,
     /// Appends refused because this broker's lease had run out.
     pub lease_refusals: Counter,
+    /// Unclean leader elections this node's controller ran.
+    pub unclean_elections: Counter,
 }
 
 impl Default for ReplicationMetrics {
@@ -51,6 +53,7 @@ impl Default for ReplicationMetrics {
             fetch_errors: Counter::default(),
             fetched_bytes: Counter::default(),
             lease_refusals: Counter::default(),
+            unclean_elections: Counter::default(),
         }
     }
 }
@@ -122,6 +125,11 @@ impl ReplicationMetrics {
             "lease_refusals",
             "Appends refused because this broker had not reached the metadata quorum within its lease",
             self.lease_refusals.clone(),
+        );
+        replication.register(
+            "unclean_elections",
+            "Partitions this node's controller gave a leader outside the ISR and ELR (unclean.leader.election.enable): committed records may be lost",
+            self.unclean_elections.clone(),
         );
         replication.register(
             "fetched_bytes",
