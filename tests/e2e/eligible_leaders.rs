@@ -5,11 +5,15 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+use kafka_protocol::messages::incremental_alter_configs_request;
 use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
 use strata_e2e::BrokerProcess;
 
 use crate::cluster::{Nodes, bootstrap, running_cluster};
 use crate::produce_fetch::{Sent, consume_and_check, produce_records};
+use crate::raw::{Client, s};
 use crate::replication::{bootstrap_of_any, create_replicated, isr_when};
 use crate::{admin, client_runtime, metric};
 
@@ -80,6 +84,32 @@ fn a_replica_that_left_the_isr_below_min_isr_leads_once_the_last_member_is_gone(
         topic,
         1,
         &[("min.insync.replicas", "2")],
+    );
+    // Once every broker runs this build the cluster keeps eligible leader replicas, and
+    // then the quorum and every leader must agree on min ISR: a broker's own is refused.
+    let admin_0 = nodes[0].as_ref().expect("running").admin.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&admin_0, "strata_quorum_metadata_version") < 1.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric(&admin_0, "strata_quorum_metadata_version"), 1.0);
+    // (Through the protocol: rust-rdkafka's alter_configs drops per-resource errors.)
+    let config = incremental_alter_configs_request::AlterableConfig::default()
+        .with_name(s("min.insync.replicas"))
+        .with_config_operation(0)
+        .with_value(Some(s("1")));
+    let own = incremental_alter_configs_request::AlterConfigsResource::default()
+        .with_resource_type(4)
+        .with_resource_name(s("1"))
+        .with_configs(vec![config]);
+    let refused = Client::connect(&bootstrap(&nodes, 0)).send(
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![own]),
+        1,
+    );
+    assert_eq!(
+        refused.responses[0].error_code,
+        ResponseError::InvalidConfig.code(),
+        "a per-broker min.insync.replicas is refused: {refused:?}"
     );
     let (leader, a, b) = roles(&nodes, topic);
     let acknowledged = lose_every_replica(&mut nodes, topic, (leader, a, b));

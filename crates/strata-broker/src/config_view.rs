@@ -182,7 +182,7 @@ mod tests {
                 rack: None,
                 now_ms: 0,
                 intact_predecessor: None,
-                min_isr_default: 1,
+                metadata_version: strata_meta::METADATA_VERSION,
             }))
             .expect("registered");
         alter(

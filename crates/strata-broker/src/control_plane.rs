@@ -255,7 +255,7 @@ impl ControlPlane {
             rack: config.rack.clone(),
             now_ms: start.now_ms,
             intact_predecessor: start.intact_predecessor,
-            min_isr_default: config.min_isr_default(),
+            metadata_version: strata_meta::METADATA_VERSION,
         };
         let commands = [
             MetaCommand::InitCluster {
@@ -328,10 +328,13 @@ impl ControlPlane {
                     leader = current.current_leader;
                     quorum.leader_changes.inc();
                 }
-                let live = controller.state.read(|s| s.live_brokers().count());
+                let (live, version) = controller
+                    .state
+                    .read(|s| (s.live_brokers().count(), s.metadata_version()));
                 quorum
                     .live_brokers
                     .set(i64::try_from(live).unwrap_or(i64::MAX));
+                quorum.metadata_version.set(i64::from(version));
                 if watch.changed().await.is_err() {
                     return;
                 }

@@ -195,6 +195,7 @@ fn meta_error_code(e: &MetaError) -> ResponseError {
         MetaError::InvalidIsr { .. } => ResponseError::InvalidRequest,
         MetaError::NoReassignmentInProgress { .. } => ResponseError::NoReassignmentInProgress,
         MetaError::ProducerIdsExhausted => ResponseError::UnknownServerError,
+        MetaError::MetadataVersionRefused { .. } => ResponseError::InvalidUpdateVersion,
     }
 }
 

@@ -34,6 +34,7 @@ pub mod process;
 mod producer_ids;
 mod producer_snapshots;
 mod producer_state;
+mod quorum_chores;
 mod reconciler;
 mod replica;
 mod retention;
@@ -44,7 +45,6 @@ mod testing;
 mod tiering;
 mod topic_admin;
 mod topics;
-mod unclean_election;
 
 use std::sync::Arc;
 
@@ -153,17 +153,16 @@ async fn run_node(
     let stopping = shutdown.child_token();
     let fencer = config.roles.controller.then(|| {
         let clock = Arc::new(clock::SystemClock);
-        liveness::spawn_fencer(
-            control_plane.controller.clone(),
-            clock,
-            config.min_isr_default(),
-            stopping.clone(),
-        )
+        liveness::spawn_fencer(control_plane.controller.clone(), clock, stopping.clone())
     });
-    let unclean = config.roles.controller.then(|| {
-        unclean_election::spawn(
+    let chores = config.roles.controller.then(|| {
+        let settings = quorum_chores::StaticSettings {
+            min_insync_replicas: config.static_min_isr(),
+            unclean_leader_election: config.topic_defaults.unclean_leader_election(),
+        };
+        quorum_chores::spawn(
             control_plane.controller.clone(),
-            config.topic_defaults.unclean_leader_election(),
+            settings,
             metrics.replication.unclean_elections.clone(),
             stopping.clone(),
         )
@@ -201,8 +200,8 @@ async fn run_node(
     if let Some(balancer) = balancer {
         let _ = balancer.await;
     }
-    if let Some(unclean) = unclean {
-        let _ = unclean.await;
+    if let Some(chores) = chores {
+        let _ = chores.await;
     }
     control_plane.stop().await;
     outcome

@@ -105,7 +105,6 @@ pub fn spawn_heartbeat(
 pub fn spawn_fencer(
     controller: Arc<Controller>,
     clock: Arc<dyn Clock>,
-    min_isr_default: u32,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let mut watch = SilenceWatch::default();
@@ -118,7 +117,6 @@ pub fn spawn_fencer(
                 let fence = MetaCommand::FenceBroker(FenceBroker {
                     broker_id,
                     incarnation,
-                    min_isr_default,
                 });
                 if let Err(e) = controller.write(fence).await {
                     debug!(error = %e, broker_id, "fencing not committed");

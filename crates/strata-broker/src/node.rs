@@ -183,7 +183,8 @@ impl BrokerNode<'_> {
             shutdown.clone(),
             serving.clone(),
         ));
-        crate::server::serve(kafka_listener, broker.clone(), serving, drain_timeout).await;
+        let drained =
+            crate::server::serve(kafka_listener, broker.clone(), serving, drain_timeout).await;
         // Done already unless serving ended by itself.
         handoff.abort();
 
@@ -201,7 +202,8 @@ impl BrokerNode<'_> {
             elapsed_ms = started.elapsed().as_millis() as u64,
             flushed, "partitions flushed"
         );
-        if flushed {
+        // Clean only if nothing can have written since the flush.
+        if drained && flushed {
             crate::blocking::blocking(move || run_record.stopped_cleanly()).await??;
         }
         match heartbeat.await {
@@ -380,7 +382,6 @@ async fn hand_off_then_stop(
         let leave = strata_meta::MetaCommand::FenceBroker(strata_meta::FenceBroker {
             broker_id: broker.config.node_id,
             incarnation,
-            min_isr_default: broker.config.min_isr_default(),
         });
         let handed_off = tokio::time::timeout(HANDOFF_TIMEOUT, async {
             let (index, _) = broker.metadata.propose(leave).await?;

@@ -247,7 +247,7 @@ mod tests {
                 rack: None,
                 now_ms: 0,
                 intact_predecessor: None,
-                min_isr_default: 1,
+                metadata_version: strata_meta::METADATA_VERSION,
             }))
             .expect("registered");
         incarnation
@@ -315,7 +315,6 @@ mod tests {
             .apply(&MetaCommand::FenceBroker(FenceBroker {
                 broker_id: 2,
                 incarnation: two,
-                min_isr_default: 1,
             }))
             .expect("fenced");
         state

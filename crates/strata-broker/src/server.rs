@@ -37,12 +37,13 @@ use crate::frame_reader::{FrameReadError, FrameReader};
 use crate::handlers::{self, RequestError};
 
 /// Serves Kafka clients on `listener` until `shutdown` fires, then drains connections.
+/// Answers whether every connection closed within `drain_timeout` (none can write since).
 pub async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
     drain_timeout: Duration,
-) {
+) -> bool {
     let connections = TaskTracker::new();
     let admission = Arc::new(Admission::new(
         broker.config.connections,
@@ -91,12 +92,14 @@ pub async fn serve(
             still_open = connections.len(),
             "connections did not drain in time"
         );
+        false
     } else {
         info!(
             connections = open,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "connections drained"
         );
+        true
     }
 }
 

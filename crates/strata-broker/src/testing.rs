@@ -51,7 +51,7 @@ pub fn hosted(dir: &Path, overrides: &[(&str, &str)], leader_epoch: i32) -> Host
             rack: None,
             now_ms: 0,
             intact_predecessor: None,
-            min_isr_default: 1,
+            metadata_version: strata_meta::METADATA_VERSION,
         }))
         .expect("registered");
     state

@@ -8,9 +8,9 @@ use uuid::Uuid;
 use crate::command::{
     AlterConfigs, AlterPartition, BrokerHeartbeat, CommitSegments, ConfigResource,
     CreatePartitions, CreateTopic, ElectLeaders, ElectionType, FenceBroker, MetaCommand,
-    RegisterBroker, SegmentCommit,
+    RegisterBroker, SegmentCommit, UpgradeMetadata,
 };
-use crate::eligibility::min_isr;
+use crate::eligibility::{self, MIN_ISR, min_isr};
 use crate::error::MetaError;
 use crate::names::validate_topic_name;
 use crate::state::{
@@ -20,9 +20,15 @@ use crate::state::{
 use crate::topic_config::{
     ConfigError, broker_config_def, broker_config_not_taken, topic_config_def, validate_overrides,
 };
+use crate::{ELIGIBLE_LEADERS, METADATA_VERSION, legacy};
 
-/// One partition's election among the `live` brokers.
-fn elect(p: &mut PartitionRecord, election: ElectionType, live: &BTreeSet<i32>) -> Election {
+/// One partition's election among the `live` brokers, by the ELR's rules if `eligible`.
+fn elect(
+    p: &mut PartitionRecord,
+    election: ElectionType,
+    live: &BTreeSet<i32>,
+    eligible: bool,
+) -> Election {
     let chosen = match election {
         ElectionType::Preferred => {
             let Some(&preferred) = p.replicas.first() else {
@@ -37,10 +43,12 @@ fn elect(p: &mut PartitionRecord, election: ElectionType, live: &BTreeSet<i32>) 
             p.leader = preferred;
             preferred
         }
+        ElectionType::Unclean if p.leader != NO_LEADER => return Election::NotNeeded,
+        ElectionType::Unclean if !eligible => match legacy::elect_unclean(p, live) {
+            Some(leader) => leader,
+            None => return Election::NoEligibleLeader,
+        },
         ElectionType::Unclean => {
-            if p.leader != NO_LEADER {
-                return Election::NotNeeded;
-            }
             if !p.elect_eligible(live) {
                 let Some(&any) = p.replicas.iter().find(|b| live.contains(b)) else {
                     return Election::NoEligibleLeader;
@@ -57,6 +65,28 @@ fn elect(p: &mut PartitionRecord, election: ElectionType, live: &BTreeSet<i32>) 
     p.leader_epoch += 1;
     p.partition_epoch += 1;
     Election::Elected { leader: chosen }
+}
+
+/// With eligible leader replicas, `min.insync.replicas` is set per topic or cluster-wide
+/// only, and the cluster-wide value cannot be removed (see [`eligibility`]).
+fn check_min_isr_scope(c: &AlterConfigs) -> Result<(), ConfigError> {
+    let refused = |reason: &str| ConfigError::NotTaken {
+        name: MIN_ISR.to_string(),
+        reason: reason.to_string(),
+    };
+    match c.resource {
+        ConfigResource::Broker(_) if c.set.contains_key(MIN_ISR) => Err(refused(
+            "set it per topic or cluster-wide: every leader and the quorum must agree on it to keep eligible leader replicas (as in Kafka)",
+        )),
+        ConfigResource::ClusterDefault
+            if c.remove.contains(MIN_ISR) || (c.replace && !c.set.contains_key(MIN_ISR)) =>
+        {
+            Err(refused(
+                "the cluster-wide value can be changed but not removed while eligible leader replicas are kept (as in Kafka)",
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The most partitions a topic may have.
@@ -95,6 +125,7 @@ impl MetadataState {
             MetaCommand::ReassignPartitions(c) => {
                 Ok(CommandOutcome::Reassignments(self.reassign_partitions(c)))
             }
+            MetaCommand::UpgradeMetadata(c) => applied(self.upgrade_metadata(c)),
         }
     }
 
@@ -139,13 +170,14 @@ impl MetadataState {
                 rack: c.rack.clone(),
                 fenced: false,
                 last_heartbeat_ms: c.now_ms,
+                metadata_version: c.metadata_version,
             },
         );
         if let Some(previous) = predecessor {
             let intact = c.intact_predecessor == Some(previous);
-            self.forget_restarted_replica(c.broker_id, intact, c.min_isr_default);
+            self.forget_restarted_replica(c.broker_id, intact);
         }
-        self.elect_offline_leaders();
+        self.elect_offline_leaders(c.broker_id);
         Ok(())
     }
 
@@ -156,7 +188,7 @@ impl MetadataState {
         broker.last_heartbeat_ms = c.now_ms;
         if broker.fenced {
             broker.fenced = false;
-            self.elect_offline_leaders();
+            self.elect_offline_leaders(c.broker_id);
         }
         Ok(())
     }
@@ -169,61 +201,31 @@ impl MetadataState {
         broker.fenced = true;
         let live = self.live_broker_ids();
         let fenced = c.broker_id;
-        self.for_each_partition_mut(c.min_isr_default, |p, min_isr| {
-            // Out of the ISR, even as its last member: it holds what it held, so it stays
-            // eligible (in the ELR) if the ISR is left below min ISR.
-            let in_isr = p.isr.contains(&fenced);
-            p.leave_isr(fenced, min_isr, true);
-            let was_leader = p.leader == fenced;
-            if was_leader {
-                p.leader = NO_LEADER;
-                p.elect_eligible(&live);
-                p.leader_epoch += 1;
-            }
-            if in_isr || was_leader {
-                p.partition_epoch += 1;
-            }
-        });
+        if self.eligible_leaders() {
+            self.for_each_partition_mut(|p, min_isr| {
+                eligibility::fence(p, fenced, min_isr, &live);
+            });
+        } else {
+            self.for_each_partition_mut(|p, _| legacy::fence(p, fenced, &live));
+        }
         Ok(())
     }
 
-    /// A broker came back as a new process. The old one may still be finishing writes under
-    /// its leader epochs: every epoch it led under moves on, so those writes are refused.
-    ///
-    /// With an `intact` log it holds all it held: it leaves every ISR that has another live
-    /// member (staying eligible where that leaves the ISR below min ISR) and rejoins once
-    /// it has fetched again; where it is the last live member it stays and leads.
-    ///
-    /// Without, it may have lost what was not on stable storage, so it leaves the ISR and
-    /// the ELR wherever another replica is eligible. Where none is it stays: nobody is
-    /// known to hold more, and an offline partition would not bring back what was lost.
-    fn forget_restarted_replica(&mut self, broker_id: i32, intact: bool, min_isr_default: u32) {
+    /// A broker came back as a new process, with an `intact` log or not (see
+    /// [`eligibility::forget_restarted`]).
+    fn forget_restarted_replica(&mut self, broker_id: i32, intact: bool) {
         let live: BTreeSet<i32> = self
             .live_brokers()
             .map(|b| b.broker_id)
             .filter(|&b| b != broker_id)
             .collect();
-        self.for_each_partition_mut(min_isr_default, |p, min_isr| {
-            let (isr, elr) = (p.isr.len(), p.elr.len());
-            if intact {
-                if p.isr.iter().any(|b| live.contains(b)) {
-                    p.leave_isr(broker_id, min_isr, true);
-                }
-            } else if p.isr.iter().chain(&p.elr).any(|&b| b != broker_id) {
-                p.forget_eligible(broker_id);
-            }
-            let was_leader = p.leader == broker_id;
-            if was_leader {
-                if !p.isr.contains(&broker_id) {
-                    p.leader = NO_LEADER;
-                    p.elect_eligible(&live);
-                }
-                p.leader_epoch += 1;
-            }
-            if was_leader || (isr, elr) != (p.isr.len(), p.elr.len()) {
-                p.partition_epoch += 1;
-            }
-        });
+        if self.eligible_leaders() {
+            self.for_each_partition_mut(|p, min_isr| {
+                eligibility::forget_restarted(p, broker_id, intact, min_isr, &live);
+            });
+        } else {
+            self.for_each_partition_mut(|p, _| legacy::forget_restarted(p, broker_id, &live));
+        }
     }
 
     /// Kafka's AlterPartition: the leader replaces its ISR, if it still leads under the epoch
@@ -266,10 +268,15 @@ impl MetadataState {
         if let Some(broker_id) = ineligible {
             return Err(MetaError::IneligibleReplica { broker_id });
         }
-        let min_isr = self.topic_min_isr(c.topic_id, c.min_isr_default);
+        let min_isr = self
+            .eligible_leaders()
+            .then(|| self.topic_min_isr(c.topic_id));
         let isr = c.isr.clone();
         self.for_partition_mut(c.topic_id, c.partition, |p| {
-            p.replace_isr(isr, min_isr);
+            match min_isr {
+                Some(min_isr) => p.replace_isr(isr, min_isr),
+                None => p.isr = isr,
+            }
             p.partition_epoch += 1;
         });
         self.complete_reassignment_if_ready(c.topic_id, c.partition);
@@ -279,6 +286,7 @@ impl MetadataState {
     /// Runs each named partition's election on its own.
     fn elect_leaders(&mut self, c: &ElectLeaders) -> Vec<Election> {
         let live = self.live_broker_ids();
+        let eligible = self.eligible_leaders();
         c.partitions
             .iter()
             .map(|&(topic_id, index)| {
@@ -287,7 +295,7 @@ impl MetadataState {
                 }
                 let mut outcome = Election::NotNeeded;
                 self.for_partition_mut(topic_id, index, |p| {
-                    outcome = elect(p, c.election, &live);
+                    outcome = elect(p, c.election, &live, eligible);
                 });
                 outcome
             })
@@ -416,6 +424,9 @@ impl MetadataState {
             }
             ConfigResource::Broker(_) | ConfigResource::ClusterDefault => {}
         }
+        if self.eligible_leaders() {
+            check_min_isr_scope(c)?;
+        }
         Ok(set)
     }
 
@@ -443,7 +454,27 @@ impl MetadataState {
             self.broker_configs
                 .retain(|id, configs| *id != broker_id || !configs.is_empty());
         }
+        let min_isr_changed =
+            c.replace || c.set.contains_key(MIN_ISR) || c.remove.contains(MIN_ISR);
+        if self.eligible_leaders() && min_isr_changed {
+            self.clear_elrs_under(c.resource);
+        }
         Ok(())
+    }
+
+    /// Empties the ELRs whose min ISR `resource` sets: they were chosen under another value.
+    fn clear_elrs_under(&mut self, resource: ConfigResource) {
+        let topics: Vec<&mut TopicRecord> = match resource {
+            ConfigResource::Topic(topic_id) => self.topics.get_mut(&topic_id).into_iter().collect(),
+            ConfigResource::ClusterDefault => self.topics.values_mut().collect(),
+            ConfigResource::Broker(_) => Vec::new(),
+        };
+        for topic in topics {
+            topic
+                .partitions
+                .iter_mut()
+                .for_each(PartitionRecord::clear_elr);
+        }
     }
 
     fn allocate_producer_ids(
@@ -669,26 +700,75 @@ impl MetadataState {
         }
     }
 
-    /// Gives every offline partition a live eligible leader where it has one.
-    fn elect_offline_leaders(&mut self) {
+    /// Offline partitions get a leader now that `returning` is live: a live eligible one
+    /// (under metadata version 0, `returning` itself where it is in the ISR).
+    fn elect_offline_leaders(&mut self, returning: i32) {
         let live = self.live_broker_ids();
+        let eligible = self.eligible_leaders();
         let partitions = self.topics.values_mut().flat_map(|t| &mut t.partitions);
         for p in partitions {
-            if p.elect_eligible(&live) {
+            if !eligible {
+                legacy::elect_returning(p, returning);
+            } else if p.elect_eligible(&live) {
                 p.leader_epoch += 1;
                 p.partition_epoch += 1;
             }
         }
     }
 
-    /// A topic's `min.insync.replicas`, with `fallback` where no dynamic setting names one.
-    fn topic_min_isr(&self, topic_id: Uuid, fallback: u32) -> u32 {
+    /// Whether the rules of eligible leader replicas are in force.
+    pub(crate) fn eligible_leaders(&self) -> bool {
+        self.metadata_version >= ELIGIBLE_LEADERS
+    }
+
+    /// A topic's `min.insync.replicas` (see [`min_isr`]).
+    fn topic_min_isr(&self, topic_id: Uuid) -> u32 {
         let no_overrides = BTreeMap::new();
         let topic = self
             .topics
             .get(&topic_id)
             .map_or(&no_overrides, |t| &t.configs);
-        min_isr(topic, &self.cluster_configs, fallback)
+        min_isr(topic, &self.cluster_configs)
+    }
+
+    /// Moves to metadata version `c.version` once every registered broker applies it.
+    /// Turning on eligible leader replicas makes `min.insync.replicas` cluster-wide: the
+    /// proposer's value becomes the cluster's setting unless one is set, and brokers' own
+    /// settings are removed (a leader and the quorum must agree on the value).
+    fn upgrade_metadata(&mut self, c: &UpgradeMetadata) -> Result<(), MetaError> {
+        let refused = |reason: String| MetaError::MetadataVersionRefused {
+            version: c.version,
+            reason,
+        };
+        if c.version > METADATA_VERSION {
+            return Err(refused(format!(
+                "this build applies versions up to {METADATA_VERSION}"
+            )));
+        }
+        if c.version <= self.metadata_version {
+            return Ok(());
+        }
+        if let Some(behind) = self
+            .brokers
+            .values()
+            .find(|b| b.metadata_version < c.version)
+        {
+            return Err(refused(format!(
+                "broker {} applies only up to {}",
+                behind.broker_id, behind.metadata_version
+            )));
+        }
+        if c.version >= ELIGIBLE_LEADERS && !self.eligible_leaders() {
+            self.cluster_configs
+                .entry(MIN_ISR.to_string())
+                .or_insert_with(|| c.min_insync_replicas.max(1).to_string());
+            for configs in self.broker_configs.values_mut() {
+                configs.remove(MIN_ISR);
+            }
+            self.broker_configs.retain(|_, configs| !configs.is_empty());
+        }
+        self.metadata_version = c.version;
+        Ok(())
     }
 
     pub(crate) fn for_partition_mut(
@@ -706,15 +786,10 @@ impl MetadataState {
         }
     }
 
-    /// Runs `f` on every partition with its topic's `min.insync.replicas` (see
-    /// [`Self::topic_min_isr`]).
-    fn for_each_partition_mut(
-        &mut self,
-        min_isr_fallback: u32,
-        mut f: impl FnMut(&mut PartitionRecord, u32),
-    ) {
+    /// Runs `f` on every partition with its topic's `min.insync.replicas` (see [`min_isr`]).
+    fn for_each_partition_mut(&mut self, mut f: impl FnMut(&mut PartitionRecord, u32)) {
         for topic in self.topics.values_mut() {
-            let min_isr = min_isr(&topic.configs, &self.cluster_configs, min_isr_fallback);
+            let min_isr = min_isr(&topic.configs, &self.cluster_configs);
             for p in &mut topic.partitions {
                 f(p, min_isr);
             }

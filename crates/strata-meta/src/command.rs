@@ -46,6 +46,20 @@ pub enum MetaCommand {
     ElectLeaders(ElectLeaders),
     /// Kafka's AlterPartitionReassignments: moves partitions to other replicas.
     ReassignPartitions(ReassignPartitions),
+    /// Moves the cluster to newer rules (see [`crate::METADATA_VERSION`]).
+    UpgradeMetadata(UpgradeMetadata),
+}
+
+/// Applies the rules of metadata version `version` from here on, once every registered
+/// broker applies them too. Entries before it keep the rules they were written under, so
+/// every node, whatever snapshot it started from, reaches the same state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeMetadata {
+    pub version: u16,
+    /// The proposer's static `min.insync.replicas`: turning on eligible leader replicas
+    /// makes it the cluster-wide setting unless one is set (as Kafka does), so that the
+    /// quorum and every leader agree on each topic's value.
+    pub min_insync_replicas: u32,
 }
 
 /// Moves (or, with no target, stops moving) each named partition's replicas, each judged on
@@ -107,14 +121,9 @@ pub struct RegisterBroker {
     /// replica then still holds what it held, and stays eligible to lead where it was.
     #[serde(default)]
     pub intact_predecessor: Option<Uuid>,
-    /// See [`AlterPartition::min_isr_default`].
-    #[serde(default = "one")]
-    pub min_isr_default: u32,
-}
-
-/// `min.insync.replicas` where a command from before the field existed is replayed.
-fn one() -> u32 {
-    1
+    /// The newest metadata version this broker's code applies (0 before versions existed).
+    #[serde(default)]
+    pub metadata_version: u16,
 }
 
 /// A broker saying it is alive.
@@ -131,9 +140,6 @@ pub struct BrokerHeartbeat {
 pub struct FenceBroker {
     pub broker_id: i32,
     pub incarnation: Uuid,
-    /// See [`AlterPartition::min_isr_default`].
-    #[serde(default = "one")]
-    pub min_isr_default: u32,
 }
 
 /// A new topic with its partitions already placed: `assignments[p]` lists partition `p`'s
@@ -213,10 +219,4 @@ pub struct AlterPartition {
     pub partition_epoch: i32,
     /// The whole new ISR, the leader among it.
     pub isr: Vec<i32>,
-    /// The proposer's own `min.insync.replicas` (its static configuration). The quorum
-    /// needs the value to keep the ELR, and must not read any node's configuration file,
-    /// so commands that shrink an ISR carry it; a topic's override and the cluster-wide
-    /// dynamic default take precedence over it.
-    #[serde(default = "one")]
-    pub min_isr_default: u32,
 }

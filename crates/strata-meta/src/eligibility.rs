@@ -8,6 +8,11 @@
 //! restart that was not clean), or once the ISR is back at min ISR, from when on the ISR
 //! alone holds everything committed. The last ISR member leaves like any other, so an
 //! offline partition has an empty ISR and its last members in the ELR.
+//!
+//! The quorum and every leader must agree on each topic's min ISR, so from metadata version
+//! [`crate::ELIGIBLE_LEADERS`] on it is set per topic or cluster-wide only (a broker's own
+//! value is refused, and the cluster-wide one always exists), and changing it clears the
+//! ELRs it governs: they were chosen under the old value. These are Kafka's rules too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,18 +25,69 @@ pub(crate) const MIN_ISR: &str = "min.insync.replicas";
 /// The setting that lets a partition with no eligible replica take any live one.
 const UNCLEAN: &str = "unclean.leader.election.enable";
 
-/// A topic's `min.insync.replicas`: its override, else the cluster-wide dynamic default, else
-/// the proposer's `fallback`.
-pub(crate) fn min_isr(
-    topic: &BTreeMap<String, String>,
-    cluster: &BTreeMap<String, String>,
-    fallback: u32,
-) -> u32 {
+/// A topic's `min.insync.replicas`: its override, else the cluster-wide setting (else
+/// Kafka's default, 1, before the cluster had one).
+pub(crate) fn min_isr(topic: &BTreeMap<String, String>, cluster: &BTreeMap<String, String>) -> u32 {
     topic
         .get(MIN_ISR)
         .or_else(|| cluster.get(MIN_ISR))
         .and_then(|value| value.parse().ok())
-        .unwrap_or(fallback)
+        .unwrap_or(1)
+}
+
+/// A broker fenced: it leaves the ISR, even as its last member, staying eligible (in the
+/// ELR) if the ISR is left below min ISR; where it led, an eligible live replica leads.
+pub(crate) fn fence(p: &mut PartitionRecord, fenced: i32, min_isr: u32, live: &BTreeSet<i32>) {
+    let in_isr = p.isr.contains(&fenced);
+    p.leave_isr(fenced, min_isr);
+    let was_leader = p.leader == fenced;
+    if was_leader {
+        p.leader = NO_LEADER;
+        p.elect_eligible(live);
+        p.leader_epoch += 1;
+    }
+    if in_isr || was_leader {
+        p.partition_epoch += 1;
+    }
+}
+
+/// A broker came back as a new process (`live` are the others). The old one may still be
+/// finishing writes under its leader epochs: every epoch it led under moves on, so those
+/// writes are refused.
+///
+/// With an `intact` log it holds all it held: it leaves the ISR if another live member
+/// remains (staying eligible if that leaves the ISR below min ISR) and rejoins once it has
+/// fetched again; as the last live member it stays and leads.
+///
+/// Without, it may have lost what was not on stable storage, so it leaves the ISR and the
+/// ELR if another replica is eligible. If none is it stays: nobody is known to hold more,
+/// and an offline partition would not bring back what was lost.
+pub(crate) fn forget_restarted(
+    p: &mut PartitionRecord,
+    broker_id: i32,
+    intact: bool,
+    min_isr: u32,
+    live: &BTreeSet<i32>,
+) {
+    let (isr, elr) = (p.isr.len(), p.elr.len());
+    if intact {
+        if p.isr.iter().any(|b| live.contains(b)) {
+            p.leave_isr(broker_id, min_isr);
+        }
+    } else if p.isr.iter().chain(&p.elr).any(|&b| b != broker_id) {
+        p.forget_eligible(broker_id);
+    }
+    let was_leader = p.leader == broker_id;
+    if was_leader {
+        if !p.isr.contains(&broker_id) {
+            p.leader = NO_LEADER;
+            p.elect_eligible(live);
+        }
+        p.leader_epoch += 1;
+    }
+    if was_leader || (isr, elr) != (p.isr.len(), p.elr.len()) {
+        p.partition_epoch += 1;
+    }
 }
 
 impl PartitionRecord {
@@ -44,16 +100,16 @@ impl PartitionRecord {
             .max(1)
     }
 
-    /// Takes `broker` out of the ISR. It joins the ELR if the ISR is then below min ISR and
-    /// it still holds what it held (`intact`); at or above min ISR the ELR empties.
-    pub(crate) fn leave_isr(&mut self, broker: i32, min_isr: u32, intact: bool) {
+    /// Takes `broker`, which holds what it held, out of the ISR. It joins the ELR if the ISR
+    /// is then below min ISR; at or above min ISR the ELR empties.
+    fn leave_isr(&mut self, broker: i32, min_isr: u32) {
         if !self.isr.contains(&broker) {
             return;
         }
         self.isr.retain(|&b| b != broker);
         if self.isr.len() >= self.elr_threshold(min_isr) {
             self.elr.clear();
-        } else if intact && !self.elr.contains(&broker) {
+        } else if !self.elr.contains(&broker) {
             self.elr.push(broker);
         }
     }
@@ -82,8 +138,16 @@ impl PartitionRecord {
         self.drop_ineligible();
     }
 
+    /// Empties the ELR (its members were chosen under a min ISR that changed).
+    pub(crate) fn clear_elr(&mut self) {
+        if !self.elr.is_empty() {
+            self.elr.clear();
+            self.partition_epoch += 1;
+        }
+    }
+
     /// `broker` came back without everything it held: it leaves the ISR and the ELR.
-    pub(crate) fn forget_eligible(&mut self, broker: i32) {
+    fn forget_eligible(&mut self, broker: i32) {
         self.isr.retain(|&b| b != broker);
         self.elr.retain(|&b| b != broker);
     }

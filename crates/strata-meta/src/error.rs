@@ -50,4 +50,6 @@ pub enum MetaError {
     InvalidProducerIdBlock,
     #[error("producer ids are exhausted")]
     ProducerIdsExhausted,
+    #[error("metadata version {version} cannot be applied: {reason}")]
+    MetadataVersionRefused { version: u16, reason: String },
 }

@@ -16,6 +16,7 @@ mod apply;
 mod command;
 mod eligibility;
 mod error;
+mod legacy;
 pub mod names;
 mod placement;
 mod reassign;
@@ -27,13 +28,21 @@ pub use apply::MAX_PARTITIONS;
 pub use command::{
     AlterConfigs, AlterPartition, BrokerHeartbeat, CommitSegments, ConfigResource,
     CreatePartitions, CreateTopic, ElectLeaders, ElectionType, Endpoint, FenceBroker, MetaCommand,
-    PartitionReassignment, ReassignPartitions, RegisterBroker, SegmentCommit,
+    PartitionReassignment, ReassignPartitions, RegisterBroker, SegmentCommit, UpgradeMetadata,
 };
 pub use error::MetaError;
 pub use state::{
-    BrokerRecord, CommandOutcome, Election, MetadataState, NO_LEADER, PartitionManifest,
-    PartitionRecord, Reassignment, SegmentEntry, TopicRecord,
+    BrokerRecord, CommandOutcome, Election, ManifestTotals, MetadataState, NO_LEADER,
+    PartitionManifest, PartitionRecord, Reassignment, SegmentEntry, TopicRecord,
 };
+
+/// The metadata rules this build applies, moved to through [`UpgradeMetadata`] once every
+/// broker applies them. 0: the rules before versions existed. 1: eligible leader replicas
+/// (KIP-966), with `min.insync.replicas` set per topic or cluster-wide only, as Kafka has it.
+pub const METADATA_VERSION: u16 = 1;
+
+/// The first metadata version with eligible leader replicas.
+pub(crate) const ELIGIBLE_LEADERS: u16 = 1;
 
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,8 @@ use rkyv::util::AlignedVec;
 use crate::state::MetadataState;
 
 const MAGIC: &[u8; 8] = b"STRATASM";
-/// The layout written today. Version 4 added each partition's eligible leader replicas;
+/// The layout written today. Version 4 added each partition's eligible leader replicas and
+/// the metadata version (of the cluster and of each broker);
 /// version 3 the replica moves in progress; version 2 gave each partition's manifest a log
 /// start offset (version 1 was never released, so it has no converter).
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
@@ -74,14 +75,25 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<MetadataState, SnapshotError> {
     }
 }
 
-/// Version 3's layout: partitions before they had eligible leader replicas.
+/// Version 3's layout: before eligible leader replicas and metadata versions.
 mod v3 {
     use std::collections::BTreeMap;
 
     use rkyv::{Archive, Deserialize};
     use uuid::Uuid;
 
-    use crate::state::{BrokerRecord, PartitionManifest, Reassignment};
+    use crate::command::Endpoint;
+    use crate::state::{PartitionManifest, Reassignment};
+
+    #[derive(Archive, Deserialize)]
+    pub(super) struct BrokerRecord {
+        broker_id: i32,
+        incarnation: Uuid,
+        endpoints: Vec<Endpoint>,
+        rack: Option<String>,
+        fenced: bool,
+        last_heartbeat_ms: i64,
+    }
 
     #[derive(Archive, Deserialize)]
     pub(super) struct PartitionRecord {
@@ -113,6 +125,20 @@ mod v3 {
         pub(super) reassignments: BTreeMap<Uuid, BTreeMap<i32, Reassignment>>,
     }
 
+    impl From<BrokerRecord> for crate::BrokerRecord {
+        fn from(old: BrokerRecord) -> Self {
+            Self {
+                broker_id: old.broker_id,
+                incarnation: old.incarnation,
+                endpoints: old.endpoints,
+                rack: old.rack,
+                fenced: old.fenced,
+                last_heartbeat_ms: old.last_heartbeat_ms,
+                metadata_version: 0,
+            }
+        }
+    }
+
     impl From<TopicRecord> for crate::TopicRecord {
         fn from(old: TopicRecord) -> Self {
             let partitions = old
@@ -140,7 +166,11 @@ mod v3 {
         fn from(old: MetadataState) -> Self {
             Self {
                 cluster_id: old.cluster_id,
-                brokers: old.brokers,
+                brokers: old
+                    .brokers
+                    .into_iter()
+                    .map(|(id, broker)| (id, broker.into()))
+                    .collect(),
                 topics: old
                     .topics
                     .into_iter()
@@ -152,6 +182,7 @@ mod v3 {
                 next_producer_id: old.next_producer_id,
                 manifest: old.manifest,
                 reassignments: old.reassignments,
+                metadata_version: 0,
             }
         }
     }
@@ -164,12 +195,12 @@ mod v2 {
     use rkyv::{Archive, Deserialize};
     use uuid::Uuid;
 
-    use crate::state::{BrokerRecord, PartitionManifest};
+    use crate::state::PartitionManifest;
 
     #[derive(Archive, Deserialize)]
     pub(super) struct MetadataState {
         cluster_id: Option<String>,
-        brokers: BTreeMap<i32, BrokerRecord>,
+        brokers: BTreeMap<i32, super::v3::BrokerRecord>,
         topics: BTreeMap<Uuid, super::v3::TopicRecord>,
         topic_ids: BTreeMap<String, Uuid>,
         broker_configs: BTreeMap<i32, BTreeMap<String, String>>,

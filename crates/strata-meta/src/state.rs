@@ -24,6 +24,8 @@ pub struct BrokerRecord {
     /// Missed its session timeout: it leads nothing and is left out of Metadata.
     pub fenced: bool,
     pub last_heartbeat_ms: i64,
+    /// The newest metadata version its code applies.
+    pub metadata_version: u16,
 }
 
 /// One partition's replicas and leadership.
@@ -181,6 +183,14 @@ impl PartitionManifest {
     }
 }
 
+/// The size of the manifest: objects referenced, segment entries, and the bytes of those.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ManifestTotals {
+    pub objects: usize,
+    pub segments: usize,
+    pub bytes: u64,
+}
+
 /// What an applied command produced, beyond the state change itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandOutcome {
@@ -244,9 +254,22 @@ pub struct MetadataState {
     pub(crate) manifest: BTreeMap<Uuid, BTreeMap<i32, PartitionManifest>>,
     /// The replica moves in progress, by topic and partition.
     pub(crate) reassignments: BTreeMap<Uuid, BTreeMap<i32, Reassignment>>,
+    /// The rules in force (see [`crate::METADATA_VERSION`]); only moves forward.
+    pub(crate) metadata_version: u16,
 }
 
 impl MetadataState {
+    /// The metadata version in force.
+    pub fn metadata_version(&self) -> u16 {
+        self.metadata_version
+    }
+
+    /// Whether every registered broker applies metadata version `version`: only then may
+    /// the cluster move to it.
+    pub fn brokers_support(&self, version: u16) -> bool {
+        self.brokers.values().all(|b| b.metadata_version >= version)
+    }
+
     pub fn cluster_id(&self) -> Option<&str> {
         self.cluster_id.as_deref()
     }
@@ -323,15 +346,14 @@ impl MetadataState {
             .flat_map(|(id, moves)| moves.iter().map(|(p, r)| (*id, *p, r)))
     }
 
-    /// How many objects the manifest references, and the bytes of its segments.
-    pub fn manifest_totals(&self) -> (usize, u64) {
-        let bytes = self
-            .manifest
-            .values()
-            .flat_map(BTreeMap::values)
-            .map(PartitionManifest::size_bytes)
-            .sum();
-        (self.referenced_objects().len(), bytes)
+    /// What the manifest holds, cluster-wide.
+    pub fn manifest_totals(&self) -> ManifestTotals {
+        let partitions = || self.manifest.values().flat_map(BTreeMap::values);
+        ManifestTotals {
+            objects: self.referenced_objects().len(),
+            segments: partitions().map(|m| m.segments.len()).sum(),
+            bytes: partitions().map(PartitionManifest::size_bytes).sum(),
+        }
     }
 
     /// Every object some manifest entry references.

@@ -3,6 +3,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use uuid::Uuid;
 
+use crate::topic_config::ConfigError;
 use crate::*;
 
 fn incarnation(broker_id: i32, generation: u8) -> Uuid {
@@ -21,7 +22,23 @@ fn register(broker_id: i32, generation: u8, rack: Option<&str>) -> MetaCommand {
         rack: rack.map(str::to_string),
         now_ms: 1_000,
         intact_predecessor: None,
-        min_isr_default: 1,
+        metadata_version: METADATA_VERSION,
+    })
+}
+
+/// A registration by a build from before metadata versions.
+fn register_legacy(broker_id: i32) -> MetaCommand {
+    let MetaCommand::RegisterBroker(mut c) = register(broker_id, 0, None) else {
+        unreachable!("register builds a registration");
+    };
+    c.metadata_version = 0;
+    MetaCommand::RegisterBroker(c)
+}
+
+fn upgrade(min_insync_replicas: u32) -> MetaCommand {
+    MetaCommand::UpgradeMetadata(UpgradeMetadata {
+        version: METADATA_VERSION,
+        min_insync_replicas,
     })
 }
 
@@ -38,7 +55,6 @@ fn fence(broker_id: i32, generation: u8) -> MetaCommand {
     MetaCommand::FenceBroker(FenceBroker {
         broker_id,
         incarnation: incarnation(broker_id, generation),
-        min_isr_default: 1,
     })
 }
 
@@ -94,7 +110,8 @@ fn segment_bases(state: &MetadataState, topic: u128) -> Vec<i64> {
         .unwrap_or_default()
 }
 
-/// A state with `brokers` registered brokers (ids 1..=n).
+/// A state with `brokers` registered brokers (ids 1..=n), under this build's rules and
+/// Kafka's default `min.insync.replicas`, 1.
 fn cluster(brokers: i32) -> MetadataState {
     let mut state = MetadataState::default();
     state
@@ -104,6 +121,21 @@ fn cluster(brokers: i32) -> MetadataState {
         .expect("init");
     for id in 1..=brokers {
         state.apply(&register(id, 0, None)).expect("register");
+    }
+    state.apply(&upgrade(1)).expect("upgrade");
+    state
+}
+
+/// A state as a build from before metadata versions left it.
+fn legacy_cluster(brokers: i32) -> MetadataState {
+    let mut state = MetadataState::default();
+    state
+        .apply(&MetaCommand::InitCluster {
+            cluster_id: "test-cluster".into(),
+        })
+        .expect("init");
+    for id in 1..=brokers {
+        state.apply(&register_legacy(id)).expect("register");
     }
     state
 }
@@ -436,7 +468,6 @@ fn alter_isr(leader_id: i32, leader_epoch: i32, partition_epoch: i32, isr: &[i32
         leader_epoch,
         partition_epoch,
         isr: isr.to_vec(),
-        min_isr_default: 1,
     })
 }
 
@@ -748,56 +779,117 @@ fn a_restart_that_may_have_lost_data_is_eligible_only_where_no_other_replica_is(
     );
 }
 
+fn set_min_isr(resource: ConfigResource, value: &str) -> MetaCommand {
+    MetaCommand::AlterConfigs(AlterConfigs {
+        resource,
+        set: BTreeMap::from([("min.insync.replicas".into(), value.into())]),
+        remove: BTreeSet::new(),
+        replace: false,
+    })
+}
+
 #[test]
-fn min_isr_comes_from_the_topic_then_the_cluster_then_the_proposer() {
-    let mut state = cluster(3);
+fn min_isr_is_set_per_topic_or_cluster_wide_and_changing_it_clears_the_elr() {
+    let mut state = legacy_cluster(3);
+    state
+        .apply(&set_min_isr(ConfigResource::Broker(1), "2"))
+        .expect("a broker's own value, under the old rules");
+    for id in 1..=3 {
+        state.apply(&register(id, 1, None)).expect("upgraded");
+    }
+    state.apply(&upgrade(3)).expect("upgrade");
+    assert_eq!(
+        state
+            .cluster_configs()
+            .get("min.insync.replicas")
+            .map(String::as_str),
+        Some("3"),
+        "the proposer's value becomes the cluster's"
+    );
+    assert_eq!(state.broker_configs(1), None, "brokers' own values go");
     state
         .apply(&create("t", 7, vec![vec![1, 2, 3]]))
         .expect("create");
-    let fence_with = |broker_id: i32, min_isr_default: u32| {
-        MetaCommand::FenceBroker(FenceBroker {
-            broker_id,
-            incarnation: incarnation(broker_id, 0),
-            min_isr_default,
-        })
-    };
-    state.apply(&fence_with(3, 3)).expect("fence 3");
-    assert_eq!(
-        eligibility(&partition_0(&state)),
-        (1, vec![1, 2], vec![3]),
-        "the proposer's default: 3"
-    );
-    let set = |resource: ConfigResource, value: &str| {
-        MetaCommand::AlterConfigs(AlterConfigs {
-            resource,
-            set: BTreeMap::from([("min.insync.replicas".into(), value.into())]),
-            remove: BTreeSet::new(),
-            replace: false,
-        })
-    };
+    state.apply(&fence(3, 1)).expect("fence 3");
+    assert_eq!(eligibility(&partition_0(&state)), (1, vec![1, 2], vec![3]));
+
+    // Refused: a broker's own value, and removing the cluster's.
+    assert!(matches!(
+        state.apply(&set_min_isr(ConfigResource::Broker(1), "1")),
+        Err(MetaError::InvalidConfig(ConfigError::NotTaken { .. }))
+    ));
+    let remove = MetaCommand::AlterConfigs(AlterConfigs {
+        resource: ConfigResource::ClusterDefault,
+        set: BTreeMap::new(),
+        remove: BTreeSet::from(["min.insync.replicas".to_string()]),
+        replace: false,
+    });
+    assert!(matches!(
+        state.apply(&remove),
+        Err(MetaError::InvalidConfig(ConfigError::NotTaken { .. }))
+    ));
+
+    // A new cluster-wide value clears every ELR chosen under the old one.
+    let before = partition_0(&state).partition_epoch;
     state
-        .apply(&set(ConfigResource::ClusterDefault, "1"))
-        .expect("cluster default");
-    state.apply(&heartbeat(3, 0)).expect("3 returns");
+        .apply(&set_min_isr(ConfigResource::ClusterDefault, "1"))
+        .expect("cluster-wide");
     let p = partition_0(&state);
-    state
-        .apply(&alter_isr(1, p.leader_epoch, p.partition_epoch, &[1, 2, 3]))
-        .expect("3 rejoins");
-    state.apply(&fence_with(3, 3)).expect("fence 3 again");
     assert_eq!(
-        eligibility(&partition_0(&state)),
-        (1, vec![1, 2], vec![]),
-        "the cluster's dynamic default, 1, comes before the proposer's"
+        (eligibility(&p), p.partition_epoch),
+        ((1, vec![1, 2], vec![]), before + 1)
     );
+    // The topic's value comes first, and changing it clears the topic's ELRs.
     state
-        .apply(&set(ConfigResource::Topic(Uuid::from_u128(7)), "2"))
+        .apply(&set_min_isr(ConfigResource::Topic(Uuid::from_u128(7)), "2"))
         .expect("topic override");
-    state.apply(&fence_with(2, 1)).expect("fence 2");
+    state.apply(&fence(2, 1)).expect("fence 2");
+    assert_eq!(eligibility(&partition_0(&state)), (1, vec![1], vec![2]));
+    state
+        .apply(&set_min_isr(ConfigResource::Topic(Uuid::from_u128(7)), "2"))
+        .expect("the same value again");
+    assert_eq!(eligibility(&partition_0(&state)), (1, vec![1], vec![]));
+}
+
+#[test]
+fn the_old_rules_hold_until_every_broker_applies_the_new_ones() {
+    let mut state = legacy_cluster(2);
+    state
+        .apply(&create("t", 7, vec![vec![1, 2]]))
+        .expect("create");
+    state.apply(&register(1, 1, None)).expect("1 upgraded");
+    assert!(matches!(
+        state.apply(&upgrade(1)),
+        Err(MetaError::MetadataVersionRefused { version: 1, .. })
+    ));
+    assert_eq!(state.metadata_version(), 0);
+    // Under the old rules a restart is never trusted (1 left the ISR when it restarted),
+    // and the last ISR member stays in the ISR: no ELR is kept.
+    state.apply(&fence(1, 1)).expect("fence 1");
+    state.apply(&fence(2, 0)).expect("fence 2");
     assert_eq!(
         eligibility(&partition_0(&state)),
-        (1, vec![1], vec![2]),
-        "the topic's override, 2, comes first"
+        (NO_LEADER, vec![2], vec![])
     );
+
+    state.apply(&register(2, 1, None)).expect("2 upgraded");
+    state
+        .apply(&upgrade(1))
+        .expect("every broker applies version 1");
+    assert_eq!(state.metadata_version(), METADATA_VERSION);
+    assert_eq!(
+        state.apply(&upgrade(1)),
+        Ok(CommandOutcome::Applied),
+        "a repeat changes nothing"
+    );
+    let newer = MetaCommand::UpgradeMetadata(UpgradeMetadata {
+        version: METADATA_VERSION + 1,
+        min_insync_replicas: 1,
+    });
+    assert!(matches!(
+        state.apply(&newer),
+        Err(MetaError::MetadataVersionRefused { .. })
+    ));
 }
 
 #[test]
@@ -1233,23 +1325,31 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
     let broker = 0..4i32;
     let topic = 1..4u128;
     prop_oneof![
-        (broker.clone(), 0..3u8, any::<bool>(), 1..4u32).prop_map(|(b, g, intact, min_isr)| {
-            let mut command = if intact && g > 0 {
-                restart_intact(b, g)
-            } else {
-                register(b, g, None)
-            };
-            if let MetaCommand::RegisterBroker(c) = &mut command {
-                c.min_isr_default = min_isr;
+        (broker.clone(), 0..3u8, any::<bool>(), 0..=METADATA_VERSION).prop_map(
+            |(b, g, intact, version)| {
+                let mut command = if intact && g > 0 {
+                    restart_intact(b, g)
+                } else {
+                    register(b, g, None)
+                };
+                if let MetaCommand::RegisterBroker(c) = &mut command {
+                    c.metadata_version = version;
+                }
+                command
             }
-            command
-        }),
-        (broker.clone(), 0..3u8, 1..4u32).prop_map(|(b, g, min_isr)| {
-            MetaCommand::FenceBroker(FenceBroker {
-                broker_id: b,
-                incarnation: incarnation(b, g),
-                min_isr_default: min_isr,
+        ),
+        (broker.clone(), 0..3u8).prop_map(|(b, g)| fence(b, g)),
+        (0..=METADATA_VERSION + 1, 1..4u32).prop_map(|(version, min_insync_replicas)| {
+            MetaCommand::UpgradeMetadata(UpgradeMetadata {
+                version,
+                min_insync_replicas,
             })
+        }),
+        (topic.clone(), 1..4u32).prop_map(|(t, min_isr)| {
+            set_min_isr(
+                ConfigResource::Topic(Uuid::from_u128(t)),
+                &min_isr.to_string(),
+            )
         }),
         (broker.clone(), 0..2u8, 0..10_000i64).prop_map(|(b, g, now_ms)| {
             MetaCommand::BrokerHeartbeat(BrokerHeartbeat {
@@ -1311,11 +1411,10 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
             broker.clone(),
             0..3i32,
             0..4i32,
-            prop::collection::vec(broker, 1..4),
-            1..4u32
+            prop::collection::vec(broker, 1..4)
         )
             .prop_map(
-                |(t, partition, leader_id, leader_epoch, partition_epoch, isr, min_isr)| {
+                |(t, partition, leader_id, leader_epoch, partition_epoch, isr)| {
                     if leader_epoch == 2 && partition_epoch == 3 {
                         // Now and then an election instead, over the same universe.
                         let election = if leader_id % 2 == 0 {
@@ -1335,7 +1434,6 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
                         leader_epoch,
                         partition_epoch,
                         isr,
-                        min_isr_default: min_isr,
                     })
                 }
             ),
@@ -1426,7 +1524,7 @@ proptest! {
 
 /// The state the `snapshot-v2.bin` fixture holds (and, with a move, `snapshot-v3.bin`).
 fn fixture_state() -> MetadataState {
-    let mut state = cluster(3);
+    let mut state = legacy_cluster(3);
     state
         .apply(&create("orders", 7, vec![vec![1, 2, 3], vec![2, 3, 1]]))
         .expect("create");
@@ -1452,7 +1550,7 @@ fn a_version_2_snapshot_still_decodes() {
 #[test]
 fn a_version_3_snapshot_still_decodes() {
     let mut state = fixture_state();
-    state.apply(&register(4, 0, None)).expect("register");
+    state.apply(&register_legacy(4)).expect("register");
     let moving = reassigned(&mut state, &reassign(&[(1, Some(&[4, 3, 1]))], true));
     assert_eq!(moving, [Ok(())], "the fixture holds a move in progress");
     let bytes = include_bytes!("../tests/fixtures/snapshot-v3.bin");

@@ -91,7 +91,7 @@ fn register(id: i32) -> MetaCommand {
         rack: None,
         now_ms: 0,
         intact_predecessor: None,
-        min_isr_default: 1,
+        metadata_version: strata_meta::METADATA_VERSION,
     })
 }
 

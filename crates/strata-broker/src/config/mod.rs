@@ -503,9 +503,10 @@ impl BrokerConfig {
             || u64::try_from(self.node_id).is_ok_and(|id| self.controller_quorum.contains_key(&id))
     }
 
-    /// This node's own `min.insync.replicas` (its static configuration), which the commands
-    /// it proposes that shrink an ISR carry to the quorum.
-    pub fn min_isr_default(&self) -> u32 {
+    /// This node's own `min.insync.replicas` (its static configuration): what the cluster
+    /// takes as its setting, if it has none, when the quorum leader turns on eligible leader
+    /// replicas.
+    pub fn static_min_isr(&self) -> u32 {
         u32::try_from(self.topic_defaults.min_insync_replicas()).unwrap_or(u32::MAX)
     }
 

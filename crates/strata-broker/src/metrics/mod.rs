@@ -133,6 +133,9 @@ pub struct QuorumMetrics {
     pub leader_changes: Counter,
     /// Registered brokers that are not fenced.
     pub live_brokers: Gauge,
+    /// The metadata rules in force (`strata_meta::METADATA_VERSION` once every broker runs
+    /// this build).
+    pub metadata_version: Gauge,
 }
 
 impl QuorumMetrics {
@@ -168,6 +171,11 @@ impl QuorumMetrics {
             "live_brokers",
             "Registered brokers that are not fenced",
             self.live_brokers.clone(),
+        );
+        quorum.register(
+            "metadata_version",
+            "The metadata rules in force; moves to this build's once every broker runs it",
+            self.metadata_version.clone(),
         );
     }
 }

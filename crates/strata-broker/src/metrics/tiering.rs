@@ -39,8 +39,9 @@ pub struct TieringMetrics {
     pub objects_deleted: Counter,
     /// Log start moves by whole-log retention.
     pub retention_advances: Counter,
-    /// Objects and bytes the manifest references, cluster-wide.
+    /// Objects, segment entries and bytes the manifest references, cluster-wide.
     pub manifest_objects: Gauge,
+    pub manifest_segments: Gauge,
     pub manifest_bytes: Gauge,
 }
 
@@ -116,6 +117,11 @@ impl TieringMetrics {
             "manifest_objects",
             "Objects the manifest references, cluster-wide",
             self.manifest_objects.clone(),
+        );
+        tiering.register(
+            "manifest_segments",
+            "Segment entries the manifest holds, cluster-wide (one per partition per upload)",
+            self.manifest_segments.clone(),
         );
         tiering.register(
             "manifest_bytes",

@@ -52,7 +52,6 @@ impl ReplicaManager {
             leader_epoch: change.leader_epoch,
             partition_epoch: change.partition_epoch,
             isr: change.isr.clone(),
-            min_isr_default: self.min_isr_default,
         };
         let writer = self.isr_writer.clone();
         let metrics = self.metrics.clone();

@@ -142,8 +142,6 @@ pub struct ReplicaManager {
     lease: Lease,
     /// `replica.lag.time.max.ms`
     lag_time_max_ms: i64,
-    /// See [`BrokerConfig::min_isr_default`].
-    min_isr_default: u32,
     /// `strata.tiering.local.budget.bytes`
     local_budget_bytes: u64,
     max_decompressed_batch_bytes: usize,
@@ -185,7 +183,6 @@ impl ReplicaManager {
             lease: deps.lease,
             lag_time_max_ms: i64::try_from(config.replication.lag_time_max.as_millis())
                 .unwrap_or(i64::MAX),
-            min_isr_default: config.min_isr_default(),
             local_budget_bytes: config.tiering.local_budget_bytes,
             max_decompressed_batch_bytes: config.max_decompressed_batch_bytes,
             metrics: deps.metrics,

@@ -63,7 +63,7 @@ pub trait ManifestStore: Send + Sync + std::fmt::Debug {
     ) -> Option<i64>;
 
     /// Objects and bytes the manifest references.
-    fn totals(&self) -> (usize, u64);
+    fn totals(&self) -> strata_meta::ManifestTotals;
 
     /// Every object referenced, as of the latest committed manifest (not a possibly stale
     /// local copy: the sweeper deletes what is not in it).
@@ -222,7 +222,7 @@ impl<S: StateSource + std::fmt::Debug> ManifestStore for StateManifest<S> {
         })
     }
 
-    fn totals(&self) -> (usize, u64) {
+    fn totals(&self) -> strata_meta::ManifestTotals {
         self.0.read(MetadataState::manifest_totals)
     }
 

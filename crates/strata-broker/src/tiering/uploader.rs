@@ -85,14 +85,12 @@ pub fn report_lag(tier: &TieringContext) {
 /// Counts what the manifest references: a walk of the whole manifest, too much for the
 /// lag's cadence. Run every [`MANIFEST_REPORT_INTERVAL`].
 pub fn report_manifest(tier: &TieringContext) {
-    let (objects, bytes) = tier.manifest.totals();
+    let totals = tier.manifest.totals();
     let tiering = &tier.metrics.tiering;
-    tiering
-        .manifest_objects
-        .set(i64::try_from(objects).unwrap_or(i64::MAX));
-    tiering
-        .manifest_bytes
-        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    tiering.manifest_objects.set(gauge(totals.objects as u64));
+    tiering.manifest_segments.set(gauge(totals.segments as u64));
+    tiering.manifest_bytes.set(gauge(totals.bytes));
 }
 
 /// Objects being stored, oldest first, and how far each partition's data is claimed by them.
