@@ -103,14 +103,9 @@ impl PartitionRecord {
     /// Takes `broker`, which holds what it held, out of the ISR. It joins the ELR if the ISR
     /// is then below min ISR; at or above min ISR the ELR empties.
     fn leave_isr(&mut self, broker: i32, min_isr: u32) {
-        if !self.isr.contains(&broker) {
-            return;
-        }
-        self.isr.retain(|&b| b != broker);
-        if self.isr.len() >= self.elr_threshold(min_isr) {
-            self.elr.clear();
-        } else if !self.elr.contains(&broker) {
-            self.elr.push(broker);
+        if self.isr.contains(&broker) {
+            let isr = self.isr.iter().copied().filter(|&b| b != broker).collect();
+            self.replace_isr(isr, min_isr);
         }
     }
 
