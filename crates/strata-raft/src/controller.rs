@@ -15,7 +15,7 @@ use openraft::error::{
 use openraft::{ChangeMembers, Membership};
 use serde::{Deserialize, Serialize};
 use strata_meta::MetaCommand;
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::leader::{
     Committed, LEADER_DEADLINE, LeaderAnswer, LeaderClient, LeaderRequest, QuorumStatus,
@@ -50,7 +50,34 @@ impl From<std::io::Error> for ControllerError {
 
 /// The quorum's timing: heartbeats every 250 ms and an election after 1–2 s without one,
 /// loose enough for an fsync per append on a slow disk, tight enough that clients notice a
-/// dead controller within seconds. Snapshots every 1000 entries, sent in 1 MiB chunks.
+/// dead controller within seconds. Snapshots every 1000 entries (and by size, see
+/// [`snapshot_by_size`]), sent in 1 MiB chunks; a snapshot purges the log but for the last
+/// [`ENTRIES_KEPT_AFTER_SNAPSHOT`], which a follower just behind can still fetch.
+/// Entries a snapshot leaves in the log.
+const ENTRIES_KEPT_AFTER_SNAPSHOT: u64 = 16;
+
+/// Log bytes after the last snapshot that bring the next one, whatever the entry count: a
+/// manifest commit can be tens of KiB, so counting entries alone lets the log (held in
+/// memory too) grow without bound.
+pub(crate) const LOG_BYTES_BEFORE_SNAPSHOT: u64 = 8 << 20;
+
+/// Asks for a snapshot whenever the log after the last one passes
+/// [`LOG_BYTES_BEFORE_SNAPSHOT`]; once per snapshot, until the raft stops.
+async fn snapshot_by_size(raft: Raft, log: LogStore) {
+    let mut metrics = raft.metrics();
+    let mut asked_after: Option<Option<u64>> = None;
+    while metrics.changed().await.is_ok() {
+        let snapshot = metrics.borrow_and_update().snapshot.map(|id| id.index);
+        if asked_after == Some(snapshot) || log.bytes_after(snapshot) < LOG_BYTES_BEFORE_SNAPSHOT {
+            continue;
+        }
+        asked_after = Some(snapshot);
+        if let Err(e) = raft.trigger().snapshot().await {
+            warn!(error = %e, "could not ask for a snapshot of the metadata");
+        }
+    }
+}
+
 fn raft_config() -> Result<Arc<openraft::Config>, ControllerError> {
     let config = openraft::Config {
         cluster_name: "strata".into(),
@@ -59,6 +86,7 @@ fn raft_config() -> Result<Arc<openraft::Config>, ControllerError> {
         election_timeout_max: 2000,
         install_snapshot_timeout: 5000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
+        max_in_snapshot_log_to_keep: ENTRIES_KEPT_AFTER_SNAPSHOT,
         snapshot_max_chunk_size: 1 << 20,
         ..Default::default()
     };
@@ -94,11 +122,13 @@ impl Controller {
             id,
             raft_config()?,
             HttpNetwork::default(),
-            log,
+            log.clone(),
             state_machine,
         )
         .await
         .map_err(|e| ControllerError::Fatal(e.to_string()))?;
+        // Ends with the raft: its metrics channel closes.
+        tokio::spawn(snapshot_by_size(raft.clone(), log));
         Ok(Self {
             id,
             raft,

@@ -11,7 +11,8 @@
 //! first torn or corrupt one and cuts the file there: a frame is only ever torn by a crash in
 //! the middle of an append that was never acknowledged.
 //!
-//! The metadata log is small (snapshots purge it), so its entries are also kept in memory.
+//! The metadata log is small (snapshots purge it, by entry count and by size: see
+//! `controller::snapshot_by_size`), so its entries are also kept in memory.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -90,6 +91,16 @@ impl LogStore {
                 vote,
             })),
         })
+    }
+
+    /// Bytes of the log file holding the entries after `index` (all of them for `None`).
+    pub fn bytes_after(&self, index: Option<u64>) -> u64 {
+        let log = self.lock();
+        let from = index.map_or(0, |i| i.saturating_add(1));
+        log.entries
+            .range(from..)
+            .next()
+            .map_or(0, |(_, (_, offset))| log.file_len - offset)
     }
 
     fn lock(&self) -> MutexGuard<'_, Log> {

@@ -8,7 +8,7 @@
 
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership};
@@ -29,6 +29,20 @@ struct Applied {
     membership: StoredMembership<NodeId, Node>,
 }
 
+impl Applied {
+    /// The state encoded as a snapshot named `snapshot_id`.
+    fn snapshot(&self, snapshot_id: String) -> io::Result<StoredSnapshot> {
+        Ok(StoredSnapshot {
+            meta: Meta {
+                last_log_id: self.last_applied,
+                last_membership: self.membership.clone(),
+                snapshot_id,
+            },
+            data: encode_snapshot(&self.state).map_err(io::Error::other)?,
+        })
+    }
+}
+
 /// A snapshot as stored: its meta and its encoded bytes.
 #[derive(Debug, Clone)]
 struct StoredSnapshot {
@@ -36,11 +50,12 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
-/// The state machine store. Reads of the metadata go through [`StateReader`]s.
+/// The state machine store. Reads of the metadata go through [`StateReader`]s. The current
+/// snapshot is only on disk (`snapshot` in its directory): it is read again in the rare
+/// case a follower needs it, rather than kept in memory beside the state.
 pub struct StateMachineStore {
     dir: PathBuf,
     applied: Arc<RwLock<Applied>>,
-    current: Arc<Mutex<Option<StoredSnapshot>>>,
 }
 
 /// A read-only view of the applied metadata, for the broker's request handlers.
@@ -68,19 +83,11 @@ impl StateReader {
             .applied
             .read()
             .expect("the state lock holder never panics");
-        let data = encode_snapshot(&applied.state).map_err(io::Error::other)?;
         let snapshot_id = applied.last_applied.map_or_else(
             || "backup-0".to_string(),
             |id| format!("backup-{}", id.index),
         );
-        let snapshot = StoredSnapshot {
-            meta: Meta {
-                last_log_id: applied.last_applied,
-                last_membership: applied.membership.clone(),
-                snapshot_id,
-            },
-            data,
-        };
+        let snapshot = applied.snapshot(snapshot_id)?;
         let answer = read(&applied.state);
         Ok((encode_stored(&snapshot)?, answer))
     }
@@ -112,7 +119,6 @@ impl StateMachineStore {
         Ok(Self {
             dir: dir.to_path_buf(),
             applied: Arc::new(RwLock::new(applied)),
-            current: Arc::new(Mutex::new(current)),
         })
     }
 
@@ -121,48 +127,25 @@ impl StateMachineStore {
             applied: self.applied.clone(),
         }
     }
-
-    fn store(&self, snapshot: StoredSnapshot) -> io::Result<()> {
-        store_snapshot(&self.dir, &snapshot)?;
-        *self
-            .current
-            .lock()
-            .expect("the snapshot lock holder never panics") = Some(snapshot);
-        Ok(())
-    }
 }
 
-/// Takes a snapshot of the state as it was when the builder was made: openraft builds it
-/// while later entries are being applied.
+/// A snapshot of the state as it was when the builder was made: openraft builds it while
+/// later entries are being applied. It is encoded at once, under the state's read lock,
+/// which costs the encoded bytes rather than a copy of the whole state.
 pub struct SnapshotBuilder {
-    frozen: Applied,
+    encoded: Option<io::Result<StoredSnapshot>>,
     dir: PathBuf,
-    current: Arc<Mutex<Option<StoredSnapshot>>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let _span = debug_span!("build_snapshot").entered();
-        let data = encode_snapshot(&self.frozen.state)
+        let snapshot = self
+            .encoded
+            .take()
+            .unwrap_or_else(|| Err(io::Error::other("this builder already built its snapshot")))
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
-        let snapshot_id = match self.frozen.last_applied {
-            Some(id) => format!("{}-{}", id.leader_id.term, id.index),
-            None => "empty".to_string(),
-        };
-        let snapshot = StoredSnapshot {
-            meta: Meta {
-                last_log_id: self.frozen.last_applied,
-                last_membership: self.frozen.membership.clone(),
-                snapshot_id,
-            },
-            data,
-        };
         store_snapshot(&self.dir, &snapshot)
             .map_err(|e| StorageIOError::write_snapshot(Some(snapshot.meta.signature()), &e))?;
-        *self
-            .current
-            .lock()
-            .expect("the snapshot lock holder never panics") = Some(snapshot.clone());
         Ok(to_openraft(snapshot))
     }
 }
@@ -210,14 +193,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let _span = debug_span!("build_snapshot").entered();
+        let applied = self
+            .applied
+            .read()
+            .expect("the state lock holder never panics");
+        let snapshot_id = match applied.last_applied {
+            Some(id) => format!("{}-{}", id.leader_id.term, id.index),
+            None => "empty".to_string(),
+        };
         SnapshotBuilder {
-            frozen: self
-                .applied
-                .read()
-                .expect("the state lock holder never panics")
-                .clone(),
+            encoded: Some(applied.snapshot(snapshot_id)),
             dir: self.dir.clone(),
-            current: self.current.clone(),
         }
     }
 
@@ -233,11 +220,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let data = snapshot.into_inner();
         let state = decode_snapshot(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        self.store(StoredSnapshot {
+        let stored = StoredSnapshot {
             meta: meta.clone(),
             data,
-        })
-        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        };
+        store_snapshot(&self.dir, &stored)
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         *self
             .applied
             .write()
@@ -250,12 +238,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(self
-            .current
-            .lock()
-            .expect("the snapshot lock holder never panics")
-            .clone()
-            .map(to_openraft))
+        let stored = read_optional(&self.dir.join("snapshot"))
+            .and_then(|bytes| bytes.map(|b| decode_stored(&b)).transpose())
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(stored.map(to_openraft))
     }
 }
 

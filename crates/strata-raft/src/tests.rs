@@ -133,6 +133,39 @@ mod backups {
     }
 
     #[tokio::test]
+    async fn a_log_of_large_entries_is_snapshotted_and_purged_by_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let controller = single_node(dir.path()).await;
+        let init = |cluster_id: String| MetaCommand::InitCluster { cluster_id };
+        controller
+            .propose(init("sized".into()))
+            .await
+            .expect("committed");
+        // Refused once the cluster is named, but logged: 100 KiB each, 100 of them, far
+        // fewer entries than the count policy's 1000.
+        for i in 0..100 {
+            let large = format!("{i}{}", "x".repeat(100 << 10));
+            controller.propose(init(large)).await.expect("committed");
+        }
+        let log_file = dir.path().join("log").join("log");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let snapshot = controller.raft.metrics().borrow().snapshot;
+            let log_bytes = std::fs::metadata(&log_file).expect("log").len();
+            if snapshot.is_some() && log_bytes < super::super::controller::LOG_BYTES_BEFORE_SNAPSHOT
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no snapshot by size: snapshot {snapshot:?}, log {log_bytes} bytes"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        controller.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn a_node_restored_from_a_backup_has_the_state_and_keeps_writing() {
         let first = tempfile::tempdir().expect("tempdir");
         let controller = single_node(first.path()).await;
