@@ -113,21 +113,18 @@ fn segment_bases(state: &MetadataState, topic: u128) -> Vec<i64> {
 /// A state with `brokers` registered brokers (ids 1..=n), under this build's rules and
 /// Kafka's default `min.insync.replicas`, 1.
 fn cluster(brokers: i32) -> MetadataState {
-    let mut state = MetadataState::default();
-    state
-        .apply(&MetaCommand::InitCluster {
-            cluster_id: "test-cluster".into(),
-        })
-        .expect("init");
-    for id in 1..=brokers {
-        state.apply(&register(id, 0, None)).expect("register");
-    }
+    let mut state = registered(brokers, |id| register(id, 0, None));
     state.apply(&upgrade(1)).expect("upgrade");
     state
 }
 
 /// A state as a build from before metadata versions left it.
 fn legacy_cluster(brokers: i32) -> MetadataState {
+    registered(brokers, register_legacy)
+}
+
+/// A named cluster with brokers 1..=n, each registered by `registration`.
+fn registered(brokers: i32, registration: impl Fn(i32) -> MetaCommand) -> MetadataState {
     let mut state = MetadataState::default();
     state
         .apply(&MetaCommand::InitCluster {
@@ -135,7 +132,7 @@ fn legacy_cluster(brokers: i32) -> MetadataState {
         })
         .expect("init");
     for id in 1..=brokers {
-        state.apply(&register_legacy(id)).expect("register");
+        state.apply(&registration(id)).expect("register");
     }
     state
 }
