@@ -137,6 +137,34 @@ fn an_rf3_topic_keeps_every_acknowledged_record_through_leader_crashes_and_rejoi
     Ok(())
 }
 
+/// The Java client's checks on three nodes: its topics with three replicas and min ISR 2,
+/// its default producer idempotent with acks=all, its consumer groups coordinated by
+/// replicated offsets partitions.
+#[test]
+fn the_java_client_passes_its_checks_on_three_nodes_with_three_replicas() -> anyhow::Result<()> {
+    let root = crate::clients::repo_root();
+    if !crate::clients::toolchain_ready("kafka-clients", || {
+        root.join("tests/clients/java/target/classes").exists()
+    }) {
+        return Ok(());
+    }
+    let (_dirs, _quorum, mut nodes): (_, _, Nodes) = running_cluster()?;
+    let bootstrap = (0..3)
+        .map(|i| bootstrap(&nodes, i))
+        .collect::<Vec<_>>()
+        .join(",");
+    crate::clients::run_script(
+        "kafka-clients on three nodes",
+        "bash",
+        &["tests/clients/java/run.sh"],
+        &[("STRATA_BOOTSTRAP", &bootstrap), ("STRATA_BROKERS", "3")],
+    );
+    for node in nodes.iter_mut().flatten() {
+        node.terminate()?;
+    }
+    Ok(())
+}
+
 /// Each partition's (leader, first replica) as `bootstrap`'s Metadata gives them.
 fn leaders_and_preferred(bootstrap: &str, topic: &str) -> Vec<(i32, i32)> {
     let metadata = consumer(bootstrap, &[])

@@ -33,11 +33,23 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 
 /**
  * The Apache Kafka Java client (4.x, idempotence on by default) against a broker at
- * STRATA_BOOTSTRAP. Prints one line per check; exits non-zero on the first failure.
+ * STRATA_BOOTSTRAP. With STRATA_BROKERS=n (a cluster of n brokers) its topics get n
+ * replicas and min.insync.replicas=2, so the default producer's acks=all waits for them.
+ * Prints one line per check; exits non-zero on the first failure.
  */
 public final class Compat {
     private static final String BOOTSTRAP = System.getenv().getOrDefault("STRATA_BOOTSTRAP", "127.0.0.1:9092");
     private static final String SUFFIX = UUID.randomUUID().toString().substring(0, 8);
+    private static final int BROKERS = Integer.parseInt(System.getenv().getOrDefault("STRATA_BROKERS", "1"));
+
+    /** A topic of `partitions` with one replica per broker (min ISR 2 where there are several). */
+    private static NewTopic newTopic(String name, int partitions, Map<String, String> configs) {
+        Map<String, String> all = new HashMap<>(configs);
+        if (BROKERS > 1) {
+            all.put("min.insync.replicas", "2");
+        }
+        return new NewTopic(name, partitions, (short) BROKERS).configs(all);
+    }
 
     private Compat() {}
 
@@ -76,13 +88,15 @@ public final class Compat {
         try (Admin admin = Admin.create(base())) {
             String topic = "java-" + SUFFIX;
             String small = "java-small-" + SUFFIX;
-            NewTopic smallTopic = new NewTopic(small, 1, (short) 1).configs(Map.of("max.message.bytes", "10000"));
-            admin.createTopics(List.of(new NewTopic(topic, 3, (short) 1), smallTopic)).all().get();
+            NewTopic smallTopic = newTopic(small, 1, Map.of("max.message.bytes", "10000"));
+            admin.createTopics(List.of(newTopic(topic, 3, Map.of()), smallTopic)).all().get();
             Set<String> names = admin.listTopics().names().get();
             check(names.contains(topic) && names.contains(small), "createTopics then listTopics shows both topics");
             int partitions = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic).partitions().size();
             check(partitions == 3, "describeTopics reports 3 partitions");
-            check(admin.describeCluster().nodes().get().size() == 1, "describeCluster lists the broker");
+            check(admin.describeCluster().nodes().get().size() == BROKERS, "describeCluster lists every broker");
+            int replicas = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic).partitions().get(0).replicas().size();
+            check(replicas == BROKERS, "each partition has one replica per broker");
             check(admin.describeCluster().clusterId().get() != null, "describeCluster has a cluster id");
 
             // Default producer: idempotence on, acks=all; lz4 batches with headers.
