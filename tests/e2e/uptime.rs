@@ -11,6 +11,21 @@ use crate::{client_runtime, create_topic, metric, producer};
 
 const PARTITIONS: i32 = 40;
 
+/// The segment files (`*.log`) under `dir`, however deep.
+fn segment_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .map(|path| match path.extension() {
+                _ if path.is_dir() => segment_files(&path),
+                Some(ext) if ext == "log" => 1,
+                _ => 0,
+            })
+            .sum()
+    })
+}
+
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("the broker's descriptors")
@@ -18,13 +33,14 @@ fn open_fds(pid: u32) -> usize {
 }
 
 #[test]
-fn descriptors_stay_flat_while_every_upload_round_rolls_every_partition() {
+fn descriptors_stay_flat_while_every_partition_rolls_a_segment_every_upload_round() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("strata.toml");
     std::fs::write(
         &config,
         "\"strata.tiering.upload.max.lag.ms\" = 200\n\
          \"remote.log.manager.task.interval.ms\" = 100\n\
+         \"log.roll.ms\" = 200\n\
          \"strata.log.open.segments.max\" = 64\n",
     )
     .expect("config");
@@ -63,6 +79,11 @@ fn descriptors_stay_flat_while_every_upload_round_rolls_every_partition() {
         "descriptors: {early} after warm-up, {late} after 15 s more ({uploads} objects uploaded meanwhile)"
     );
     assert!(uploads >= 10.0, "upload rounds ran: {uploads}");
+    let segments = segment_files(&dir.path().join("data"));
+    assert!(
+        segments >= 10 * PARTITIONS as usize,
+        "segments rolled by `log.roll.ms`: {segments} files"
+    );
     // Before segments shared a bounded descriptor set, each round added two per partition
     // (about 80 here), thousands over these 15 s.
     assert!(

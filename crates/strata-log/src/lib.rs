@@ -8,6 +8,7 @@
 //! No async runtime here: the broker holds a [`PartitionLog`] in a mutex and executes
 //! [`ReadPlan`]s and [`SyncHandle`]s outside it.
 
+mod append_times;
 pub mod batch;
 pub mod durable_file;
 mod error;
@@ -25,6 +26,6 @@ pub use batch::{
 };
 pub use error::LogError;
 pub use partition_log::{
-    AppendInfo, LogConfig, PartitionLog, ReadPlan, RetentionOutcome, SealedRange, SyncHandle,
+    AppendInfo, LogConfig, PartitionLog, ReadPlan, RetentionOutcome, SyncHandle, UploadRange,
 };
 pub use segment_files::SegmentFiles;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tracing::info;
 
+use crate::append_times::AppendTimes;
 use crate::batch::{self, BatchHeader, HEADER_LEN, PREFIX_LEN, ValidatedBatch};
 use crate::error::LogError;
 use crate::leader_epochs::LeaderEpochs;
@@ -70,6 +71,8 @@ pub struct PartitionLog {
     files: Arc<SegmentFiles>,
     /// Which leader epoch wrote which offsets.
     epochs: LeaderEpochs,
+    /// When what this process appended was appended (see [`Self::pending_from`]).
+    append_times: AppendTimes,
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> LogError {
@@ -125,6 +128,7 @@ impl PartitionLog {
             log_start_offset,
             files,
             epochs: loaded.unwrap_or_else(|| LeaderEpochs::empty(dir)),
+            append_times: AppendTimes::default(),
         };
         if rebuild {
             // A log from before the cache existed: its batches say which epoch wrote them.
@@ -244,6 +248,7 @@ impl PartitionLog {
         let interval = self.config.index_interval_bytes;
         self.active_mut()
             .append(&prefix, bytes, &stored, interval)?;
+        self.append_times.record(base_offset, now_ms);
         let log_append_time_ms = if header.is_log_append_time() {
             header.max_timestamp
         } else {
@@ -468,17 +473,7 @@ impl PartitionLog {
                 break;
             }
             let oldest = self.segments.values().next().expect("two or more segments");
-            if oldest.next_offset() > deletable_end {
-                break;
-            }
-            let expired = self.config.retention_ms.is_some_and(|ms| {
-                oldest.max_timestamp() >= 0 && now_ms - oldest.max_timestamp() > ms
-            });
-            let oversized = self.config.retention_bytes.is_some_and(|limit| {
-                self.size_bytes().saturating_sub(oldest.size()) >= limit as u64
-                    && self.size_bytes() > limit as u64
-            });
-            if !(expired || oversized) {
+            if oldest.next_offset() > deletable_end || !self.retention_wants(oldest, now_ms) {
                 break;
             }
             self.delete_oldest()?;
@@ -489,6 +484,37 @@ impl PartitionLog {
             deleted_segments: deleted,
             log_start_offset: self.log_start_offset,
         })
+    }
+
+    /// Whether retention deletes `segment` when it is the oldest: its newest record is older
+    /// than `retention.ms`, or the log stays at or above `retention.bytes` without it.
+    fn retention_wants(&self, segment: &Segment, now_ms: i64) -> bool {
+        let expired = self.config.retention_ms.is_some_and(|ms| {
+            segment.max_timestamp() >= 0 && now_ms - segment.max_timestamp() > ms
+        });
+        let oversized = self.config.retention_bytes.is_some_and(|limit| {
+            self.size_bytes().saturating_sub(segment.size()) >= limit as u64
+                && self.size_bytes() > limit as u64
+        });
+        expired || oversized
+    }
+
+    /// Rolls the active segment when all of it is below `deletable_end` and it is the only
+    /// segment retention would still delete: a tiered log, whose data the object store
+    /// holds, then keeps its local copy within retention even on a partition too quiet to
+    /// fill a segment or age it by `segment.ms` (Kafka, too, rolls an expired active segment
+    /// so that retention can take it). The next [`Self::enforce_retention`] deletes it.
+    /// Answers whether it rolled.
+    pub fn roll_if_retired(&mut self, now_ms: i64, deletable_end: i64) -> Result<bool, LogError> {
+        let active = self.active();
+        let retired = self.segments.len() == 1
+            && !active.is_empty()
+            && active.next_offset() <= deletable_end
+            && self.retention_wants(active, now_ms);
+        if retired {
+            self.roll(now_ms)?;
+        }
+        Ok(retired)
     }
 
     /// Deletes the segments that end at or before `offset` (every batch in them is below it)
@@ -542,6 +568,7 @@ impl PartitionLog {
             self.segments.pop_last();
         }
         self.active_mut().truncate_to(offset)?;
+        self.append_times.forget_from(offset);
         self.epochs.truncate_from_end(offset)
     }
 
@@ -568,20 +595,20 @@ impl PartitionLog {
         Ok(true)
     }
 
-    /// The sealed (non-active) data from the batch holding `from_offset` on, up to the end
-    /// of that batch's segment and about `max_bytes` (at least one batch): what an uploader
-    /// packs next. `None` when no sealed segment holds `from_offset` or anything after it.
-    pub fn sealed_range(
+    /// The data from the batch holding `from_offset` on, up to the end of that batch's
+    /// segment (sealed or active), about `max_bytes` (at least one batch), and no batch
+    /// reaching `end_offset` (what may leave the broker: the high watermark): what an
+    /// uploader packs next. `None` when no whole batch lies in that span.
+    pub fn upload_range(
         &self,
         from_offset: i64,
+        end_offset: i64,
         max_bytes: u64,
-    ) -> Result<Option<SealedRange>, LogError> {
-        let active_base = self.active().base_offset;
+    ) -> Result<Option<UploadRange>, LogError> {
         let from_offset = from_offset.max(self.log_start_offset);
         let Some(segment) = self
             .segments
-            .range(..active_base)
-            .map(|(_, s)| s)
+            .values()
             .find(|s| s.next_offset() > from_offset)
         else {
             return Ok(None);
@@ -589,11 +616,14 @@ impl PartitionLog {
         let file = segment.file(&self.files)?;
         let io = |e| io_err(&self.dir, e);
         let mut position = segment.position_for_offset(from_offset);
-        let mut range: Option<SealedRange> = None;
+        let mut range: Option<UploadRange> = None;
         while let Some(header) = read_header_at(&file, position, segment.size()).map_err(io)? {
+            if header.last_offset() >= end_offset {
+                break;
+            }
             let len = header.total_len().unwrap_or(HEADER_LEN) as u64;
             if header.last_offset() >= from_offset {
-                let range = range.get_or_insert_with(|| SealedRange {
+                let range = range.get_or_insert_with(|| UploadRange {
                     file: file.clone(),
                     position,
                     len: 0,
@@ -613,11 +643,12 @@ impl PartitionLog {
         Ok(range)
     }
 
-    /// The bytes stored at `offset` and after it, and when the segment holding the first of
-    /// them was created: how much, and since when, a tiered log has not uploaded.
+    /// The bytes stored at `offset` and after it, and when the first of them was appended
+    /// (or earlier): how much, and since when, a tiered log has not uploaded. Data appended
+    /// before this process opened the log counts from its segment's creation.
     pub fn pending_from(&self, offset: i64) -> (u64, Option<i64>) {
         let mut bytes = 0;
-        let mut oldest = None;
+        let mut created = None;
         for segment in self.segments.values().filter(|s| s.next_offset() > offset) {
             let start = if segment.base_offset < offset {
                 segment.position_for_offset(offset)
@@ -625,9 +656,19 @@ impl PartitionLog {
                 0
             };
             bytes += segment.size().saturating_sub(start);
-            oldest.get_or_insert(segment.created_ms());
+            created.get_or_insert(segment.created_ms());
         }
-        (bytes, oldest)
+        let since = created.map(|created| {
+            let first = offset.max(self.log_start_offset);
+            self.append_times.appended_by(first).unwrap_or(created)
+        });
+        (bytes, since)
+    }
+
+    /// Lets go of what [`Self::pending_from`] knows of offsets below `offset`: nobody asks
+    /// about them again (they are safely uploaded).
+    pub fn forget_append_times_below(&mut self, offset: i64) {
+        self.append_times.forget_below(offset);
     }
 
     /// Deletes the whole log directory (topic deletion).
@@ -637,10 +678,12 @@ impl PartitionLog {
     }
 }
 
-/// A run of whole sealed batches, located by [`PartitionLog::sealed_range`]. Holding the file
-/// keeps it readable even if retention deletes the segment meanwhile.
+/// A run of whole batches below the high watermark, located by [`PartitionLog::upload_range`].
+/// Holding the file keeps it readable even if retention deletes the segment meanwhile; the
+/// bytes never change (appends go after them, and only a divergent tail above the high
+/// watermark is ever truncated).
 #[derive(Debug, Clone)]
-pub struct SealedRange {
+pub struct UploadRange {
     file: Arc<File>,
     position: u64,
     len: u64,
@@ -649,7 +692,7 @@ pub struct SealedRange {
     pub max_timestamp_ms: i64,
 }
 
-impl SealedRange {
+impl UploadRange {
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -1129,7 +1172,7 @@ mod tests {
     }
 
     #[test]
-    fn sealed_ranges_are_whole_batches_of_one_sealed_segment() {
+    fn upload_ranges_are_whole_batches_of_one_segment_below_the_end() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = open_log(dir.path(), config()).expect("open");
         let one_batch = validated(2, NOW).bytes().len() as u64;
@@ -1137,12 +1180,14 @@ mod tests {
             log.append(&validated(2, NOW), 0, NOW).expect("append");
         }
         log.roll(NOW).expect("roll");
-        log.append(&validated(2, NOW), 0, NOW)
-            .expect("append to the active segment");
+        for _ in 0..2 {
+            log.append(&validated(2, NOW), 0, NOW)
+                .expect("append to the active segment");
+        }
         let range = log
-            .sealed_range(3, one_batch + 1)
+            .upload_range(3, i64::MAX, one_batch + 1)
             .expect("range")
-            .expect("sealed data at 3");
+            .expect("data at 3");
         assert_eq!(
             (range.base_offset, range.last_offset),
             (2, 3),
@@ -1151,12 +1196,86 @@ mod tests {
         assert_eq!(range.len(), one_batch);
         let bytes = range.read().expect("read");
         assert_eq!(BatchHeader::parse(&bytes).map(|h| h.base_offset), Some(2));
-        let rest = log.sealed_range(2, u64::MAX).expect("range").expect("some");
-        assert_eq!((rest.base_offset, rest.last_offset), (2, 5));
-        assert!(
-            log.sealed_range(6, u64::MAX).expect("range").is_none(),
-            "the active segment is not sealed"
+        let rest = log
+            .upload_range(2, i64::MAX, u64::MAX)
+            .expect("range")
+            .expect("some");
+        assert_eq!(
+            (rest.base_offset, rest.last_offset),
+            (2, 5),
+            "one segment at a time"
         );
+        let active = log
+            .upload_range(6, 9, u64::MAX)
+            .expect("range")
+            .expect("the active segment's data");
+        assert_eq!(
+            (active.base_offset, active.last_offset),
+            (6, 7),
+            "no batch reaching the end offset"
+        );
+        assert!(
+            log.upload_range(6, 7, u64::MAX).expect("range").is_none(),
+            "the only batch reaches the end offset"
+        );
+        assert!(
+            log.upload_range(10, i64::MAX, u64::MAX)
+                .expect("range")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn pending_data_counts_from_when_it_was_appended_not_from_its_segment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path(), config()).expect("open");
+        let created = log.active_created_ms();
+        log.append(&validated(2, NOW), 0, created + 1_000)
+            .expect("append");
+        log.append(&validated(2, NOW), 0, created + 60_000)
+            .expect("append");
+        assert_eq!(log.pending_from(0).1, Some(created + 1_000));
+        assert_eq!(
+            log.pending_from(2).1,
+            Some(created + 60_000),
+            "the same segment, appended later"
+        );
+        assert_eq!(log.pending_from(4), (0, None), "nothing pending");
+        log.forget_append_times_below(2);
+        drop(log);
+        let reopened = open_log(dir.path(), config()).expect("reopen");
+        let (bytes, since) = reopened.pending_from(2);
+        assert!(bytes > 0);
+        assert_eq!(
+            since,
+            Some(reopened.active_created_ms()),
+            "data from before the restart counts from its segment"
+        );
+    }
+
+    #[test]
+    fn a_wholly_deletable_active_segment_is_rolled_once_retention_wants_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(
+            dir.path(),
+            LogConfig {
+                retention_bytes: Some(0),
+                ..config()
+            },
+        )
+        .expect("open");
+        assert!(
+            !log.roll_if_retired(NOW, i64::MAX).expect("roll"),
+            "an empty segment stays"
+        );
+        log.append(&validated(2, NOW), 0, NOW).expect("append");
+        assert!(
+            !log.roll_if_retired(NOW, 1).expect("roll"),
+            "not all of it may go"
+        );
+        assert!(log.roll_if_retired(NOW, 2).expect("roll"));
+        log.enforce_retention(NOW, 2).expect("retention");
+        assert_eq!((log.log_start_offset(), log.size_bytes()), (2, 0));
     }
 
     #[test]

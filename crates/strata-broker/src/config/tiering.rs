@@ -11,8 +11,8 @@ pub const TIERED_BLOCK_BYTES: u64 = 1 << 20;
 pub struct TieringSettings {
     /// `remote.log.manager.task.interval.ms`: how often the uploader looks for sealed data.
     pub upload_interval: Duration,
-    /// `strata.tiering.upload.max.lag.ms`: a partition's active segment is rolled (and so
-    /// uploaded) once it holds data this old, which bounds what only the local disk holds.
+    /// `strata.tiering.upload.max.lag.ms`: data is uploaded at the latest once it has waited
+    /// this long (since it was appended), which bounds what only the local disk holds.
     pub upload_max_lag: Duration,
     /// `strata.tiering.object.target.bytes`: an object is sent once it holds this much.
     pub object_target_bytes: u64,

@@ -244,6 +244,13 @@ impl PartitionState {
         })
     }
 
+    /// Moves the durable tiered end forward to `end`: local retention may delete below it,
+    /// and nobody asks again when data below it was appended.
+    fn advance_durable_tiered_end(&mut self, end: i64) {
+        self.durable_tiered_end = self.durable_tiered_end.max(Some(end));
+        self.log.forget_append_times_below(end);
+    }
+
     /// The end of what local retention may delete: everything, unless the log is tiered,
     /// when only what the manifest holds.
     fn deletable_end(&self) -> i64 {
@@ -605,7 +612,7 @@ impl Partition {
         let mut state = self.lock();
         state.remote = remote;
         if durable && let Some(tiered) = remote.tiered {
-            state.durable_tiered_end = state.durable_tiered_end.max(Some(tiered.end));
+            state.advance_durable_tiered_end(tiered.end);
         }
         state.log.advance_log_start(remote.log_start_offset)?;
         if let Some(tiered) = remote.tiered
@@ -647,8 +654,7 @@ impl Partition {
 
     /// Lets local retention delete what is below `end` (a metadata backup holds it).
     pub fn set_durable_tiered_end(&self, end: i64) {
-        let mut state = self.lock();
-        state.durable_tiered_end = state.durable_tiered_end.max(Some(end));
+        self.lock().advance_durable_tiered_end(end);
     }
 
     /// The first offset losing this broker's disk would lose: the durable tiered end (see
@@ -675,38 +681,23 @@ impl Partition {
         self.lock().log.size_bytes()
     }
 
-    /// The sealed local data from `from_offset` on (see [`PartitionLog::sealed_range`]),
-    /// if all of it is committed: nothing above the high watermark leaves this broker.
-    pub fn sealed_range(
+    /// The local data from `from_offset` on (see [`PartitionLog::upload_range`]), below
+    /// the high watermark: nothing uncommitted leaves this broker.
+    pub fn upload_range(
         &self,
         from_offset: i64,
         max_bytes: u64,
-    ) -> Result<Option<strata_log::SealedRange>, BrokerError> {
+    ) -> Result<Option<strata_log::UploadRange>, BrokerError> {
         let state = self.lock();
-        let range = state.log.sealed_range(from_offset, max_bytes)?;
-        Ok(range.filter(|r| r.last_offset < state.high_watermark))
+        Ok(state
+            .log
+            .upload_range(from_offset, state.high_watermark, max_bytes)?)
     }
 
-    /// The local bytes from `offset` on and the creation time of the oldest segment holding
-    /// them (see [`PartitionLog::pending_from`]).
+    /// The local bytes from `offset` on and when the first of them was appended (see
+    /// [`PartitionLog::pending_from`]).
     pub fn pending_from(&self, offset: i64) -> (u64, Option<i64>) {
         self.lock().log.pending_from(offset)
-    }
-
-    /// Rolls the active segment if it holds data appended at or before `before_ms` (by its
-    /// creation time): a quiet partition's data then becomes sealed and can be uploaded.
-    pub fn roll_if_older(&self, before_ms: i64, now_ms: i64) -> Result<bool, BrokerError> {
-        let mut state = self.lock();
-        let log = &state.log;
-        let holds_data = log.log_end_offset() > log.active_base_offset();
-        if state.offline.is_none() && holds_data && log.active_created_ms() <= before_ms {
-            let active_before = log.active_base_offset();
-            let rolled = state.log.roll(now_ms);
-            state.note_sync_failure(rolled)?;
-            state.snapshot_producers_if_rolled(active_before);
-            return Ok(true);
-        }
-        Ok(false)
     }
 
     /// OffsetForLeaderEpoch: the largest epoch not above `epoch` that wrote here and where its
@@ -782,6 +773,10 @@ impl Partition {
         }
         let deletable_end = state.deletable_end();
         let active_before = state.log.active_base_offset();
+        if state.tiered {
+            let rolled = state.log.roll_if_retired(now_ms, deletable_end);
+            state.note_sync_failure(rolled)?;
+        }
         let outcome = state.log.enforce_retention(now_ms, deletable_end);
         let deleted = state.note_sync_failure(outcome)?.deleted_segments;
         state.snapshot_producers_if_rolled(active_before);

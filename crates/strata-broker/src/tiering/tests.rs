@@ -17,7 +17,7 @@ struct Fixture {
     tier: TieringContext,
     topic_id: Uuid,
     partition: Arc<Partition>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// The leader epoch the metadata gives the partition, and this broker leads it under.
@@ -53,11 +53,11 @@ async fn fixture() -> Fixture {
         tier,
         topic_id: hosted.topic_id,
         partition: hosted.partition,
-        _dir: dir,
+        dir,
     }
 }
 
-/// Appends `count` one-record batches, committing them when `commit`, then seals them.
+/// Appends `count` one-record batches, committing them when `commit`.
 fn append(partition: &Partition, count: usize, commit: bool) {
     use strata_log::test_util::{NOW, batch, limits, record};
     for i in 0..count {
@@ -72,22 +72,58 @@ fn append(partition: &Partition, count: usize, commit: bool) {
             partition.commit_local(appended.range.last_offset + 1);
         }
     }
-    partition.roll(NOW).expect("roll");
+}
+
+/// The segment files (`*.log`) under `dir`, however deep.
+fn segment_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .map(|path| match path.extension() {
+                _ if path.is_dir() => segment_files(&path),
+                Some(ext) if ext == "log" => 1,
+                _ => 0,
+            })
+            .sum()
+    })
 }
 
 /// Runs the uploader until the manifest holds `offset` of the fixture's partition.
 async fn upload(f: &Fixture, offset: i64) {
-    let tier = &f.tier;
-    let cancel = CancellationToken::new();
-    let uploading = tokio::spawn(uploader::run(tier.clone(), cancel.clone()));
-    for _ in 0..1000 {
-        if tier.manifest.segment_for(f.topic_id, 0, offset).is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let uploader = Uploader::start(f);
+    uploader.wait_for(f, offset).await;
+    uploader.stop().await;
+}
+
+/// An uploader running in the background. Keep one for a whole test: this fixture has no
+/// reconciler telling a new uploader what the manifest already holds.
+struct Uploader {
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Uploader {
+    fn start(f: &Fixture) -> Self {
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(uploader::run(f.tier.clone(), cancel.clone()));
+        Self { cancel, task }
     }
-    cancel.cancel();
-    uploading.await.expect("uploader stops");
+
+    async fn wait_for(&self, f: &Fixture, offset: i64) {
+        for _ in 0..1000 {
+            if f.tier.manifest.segment_for(f.topic_id, 0, offset).is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{offset} was not uploaded in 10 s");
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.expect("uploader stops");
+    }
 }
 
 #[tokio::test]
@@ -147,14 +183,43 @@ async fn a_remote_read_from_the_middle_starts_at_the_batch_holding_the_offset() 
 
 #[tokio::test]
 async fn nothing_above_the_high_watermark_leaves_the_broker() {
-    let f = fixture().await;
+    let mut f = fixture().await;
+    // Room for everything in one object, and no waiting for the upload lag.
+    f.tier.settings.object_target_bytes = u64::MAX;
+    f.tier.settings.upload_max_lag = Duration::ZERO;
     append(&f.partition, 5, false);
     let claimed = std::collections::HashMap::new();
     let (candidates, _) = uploader::choose(&f.tier, 0, &claimed).expect("chosen");
-    assert!(candidates.is_empty(), "sealed but not committed");
-    f.partition.commit_local(5);
+    assert!(candidates.is_empty(), "written but not committed");
+    f.partition.commit_local(3);
     let (candidates, _) = uploader::choose(&f.tier, 0, &claimed).expect("chosen");
-    assert!(!candidates.is_empty(), "committed: it may go");
+    let uploaded: Vec<_> = candidates
+        .iter()
+        .map(|c| (c.range.base_offset, c.range.last_offset))
+        .collect();
+    assert_eq!(uploaded, [(0, 2)], "committed: it may go");
+}
+
+#[tokio::test]
+async fn uploads_take_the_active_segment_without_rolling_it() {
+    let f = fixture().await;
+    let uploader = Uploader::start(&f);
+    append(&f.partition, 5, true);
+    uploader.wait_for(&f, 4).await;
+    append(&f.partition, 5, true);
+    uploader.wait_for(&f, 9).await;
+    uploader.stop().await;
+    for offset in [0, 4, 5, 9] {
+        assert!(
+            f.tier.manifest.segment_for(f.topic_id, 0, offset).is_some(),
+            "{offset} is tiered"
+        );
+    }
+    assert_eq!(
+        segment_files(f.dir.path()),
+        1,
+        "one local segment, however many upload rounds"
+    );
 }
 
 #[tokio::test]

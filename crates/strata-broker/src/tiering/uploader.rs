@@ -1,11 +1,14 @@
 //! The uploader: one per broker, packing sealed data of every tiered partition this broker
 //! leads into shared objects, so PUTs per GiB do not grow with the partition count.
 //!
-//! Cutting an object: take sealed ranges from where each partition's committed or in-flight
-//! data ends, partitions in rotating order, until the object reaches its target size; if it
-//! is not full, cut it only once the oldest data not yet uploaded has waited
-//! `upload_max_lag` (rolling every partition's active segment first, so they all travel
-//! together). Each object is read (outside every lock, from files the log keeps open),
+//! Cutting an object: take ranges below the high watermark from where each partition's
+//! committed or in-flight data ends, partitions in rotating order, until the object reaches
+//! its target size; if it is not full, cut it only once the oldest data not yet uploaded has
+//! waited `upload_max_lag`, and then take every partition's data, so they all travel
+//! together. Ranges come from the active segment as well as sealed ones: an upload never
+//! rolls a segment, so a quiet partition keeps one local segment, not one per lag period
+//! (segments roll by `segment.bytes` and `segment.ms`, and local retention takes them once
+//! uploaded: `PartitionLog::roll_if_retired`). Each object is read (outside every lock, from files the log keeps open),
 //! packed and PUT under a name never used before; up to `upload_max_in_flight` objects are
 //! stored at once. Commits run one at a time in the order objects were cut: one
 //! `CommitSegments` command per object, each segment fenced by the leader epoch it was read
@@ -22,7 +25,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use object_store::ObjectStoreExt;
-use strata_log::SealedRange;
+use strata_log::UploadRange;
 use strata_meta::SegmentCommit;
 use strata_tier::object::{Chunk, encode};
 use tokio::task::JoinHandle;
@@ -47,7 +50,7 @@ pub(super) struct Candidate {
     partition: Arc<Partition>,
     topic_id: Uuid,
     leader_epoch: i32,
-    range: SealedRange,
+    pub(super) range: UploadRange,
 }
 
 /// Measures the upload lag, whatever the uploader is doing (a round can spend a long time
@@ -298,14 +301,14 @@ async fn commit_object(tier: &TieringContext, stored: Stored) -> Result<bool, Br
     Ok(refused == 0)
 }
 
-/// Picks sealed ranges for one object from the tiered partitions this broker leads, starting
-/// at partition `start` (mod their count) so that no partition waits behind others for
-/// ever. Answers the ranges and whether they fill the object.
+/// Picks ranges for one object from the tiered partitions this broker leads, starting at
+/// partition `start` (mod their count) so that no partition waits behind others for ever.
+/// Answers the ranges and whether they fill the object.
 ///
 /// An object is sent when it is full, or when the oldest data not yet uploaded (on any of
-/// these partitions) has waited `upload_max_lag`; then every partition's active segment is
-/// rolled first, so all of them travel in the same object. That is what keeps PUTs from
-/// growing with the partition count: one flush per lag period, not one per partition.
+/// these partitions) has waited `upload_max_lag`; then it takes what every partition holds,
+/// so all of them travel in the same object. That is what keeps PUTs from growing with the
+/// partition count: one flush per lag period, not one per partition.
 pub(super) fn choose(
     tier: &TieringContext,
     start: usize,
@@ -334,12 +337,6 @@ pub(super) fn choose(
         .filter_map(|(topic_id, p)| p.pending_from(next_from(*topic_id, p)).1)
         .min();
     let due = oldest_pending.is_some_and(|since| since <= now.saturating_sub(lag_ms));
-    if due {
-        let _span = info_span!("seal", partitions = led.len()).entered();
-        for (_, partition) in &led {
-            partition.roll_if_older(now, now)?;
-        }
-    }
     let mut budget = settings.object_target_bytes;
     let mut candidates = Vec::new();
     let count = led.len();
@@ -354,7 +351,7 @@ pub(super) fn choose(
         };
         let mut from = next_from(topic_id, &partition);
         while budget > 0 {
-            let Some(range) = partition.sealed_range(from, budget)? else {
+            let Some(range) = partition.upload_range(from, budget)? else {
                 break;
             };
             budget = budget.saturating_sub(range.len());
@@ -377,7 +374,7 @@ pub(super) fn choose(
 }
 
 /// Reads the chosen ranges into chunks, in the order chosen.
-fn read_chunks(ranges: Vec<(SealedRange, Uuid, i32)>) -> Result<Vec<Chunk>, BrokerError> {
+fn read_chunks(ranges: Vec<(UploadRange, Uuid, i32)>) -> Result<Vec<Chunk>, BrokerError> {
     ranges
         .into_iter()
         .map(|(range, topic_id, partition)| {
