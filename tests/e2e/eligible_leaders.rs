@@ -89,10 +89,12 @@ fn a_replica_that_left_the_isr_below_min_isr_leads_once_the_last_member_is_gone(
     // then the quorum and every leader must agree on min ISR: a broker's own is refused.
     let admin_0 = nodes[0].as_ref().expect("running").admin.clone();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(&admin_0, "strata_quorum_metadata_version") < 1.0 && Instant::now() < deadline {
+    let current = f64::from(strata_meta::METADATA_VERSION);
+    while metric(&admin_0, "strata_quorum_metadata_version") < current && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(metric(&admin_0, "strata_quorum_metadata_version"), 1.0);
+    assert_eq!(metric(&admin_0, "strata_quorum_metadata_version"), current);
     // (Through the protocol: rust-rdkafka's alter_configs drops per-resource errors.)
     let config = incremental_alter_configs_request::AlterableConfig::default()
         .with_name(s("min.insync.replicas"))

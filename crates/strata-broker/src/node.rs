@@ -424,6 +424,10 @@ fn start_background_work(
     supervisor.spawn("uploader", move |cancel| {
         crate::tiering::uploader::run(uploading, cancel)
     });
+    let merging = tier.clone();
+    supervisor.spawn("merger", move |cancel| {
+        crate::tiering::merger::run(merging, cancel)
+    });
     let lag = tier.clone();
     supervisor.every(
         "upload_lag_report",

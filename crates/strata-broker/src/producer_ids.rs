@@ -105,6 +105,7 @@ impl ProducerIds {
             Ok(
                 CommandOutcome::Applied
                 | CommandOutcome::SegmentsCommitted { .. }
+                | CommandOutcome::SegmentsReplaced { .. }
                 | CommandOutcome::Elections(_)
                 | CommandOutcome::Reassignments(_),
             ) => Err(unexpected(

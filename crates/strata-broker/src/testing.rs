@@ -55,6 +55,14 @@ pub fn hosted(dir: &Path, overrides: &[(&str, &str)], leader_epoch: i32) -> Host
         }))
         .expect("registered");
     state
+        .apply(&MetaCommand::UpgradeMetadata(
+            strata_meta::UpgradeMetadata {
+                version: strata_meta::METADATA_VERSION,
+                min_insync_replicas: 1,
+            },
+        ))
+        .expect("this build's rules");
+    state
         .apply(&MetaCommand::CreateTopic(CreateTopic {
             name: "t".into(),
             topic_id,

@@ -115,6 +115,7 @@ impl MetadataState {
                 self.allocate_producer_ids(*broker_id, *count)
             }
             MetaCommand::CommitSegments(c) => self.commit_segments(c),
+            MetaCommand::ReplaceSegments(c) => self.replace_segments(c),
             MetaCommand::AdvanceLogStart {
                 topic_id,
                 partition,

@@ -33,6 +33,8 @@ pub enum MetaCommand {
     },
     /// Records the segments one uploaded object holds.
     CommitSegments(CommitSegments),
+    /// Swaps runs of committed segments for the merged copies one object holds.
+    ReplaceSegments(ReplaceSegments),
     /// Moves a partition's log start offset forward (retention, DeleteRecords) and drops the
     /// manifest entries wholly below it.
     AdvanceLogStart {
@@ -204,6 +206,40 @@ pub struct SegmentCommit {
     pub byte_offset: u64,
     pub byte_len: u64,
     pub max_timestamp_ms: i64,
+}
+
+/// A merger recording that `object` holds merged copies of runs of committed segments, each
+/// run's bytes back to back. Each merge is a compare-and-set of its own: it replaces exactly
+/// the entries it names, which must still be the partition's consecutive entries from the
+/// first named on, or it is refused and changes nothing (retention or another merge got
+/// there first; the copy in the object is then garbage, reclaimed with the object). The
+/// others are still recorded. No leader-epoch fence is needed: a merge moves bytes that are
+/// committed already, whoever leads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplaceSegments {
+    /// The key of the object holding the merged copies.
+    pub object: String,
+    pub merges: Vec<SegmentMerge>,
+}
+
+/// One partition's run of consecutive committed segments, and where the object holds their
+/// bytes, in offset order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentMerge {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    /// The entries replaced, oldest first, at least two, all written under one leader epoch.
+    pub replaced: Vec<ReplacedSegment>,
+    pub byte_offset: u64,
+    /// The sum of the replaced entries' lengths: their bytes are copied unchanged.
+    pub byte_len: u64,
+}
+
+/// A committed segment a merge replaces, named by its base offset and its object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplacedSegment {
+    pub base_offset: i64,
+    pub object: String,
 }
 
 /// A leader's change to its partition's in-sync replicas: a compare-and-set on the partition

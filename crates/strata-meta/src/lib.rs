@@ -17,6 +17,7 @@ mod command;
 mod eligibility;
 mod error;
 mod legacy;
+mod merge;
 pub mod names;
 mod placement;
 mod reassign;
@@ -28,9 +29,11 @@ pub use apply::MAX_PARTITIONS;
 pub use command::{
     AlterConfigs, AlterPartition, BrokerHeartbeat, CommitSegments, ConfigResource,
     CreatePartitions, CreateTopic, ElectLeaders, ElectionType, Endpoint, FenceBroker, MetaCommand,
-    PartitionReassignment, ReassignPartitions, RegisterBroker, SegmentCommit, UpgradeMetadata,
+    PartitionReassignment, ReassignPartitions, RegisterBroker, ReplaceSegments, ReplacedSegment,
+    SegmentCommit, SegmentMerge, UpgradeMetadata,
 };
 pub use error::MetaError;
+pub use merge::{MAX_MERGED_ENTRIES, MERGE_FANOUT, MergeLimits};
 pub use state::{
     BrokerRecord, CommandOutcome, Election, ManifestTotals, MetadataState, NO_LEADER,
     PartitionManifest, PartitionRecord, Reassignment, SegmentEntry, TopicRecord,
@@ -39,10 +42,15 @@ pub use state::{
 /// The metadata rules this build applies, moved to through [`UpgradeMetadata`] once every
 /// broker applies them. 0: the rules before versions existed. 1: eligible leader replicas
 /// (KIP-966), with `min.insync.replicas` set per topic or cluster-wide only, as Kafka has it.
-pub const METADATA_VERSION: u16 = 1;
+/// 2: merged segments ([`ReplaceSegments`]).
+pub const METADATA_VERSION: u16 = 2;
 
 /// The first metadata version with eligible leader replicas.
 pub(crate) const ELIGIBLE_LEADERS: u16 = 1;
+
+/// The first metadata version that takes [`ReplaceSegments`]: a broker proposes it only
+/// once the cluster is there, since an older build cannot read it from the log.
+pub const MERGED_SEGMENTS: u16 = 2;
 
 #[cfg(test)]
 mod tests;

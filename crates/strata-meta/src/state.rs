@@ -200,6 +200,11 @@ pub enum CommandOutcome {
         committed: u32,
         refused: u32,
     },
+    /// How many merges of a [`crate::ReplaceSegments`] were recorded and how many refused.
+    SegmentsReplaced {
+        replaced: u32,
+        refused: u32,
+    },
     /// Producer ids `first_id..first_id + count` now belong to the requesting broker.
     ProducerIdBlock {
         first_id: i64,

@@ -103,6 +103,27 @@ fn commit_one(
     )
 }
 
+/// A merge of partition 0's segments at `bases` (as [`commit`] names their objects, 100
+/// bytes each) into an object named after the first.
+fn merge(topic: u128, bases: &[i64]) -> MetaCommand {
+    MetaCommand::ReplaceSegments(ReplaceSegments {
+        object: format!("merged/{}", bases.first().copied().unwrap_or(-1)),
+        merges: vec![SegmentMerge {
+            topic_id: Uuid::from_u128(topic),
+            partition: 0,
+            replaced: bases
+                .iter()
+                .map(|base| ReplacedSegment {
+                    base_offset: *base,
+                    object: format!("segments/{base}"),
+                })
+                .collect(),
+            byte_offset: 0,
+            byte_len: 100 * bases.len() as u64,
+        }],
+    })
+}
+
 fn segment_bases(state: &MetadataState, topic: u128) -> Vec<i64> {
     state
         .partition_manifest(Uuid::from_u128(topic), 0)
@@ -300,6 +321,191 @@ fn one_object_commits_segments_of_many_partitions_each_fenced_on_its_own() {
         })),
         Err(MetaError::InvalidSegment { .. })
     ));
+}
+
+#[test]
+fn a_merge_swaps_a_run_of_segments_for_one_entry_holding_the_same_offsets() {
+    let mut state = cluster(1);
+    state.apply(&create("t", 7, vec![vec![1]])).expect("create");
+    for base in [0, 100, 200, 300] {
+        state.apply(&commit(7, 0, base, base + 99)).expect("commit");
+    }
+    let outcome = state.apply(&merge(7, &[100, 200, 300]));
+    assert_eq!(
+        outcome,
+        Ok(CommandOutcome::SegmentsReplaced {
+            replaced: 1,
+            refused: 0
+        })
+    );
+    assert_eq!(segment_bases(&state, 7), [0, 100]);
+    let manifest = state
+        .partition_manifest(Uuid::from_u128(7), 0)
+        .expect("manifest");
+    let merged = &manifest.segments[&100];
+    assert_eq!(
+        (merged.object.as_str(), merged.last_offset, merged.byte_len),
+        ("merged/100", 399, 300)
+    );
+    assert_eq!(manifest.end_offset(), Some(400));
+    assert_eq!(
+        state.referenced_objects().into_iter().collect::<Vec<_>>(),
+        ["merged/100", "segments/0"],
+        "the replaced objects are the sweeper's"
+    );
+    state
+        .apply(&commit(7, 0, 400, 499))
+        .expect("commits continue after a merged entry");
+}
+
+#[test]
+fn a_merge_is_refused_unless_its_run_is_still_exactly_there() {
+    let mut state = cluster(1);
+    state.apply(&create("t", 7, vec![vec![1]])).expect("create");
+    for base in [0, 100, 200] {
+        state.apply(&commit(7, 0, base, base + 99)).expect("commit");
+    }
+    let refused = |state: &mut MetadataState, command: &MetaCommand, why: &str| {
+        let before = state.clone();
+        assert_eq!(
+            state.apply(command),
+            Ok(CommandOutcome::SegmentsReplaced {
+                replaced: 0,
+                refused: 1
+            }),
+            "{why}"
+        );
+        assert_eq!(*state, before, "{why}: nothing changed");
+    };
+    refused(&mut state, &merge(7, &[0]), "one segment is no merge");
+    refused(&mut state, &merge(7, &[0, 200]), "not consecutive");
+    refused(&mut state, &merge(7, &[200, 300]), "past the end");
+    let mut wrong_length = merge(7, &[0, 100]);
+    if let MetaCommand::ReplaceSegments(c) = &mut wrong_length {
+        c.merges[0].byte_len = 199;
+    }
+    refused(&mut state, &wrong_length, "the copy's length differs");
+    state
+        .apply(&MetaCommand::AdvanceLogStart {
+            topic_id: Uuid::from_u128(7),
+            partition: 0,
+            log_start_offset: 100,
+        })
+        .expect("retention");
+    refused(&mut state, &merge(7, &[0, 100]), "retention took the first");
+    state.apply(&merge(7, &[100, 200])).expect("merged");
+    refused(&mut state, &merge(7, &[100, 200]), "merged already");
+
+    let mut mixed = cluster(1);
+    mixed.apply(&create("t", 7, vec![vec![1]])).expect("create");
+    mixed.apply(&commit(7, 0, 0, 99)).expect("commit");
+    mixed
+        .apply(&register(1, 1, None))
+        .expect("a restart: epoch 1");
+    mixed.apply(&commit(7, 1, 100, 199)).expect("commit");
+    refused(&mut mixed, &merge(7, &[0, 100]), "two leader epochs");
+}
+
+/// A partition manifest of entries with these byte lengths and leader epochs, each holding
+/// ten offsets.
+fn manifest_of(entries: &[(u64, i32)]) -> PartitionManifest {
+    let mut manifest = PartitionManifest::default();
+    for (i, (byte_len, leader_epoch)) in entries.iter().enumerate() {
+        let base = 10 * i as i64;
+        manifest.segments.insert(
+            base,
+            SegmentEntry {
+                last_offset: base + 9,
+                object: format!("segments/{base}"),
+                byte_offset: 0,
+                byte_len: *byte_len,
+                max_timestamp_ms: 0,
+                leader_epoch: *leader_epoch,
+            },
+        );
+    }
+    manifest
+}
+
+/// The base offsets of each planned run.
+fn run_bases(manifest: &PartitionManifest, target: u64, budget: u64) -> Vec<Vec<i64>> {
+    let limits = MergeLimits {
+        target_bytes: target,
+        max_span_ms: i64::MAX,
+    };
+    manifest
+        .merge_runs(limits, budget)
+        .iter()
+        .map(|run| run.iter().map(|(base, _)| *base).collect())
+        .collect()
+}
+
+#[test]
+fn merge_runs_take_enough_small_entries_of_one_epoch_none_dominating() {
+    let bases = |range: std::ops::Range<i64>| range.map(|i| 10 * i).collect::<Vec<_>>();
+    let small = manifest_of(&[(100, 0); 20]);
+    assert_eq!(run_bases(&small, 10_000, u64::MAX), [bases(0..20)]);
+    assert_eq!(
+        run_bases(&small, 1_000, u64::MAX),
+        [bases(0..10), bases(10..20)],
+        "no run past the target"
+    );
+    assert_eq!(
+        run_bases(&small, 1_000, 1),
+        [bases(0..10)],
+        "enough for the budget"
+    );
+    assert!(
+        run_bases(
+            &manifest_of(&[(100, 0); MERGE_FANOUT - 1]),
+            10_000,
+            u64::MAX
+        )
+        .is_empty(),
+        "too few to be worth a merge"
+    );
+    let mut after_a_big_one = vec![(5_000, 0)];
+    after_a_big_one.extend([(100, 0); 8]);
+    assert_eq!(
+        run_bases(&manifest_of(&after_a_big_one), 10_000, u64::MAX),
+        [bases(1..9)],
+        "the big entry is not copied again for a few small ones"
+    );
+    let mut two_epochs = vec![(100, 0); 8];
+    two_epochs.extend([(100, 1); 7]);
+    assert_eq!(
+        run_bases(&manifest_of(&two_epochs), 10_000, u64::MAX),
+        [bases(0..8)]
+    );
+    let mut spread = manifest_of(&[(100, 0); 12]);
+    for (i, entry) in spread.segments.values_mut().enumerate() {
+        entry.max_timestamp_ms = 1_000 * i as i64;
+    }
+    let within = |max_span_ms| MergeLimits {
+        target_bytes: 10_000,
+        max_span_ms,
+    };
+    assert_eq!(spread.merge_runs(within(7_000), u64::MAX).len(), 1);
+    assert_eq!(
+        spread.merge_runs(within(7_000), u64::MAX)[0].len(),
+        8,
+        "no run spans more than segment.ms"
+    );
+    assert!(spread.merge_runs(within(6_000), u64::MAX).is_empty());
+}
+
+#[test]
+fn merges_wait_for_the_metadata_version_that_has_them() {
+    let mut state = legacy_cluster(1);
+    state.apply(&create("t", 7, vec![vec![1]])).expect("create");
+    for base in [0, 100] {
+        state.apply(&commit(7, 0, base, base + 99)).expect("commit");
+    }
+    assert!(matches!(
+        state.apply(&merge(7, &[0, 100])),
+        Err(MetaError::MetadataVersionRefused { .. })
+    ));
+    assert_eq!(segment_bases(&state, 7), [0, 100]);
 }
 
 #[test]
@@ -857,7 +1063,7 @@ fn the_old_rules_hold_until_every_broker_applies_the_new_ones() {
     state.apply(&register(1, 1, None)).expect("1 upgraded");
     assert!(matches!(
         state.apply(&upgrade(1)),
-        Err(MetaError::MetadataVersionRefused { version: 1, .. })
+        Err(MetaError::MetadataVersionRefused { version, .. }) if version == METADATA_VERSION
     ));
     assert_eq!(state.metadata_version(), 0);
     // Under the old rules a restart is never trusted (1 left the ISR when it restarted),
@@ -872,7 +1078,7 @@ fn the_old_rules_hold_until_every_broker_applies_the_new_ones() {
     state.apply(&register(2, 1, None)).expect("2 upgraded");
     state
         .apply(&upgrade(1))
-        .expect("every broker applies version 1");
+        .expect("every broker applies this build's version");
     assert_eq!(state.metadata_version(), METADATA_VERSION);
     assert_eq!(
         state.apply(&upgrade(1)),
@@ -1377,6 +1583,8 @@ fn arb_command() -> impl Strategy<Value = MetaCommand> {
             base,
             base + len
         )),
+        (topic.clone(), prop::collection::btree_set(0..300i64, 0..4))
+            .prop_map(|(t, bases)| { merge(t, &bases.into_iter().collect::<Vec<_>>()) }),
         (topic.clone(), 0..3i32, 0..300i64).prop_map(|(t, partition, offset)| {
             MetaCommand::AdvanceLogStart {
                 topic_id: Uuid::from_u128(t),
@@ -1515,6 +1723,141 @@ proptest! {
                     previous_last = segment.last_offset;
                 }
             }
+        }
+    }
+}
+
+/// One step of a partition's manifest life: a commit at the end, a merge of the run of
+/// `len` entries from the `at`-th (a bad one now and then), or retention.
+#[derive(Debug, Clone)]
+enum ManifestStep {
+    Commit {
+        len: i64,
+    },
+    Merge {
+        at: usize,
+        len: usize,
+        corrupt: bool,
+    },
+    Retain {
+        by: i64,
+    },
+}
+
+fn arb_manifest_step() -> impl Strategy<Value = ManifestStep> {
+    prop_oneof![
+        3 => (1..50i64).prop_map(|len| ManifestStep::Commit { len }),
+        2 => (0..8usize, 2..5usize, prop::bool::weighted(0.2))
+            .prop_map(|(at, len, corrupt)| ManifestStep::Merge { at, len, corrupt }),
+        1 => (0..80i64).prop_map(|by| ManifestStep::Retain { by }),
+    ]
+}
+
+proptest! {
+    /// Merges never change which offsets the manifest holds, or how many bytes: a merge
+    /// applies whole or not at all, and entries stay contiguous.
+    #[test]
+    fn merges_keep_the_offsets_and_bytes_the_manifest_holds(
+        steps in prop::collection::vec(arb_manifest_step(), 1..60)
+    ) {
+        let mut state = cluster(1);
+        state.apply(&create("t", 7, vec![vec![1]])).expect("create");
+        let topic_id = Uuid::from_u128(7);
+        let mut end = 0i64;
+        for step in steps {
+            let before = state.partition_manifest(topic_id, 0).cloned().unwrap_or_default();
+            match step {
+                ManifestStep::Commit { len } => {
+                    state.apply(&commit(7, 0, end, end + len - 1)).expect("contiguous commit");
+                    end += len;
+                }
+                ManifestStep::Merge { at, len, corrupt } => {
+                    let run: Vec<(i64, String)> = before
+                        .segments
+                        .iter()
+                        .skip(at)
+                        .take(len)
+                        .map(|(base, e)| (*base, e.object.clone()))
+                        .collect();
+                    let byte_len: u64 = before.segments.values().skip(at).take(len).map(|e| e.byte_len).sum();
+                    let command = MetaCommand::ReplaceSegments(ReplaceSegments {
+                        object: format!("merged/{}/{}", end, at),
+                        merges: vec![SegmentMerge {
+                            topic_id,
+                            partition: 0,
+                            replaced: run
+                                .iter()
+                                .map(|(base, object)| ReplacedSegment {
+                                    base_offset: *base,
+                                    object: object.clone(),
+                                })
+                                .collect(),
+                            byte_offset: 7,
+                            byte_len: byte_len + u64::from(corrupt),
+                        }],
+                    });
+                    let outcome = state.apply(&command).expect("judged per merge");
+                    let after = state.partition_manifest(topic_id, 0).cloned().unwrap_or_default();
+                    let should = run.len() >= 2 && !corrupt;
+                    prop_assert_eq!(
+                        outcome,
+                        CommandOutcome::SegmentsReplaced {
+                            replaced: u32::from(should),
+                            refused: u32::from(!should),
+                        }
+                    );
+                    if should {
+                        prop_assert_eq!(after.segments.len(), before.segments.len() + 1 - run.len());
+                    } else {
+                        prop_assert_eq!(&after, &before);
+                    }
+                    prop_assert_eq!(after.log_start_offset, before.log_start_offset);
+                    prop_assert_eq!(after.end_offset(), before.end_offset());
+                    prop_assert_eq!(after.size_bytes(), before.size_bytes());
+                }
+                ManifestStep::Retain { by } => {
+                    state
+                        .apply(&MetaCommand::AdvanceLogStart {
+                            topic_id,
+                            partition: 0,
+                            log_start_offset: before.log_start_offset + by,
+                        })
+                        .expect("retention");
+                }
+            }
+            let manifest = state.partition_manifest(topic_id, 0).cloned().unwrap_or_default();
+            let mut next = None;
+            for (base, entry) in &manifest.segments {
+                prop_assert!(next.is_none_or(|n| n == *base), "contiguous at {}", base);
+                prop_assert!(entry.last_offset >= manifest.log_start_offset);
+                next = Some(entry.last_offset + 1);
+            }
+        }
+    }
+}
+
+proptest! {
+    /// Every planned run may be merged as planned, and copies each byte into an entry at
+    /// least twice the size of the one it leaves.
+    #[test]
+    fn merge_runs_are_consecutive_bounded_and_at_least_double(
+        entries in prop::collection::vec((1..5_000u64, 0..2i32), 0..200),
+        target in 1_000..50_000u64,
+    ) {
+        let manifest = manifest_of(&entries);
+        let mut previous_end = i64::MIN;
+        let limits = MergeLimits { target_bytes: target, max_span_ms: i64::MAX };
+        for run in manifest.merge_runs(limits, u64::MAX) {
+            prop_assert!(run.len() >= MERGE_FANOUT && run.len() <= MAX_MERGED_ENTRIES);
+            prop_assert!(run[0].0 > previous_end, "runs do not overlap");
+            let total: u64 = run.iter().map(|(_, e)| e.byte_len).sum();
+            let largest = run.iter().map(|(_, e)| e.byte_len).max().unwrap_or(0);
+            prop_assert!(total <= target && largest * 2 <= total);
+            prop_assert!(run.iter().all(|(_, e)| e.leader_epoch == run[0].1.leader_epoch));
+            for pair in run.windows(2) {
+                prop_assert_eq!(pair[0].1.last_offset + 1, pair[1].0, "consecutive");
+            }
+            previous_end = run.last().map_or(previous_end, |(_, e)| e.last_offset);
         }
     }
 }

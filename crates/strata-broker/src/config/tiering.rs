@@ -16,6 +16,9 @@ pub struct TieringSettings {
     pub upload_max_lag: Duration,
     /// `strata.tiering.object.target.bytes`: an object is sent once it holds this much.
     pub object_target_bytes: u64,
+    /// `strata.tiering.merge.target.bytes`: the merger copies runs of small manifest entries
+    /// of a partition into one entry of up to this size (see `tiering::merger`).
+    pub merge_target_bytes: u64,
     /// `strata.tiering.upload.max.in.flight`: objects being stored at once (their commits
     /// still go in order).
     pub upload_max_in_flight: usize,
@@ -49,6 +52,7 @@ impl Default for TieringSettings {
             upload_interval: Duration::from_secs(30),
             upload_max_lag: Duration::from_secs(60),
             object_target_bytes: 64 << 20,
+            merge_target_bytes: 64 << 20,
             upload_max_in_flight: 4,
             cache_memory_bytes: 64 << 20,
             cache_disk_bytes: 1 << 30,
@@ -81,6 +85,9 @@ impl TieringSettings {
             }
             "strata.tiering.object.target.bytes" => {
                 positive().map(|()| self.object_target_bytes = value)
+            }
+            "strata.tiering.merge.target.bytes" => {
+                positive().map(|()| self.merge_target_bytes = value)
             }
             "strata.tiering.upload.max.in.flight" => positive().map(|()| {
                 self.upload_max_in_flight = usize::try_from(value).unwrap_or(usize::MAX);

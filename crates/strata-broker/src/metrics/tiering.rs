@@ -39,6 +39,13 @@ pub struct TieringMetrics {
     pub objects_deleted: Counter,
     /// Log start moves by whole-log retention.
     pub retention_advances: Counter,
+    /// Merged objects written, the runs of entries their commits swapped and refused, and the
+    /// bytes copied: the cost of keeping the manifest small.
+    pub merge_objects: Counter,
+    pub merge_runs_replaced: Counter,
+    pub merge_runs_refused: Counter,
+    pub merge_bytes: Counter,
+    pub merge_failures: Counter,
     /// Objects, segment entries and bytes the manifest references, cluster-wide.
     pub manifest_objects: Gauge,
     pub manifest_segments: Gauge,
@@ -52,6 +59,31 @@ impl TieringMetrics {
             "upload_lag_bytes",
             "Local bytes of tiered partitions led here that a lost disk would lose (not yet committed to the object store, or on an embedded node not yet in a metadata backup)",
             self.upload_lag_bytes.clone(),
+        );
+        tiering.register(
+            "merge_objects",
+            "Objects written by merging runs of small manifest entries",
+            self.merge_objects.clone(),
+        );
+        tiering.register(
+            "merge_runs_replaced",
+            "Runs of manifest entries a merged copy replaced",
+            self.merge_runs_replaced.clone(),
+        );
+        tiering.register(
+            "merge_runs_refused",
+            "Merged runs the manifest refused because retention or another merge changed them first",
+            self.merge_runs_refused.clone(),
+        );
+        tiering.register(
+            "merge_bytes",
+            "Bytes copied into merged objects",
+            self.merge_bytes.clone(),
+        );
+        tiering.register(
+            "merge_failures",
+            "Merge rounds that failed (a GET, a PUT or the commit); the entries stay as they were",
+            self.merge_failures.clone(),
         );
         tiering.register(
             "upload_lag_records",

@@ -12,7 +12,8 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use strata_meta::{
-    CommandOutcome, CommitSegments, MetaCommand, MetadataState, SegmentCommit, SegmentEntry,
+    CommandOutcome, CommitSegments, MERGED_SEGMENTS, MergeLimits, MetaCommand, MetadataState,
+    ReplaceSegments, SegmentCommit, SegmentEntry, SegmentMerge,
 };
 use uuid::Uuid;
 
@@ -24,6 +25,14 @@ use crate::error::BrokerError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Committed {
     pub committed: u32,
+    pub refused: u32,
+}
+
+/// What a [`ManifestStore::replace_segments`] did: a merge is refused (never half-taken) when
+/// its run changed since it was planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replaced {
+    pub replaced: u32,
     pub refused: u32,
 }
 
@@ -65,6 +74,17 @@ pub trait ManifestStore: Send + Sync + std::fmt::Debug {
     /// Objects and bytes the manifest references.
     fn totals(&self) -> strata_meta::ManifestTotals;
 
+    /// Runs of a partition's entries worth merging into entries within `limits`, adding up
+    /// to at least `budget` bytes (see `PartitionManifest::merge_runs`). Empty until the
+    /// cluster's metadata version takes merges.
+    fn merge_runs(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        limits: MergeLimits,
+        budget: u64,
+    ) -> Vec<Vec<(i64, SegmentEntry)>>;
+
     /// Every object referenced, as of the latest committed manifest (not a possibly stale
     /// local copy: the sweeper deletes what is not in it).
     async fn referenced_objects(&self) -> Result<HashSet<String>, BrokerError>;
@@ -83,6 +103,13 @@ pub trait ManifestStore: Send + Sync + std::fmt::Debug {
         partition: i32,
         log_start_offset: i64,
     ) -> Result<(), BrokerError>;
+
+    /// Swaps runs of entries for the merged copies `object` holds, each run on its own.
+    async fn replace_segments(
+        &self,
+        object: String,
+        merges: Vec<SegmentMerge>,
+    ) -> Result<Replaced, BrokerError>;
 }
 
 /// A `MetadataState` the manifest is read from and changed through: the quorum's (through
@@ -226,6 +253,29 @@ impl<S: StateSource + std::fmt::Debug> ManifestStore for StateManifest<S> {
         self.0.read(MetadataState::manifest_totals)
     }
 
+    fn merge_runs(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        limits: MergeLimits,
+        budget: u64,
+    ) -> Vec<Vec<(i64, SegmentEntry)>> {
+        self.0.read(|state| {
+            if state.metadata_version() < MERGED_SEGMENTS {
+                return Vec::new();
+            }
+            state
+                .partition_manifest(topic_id, partition)
+                .map(|m| {
+                    m.merge_runs(limits, budget)
+                        .into_iter()
+                        .map(|run| run.into_iter().map(|(b, e)| (b, e.clone())).collect())
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    }
+
     async fn referenced_objects(&self) -> Result<HashSet<String>, BrokerError> {
         self.0
             .read_latest(|state| {
@@ -266,5 +316,21 @@ impl<S: StateSource + std::fmt::Debug> ManifestStore for StateManifest<S> {
             log_start_offset,
         };
         self.0.apply(command).await.map(drop)
+    }
+
+    async fn replace_segments(
+        &self,
+        object: String,
+        merges: Vec<SegmentMerge>,
+    ) -> Result<Replaced, BrokerError> {
+        let command = MetaCommand::ReplaceSegments(ReplaceSegments { object, merges });
+        match self.0.apply(command).await? {
+            CommandOutcome::SegmentsReplaced { replaced, refused } => {
+                Ok(Replaced { replaced, refused })
+            }
+            other => Err(BrokerError::RemoteStorage(format!(
+                "a segment merge answered {other:?}"
+            ))),
+        }
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`uploader`] packs sealed data of every partition this broker leads into shared objects
 //!   and commits each object's segments to the manifest, fenced by leader epochs.
+//! - [`merger`] copies runs of small manifest entries into one new object, so the manifest
+//!   follows the retained bytes rather than the number of upload rounds.
 //! - [`block_cache`] reads objects through a foyer hybrid cache (memory, then local disk) of
 //!   aligned blocks, with a bounded number of GETs in flight.
 //! - [`remote_read`] turns a Fetch below the local log start into whole batches from a
@@ -12,6 +14,7 @@
 
 pub mod block_cache;
 pub mod manifest;
+pub mod merger;
 pub mod metadata_backup;
 pub mod producer_state;
 pub mod remote_read;

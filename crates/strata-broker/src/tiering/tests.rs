@@ -235,3 +235,91 @@ async fn the_backlog_produce_reads_is_what_the_upload_lag_measured() {
         i64::try_from(pending).expect("small")
     );
 }
+
+/// Reads the whole tiered log back from offset 0, entry by entry, as fetches below the local
+/// log start would.
+async fn read_tiered(f: &Fixture, end: i64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < end {
+        let (_, segment) = f
+            .tier
+            .manifest
+            .segment_for(f.topic_id, 0, offset)
+            .expect("tiered");
+        let bytes = f
+            .tier
+            .remote
+            .read(&segment, offset, 1 << 20, true)
+            .await
+            .expect("remote read");
+        let mut rest = &bytes[..];
+        while let Some(header) = strata_log::BatchHeader::parse(rest) {
+            let len = header.total_len().expect("whole");
+            out.extend_from_slice(&rest[..len]);
+            offset = header.last_offset() + 1;
+            rest = &rest[len..];
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn small_entries_are_merged_into_one_holding_the_same_bytes_and_the_rest_is_swept() {
+    let mut f = fixture().await;
+    let uploader = Uploader::start(&f);
+    append(&f.partition, 20, true);
+    uploader.wait_for(&f, 19).await;
+    uploader.stop().await;
+    assert_eq!(f.tier.manifest.totals().segments, 20, "an object per batch");
+    let before = read_tiered(&f, 20).await;
+
+    f.tier.settings.object_target_bytes = 1 << 20;
+    assert!(
+        !merger::round(&f.tier).await.expect("merged"),
+        "20 small batches do not fill an object"
+    );
+    let totals = f.tier.manifest.totals();
+    assert_eq!((totals.segments, totals.objects), (1, 1));
+    assert_eq!(f.tier.metrics.tiering.merge_runs_replaced.get(), 1);
+    assert_eq!(read_tiered(&f, 20).await, before, "the same batches");
+
+    // Every object is past the grace period: the sweeper keeps only the merged one.
+    f.tier.settings.orphan_grace = Duration::from_millis(1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(sweeper::sweep(&f.tier).await.expect("swept"), 20);
+    assert_eq!(
+        read_tiered(&f, 20).await,
+        before,
+        "read from the merged object"
+    );
+    assert!(
+        !merger::round(&f.tier).await.expect("round"),
+        "nothing left to merge"
+    );
+    assert_eq!(f.tier.metrics.tiering.merge_objects.get(), 1);
+}
+
+#[tokio::test]
+async fn a_merge_that_cannot_read_its_entries_commits_nothing() {
+    use object_store::ObjectStoreExt;
+
+    let f = fixture().await;
+    let uploader = Uploader::start(&f);
+    append(&f.partition, 10, true);
+    uploader.wait_for(&f, 9).await;
+    uploader.stop().await;
+    let first = f
+        .tier
+        .manifest
+        .segment_for(f.topic_id, 0, 0)
+        .expect("tiered")
+        .1;
+    f.tier
+        .store
+        .delete(&object_store::path::Path::from(first.object.as_str()))
+        .await
+        .expect("lose an object under the merger");
+    assert!(merger::round(&f.tier).await.is_err(), "a GET failed");
+    assert_eq!(f.tier.manifest.totals().segments, 10, "nothing replaced");
+}
