@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::append_times::AppendTimes;
 use crate::batch::{self, BatchHeader, HEADER_LEN, PREFIX_LEN, ValidatedBatch};
@@ -280,7 +280,13 @@ impl PartitionLog {
         let base = self.log_end_offset();
         self.active().sync(&self.files)?;
         let segment = Segment::create(&self.dir, base, now_ms)?;
-        self.active_mut().seal();
+        if let Err(e) = self.active_mut().seal() {
+            // The old segment still takes appends; the new one must not outlive the failure.
+            if let Err(cleanup) = segment.delete(&self.files) {
+                warn!(dir = %self.dir.display(), error = %cleanup, "could not remove a segment whose roll failed");
+            }
+            return Err(e);
+        }
         self.segments.insert(base, segment);
         info!(dir = %self.dir.display(), base_offset = base, "segment rolled");
         Ok(())
@@ -586,7 +592,7 @@ impl PartitionLog {
         }
         let fresh = Segment::create(&self.dir, offset, now_ms)?;
         self.active().sync(&self.files)?;
-        self.active_mut().seal();
+        self.active_mut().seal()?;
         self.segments.insert(offset, fresh);
         self.log_start_offset = offset;
         self.epochs.truncate_from_start(offset)?;
@@ -1453,10 +1459,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = open_log(dir.path(), config()).expect("open");
         log.append(&validated(2, NOW), 0, NOW).expect("append");
-        // Something in the way of the new segment's index: creating it fails.
+        // Something in the way of the old segment's index: sealing it fails.
         let blocker = dir
             .path()
-            .join(crate::segment::log_file_name(2))
+            .join(crate::segment::log_file_name(0))
             .with_extension("index");
         std::fs::create_dir(&blocker).expect("mkdir");
         assert!(log.roll(NOW).is_err());

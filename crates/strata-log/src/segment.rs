@@ -6,15 +6,18 @@
 //! *before* it (i64). An entry is appended each time `index.interval.bytes` have been written
 //! since the last one, so an offset lookup lands at most one interval before its batch, and a
 //! timestamp lookup may start at the last entry whose "before" timestamp is below the target.
-//! The entries are also kept in memory; the file lets a restart skip re-scanning old segments.
+//! The entries are kept in memory; the file, written when the segment is sealed, lets a
+//! restart skip re-scanning old segments. The active segment has no index file: a restart
+//! scans it whole anyway (to cut a torn tail), so writing its index as it grows would buy
+//! nothing and cost a descriptor per partition.
 //!
 //! Crash behaviour: the `.log` is the truth. A torn tail is cut when the last segment is
 //! opened; an index file whose size is not a whole number of entries, or that points past the
 //! log, is rebuilt from the log.
 //!
-//! Descriptors: only the active segment keeps its files open. A sealed segment is read
+//! Descriptors: only the active segment keeps a file open, its log. A sealed segment is read
 //! through the broker's shared, bounded [`SegmentFiles`], so the descriptor count does not
-//! grow with the number of segments.
+//! grow with the number of segments: one per partition, plus that bounded set.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -69,7 +72,7 @@ pub struct Segment {
     pub base_offset: i64,
     log_path: PathBuf,
     index_path: PathBuf,
-    /// The files appends go to, while this is the active segment; `None` once sealed.
+    /// The file appends go to, while this is the active segment; `None` once sealed.
     open: Option<OpenFiles>,
     index: Vec<IndexEntry>,
     /// Bytes of complete batches; reads never go past it.
@@ -82,32 +85,21 @@ pub struct Segment {
     created_ms: i64,
 }
 
-/// The active segment's descriptors.
+/// The active segment's descriptor.
 #[derive(Debug)]
 struct OpenFiles {
     log: Arc<File>,
-    index: File,
 }
 
 impl OpenFiles {
-    /// Opens an existing segment's log for reads and appends, and its index (created if
-    /// missing) for appends.
-    fn existing(log_path: &Path, index_path: &Path) -> Result<Self, LogError> {
+    /// Opens an existing segment's log for reads and appends.
+    fn existing(log_path: &Path) -> Result<Self, LogError> {
         let log = OpenOptions::new()
             .read(true)
             .append(true)
             .open(log_path)
             .map_err(|e| io_err(log_path, e))?;
-        let index = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(index_path)
-            .map_err(|e| io_err(index_path, e))?;
-        Ok(Self {
-            log: Arc::new(log),
-            index,
-        })
+        Ok(Self { log: Arc::new(log) })
     }
 }
 
@@ -134,16 +126,13 @@ impl Segment {
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Self, LogError> {
         let log_path = dir.join(log_file_name(base_offset));
         let index_path = log_path.with_extension("index");
-        let created = Self::create_files(dir, &log_path, &index_path);
-        let open = match created {
+        let open = match Self::create_log(dir, &log_path) {
             Ok(open) => open,
             Err(e) => {
-                for path in [&log_path, &index_path] {
-                    if let Err(cleanup) = std::fs::remove_file(path)
-                        && cleanup.kind() != io::ErrorKind::NotFound
-                    {
-                        warn!(file = %path.display(), error = %cleanup, "could not remove a segment file whose creation failed");
-                    }
+                if let Err(cleanup) = std::fs::remove_file(&log_path)
+                    && cleanup.kind() != io::ErrorKind::NotFound
+                {
+                    warn!(file = %log_path.display(), error = %cleanup, "could not remove a segment file whose creation failed");
                 }
                 return Err(e);
             }
@@ -151,33 +140,25 @@ impl Segment {
         Ok(Self::empty(base_offset, log_path, index_path, open, now_ms))
     }
 
-    fn create_files(dir: &Path, log_path: &Path, index_path: &Path) -> Result<OpenFiles, LogError> {
+    fn create_log(dir: &Path, log_path: &Path) -> Result<OpenFiles, LogError> {
         let log = OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
             .open(log_path)
             .map_err(|e| io_err(log_path, e))?;
-        let index = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(index_path)
-            .map_err(|e| io_err(index_path, e))?;
         // Without this, an fsync'd append to a segment created after the last directory sync
         // could vanish with its file on power loss.
         crate::durable_file::sync_dir(dir).map_err(|e| io_err(dir, e))?;
-        Ok(OpenFiles {
-            log: Arc::new(log),
-            index,
-        })
+        Ok(OpenFiles { log: Arc::new(log) })
     }
 
     /// Opens an existing segment. The last segment (`last`) is the active one: every batch is
     /// read and its CRC checked, the log is truncated at the first torn or corrupt batch (a
-    /// crash can tear only the last segment), and its files stay open for appends. A sealed
-    /// segment trusts its persisted index when it is well-formed, walks only the batches after
-    /// its last entry, and closes its files.
+    /// crash can tear only the last segment), its log stays open for appends and an index
+    /// file it may have is removed (it is written again when the segment is sealed). A
+    /// sealed segment trusts its persisted index when it is well-formed (else rebuilds and
+    /// writes it), walks only the batches after its last entry, and closes its log.
     pub fn open(
         dir: &Path,
         base_offset: i64,
@@ -206,27 +187,45 @@ impl Segment {
             }
             None => {
                 segment.scan_from(0, log_len, index_interval_bytes, validate_tail, true)?;
-                segment.rewrite_index()?;
+                if !last {
+                    segment.rewrite_index()?;
+                }
             }
         }
-        if !last {
-            segment.seal();
+        if last {
+            segment.remove_index_file()?;
+        } else {
+            segment.open = None;
         }
         Ok(segment)
     }
 
-    /// Closes the files of a segment that no longer takes appends (call after syncing it).
-    pub fn seal(&mut self) {
+    /// Writes the index file durably and closes the log: the segment takes no more appends
+    /// (call after syncing it).
+    pub fn seal(&mut self) -> Result<(), LogError> {
+        let bytes: Vec<u8> = self.index.iter().flat_map(|e| e.encode()).collect();
+        crate::durable_file::write_atomic(&self.index_path, &bytes)
+            .map_err(|e| io_err(&self.index_path, e))?;
         self.open = None;
+        Ok(())
     }
 
-    /// Reopens a sealed segment's files for appends: it is the active segment again after the
-    /// segments past it were truncated away.
+    /// Reopens a sealed segment's log for appends: it is the active segment again after the
+    /// segments past it were truncated away. Its index file goes: it is about to be wrong.
     fn unseal(&mut self) -> Result<(), LogError> {
         if self.open.is_none() {
-            self.open = Some(OpenFiles::existing(&self.log_path, &self.index_path)?);
+            self.remove_index_file()?;
+            self.open = Some(OpenFiles::existing(&self.log_path)?);
         }
         Ok(())
+    }
+
+    /// Removes the index file of a segment that is (or becomes) active.
+    fn remove_index_file(&self) -> Result<(), LogError> {
+        match std::fs::remove_file(&self.index_path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&self.index_path, e)),
+            _ => Ok(()),
+        }
     }
 
     /// The open files of the active segment.
@@ -250,7 +249,7 @@ impl Segment {
     fn create_handles(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Self, LogError> {
         let log_path = dir.join(log_file_name(base_offset));
         let index_path = log_path.with_extension("index");
-        let open = OpenFiles::existing(&log_path, &index_path)?;
+        let open = OpenFiles::existing(&log_path)?;
         Ok(Self::empty(base_offset, log_path, index_path, open, now_ms))
     }
 
@@ -349,8 +348,7 @@ impl Segment {
                 }
             }
             if rebuild_index {
-                self.maybe_index(&header, position as u32, index_interval_bytes, false)
-                    .map_err(|e| io_err(&self.index_path, e))?;
+                self.maybe_index(&header, position as u32, index_interval_bytes);
             }
             self.bytes_since_index += len as u64;
             self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
@@ -367,45 +365,25 @@ impl Segment {
         Ok(())
     }
 
-    fn rewrite_index(&mut self) -> Result<(), LogError> {
+    /// Writes a sealed segment's rebuilt index (not durably: a torn one is rebuilt again).
+    fn rewrite_index(&self) -> Result<(), LogError> {
         let bytes: Vec<u8> = self.index.iter().flat_map(|e| e.encode()).collect();
-        std::fs::write(&self.index_path, bytes).map_err(|e| io_err(&self.index_path, e))?;
-        if let Some(open) = self.open.as_mut() {
-            open.index = OpenOptions::new()
-                .append(true)
-                .open(&self.index_path)
-                .map_err(|e| io_err(&self.index_path, e))?;
-        }
-        Ok(())
+        std::fs::write(&self.index_path, bytes).map_err(|e| io_err(&self.index_path, e))
     }
 
     /// Adds an index entry for the batch about to be stored at `position` if an interval has
     /// passed (the first batch of a segment always gets one).
-    fn maybe_index(
-        &mut self,
-        header: &BatchHeader,
-        position: u32,
-        interval: u32,
-        persist: bool,
-    ) -> io::Result<()> {
+    fn maybe_index(&mut self, header: &BatchHeader, position: u32, interval: u32) {
         if !self.index.is_empty() && self.bytes_since_index < u64::from(interval) {
-            return Ok(());
+            return;
         }
         let entry = IndexEntry {
             relative_offset: (header.base_offset - self.base_offset) as u32,
             position,
             max_timestamp_before: self.max_timestamp,
         };
-        if persist {
-            let open = self
-                .open
-                .as_mut()
-                .ok_or_else(|| io::Error::other("a sealed segment takes no index entries"))?;
-            open.index.write_all(&entry.encode())?;
-        }
         self.index.push(entry);
         self.bytes_since_index = 0;
-        Ok(())
     }
 
     /// Appends a batch whose first 16 bytes are replaced by `prefix`. The payload is written
@@ -420,8 +398,7 @@ impl Segment {
         let position = u32::try_from(self.size).map_err(|_| LogError::SegmentFull {
             base_offset: self.base_offset,
         })?;
-        self.maybe_index(header, position, interval, true)
-            .map_err(|e| io_err(&self.index_path, e))?;
+        self.maybe_index(header, position, interval);
         let log = self.open_files()?.log.clone();
         let rest = &batch[PREFIX_LEN..];
         let mut slices = [io::IoSlice::new(prefix), io::IoSlice::new(rest)];
@@ -497,8 +474,7 @@ impl Segment {
         }
     }
 
-    /// fsyncs the log and index of the active segment (a sealed one was synced when it was
-    /// sealed).
+    /// fsyncs the log of the active segment (a sealed one was synced when it was sealed).
     pub fn sync(&self, files: &SegmentFiles) -> Result<(), LogError> {
         let Some(open) = &self.open else {
             return Ok(());
@@ -507,12 +483,7 @@ impl Segment {
             path: path.to_path_buf(),
             source: Arc::new(e),
         };
-        files
-            .sync(&open.log)
-            .map_err(|e| failed(&self.log_path, e))?;
-        files
-            .sync(&open.index)
-            .map_err(|e| failed(&self.index_path, e))
+        files.sync(&open.log).map_err(|e| failed(&self.log_path, e))
     }
 
     /// Cuts the segment before the first batch holding `offset` or anything after it; the
@@ -539,7 +510,7 @@ impl Segment {
         self.size = position;
         self.next_offset = next_offset;
         self.max_timestamp = max_timestamp;
-        self.rewrite_index()
+        Ok(())
     }
 
     /// Removes the segment's files (closing a cached descriptor of them). The caller drops
