@@ -18,10 +18,11 @@ partitions=${1:-500}; minutes=${2:-10}; lag_ms=${3:-1000}; sample=${4:-60}
 bin="${CARGO_TARGET_DIR:-target}/release"
 source bench/lib.sh
 
+# Segments roll by the simulated week (Kafka's default segment.ms, compressed like the lag).
 cat >"$scratch/strata.toml" <<TOML
 "remote.log.manager.task.interval.ms" = 1000
 "strata.tiering.upload.max.lag.ms" = $lag_ms
-"log.local.retention.bytes" = 0
+"log.roll.ms" = $((604800000 * lag_ms / 60000))
 TOML
 
 broker_pid=

@@ -223,6 +223,14 @@ fn lose_the_disk(
         "everything acknowledged is safe in the object store",
         || metric(&broker.admin, "strata_tiering_upload_lag_records") == 0.0,
     );
+    // The backup is a snapshot and the raft log written after it, in deltas.
+    assert!(
+        metric(
+            &broker.admin,
+            "strata_tiering_metadata_backup_snapshots_total"
+        ) >= 1.0
+    );
+    assert!(metric(&broker.admin, "strata_tiering_metadata_backup_deltas_total") >= 1.0);
     // A producer id handed out just before the crash (its block possibly after the last
     // metadata backup) is never handed out again after the restore.
     let before_crash = new_producer_id(&broker.bootstrap);

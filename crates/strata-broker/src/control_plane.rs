@@ -427,13 +427,27 @@ impl MetadataView {
         Ok(self.read(read))
     }
 
-    /// A snapshot of the metadata as applied here now (the raft snapshot format), with what
-    /// `read` answers of the same state.
+    /// A snapshot of the metadata as applied here now (the raft snapshot format), with the
+    /// index it was taken at and what `read` answers of the same state.
     pub fn backup<T>(
         &self,
         read: impl FnOnce(&MetadataState) -> T,
-    ) -> std::io::Result<(Vec<u8>, T)> {
+    ) -> std::io::Result<(Vec<u8>, u64, T)> {
         self.controller.state.backup(read)
+    }
+
+    /// The index applied here now, with what `read` answers of the state at that index.
+    pub fn at_applied<T>(&self, read: impl FnOnce(&MetadataState) -> T) -> (u64, T) {
+        self.controller.state.at_applied(read)
+    }
+
+    /// This node's raft log after `after` up to `upto`, for a backup (`None` once purged).
+    pub fn log_frames(
+        &self,
+        after: u64,
+        upto: u64,
+    ) -> std::io::Result<Option<strata_raft::LogFrames>> {
+        self.controller.log_frames(after, upto)
     }
 
     /// The index of the last command applied here.

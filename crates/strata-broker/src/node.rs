@@ -256,6 +256,7 @@ impl BrokerNode<'_> {
                 metadata.clone(),
                 self.object_store.clone(),
                 topics.clone(),
+                metrics.tiering.clone(),
             ))
         });
         let manifest: Arc<dyn ManifestStore> = Arc::new(StateManifest(metadata.clone()));

@@ -102,6 +102,8 @@ pub struct Controller {
     pub id: NodeId,
     pub raft: Raft,
     pub state: StateReader,
+    /// This node's raft log, for backups of it.
+    log: LogStore,
     /// Reaches the leader from here.
     leader_client: LeaderClient,
 }
@@ -128,13 +130,20 @@ impl Controller {
         .await
         .map_err(|e| ControllerError::Fatal(e.to_string()))?;
         // Ends with the raft: its metrics channel closes.
-        tokio::spawn(snapshot_by_size(raft.clone(), log));
+        tokio::spawn(snapshot_by_size(raft.clone(), log.clone()));
         Ok(Self {
             id,
             raft,
             state,
+            log,
             leader_client: LeaderClient::new(seeds),
         })
+    }
+
+    /// The stored entries `after + 1..=upto` of this node's log, for a backup of what changed
+    /// since one covering `after` (see [`LogStore::frames`]).
+    pub fn log_frames(&self, after: u64, upto: u64) -> std::io::Result<Option<crate::LogFrames>> {
+        self.log.frames(after, upto)
     }
 
     /// Everything this node serves its peers: raft RPCs and leader requests

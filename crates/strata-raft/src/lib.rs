@@ -23,7 +23,7 @@ mod state_machine;
 
 pub use controller::{Controller, ControllerError};
 pub use leader::{Committed, LeaderAnswer, LeaderClient, LeaderRequest, QuorumStatus};
-pub use log_store::LogStore;
+pub use log_store::{LogFrames, LogStore, decode_backup_delta};
 pub use network::raft_routes;
 pub use state_machine::{StateMachineStore, StateReader, seed_from_backup};
 

@@ -103,11 +103,88 @@ impl LogStore {
             .map_or(0, |(_, (_, offset))| log.file_len - offset)
     }
 
+    /// The stored frames of the entries `after + 1..=upto`, byte for byte, and whether any of them changes more than
+    /// brokers' liveness (a heartbeat or a blank entry restores nothing worth keeping).
+    /// `None` once a purge took any of them: the caller backs up a snapshot instead.
+    pub fn frames(&self, after: u64, upto: u64) -> io::Result<Option<LogFrames>> {
+        if after >= upto {
+            return Ok(Some(LogFrames::default()));
+        }
+        let log = self.lock();
+        let Some((&first, &(_, start))) = log.entries.range(after + 1..=upto).next() else {
+            return Ok(None);
+        };
+        if first != after + 1 {
+            return Ok(None);
+        }
+        let end = log
+            .entries
+            .range(upto.saturating_add(1)..)
+            .next()
+            .map_or(log.file_len, |(_, (_, offset))| *offset);
+        let substantive =
+            log.entries
+                .range(first..=upto)
+                .any(|(_, (entry, _))| match &entry.payload {
+                    openraft::EntryPayload::Blank => false,
+                    openraft::EntryPayload::Normal(command) => {
+                        !matches!(command, strata_meta::MetaCommand::BrokerHeartbeat(_))
+                    }
+                    openraft::EntryPayload::Membership(_) => true,
+                });
+        let mut bytes = vec![0; usize::try_from(end - start).map_err(io::Error::other)?];
+        log.file.read_exact_at(&mut bytes, start)?;
+        Ok(Some(LogFrames { bytes, substantive }))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Log> {
         self.log
             .lock()
             .expect("the raft log lock holder never panics")
     }
+}
+
+/// The most bytes a backed-up delta decompresses to: far more than the log holds between
+/// two backups (it is purged past about 8 MiB), so only a damaged or foreign object hits it.
+const MAX_DELTA_BYTES: u64 = 256 << 20;
+
+/// Entries as the log stores them, for a backup (see [`LogStore::frames`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LogFrames {
+    pub bytes: Vec<u8>,
+    /// Whether any entry changes more than brokers' liveness.
+    pub substantive: bool,
+}
+
+impl LogFrames {
+    /// The frames as a backup stores them: zstd-compressed (the entries are JSON, which
+    /// shrinks several times over).
+    pub fn to_delta(&self) -> io::Result<Vec<u8>> {
+        zstd::encode_all(&self.bytes[..], 1)
+    }
+}
+
+/// The entries of a backed-up delta (see [`LogFrames::to_delta`]), refusing a damaged or
+/// torn one (a backup object is written whole, so unlike the log's own tail it is never
+/// legitimately cut short) and one that decompresses past [`MAX_DELTA_BYTES`].
+pub fn decode_backup_delta(delta: &[u8]) -> io::Result<Vec<Entry>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    zstd::Decoder::new(delta)?
+        .take(MAX_DELTA_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_DELTA_BYTES {
+        return Err(io::Error::other(format!(
+            "a backed-up raft log delta decompresses past {MAX_DELTA_BYTES} bytes"
+        )));
+    }
+    let (frames, valid_len) = decode_frames(&bytes);
+    if valid_len != bytes.len() as u64 {
+        return Err(io::Error::other(format!(
+            "a backed-up raft log delta is damaged at byte {valid_len}"
+        )));
+    }
+    Ok(frames.into_iter().map(|(entry, _)| entry).collect())
 }
 
 impl Log {

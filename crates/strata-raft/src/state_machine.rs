@@ -6,6 +6,7 @@
 //! after it. The snapshot file is `[meta length u32 LE][meta JSON][snapshot]`, the snapshot in
 //! the versioned format of [`strata_meta::snapshot`], replaced atomically.
 
+use std::collections::BTreeMap;
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -30,6 +31,22 @@ struct Applied {
 }
 
 impl Applied {
+    /// Applies one committed entry.
+    fn apply(&mut self, entry: Entry) -> MetaResponse {
+        self.last_applied = Some(entry.log_id);
+        match entry.payload {
+            EntryPayload::Blank => Ok(CommandOutcome::Applied),
+            EntryPayload::Normal(command) => {
+                let _span = debug_span!("apply", index = entry.log_id.index).entered();
+                self.state.apply(&command)
+            }
+            EntryPayload::Membership(membership) => {
+                self.membership = StoredMembership::new(Some(entry.log_id), membership);
+                Ok(CommandOutcome::Applied)
+            }
+        }
+    }
+
     /// The state encoded as a snapshot named `snapshot_id`.
     fn snapshot(&self, snapshot_id: String) -> io::Result<StoredSnapshot> {
         Ok(StoredSnapshot {
@@ -77,19 +94,31 @@ impl StateReader {
     }
 
     /// A snapshot of the state as applied now, in the stored snapshot format (what
-    /// [`seed_from_backup`] takes), together with what `read` answers of that same state.
-    pub fn backup<T>(&self, read: impl FnOnce(&MetadataState) -> T) -> io::Result<(Vec<u8>, T)> {
+    /// [`seed_from_backup`] takes), with the index it was taken at and what `read` answers
+    /// of that same state.
+    pub fn backup<T>(
+        &self,
+        read: impl FnOnce(&MetadataState) -> T,
+    ) -> io::Result<(Vec<u8>, u64, T)> {
         let applied = self
             .applied
             .read()
             .expect("the state lock holder never panics");
-        let snapshot_id = applied.last_applied.map_or_else(
-            || "backup-0".to_string(),
-            |id| format!("backup-{}", id.index),
-        );
-        let snapshot = applied.snapshot(snapshot_id)?;
+        let index = applied.last_applied.map_or(0, |id| id.index);
+        let snapshot = applied.snapshot(format!("backup-{index}"))?;
         let answer = read(&applied.state);
-        Ok((encode_stored(&snapshot)?, answer))
+        Ok((encode_stored(&snapshot)?, index, answer))
+    }
+
+    /// The index applied now, with what `read` answers of the state at that index: the
+    /// point a backup of the log up to it covers.
+    pub fn at_applied<T>(&self, read: impl FnOnce(&MetadataState) -> T) -> (u64, T) {
+        let applied = self
+            .applied
+            .read()
+            .expect("the state lock holder never panics");
+        let index = applied.last_applied.map_or(0, |id| id.index);
+        (index, read(&applied.state))
     }
 
     /// The log id of the last applied command.
@@ -172,24 +201,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .applied
             .write()
             .expect("the state lock holder never panics");
-        let responses = entries
+        Ok(entries
             .into_iter()
-            .map(|entry| {
-                applied.last_applied = Some(entry.log_id);
-                match entry.payload {
-                    EntryPayload::Blank => Ok(CommandOutcome::Applied),
-                    EntryPayload::Normal(command) => {
-                        let _span = debug_span!("apply", index = entry.log_id.index).entered();
-                        applied.state.apply(&command)
-                    }
-                    EntryPayload::Membership(membership) => {
-                        applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        Ok(CommandOutcome::Applied)
-                    }
-                }
-            })
-            .collect();
-        Ok(responses)
+            .map(|entry| applied.apply(entry))
+            .collect())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -267,22 +282,49 @@ fn encode_stored(snapshot: &StoredSnapshot) -> io::Result<Vec<u8>> {
 }
 
 /// Prepares an empty raft directory `dir` to start from `backup` (made by
-/// [`StateReader::backup`]) as a node that took that snapshot and purged its log up to it:
-/// the state machine starts from it, the log continues after it, and the vote is the term
-/// of its last entry, so the next election moves to a later term. Answers the restored
-/// state, or `None` (writing nothing) for a backup taken before the cluster was formed,
-/// which holds nothing to restore. Refuses a damaged backup and a directory that already
-/// holds raft state.
-pub fn seed_from_backup(dir: &Path, backup: &[u8]) -> io::Result<Option<MetadataState>> {
+/// [`StateReader::backup`]) and the log `deltas` backed up after it
+/// ([`crate::LogFrames::to_delta`], in any order, overlapping or older than the snapshot
+/// allowed), as a node that applied all of it and purged its log up to there: the state
+/// machine starts from the result, the log continues after it, and the vote is the term of
+/// its last entry, so the next election moves to a later term. Entries are applied from the
+/// snapshot on in index order while they continue it; a delta that would leave a gap is
+/// refused. Answers the restored state, or `None` (writing nothing) for a backup taken
+/// before the cluster was formed, which holds nothing to restore. Refuses a damaged backup
+/// and a directory that already holds raft state.
+pub fn seed_from_backup(
+    dir: &Path,
+    backup: &[u8],
+    deltas: &[Vec<u8>],
+) -> io::Result<Option<MetadataState>> {
     let snapshot = decode_stored(backup)?;
-    let state = decode_snapshot(&snapshot.data).map_err(io::Error::other)?;
-    if state.cluster_id().is_none() {
+    let mut applied = Applied {
+        state: decode_snapshot(&snapshot.data).map_err(io::Error::other)?,
+        last_applied: snapshot.meta.last_log_id,
+        membership: snapshot.meta.last_membership.clone(),
+    };
+    if applied.state.cluster_id().is_none() {
         // Written before the cluster was formed: nothing in it is worth a restore.
         return Ok(None);
     }
-    let last = snapshot
-        .meta
-        .last_log_id
+    let mut entries = BTreeMap::new();
+    for delta in deltas {
+        for entry in crate::decode_backup_delta(delta)? {
+            entries.insert(entry.log_id.index, entry);
+        }
+    }
+    let from = applied.last_applied.map_or(0, |id| id.index + 1);
+    for (index, entry) in entries.range(from..) {
+        if applied.last_applied.map_or(0, |id| id.index + 1) != *index {
+            return Err(io::Error::other(format!(
+                "the backed-up raft log skips from {:?} to {index}",
+                applied.last_applied.map(|id| id.index)
+            )));
+        }
+        // A refused command is still applied (refused the same way as when it was first).
+        let _ = applied.apply(entry.clone());
+    }
+    let last = applied
+        .last_applied
         .ok_or_else(|| io::Error::other("the backup holds no applied entry"))?;
     let state_dir = dir.join("state");
     let log_dir = dir.join("log");
@@ -293,11 +335,14 @@ pub fn seed_from_backup(dir: &Path, backup: &[u8]) -> io::Result<Option<Metadata
     }
     std::fs::create_dir_all(&state_dir)?;
     std::fs::create_dir_all(&log_dir)?;
-    store_snapshot(&state_dir, &snapshot)?;
+    store_snapshot(
+        &state_dir,
+        &applied.snapshot(format!("restored-{}", last.index))?,
+    )?;
     write_atomic(&log_dir.join("purged.json"), &serde_json::to_vec(&last)?)?;
     let vote = openraft::Vote::new_committed(last.leader_id.term, last.leader_id.node_id);
     write_atomic(&log_dir.join("vote.json"), &serde_json::to_vec(&vote)?)?;
-    Ok(Some(state))
+    Ok(Some(applied.state))
 }
 
 fn decode_stored(bytes: &[u8]) -> io::Result<StoredSnapshot> {

@@ -119,7 +119,7 @@ mod restarts {
 mod backups {
     use std::collections::BTreeMap;
 
-    use strata_meta::MetaCommand;
+    use strata_meta::{MetaCommand, MetadataState};
 
     use crate::{Controller, seed_from_backup};
 
@@ -166,37 +166,106 @@ mod backups {
     }
 
     #[tokio::test]
-    async fn a_node_restored_from_a_backup_has_the_state_and_keeps_writing() {
+    async fn a_node_restored_from_a_backup_and_its_log_deltas_has_the_state_and_keeps_writing() {
         let first = tempfile::tempdir().expect("tempdir");
         let controller = single_node(first.path()).await;
-        for command in [
-            MetaCommand::InitCluster {
-                cluster_id: "restored".into(),
-            },
-            MetaCommand::InitCluster {
-                cluster_id: "refused".into(),
-            },
-        ] {
-            controller.propose(command).await.expect("committed");
-        }
-        let (backup, cluster) = controller
+        let init = |cluster_id: &str| MetaCommand::InitCluster {
+            cluster_id: cluster_id.into(),
+        };
+        controller
+            .propose(init("restored"))
+            .await
+            .expect("committed");
+        let registered = controller
+            .propose(MetaCommand::RegisterBroker(strata_meta::RegisterBroker {
+                broker_id: 1,
+                incarnation: uuid::Uuid::from_u128(1),
+                endpoints: vec![strata_meta::Endpoint {
+                    listener: "PLAINTEXT".into(),
+                    host: "127.0.0.1".into(),
+                    port: 9092,
+                }],
+                rack: None,
+                now_ms: 0,
+                intact_predecessor: None,
+                metadata_version: strata_meta::METADATA_VERSION,
+            }))
+            .await
+            .expect("committed");
+        assert!(registered.response.is_ok(), "{:?}", registered.response);
+        let (backup, base, cluster) = controller
             .state
             .backup(|s| s.cluster_id().map(str::to_string))
             .expect("backup");
         assert_eq!(cluster.as_deref(), Some("restored"));
+        // What changes after the snapshot travels as deltas of the log: two of them, the
+        // second overlapping the first (a delta stored whose answer was lost is sent again).
+        let ids = || MetaCommand::AllocateProducerIds {
+            broker_id: 1,
+            count: 10,
+        };
+        let allocated = controller.propose(ids()).await.expect("committed");
+        assert!(allocated.response.is_ok(), "{:?}", allocated.response);
+        let middle = controller.state.last_applied().expect("applied").index;
+        let first_delta = controller
+            .log_frames(base, middle)
+            .expect("read")
+            .expect("not purged");
+        assert!(first_delta.substantive);
+        controller.propose(ids()).await.expect("committed");
         let applied = controller.state.last_applied().expect("applied");
+        let second_delta = controller
+            .log_frames(base, applied.index)
+            .expect("read")
+            .expect("not purged");
+        assert!(
+            controller
+                .log_frames(applied.index, applied.index)
+                .expect("read")
+                .is_some_and(|frames| frames.bytes.is_empty()),
+            "nothing after the last applied entry"
+        );
+        assert_eq!(controller.state.read(MetadataState::next_producer_id), 20);
         controller.shutdown().await;
 
         let second = tempfile::tempdir().expect("tempdir");
-        let state = seed_from_backup(second.path(), &backup)
+        let delta = |frames: &crate::LogFrames| frames.to_delta().expect("compressed");
+        let deltas = [delta(&second_delta), delta(&first_delta)];
+        let state = seed_from_backup(second.path(), &backup, &deltas)
             .expect("seed")
             .expect("a cluster to restore");
         assert_eq!(state.cluster_id(), Some("restored"));
+        assert_eq!(
+            state.next_producer_id(),
+            20,
+            "both allocations applied over the snapshot"
+        );
         assert!(
-            seed_from_backup(second.path(), &backup).is_err(),
+            seed_from_backup(second.path(), &backup, &[]).is_err(),
             "never over existing raft state"
         );
-        assert!(seed_from_backup(tempfile::tempdir().expect("t").path(), b"junk").is_err());
+        let empty = || tempfile::tempdir().expect("t");
+        assert!(seed_from_backup(empty().path(), b"junk", &[]).is_err());
+        let mut torn = first_delta.clone();
+        torn.bytes.pop();
+        assert!(
+            seed_from_backup(empty().path(), &backup, &[delta(&torn)]).is_err(),
+            "a torn delta"
+        );
+        let mut damaged = delta(&first_delta);
+        damaged.truncate(damaged.len() / 2);
+        assert!(
+            seed_from_backup(empty().path(), &backup, &[damaged]).is_err(),
+            "a damaged delta"
+        );
+        let gap = crate::LogFrames {
+            bytes: second_delta.bytes[first_delta.bytes.len()..].to_vec(),
+            substantive: true,
+        };
+        assert!(
+            seed_from_backup(empty().path(), &backup, &[delta(&gap)]).is_err(),
+            "a delta that does not continue the snapshot"
+        );
 
         let restored = Controller::start(1, second.path(), vec![])
             .await
@@ -208,14 +277,9 @@ mod backups {
                 .expect("initialize"),
             "the restored quorum exists already"
         );
-        assert_eq!(
-            restored.state.read(|s| s.cluster_id().map(str::to_string)),
-            Some("restored".to_string())
-        );
+        assert_eq!(restored.state.read(MetadataState::next_producer_id), 20);
         let committed = restored
-            .propose(MetaCommand::InitCluster {
-                cluster_id: "restored".into(),
-            })
+            .propose(init("restored"))
             .await
             .expect("writes go on after the restore");
         assert!(committed.log_index > applied.index);
@@ -226,11 +290,11 @@ mod backups {
     async fn a_backup_taken_before_the_cluster_was_formed_restores_nothing() {
         let first = tempfile::tempdir().expect("tempdir");
         let controller = single_node(first.path()).await;
-        let (backup, ()) = controller.state.backup(|_| ()).expect("backup");
+        let (backup, _, ()) = controller.state.backup(|_| ()).expect("backup");
         controller.shutdown().await;
         let second = tempfile::tempdir().expect("tempdir");
         assert!(
-            seed_from_backup(second.path(), &backup)
+            seed_from_backup(second.path(), &backup, &[])
                 .expect("readable")
                 .is_none()
         );

@@ -46,6 +46,9 @@ pub struct TieringMetrics {
     pub merge_runs_refused: Counter,
     pub merge_bytes: Counter,
     pub merge_failures: Counter,
+    /// The embedded node's metadata backups: snapshots and log deltas written.
+    pub metadata_backup_snapshots: Counter,
+    pub metadata_backup_deltas: Counter,
     /// Objects, segment entries and bytes the manifest references, cluster-wide.
     pub manifest_objects: Gauge,
     pub manifest_segments: Gauge,
@@ -84,6 +87,16 @@ impl TieringMetrics {
             "merge_failures",
             "Merge rounds that failed (a GET, a PUT or the commit); the entries stay as they were",
             self.merge_failures.clone(),
+        );
+        tiering.register(
+            "metadata_backup_snapshots",
+            "Metadata backups written as a whole snapshot (embedded node)",
+            self.metadata_backup_snapshots.clone(),
+        );
+        tiering.register(
+            "metadata_backup_deltas",
+            "Metadata backups written as the raft log since the last one (embedded node)",
+            self.metadata_backup_deltas.clone(),
         );
         tiering.register(
             "upload_lag_records",

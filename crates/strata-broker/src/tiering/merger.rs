@@ -131,6 +131,13 @@ pub(super) async fn round(tier: &TieringContext) -> Result<bool, BrokerError> {
             .replace_segments(name.clone(), merges)
             .instrument(info_span!("commit", object = %name))
             .await?;
+        // The replaced objects go once unreferenced; the sweeper backs the metadata up
+        // before it deletes anything, and this keeps the backup close behind anyway.
+        if let Some(backups) = &tier.backups
+            && let Err(e) = backups.back_up().await
+        {
+            warn!(error = %e, "metadata backup after a merge failed; the next round retries");
+        }
         tiering.merge_runs_replaced.inc_by(u64::from(replaced));
         tiering.merge_runs_refused.inc_by(u64::from(refused));
         info!(object = %name, bytes = size, replaced, refused, "manifest entries merged");

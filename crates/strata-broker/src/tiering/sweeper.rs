@@ -4,7 +4,9 @@
 //!
 //! Safety: an uploader gives up on committing once half the grace period has passed since it
 //! started, so an object past the grace period is never about to be referenced; and the
-//! sweeper reads the manifest through a ReadIndex, so no commit it could miss exists. One
+//! sweeper reads the manifest through a ReadIndex, so no commit it could miss exists; on an
+//! embedded node a metadata backup at least as new as that manifest is written before
+//! anything is deleted, so a restored manifest never points at a deleted object. One
 //! broker sweeps (the live broker with the lowest id), so the store is listed once per pass.
 
 use futures::TryStreamExt;
@@ -45,6 +47,12 @@ pub async fn sweep(tier: &TieringContext) -> Result<usize, BrokerError> {
         return Ok(0);
     }
     let referenced = tier.manifest.referenced_objects().await?;
+    // On a node that backs its metadata up, a restore must not find entries pointing to
+    // objects deleted here: the backup has to be at least as new as the manifest this pass
+    // read (objects are never referenced again once unreferenced).
+    if let Some(backups) = &tier.backups {
+        backups.back_up().await?;
+    }
     let mut deleted = 0;
     for location in old {
         if referenced.contains(location.as_ref()) {
