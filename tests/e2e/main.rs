@@ -18,6 +18,7 @@ mod produce_fetch;
 mod raw;
 mod replication;
 mod run_contract;
+mod scale;
 mod telemetry;
 mod tiering;
 mod upgrade;

@@ -5,12 +5,11 @@
 //! A round asks the manifest for runs worth merging (`PartitionManifest::merge_runs`: at
 //! least [`strata_meta::MERGE_FANOUT`] entries, none more than half of the run, up to
 //! `strata.tiering.merge.target.bytes` in all and spanning at most the topic's `segment.ms`),
-//! across partitions until the runs fill one
-//! object of `strata.tiering.object.target.bytes`. It GETs their bytes, once per source
-//! object where the runs cover most of it, checks that the batches are whole and hold
-//! exactly the run's offsets, packs one chunk per run, PUTs the object under a new name and
-//! commits a `ReplaceSegments`: each run is a compare-and-set, refused if retention or
-//! another merge changed it meanwhile.
+//! across partitions until the runs fill one object of [`MERGE_BYTES_PER_OBJECT`] (or one
+//! run, if larger). It GETs their bytes, once per source object where the runs cover most
+//! of it, checks that the batches are whole and hold exactly the run's offsets, packs one
+//! chunk per run, PUTs the object under a new name and commits a `ReplaceSegments`: each
+//! run is a compare-and-set, refused if retention or another merge changed it meanwhile.
 //!
 //! Crash safety: nothing is deleted here. Before the commit, the new object is an orphan
 //! for the sweeper; after it, the replaced objects are, once no entry references them. A
@@ -75,9 +74,14 @@ pub async fn run(tier: TieringContext, cancel: CancellationToken) {
     }
 }
 
+/// The most bytes one merge copies (more merges follow at once while they fill), unless a
+/// single run is larger: the merger holds about twice this while it works (what it read,
+/// then the object it writes), so its memory does not follow the object size.
+const MERGE_BYTES_PER_OBJECT: u64 = 16 << 20;
+
 /// One merge: answers whether it filled an object (more may be waiting).
 pub(super) async fn round(tier: &TieringContext) -> Result<bool, BrokerError> {
-    let budget = tier.settings.object_target_bytes;
+    let budget = MERGE_BYTES_PER_OBJECT.min(tier.settings.object_target_bytes);
     let runs = choose(tier, budget);
     if runs.is_empty() {
         return Ok(false);
@@ -94,6 +98,7 @@ pub(super) async fn round(tier: &TieringContext) -> Result<bool, BrokerError> {
         let chunks = read_runs(tier, &runs).await?;
         let (bytes, footer) =
             encode(&chunks).map_err(|e| BrokerError::RemoteStorage(e.to_string()))?;
+        drop(chunks);
         let size = bytes.len() as u64;
         tier.store
             .put(&object_store::path::Path::from(name.as_str()), bytes.into())
