@@ -23,7 +23,7 @@ use crate::append_times::AppendTimes;
 use crate::batch::{self, BatchHeader, HEADER_LEN, PREFIX_LEN, ValidatedBatch};
 use crate::error::LogError;
 use crate::leader_epochs::LeaderEpochs;
-use crate::segment::{Segment, read_header_at};
+use crate::segment::{HeaderScan, Segment, read_header_at};
 use crate::segment_files::SegmentFiles;
 
 /// Settings of a partition log (Kafka's topic-level names in the comments).
@@ -621,9 +621,10 @@ impl PartitionLog {
         };
         let file = segment.file(&self.files)?;
         let io = |e| io_err(&self.dir, e);
-        let mut position = segment.position_for_offset(from_offset);
+        let start = segment.position_for_offset(from_offset);
+        let mut scan = HeaderScan::new(&file, start, segment.size());
         let mut range: Option<UploadRange> = None;
-        while let Some(header) = read_header_at(&file, position, segment.size()).map_err(io)? {
+        while let Some(header) = scan.header().map_err(io)? {
             if header.last_offset() >= end_offset {
                 break;
             }
@@ -631,7 +632,7 @@ impl PartitionLog {
             if header.last_offset() >= from_offset {
                 let range = range.get_or_insert_with(|| UploadRange {
                     file: file.clone(),
-                    position,
+                    position: scan.position,
                     len: 0,
                     base_offset: header.base_offset,
                     last_offset: header.last_offset(),
@@ -644,7 +645,7 @@ impl PartitionLog {
                 range.last_offset = header.last_offset();
                 range.max_timestamp_ms = range.max_timestamp_ms.max(header.max_timestamp);
             }
-            position += len;
+            scan.position += len;
         }
         Ok(range)
     }
@@ -1229,6 +1230,29 @@ mod tests {
                 .expect("range")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn an_upload_range_walks_many_small_batches_past_the_scan_buffer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path(), config()).expect("open");
+        for _ in 0..2000 {
+            log.append(&validated(1, NOW), 0, NOW).expect("append");
+        }
+        assert!(log.size_bytes() > 2 * 64 * 1024, "more than one buffer");
+        let all = log
+            .upload_range(0, i64::MAX, u64::MAX)
+            .expect("range")
+            .expect("data");
+        assert_eq!((all.base_offset, all.last_offset), (0, 1999));
+        assert_eq!(all.len(), log.size_bytes());
+        let tail = log
+            .upload_range(1500, 1990, u64::MAX)
+            .expect("range")
+            .expect("data");
+        assert_eq!((tail.base_offset, tail.last_offset), (1500, 1989));
+        let bytes = tail.read().expect("read");
+        assert_eq!(BatchHeader::parse(&bytes).map(|h| h.base_offset), Some(1500));
     }
 
     #[test]

@@ -120,6 +120,52 @@ pub fn read_header_at(file: &File, position: u64, end: u64) -> io::Result<Option
     Ok(BatchHeader::parse(&buf))
 }
 
+/// How much of a file a [`HeaderScan`] reads at once.
+const HEADER_SCAN_BUFFER: u64 = 64 << 10;
+
+/// Walks batch headers from a position through a buffer, so that walking a stretch of small
+/// batches costs a read per 64 KiB, not one per batch (a trickle partition's batches are a
+/// hundred bytes; an index entry is up to `index.interval.bytes` before its batch).
+pub struct HeaderScan<'a> {
+    file: &'a File,
+    buf: Vec<u8>,
+    buf_start: u64,
+    end: u64,
+    /// Where the next header is read.
+    pub position: u64,
+}
+
+impl<'a> HeaderScan<'a> {
+    /// Headers of `file` from `position`, never reading at or past `end`.
+    pub fn new(file: &'a File, position: u64, end: u64) -> Self {
+        Self {
+            file,
+            buf: Vec::new(),
+            buf_start: position,
+            end,
+            position,
+        }
+    }
+
+    /// The header at [`Self::position`], or `None` if fewer than a header's bytes remain.
+    pub fn header(&mut self) -> io::Result<Option<BatchHeader>> {
+        let header_end = self.position + HEADER_LEN as u64;
+        if header_end > self.end {
+            return Ok(None);
+        }
+        let buffered =
+            self.buf_start <= self.position && header_end <= self.buf_start + self.buf.len() as u64;
+        if !buffered {
+            let len = HEADER_SCAN_BUFFER.min(self.end - self.position);
+            self.buf.resize(len as usize, 0);
+            self.file.read_exact_at(&mut self.buf, self.position)?;
+            self.buf_start = self.position;
+        }
+        let at = (self.position - self.buf_start) as usize;
+        Ok(BatchHeader::parse(&self.buf[at..at + HEADER_LEN]))
+    }
+}
+
 impl Segment {
     /// Creates a new, empty segment, open for appends. A failure removes what it created, so
     /// a roll that failed (out of descriptors, a full disk) leaves no empty segment behind.
