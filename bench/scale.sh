@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
 # Metadata at scale (issue 17): an embedded node with PARTITIONS partitions, each written a
-# trickle (about one 100-byte record per partition per second), its upload lag shortened to
-# LAG_MS so that time runs 60000 / LAG_MS times faster than at the default lag, sampled every
+# trickle (RATE 100-byte records per partition per second, default 1), its upload lag and
+# upload interval shortened to LAG_MS so that upload rounds come 60000 / LAG_MS times faster
+# than at the default lag (segments roll by a week compressed the same way), sampled every
 # SAMPLE seconds for MINUTES minutes: manifest entries and objects, the raft log and snapshot
 # (KiB on disk), resident memory, descriptors, CPU (% of one core over the sample), the
 # metadata backup's PUTs and KiB written so far.
 # Then the time from a restart to ready, and the same after a kill -9.
 #
-#   bench/scale.sh [PARTITIONS] [MINUTES] [LAG_MS] [SAMPLE]
+#   bench/scale.sh [PARTITIONS] [MINUTES] [LAG_MS] [SAMPLE] [RATE]
 #   e.g. bench/scale.sh 500 10 1000 60     (about 10 hours of default operation)
+#        bench/scale.sh 500 42 250 300 4   (a week of upload rounds: 10 080 of them, with
+#                                           new data in every partition in each)
+# RATE is records per partition per second (default 1); upload rounds run every LAG_MS.
 #
 # Needs release builds of strata and strata-bench
 # (cargo build --release -p strata -p strata-bench). Prints one table row per sample.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-partitions=${1:-500}; minutes=${2:-10}; lag_ms=${3:-1000}; sample=${4:-60}
+partitions=${1:-500}; minutes=${2:-10}; lag_ms=${3:-1000}; sample=${4:-60}; rate=${5:-1}
 bin="${CARGO_TARGET_DIR:-target}/release"
 source bench/lib.sh
 
 # Segments roll by the simulated week (Kafka's default segment.ms, compressed like the lag).
 cat >"$scratch/strata.toml" <<TOML
-"remote.log.manager.task.interval.ms" = 1000
+"remote.log.manager.task.interval.ms" = $lag_ms
 "strata.tiering.upload.max.lag.ms" = $lag_ms
 "log.roll.ms" = $((604800000 * lag_ms / 60000))
 TOML
@@ -65,13 +69,13 @@ restart() { # term | kill
 kafka_port=$(free_port); admin_port=$(free_port)
 start_broker
 "$bin/strata-bench" produce --bootstrap "127.0.0.1:$kafka_port" --topic scale \
-  --partitions "$partitions" --record-size 100 --rate "$partitions" \
+  --partitions "$partitions" --record-size 100 --rate $((partitions * rate)) \
   --duration $((minutes * 60)) --quiet >/dev/null &
 load=$!
 pids+=("$load")
 
 factor=$((60000 / lag_ms))
-echo "$partitions partitions, $partitions records/s, upload lag ${lag_ms} ms (time x$factor), ${minutes} min"
+echo "$partitions partitions, $((partitions * rate)) records/s, upload lag ${lag_ms} ms (time x$factor), ${minutes} min"
 printf '%6s %9s %9s %9s %8s %8s %6s %5s %8s %9s %9s\n' min sim_hours entries objects log_KiB snap_KiB rss_MiB fds cpu_pct backupPUTs backupKiB
 last_cpu=$(cpu_seconds); elapsed=0
 while kill -0 "$load" 2>/dev/null; do
