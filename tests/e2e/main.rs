@@ -42,6 +42,13 @@ pub fn metric(admin: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} is not exported"))
 }
 
+/// How many descriptors process `pid` holds open.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the process's descriptors")
+        .count()
+}
+
 /// A small runtime for client futures (the in-process broker has its own).
 pub fn client_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use strata_e2e::{BrokerProcess, server_command};
 
-use crate::metric;
+use crate::{metric, open_fds};
 
 const PARTITIONS: usize = 1000;
 /// `strata.log.open.segments.max`: a small shared set, so that the descriptor bound below is
@@ -35,12 +35,6 @@ fn rss_mib(pid: u32) -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS");
     kib / 1024.0
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("the broker's descriptors")
-        .count()
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::FutureRecord;
 use strata_e2e::{BrokerProcess, server_command};
 
-use crate::{client_runtime, create_topic, metric, producer};
+use crate::{client_runtime, create_topic, metric, open_fds, producer};
 
 const PARTITIONS: i32 = 40;
 
@@ -24,12 +24,6 @@ fn segment_files(dir: &std::path::Path) -> usize {
             })
             .sum()
     })
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("the broker's descriptors")
-        .count()
 }
 
 #[test]

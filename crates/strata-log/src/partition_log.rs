@@ -1252,7 +1252,10 @@ mod tests {
             .expect("data");
         assert_eq!((tail.base_offset, tail.last_offset), (1500, 1989));
         let bytes = tail.read().expect("read");
-        assert_eq!(BatchHeader::parse(&bytes).map(|h| h.base_offset), Some(1500));
+        assert_eq!(
+            BatchHeader::parse(&bytes).map(|h| h.base_offset),
+            Some(1500)
+        );
     }
 
     #[test]

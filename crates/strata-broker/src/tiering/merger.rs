@@ -23,15 +23,15 @@ use bytes::{Bytes, BytesMut};
 use object_store::ObjectStoreExt;
 use strata_log::BatchHeader;
 use strata_meta::{MergeLimits, ReplacedSegment, SegmentEntry, SegmentMerge};
-use strata_tier::object::{Chunk, encode};
+use strata_tier::object::Chunk;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
 
 use super::TieringContext;
 use super::manifest::Replaced;
+use super::new_object;
 use crate::error::BrokerError;
-use crate::tiering::sweeper::SEGMENTS_PREFIX;
 
 /// A partition's run of entries chosen for one merge, oldest first.
 struct Run {
@@ -87,32 +87,16 @@ pub(super) async fn round(tier: &TieringContext) -> Result<bool, BrokerError> {
         return Ok(false);
     }
     let total: u64 = runs.iter().map(Run::bytes).sum();
-    let name = format!(
-        "{SEGMENTS_PREFIX}/{}/{}",
-        tier.node_id,
-        Uuid::new_v4().simple()
-    );
+    let name = new_object::name(tier);
     let span = info_span!("merge", object = %name, runs = runs.len(), bytes = total);
     async {
         let started = std::time::Instant::now();
         let chunks = read_runs(tier, &runs).await?;
-        let (bytes, footer) =
-            encode(&chunks).map_err(|e| BrokerError::RemoteStorage(e.to_string()))?;
-        drop(chunks);
-        let size = bytes.len() as u64;
-        tier.store
-            .put(&object_store::path::Path::from(name.as_str()), bytes.into())
-            .instrument(info_span!("put", bytes = size))
-            .await
-            .map_err(|e| BrokerError::RemoteStorage(format!("storing {name}: {e}")))?;
+        let (footer, size) = new_object::put(tier, &name, &chunks).await?;
         let tiering = &tier.metrics.tiering;
         tiering.merge_objects.inc();
         tiering.merge_bytes.inc_by(size);
-        if started.elapsed() > tier.settings.orphan_grace / 2 {
-            return Err(BrokerError::RemoteStorage(format!(
-                "merging into {name} took longer than half the orphan grace period; it is left for the sweeper"
-            )));
-        }
+        new_object::check_commit_deadline(tier, &name, started)?;
         let merges = runs
             .iter()
             .zip(&footer.chunks)

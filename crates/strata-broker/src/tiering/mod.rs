@@ -16,6 +16,7 @@ pub mod block_cache;
 pub mod manifest;
 pub mod merger;
 pub mod metadata_backup;
+mod new_object;
 pub mod producer_state;
 pub mod remote_read;
 pub mod retention;

@@ -24,10 +24,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use object_store::ObjectStoreExt;
 use strata_log::UploadRange;
 use strata_meta::SegmentCommit;
-use strata_tier::object::{Chunk, encode};
+use strata_tier::object::Chunk;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
@@ -35,10 +34,10 @@ use uuid::Uuid;
 
 use super::TieringContext;
 use super::manifest::Committed;
+use super::new_object;
 use crate::blocking::blocking;
 use crate::error::BrokerError;
 use crate::partition::Partition;
-use crate::tiering::sweeper::SEGMENTS_PREFIX;
 
 /// How often the upload lag is measured.
 pub const LAG_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
@@ -208,11 +207,7 @@ async fn store_object(
     candidates: Vec<Candidate>,
 ) -> Result<Stored, BrokerError> {
     let started = std::time::Instant::now();
-    let name = format!(
-        "{SEGMENTS_PREFIX}/{}/{}",
-        tier.node_id,
-        Uuid::new_v4().simple()
-    );
+    let name = new_object::name(&tier);
     let span = info_span!("upload", object = %name, segments = candidates.len());
     async {
         let read = candidates
@@ -220,14 +215,7 @@ async fn store_object(
             .map(|c| (c.range.clone(), c.topic_id, c.partition.index))
             .collect::<Vec<_>>();
         let chunks = blocking(move || read_chunks(read)).await??;
-        let (bytes, footer) =
-            encode(&chunks).map_err(|e| BrokerError::RemoteStorage(e.to_string()))?;
-        let size = bytes.len() as u64;
-        tier.store
-            .put(&object_store::path::Path::from(name.as_str()), bytes.into())
-            .instrument(info_span!("put", bytes = size))
-            .await
-            .map_err(|e| BrokerError::RemoteStorage(format!("storing {name}: {e}")))?;
+        let (footer, size) = new_object::put(&tier, &name, &chunks).await?;
         tier.metrics.tiering.objects_uploaded.inc();
         tier.metrics.tiering.bytes_uploaded.inc_by(size);
         Ok(Stored {
@@ -253,13 +241,7 @@ async fn commit_object(tier: &TieringContext, stored: Stored) -> Result<bool, Br
         size,
         started,
     } = stored;
-    // The sweeper deletes unreferenced objects past the grace period: committing later than
-    // half of it could reference an object being deleted.
-    if started.elapsed() > tier.settings.orphan_grace / 2 {
-        return Err(BrokerError::RemoteStorage(format!(
-            "storing {name} took longer than half the orphan grace period; it is left for the sweeper"
-        )));
-    }
+    new_object::check_commit_deadline(tier, &name, started)?;
     let segments = candidates
         .iter()
         .zip(&footer.chunks)
