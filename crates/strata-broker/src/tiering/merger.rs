@@ -79,7 +79,8 @@ pub async fn run(tier: TieringContext, cancel: CancellationToken) {
 /// then the object it writes), so its memory does not follow the object size.
 const MERGE_BYTES_PER_OBJECT: u64 = 16 << 20;
 
-/// One merge: answers whether it filled an object (more may be waiting).
+/// One merge: answers whether it filled an object and replaced something (more may be
+/// waiting).
 pub(super) async fn round(tier: &TieringContext) -> Result<bool, BrokerError> {
     let budget = MERGE_BYTES_PER_OBJECT.min(tier.settings.object_target_bytes);
     let runs = choose(tier, budget);
@@ -130,7 +131,8 @@ pub(super) async fn round(tier: &TieringContext) -> Result<bool, BrokerError> {
         tiering.merge_runs_replaced.inc_by(u64::from(replaced));
         tiering.merge_runs_refused.inc_by(u64::from(refused));
         info!(object = %name, bytes = size, replaced, refused, "manifest entries merged");
-        Ok(total >= budget)
+        // A merge that replaced nothing waits for the next round rather than try again at once.
+        Ok(total >= budget && replaced > 0)
     }
     .instrument(span)
     .await

@@ -311,8 +311,12 @@ impl Backups {
             deltas: 0,
         });
         // Deltas the snapshot covers are dead weight for a restore; one that is left (a
-        // failed delete) is skipped by it.
-        for (name, last) in list_deltas(&self.store).await? {
+        // failed list or delete) is skipped by it, and goes with the next snapshot.
+        let deltas = list_deltas(&self.store).await.unwrap_or_else(|e| {
+            warn!(error = %e, "could not list the metadata deltas the snapshot covers");
+            Vec::new()
+        });
+        for (name, last) in deltas {
             if last <= index
                 && let Err(e) = self
                     .store
