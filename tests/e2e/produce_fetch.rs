@@ -2,6 +2,7 @@
 //! ListOffsets, long-poll and size limits.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
@@ -9,7 +10,7 @@ use rdkafka::admin::AdminOptions;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use strata_e2e::InProcessBroker;
 
@@ -31,11 +32,21 @@ pub(crate) fn produce_records(
     count: usize,
     settings: &[(&str, &str)],
 ) -> HashMap<(i32, i64), Sent> {
-    let producer = producer(bootstrap, settings);
+    produce_numbered(&producer(bootstrap, settings), topic, partitions, 0..count)
+}
+
+/// Produces the records numbered `numbers` through `producer`, record `i` to partition
+/// `i % partitions` with contents made from `i`; returns what landed where.
+pub(crate) fn produce_numbered(
+    producer: &FutureProducer,
+    topic: &str,
+    partitions: i32,
+    numbers: Range<usize>,
+) -> HashMap<(i32, i64), Sent> {
     let base_ts = 1_700_000_000_000i64;
     client_runtime().block_on(async {
-        let mut pending = Vec::with_capacity(count);
-        for i in 0..count {
+        let mut pending = Vec::with_capacity(numbers.len());
+        for i in numbers {
             let sent = Sent {
                 key: format!("key-{i}").into_bytes(),
                 value: format!("value-{i}-{}", "x".repeat(i % 50)).into_bytes(),

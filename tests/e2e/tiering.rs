@@ -101,7 +101,7 @@ fn local_log_start(data_dir: &Path, partition: i32) -> i64 {
         .unwrap_or(0)
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");

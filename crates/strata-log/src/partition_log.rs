@@ -23,7 +23,7 @@ use crate::append_times::AppendTimes;
 use crate::batch::{self, BatchHeader, HEADER_LEN, PREFIX_LEN, ValidatedBatch};
 use crate::error::LogError;
 use crate::leader_epochs::LeaderEpochs;
-use crate::segment::{HeaderScan, Segment, read_header_at};
+use crate::segment::{BatchScan, Segment, read_header_at};
 use crate::segment_files::SegmentFiles;
 
 /// Settings of a partition log (Kafka's topic-level names in the comments).
@@ -345,20 +345,19 @@ impl PartitionLog {
             .filter(|s| s.max_timestamp() >= timestamp)
         {
             let file = segment.file(&self.files)?;
-            let mut position = segment.position_for_timestamp(timestamp);
-            while let Some(header) =
-                read_header_at(&file, position, segment.size()).map_err(|e| io_err(&self.dir, e))?
-            {
+            let start = segment.position_for_timestamp(timestamp);
+            let mut scan = BatchScan::new(&file, start, segment.size());
+            while let Some(header) = scan.header().map_err(|e| io_err(&self.dir, e))? {
                 let len = header.total_len().unwrap_or(0);
                 if header.max_timestamp >= timestamp
                     && header.last_offset() >= self.log_start_offset
                 {
-                    let found = self.find_in_batch(&file, position, len, timestamp)?;
+                    let found = self.find_in_batch(&file, scan.position, len, timestamp)?;
                     if let Some((offset, ts)) = found {
                         return Ok(Some((offset.max(self.log_start_offset), ts)));
                     }
                 }
-                position += len as u64;
+                scan.position += len as u64;
             }
         }
         Ok(None)
@@ -411,14 +410,13 @@ impl PartitionLog {
             .filter(|s| s.next_offset() > from_offset)
         {
             let file = segment.file(&self.files)?;
-            let mut position = segment.position_for_offset(from_offset);
-            while let Some(header) =
-                read_header_at(&file, position, segment.size()).map_err(|e| io_err(&self.dir, e))?
-            {
+            let start = segment.position_for_offset(from_offset);
+            let mut scan = BatchScan::new(&file, start, segment.size());
+            while let Some(header) = scan.header().map_err(|e| io_err(&self.dir, e))? {
                 if header.last_offset() >= from_offset {
                     visit(&header);
                 }
-                position += header.total_len().unwrap_or(HEADER_LEN) as u64;
+                scan.position += header.total_len().unwrap_or(HEADER_LEN) as u64;
             }
         }
         Ok(())
@@ -622,7 +620,7 @@ impl PartitionLog {
         let file = segment.file(&self.files)?;
         let io = |e| io_err(&self.dir, e);
         let start = segment.position_for_offset(from_offset);
-        let mut scan = HeaderScan::new(&file, start, segment.size());
+        let mut scan = BatchScan::new(&file, start, segment.size());
         let mut range: Option<UploadRange> = None;
         while let Some(header) = scan.header().map_err(io)? {
             if header.last_offset() >= end_offset {
@@ -1103,6 +1101,39 @@ mod tests {
         std::fs::write(&path, bytes).expect("write");
         let log = open_log(dir.path(), config()).expect("recover");
         assert_eq!(log.log_end_offset(), 4);
+    }
+
+    /// Recovery reads the active segment through a 64 KiB buffer: batches that straddle
+    /// its refills, or are larger than it, are checked whole, and a corrupt one past a
+    /// refill is cut at its start with everything before it kept.
+    #[test]
+    fn recovery_checks_batches_across_buffer_refills() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path(), config()).expect("open");
+        let sizes = [100, 40_000, 30_000, 150_000, 10, 70_000, 5, 90_000, 20];
+        let mut positions = Vec::new();
+        for size in sizes {
+            let batch = batch(&[record(&"v".repeat(size))], Compression::None, NOW);
+            let batch = validate_produce_batch(batch, &limits()).expect("valid");
+            positions.push(log.size_bytes());
+            log.append(&batch, 0, NOW).expect("append");
+        }
+        drop(log);
+        let reopened = open_log(dir.path(), config()).expect("reopen");
+        assert_eq!(reopened.log_end_offset(), sizes.len() as i64);
+        assert_eq!(read_all(&reopened, 0).len(), sizes.len());
+        drop(reopened);
+
+        // Batch 7 starts past 256 KiB: several refills in.
+        let path = dir.path().join(crate::segment::log_file_name(0));
+        let mut bytes = std::fs::read(&path).expect("read");
+        let inside = positions[7] as usize + 30_000;
+        bytes[inside] ^= 0xff;
+        std::fs::write(&path, bytes).expect("write");
+        let recovered = open_log(dir.path(), config()).expect("recover");
+        assert_eq!(recovered.log_end_offset(), 7, "batches 0..7 are kept");
+        assert_eq!(recovered.size_bytes(), positions[7]);
+        assert_eq!(read_all(&recovered, 0).len(), 7);
     }
 
     #[test]

@@ -120,13 +120,14 @@ pub fn read_header_at(file: &File, position: u64, end: u64) -> io::Result<Option
     Ok(BatchHeader::parse(&buf))
 }
 
-/// How much of a file a [`HeaderScan`] reads at once.
-const HEADER_SCAN_BUFFER: u64 = 64 << 10;
+/// How much of a file a [`BatchScan`] reads at once.
+const BATCH_SCAN_BUFFER: u64 = 64 << 10;
 
-/// Walks batch headers from a position through a buffer, so that walking a stretch of small
-/// batches costs a read per 64 KiB, not one per batch (a trickle partition's batches are a
-/// hundred bytes; an index entry is up to `index.interval.bytes` before its batch).
-pub struct HeaderScan<'a> {
+/// Walks batches from a position through a buffer, so that walking a stretch of small
+/// batches costs a read per 64 KiB, not one or two per batch (a trickle partition's batches
+/// are a hundred bytes; an index entry is up to `index.interval.bytes` before its batch;
+/// recovery reads every batch of the active segment).
+pub struct BatchScan<'a> {
     file: &'a File,
     buf: Vec<u8>,
     buf_start: u64,
@@ -135,8 +136,8 @@ pub struct HeaderScan<'a> {
     pub position: u64,
 }
 
-impl<'a> HeaderScan<'a> {
-    /// Headers of `file` from `position`, never reading at or past `end`.
+impl<'a> BatchScan<'a> {
+    /// Batches of `file` from `position`, never reading at or past `end`.
     pub fn new(file: &'a File, position: u64, end: u64) -> Self {
         Self {
             file,
@@ -149,20 +150,31 @@ impl<'a> HeaderScan<'a> {
 
     /// The header at [`Self::position`], or `None` if fewer than a header's bytes remain.
     pub fn header(&mut self) -> io::Result<Option<BatchHeader>> {
-        let header_end = self.position + HEADER_LEN as u64;
-        if header_end > self.end {
+        Ok(match self.bytes(HEADER_LEN)? {
+            Some(bytes) => BatchHeader::parse(bytes),
+            None => None,
+        })
+    }
+
+    /// The `len` bytes at [`Self::position`] (a whole batch, once its header gave its
+    /// length), or `None` if fewer remain before the end.
+    pub fn bytes(&mut self, len: usize) -> io::Result<Option<&[u8]>> {
+        let wanted_end = self.position + len as u64;
+        if wanted_end > self.end {
             return Ok(None);
         }
         let buffered =
-            self.buf_start <= self.position && header_end <= self.buf_start + self.buf.len() as u64;
+            self.buf_start <= self.position && wanted_end <= self.buf_start + self.buf.len() as u64;
         if !buffered {
-            let len = HEADER_SCAN_BUFFER.min(self.end - self.position);
-            self.buf.resize(len as usize, 0);
+            let read = BATCH_SCAN_BUFFER
+                .max(len as u64)
+                .min(self.end - self.position);
+            self.buf.resize(read as usize, 0);
             self.file.read_exact_at(&mut self.buf, self.position)?;
             self.buf_start = self.position;
         }
         let at = (self.position - self.buf_start) as usize;
-        Ok(BatchHeader::parse(&self.buf[at..at + HEADER_LEN]))
+        Ok(Some(&self.buf[at..at + len]))
     }
 }
 
@@ -352,18 +364,19 @@ impl Segment {
         rebuild_index: bool,
     ) -> Result<(), LogError> {
         let log = self.log()?.clone();
+        let mut scan = BatchScan::new(&log, start, end);
         let mut position = start;
         let mut expected_next = None::<i64>;
         let mut cut = None;
         while position < end {
-            let header =
-                match read_header_at(&log, position, end).map_err(|e| io_err(&self.log_path, e))? {
-                    Some(h) => h,
-                    None => {
-                        cut = Some((position, "a partial batch header"));
-                        break;
-                    }
-                };
+            scan.position = position;
+            let header = match scan.header().map_err(|e| io_err(&self.log_path, e))? {
+                Some(h) => h,
+                None => {
+                    cut = Some((position, "a partial batch header"));
+                    break;
+                }
+            };
             let len = match header.total_len() {
                 Some(len)
                     if len >= HEADER_LEN && header.magic == 2 && position + len as u64 <= end =>
@@ -385,9 +398,10 @@ impl Segment {
                 break;
             }
             if validate {
-                let mut body = vec![0u8; len];
-                log.read_exact_at(&mut body, position)
-                    .map_err(|e| io_err(&self.log_path, e))?;
+                let body = scan
+                    .bytes(len)
+                    .map_err(|e| io_err(&self.log_path, e))?
+                    .expect("the batch ends within the log");
                 if crc32c::crc32c(&body[21..]) != header.crc {
                     cut = Some((position, "a batch whose CRC does not match"));
                     break;
@@ -537,19 +551,18 @@ impl Segment {
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
         self.unseal()?;
         let log = self.log()?.clone();
-        let mut position = 0;
+        let mut scan = BatchScan::new(&log, 0, self.size);
         let mut next_offset = self.base_offset;
         let mut max_timestamp = -1;
-        while let Some(header) =
-            read_header_at(&log, position, self.size).map_err(|e| io_err(&self.log_path, e))?
-        {
+        while let Some(header) = scan.header().map_err(|e| io_err(&self.log_path, e))? {
             if header.last_offset() >= offset {
                 break;
             }
-            position += header.total_len().unwrap_or(HEADER_LEN) as u64;
+            scan.position += header.total_len().unwrap_or(HEADER_LEN) as u64;
             next_offset = header.last_offset() + 1;
             max_timestamp = max_timestamp.max(header.max_timestamp);
         }
+        let position = scan.position;
         log.set_len(position)
             .map_err(|e| io_err(&self.log_path, e))?;
         self.index.retain(|e| u64::from(e.position) < position);
