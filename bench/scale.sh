@@ -14,6 +14,9 @@
 #                                           new data in every partition in each)
 # RATE is records per partition per second (default 1); upload rounds run every LAG_MS.
 #
+# With BASELINE_BIN set to another build's strata binary, the restart is then timed three
+# more times each for that build and this one, alternately, on the same data directory.
+#
 # Needs release builds of strata and strata-bench
 # (cargo build --release -p strata -p strata-bench). Prints one table row per sample.
 set -euo pipefail
@@ -30,9 +33,9 @@ cat >"$scratch/strata.toml" <<TOML
 TOML
 
 broker_pid=
-start_broker() {
+start_broker() { # [BINARY]
   : >"$scratch/broker.log"
-  "$bin/strata" server --data-dir "$scratch/data" --config "$scratch/strata.toml" \
+  "${1:-$bin/strata}" server --data-dir "$scratch/data" --config "$scratch/strata.toml" \
     --kafka-listen "127.0.0.1:$kafka_port" --admin-listen "127.0.0.1:$admin_port" \
     >"$scratch/broker.log" 2>&1 &
   broker_pid=$!
@@ -56,13 +59,13 @@ cpu_seconds() { awk '{ print ($14 + $15) / 100 }' "/proc/$broker_pid/stat"; }
 rss_mib() { awk '/VmRSS/ { printf "%.0f\n", $2 / 1024 }' "/proc/$broker_pid/status"; }
 fds() { ls "/proc/$broker_pid/fd" | wc -l; }
 dir_kib() { du -sk "$1" 2>/dev/null | cut -f1; }
-# Stops the broker (SIGTERM or kill -9), starts it again and sets `restart_s` to the seconds
-# from its start to ready.
-restart() { # term | kill
+# Stops the broker (SIGTERM or kill -9), starts it (or BINARY) again and sets `restart_s` to
+# the seconds from its start to ready.
+restart() { # term | kill [BINARY]
   if [ "$1" = kill ]; then kill -9 "$broker_pid"; else kill "$broker_pid"; fi
   wait "$broker_pid" 2>/dev/null || true
   local started; started=$(date +%s.%N)
-  start_broker
+  start_broker "${2:-}"
   restart_s=$(python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')")
 }
 
@@ -94,3 +97,11 @@ wait "$load" || true
 restart term; after_term=$restart_s
 restart kill; after_kill=$restart_s
 echo "restart to ready after SIGTERM: $after_term s; after kill -9: $after_kill s"
+if [ -n "${BASELINE_BIN:-}" ]; then
+  baseline=(); current=()
+  for _ in 1 2 3; do
+    restart term "$BASELINE_BIN"; baseline+=("$restart_s")
+    restart term; current+=("$restart_s")
+  done
+  echo "restart to ready after SIGTERM, alternating: baseline ${baseline[*]} s; this build ${current[*]} s"
+fi

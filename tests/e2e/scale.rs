@@ -16,7 +16,7 @@ use rdkafka::consumer::Consumer;
 use strata_e2e::{BrokerProcess, server_command};
 
 use crate::produce_fetch::{Sent, consume_and_check, produce_numbered};
-use crate::tiering::wait_until;
+use crate::tiering::{Backend, start_tiered, wait_until};
 use crate::{client_runtime, consumer, create_topic, metric, open_fds, producer};
 
 const PARTITIONS: usize = 1000;
@@ -147,33 +147,25 @@ const HISTORY_PARTITIONS: i32 = 4;
 /// Upload rounds in the history: each with a record in every partition, so each adds an
 /// entry per partition until merges take eight into one, and merged entries merge again.
 const HISTORY_ROUNDS: f64 = 300.0;
-/// docs/operations.md, "What a partition costs": a restart takes about a millisecond and a
-/// half per hosted partition whatever the history (15 s for 10 000). A handful of partitions
-/// is ready in well under a second; this bound is the documented promise, not a measurement.
+/// docs/operations.md, "What a partition costs": a restart's time follows the bytes in
+/// active segments, not the history (1.6 s for 10 000 partitions holding 2 GB). A handful of
+/// small partitions is ready in well under a second; this bound is ten times anything seen,
+/// the promise that history does not count, not a measurement.
 const RESTART_BOUND: Duration = Duration::from_secs(15);
 
 /// Starts a broker on `data_dir` whose objects go to `objects`, with upload rounds every
 /// 50 ms; answers it and how long it took to be ready.
 fn start_history_broker(data_dir: &Path, objects: &Path) -> (BrokerProcess, Duration) {
-    let config = data_dir.with_extension("toml");
-    std::fs::write(
-        &config,
+    let started = Instant::now();
+    let broker = start_tiered(
+        data_dir,
+        &Backend::directory(objects),
         "\"remote.log.manager.task.interval.ms\" = 50\n\
          \"strata.tiering.upload.max.lag.ms\" = 50\n\
          \"strata.tiering.orphan.grace.ms\" = 1000\n\
          \"strata.tiering.sweep.interval.ms\" = 500\n\
          \"log.retention.check.interval.ms\" = 200\n",
-    )
-    .expect("config file");
-    let mut command = server_command(data_dir).expect("strata binary");
-    command
-        .arg("--object-store")
-        .arg(format!("file://{}", objects.display()))
-        .arg("--config")
-        .arg(&config)
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
-    let started = Instant::now();
-    let broker = BrokerProcess::start(command).expect("broker starts");
+    );
     (broker, started.elapsed())
 }
 

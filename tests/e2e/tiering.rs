@@ -35,7 +35,7 @@ const TOPIC_CONFIGS: &[(&str, &str)] = &[
 ];
 
 /// Where the scenario's objects go.
-struct Backend {
+pub(crate) struct Backend {
     url: String,
     env: Vec<(&'static str, &'static str)>,
     /// Whether the store outlives the broker process (not so for `memory://`).
@@ -45,10 +45,23 @@ struct Backend {
     stored_objects: Box<dyn Fn() -> Option<usize>>,
 }
 
+impl Backend {
+    /// A `file://` store in `objects`, counted by listing the directory.
+    pub(crate) fn directory(objects: &Path) -> Self {
+        let segments = objects.join("segments");
+        Self {
+            url: format!("file://{}", objects.display()),
+            env: vec![],
+            durable: true,
+            stored_objects: Box::new(move || Some(files_under(&segments))),
+        }
+    }
+}
+
 fn start(data_dir: &Path, backend: &Backend) -> BrokerProcess {
-    let config = data_dir.with_extension("toml");
-    std::fs::write(
-        &config,
+    start_tiered(
+        data_dir,
+        backend,
         "\"remote.log.manager.task.interval.ms\" = 100\n\
          \"strata.tiering.upload.max.lag.ms\" = 300\n\
          \"strata.tiering.object.target.bytes\" = 1048576\n\
@@ -57,13 +70,19 @@ fn start(data_dir: &Path, backend: &Backend) -> BrokerProcess {
          \"strata.tiering.sweep.interval.ms\" = 200\n\
          \"log.retention.check.interval.ms\" = 200\n",
     )
-    .expect("config file");
+}
+
+/// Starts a broker on `data_dir` that tiers to `backend`, with the settings in `config` (a
+/// TOML file's text).
+pub(crate) fn start_tiered(data_dir: &Path, backend: &Backend, config: &str) -> BrokerProcess {
+    let config_file = data_dir.with_extension("toml");
+    std::fs::write(&config_file, config).expect("config file");
     let mut command = server_command(data_dir).expect("strata binary");
     command
         .arg("--object-store")
         .arg(&backend.url)
         .arg("--config")
-        .arg(&config)
+        .arg(&config_file)
         .envs(backend.env.iter().copied())
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
     BrokerProcess::start(command).expect("broker starts")
@@ -387,13 +406,7 @@ fn deletes_and_expires(broker: &BrokerProcess, backend: &Backend) {
 #[test]
 fn tiering_on_the_local_directory_store() {
     let objects = tempfile::tempdir().expect("tempdir");
-    let segments = objects.path().join("segments");
-    scenario(&Backend {
-        url: format!("file://{}", objects.path().display()),
-        env: vec![],
-        durable: true,
-        stored_objects: Box::new(move || Some(files_under(&segments))),
-    });
+    scenario(&Backend::directory(objects.path()));
 }
 
 fn files_under(dir: &Path) -> usize {
@@ -753,12 +766,7 @@ fn merges_under_store_faults_lose_nothing_and_leave_no_orphans() {
 #[test]
 fn a_kill_9_while_merging_loses_nothing_and_its_orphans_are_swept() {
     let objects = tempfile::tempdir().expect("tempdir");
-    let backend = Backend {
-        url: format!("file://{}", objects.path().display()),
-        env: vec![],
-        durable: true,
-        stored_objects: Box::new(|| None),
-    };
+    let backend = Backend::directory(objects.path());
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
     let broker = start(&data_dir, &backend);
