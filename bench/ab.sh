@@ -48,13 +48,19 @@ def pick(report, path):
     for key in path.split("."):
         report = (report or {}).get(key)
     return report
+def worst_window(report):
+    windows = report.get("produce_windows", []) + report.get("e2e_windows", [])
+    return max((w["p999"] for w in windows), default=None) if len(windows) > 2 else None
 metrics = [("MB/s", "mb_per_s", 1), ("core-s/GiB", "broker.cpu_core_seconds_per_gib", 1),
-           ("produce p99 ms", "produce_latency_us.p99", 1e3), ("e2e p99 ms", "e2e_latency_us.p99", 1e3)]
+           ("produce p99 ms", "produce_latency_us.p99", 1e3), ("produce p99.9 ms", "produce_latency_us.p999", 1e3),
+           ("e2e p99 ms", "e2e_latency_us.p99", 1e3), ("e2e p99.9 ms", "e2e_latency_us.p999", 1e3),
+           ("worst window p99.9 ms", worst_window, 1e3)]
 medians = {}
 for side in "ab":
     reports = [json.loads(p.read_text()) for p in sorted(scratch.glob(f"{side}-*.json"))]
     for label, path, scale in metrics:
-        values = [v / scale for v in (pick(r, path) for r in reports) if v is not None]
+        found = (path(r) if callable(path) else pick(r, path) for r in reports)
+        values = [v / scale for v in found if v is not None]
         if values:
             medians[(side, label)] = (statistics.median(values), values)
 print(f"| metric | A: {names['a']} | B: {names['b']} | B / A |")

@@ -47,6 +47,8 @@ offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
+# Sustained runs bound their disk use with retention.bytes: apply it within seconds.
+log.retention.check.interval.ms=5000
 PROPS
     # Static voters: format without --standalone.
     java -cp "$LIBS/*" kafka.tools.StorageTool format -t "$(java -cp "$LIBS/*" kafka.tools.StorageTool random-uuid)" \

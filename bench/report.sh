@@ -9,6 +9,7 @@
 #   bench/report.sh OUT [DURATION_S] [RUNS] [BROKERS]
 #   CELLS="16:1:none" bench/report.sh ...     only these cells (see bench/omb.sh)
 #   python3 bench/summarize.py OUT
+#   MAX_S, RETAIN_MIB: as in bench/omb.sh (the sustained report sets both)
 #
 # BROKERS defaults to "strata kafka tansu-memory tansu-s3": Strata (release build,
 # --durability os), Apache Kafka 4.4 (KRaft combined mode, default heap), Tansu with its
@@ -109,7 +110,7 @@ for cell in $cells; do
     # One unrecorded run first, so a JIT (Kafka's) is warm when measuring starts.
     IFS=: read -r partitions acks codec <<<"$cell"
     "$bench" produce --bootstrap "127.0.0.1:$port" --partitions "$partitions" --acks "$acks" \
-      --compression "$codec" --duration "$duration" --quiet >/dev/null 2>&1 || true
+      --compression "$codec" --duration 5 --quiet >/dev/null 2>&1 || true
     CELLS=$cell bench/omb.sh "127.0.0.1:$port" "$broker_pid" "$broker" "$out" "$duration" "$runs"
     kill "$broker_pid"; wait "$broker_pid" 2>/dev/null || true; broker_pid=
     if [ -n "$s3_pid" ]; then stop_s3; fi

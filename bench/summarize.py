@@ -46,6 +46,12 @@ def summarize(runs):
         "p99": median(get(r, "produce_latency_us.p99") for r in halves),
         "e50": median(get(r, "e2e_latency_us.p50") for r in halves),
         "e99": median(get(r, "e2e_latency_us.p99") for r in halves),
+        "p999": median(get(r, "produce_latency_us.p999") for r in halves),
+        "e999": median(get(r, "e2e_latency_us.p999") for r in halves),
+        # The worst window's p99.9 of any latency run: a stall of seconds shows here.
+        "worst": max((w["p999"] for r in halves for w in r.get("produce_windows", []) + r.get("e2e_windows", [])),
+                     default=None),
+        "windows": max((len(r.get("e2e_windows", [])) for r in halves), default=0),
     }
 
 
@@ -72,15 +78,16 @@ def main():
             f"loopback TCP {loopback:.0f} MB/s.\n"
         )
     print("| broker | cell | max MB/s | of disk | of loopback | core-s/GiB | peak RSS MiB "
-          "| produce p50 / p99 ms | e2e p50 / p99 ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| produce p50 / p99 / p99.9 ms | e2e p50 / p99 / p99.9 ms | worst window p99.9 ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for broker in sorted(stats):
         for cell, s in sorted(stats[broker].items()):
             print(
                 f"| {broker} | {cell} | {fmt(s['mb_per_s'], '.0f')} | {ratio(s['mb_per_s'], disk)} "
                 f"| {ratio(s['mb_per_s'], loopback)} | {fmt(s['cpu'], '.2f')} | {fmt(s['rss_mib'], '.0f')} "
-                f"| {fmt(s['p50'], '.1f', 1e3)} / {fmt(s['p99'], '.1f', 1e3)} "
-                f"| {fmt(s['e50'], '.1f', 1e3)} / {fmt(s['e99'], '.1f', 1e3)} |"
+                f"| {fmt(s['p50'], '.1f', 1e3)} / {fmt(s['p99'], '.1f', 1e3)} / {fmt(s['p999'], '.1f', 1e3)} "
+                f"| {fmt(s['e50'], '.1f', 1e3)} / {fmt(s['e99'], '.1f', 1e3)} / {fmt(s['e999'], '.1f', 1e3)} "
+                f"| {fmt(s['worst'], '.1f', 1e3) if s['windows'] > 1 else '–'} |"
             )
 
     peers = sorted(b for b in stats if b != "strata")

@@ -4,6 +4,7 @@
 
 mod baseline;
 mod broker_stats;
+mod latency;
 mod raw_get;
 mod report;
 mod startup;

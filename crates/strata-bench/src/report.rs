@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::latency::WindowPercentiles;
+
 /// Latency percentiles in microseconds.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Percentiles {
@@ -59,6 +61,8 @@ pub struct Report {
     pub records_per_s: f64,
     pub produce_latency_us: Option<Percentiles>,
     pub e2e_latency_us: Option<Percentiles>,
+    pub produce_windows: Vec<WindowPercentiles>,
+    pub e2e_windows: Vec<WindowPercentiles>,
     pub broker: Option<BrokerUsage>,
     #[serde(skip)]
     pub json_path: Option<PathBuf>,
@@ -73,6 +77,23 @@ fn latency_row(name: &str, p: Option<Percentiles>) {
             p.p999 as f64 / 1e3,
             p.max as f64 / 1e3,
             p.count
+        );
+    }
+}
+
+/// Each window's p99 and p99.9, when the run had more than one.
+fn window_rows(name: &str, windows: &[WindowPercentiles]) {
+    if windows.len() < 2 {
+        return;
+    }
+    println!("{name} p99 / p99.9 ms per window:");
+    for w in windows {
+        println!(
+            "  {:>6.0} s   {:>8.2} / {:>8.2}   ({} samples)",
+            w.start_s,
+            w.percentiles.p99 as f64 / 1e3,
+            w.percentiles.p999 as f64 / 1e3,
+            w.percentiles.count
         );
     }
 }
@@ -105,6 +126,8 @@ impl Report {
         );
         latency_row("produce latency", self.produce_latency_us);
         latency_row("end-to-end latency", self.e2e_latency_us);
+        window_rows("produce", &self.produce_windows);
+        window_rows("end-to-end", &self.e2e_windows);
         if let Some(b) = self.broker {
             println!(
                 "{:<22} {:>10.2} core-s/GiB   {:.2} cpu-s total   peak RSS {:.1} MiB",

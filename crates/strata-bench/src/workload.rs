@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -23,7 +22,8 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::broker_stats;
-use crate::report::{BrokerUsage, Percentiles, Report};
+use crate::latency::Latencies;
+use crate::report::{BrokerUsage, Report};
 
 /// Settings shared by every workload.
 #[derive(Debug, Clone, clap::Args)]
@@ -68,6 +68,12 @@ pub struct WorkloadArgs {
     /// Also write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Latency percentiles are also reported per window of this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub window_s: f64,
+    /// A config of a topic it creates, `name=value`; repeatable.
+    #[arg(long = "topic-config", value_parser = parse_topic_config)]
+    pub topic_configs: Vec<(String, String)>,
     /// No progress bar (for CI logs).
     #[arg(long)]
     pub quiet: bool,
@@ -88,11 +94,6 @@ impl Mode {
             Self::Consume => "consume",
         }
     }
-}
-
-/// Latencies up to an hour in microseconds, 3 significant digits.
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
 /// Counters every thread updates.
@@ -132,7 +133,7 @@ impl Totals {
 
 struct DeliveryContext {
     totals: Arc<Totals>,
-    latency: Arc<Mutex<Histogram<u64>>>,
+    latency: Arc<Mutex<Latencies>>,
     record_size: u64,
 }
 
@@ -145,9 +146,9 @@ impl ProducerContext for DeliveryContext {
         match result {
             Ok(_) => {
                 self.totals.count(self.record_size);
-                let micros = sent_at.elapsed().as_micros().max(1) as u64;
-                if let Ok(mut h) = self.latency.lock() {
-                    let _ = h.record(micros);
+                let micros = sent_at.elapsed().as_micros() as u64;
+                if let Ok(mut latency) = self.latency.lock() {
+                    latency.record(micros, Instant::now());
                 }
             }
             Err(_) => {
@@ -163,14 +164,24 @@ fn client_config(args: &WorkloadArgs) -> ClientConfig {
     config
 }
 
+fn parse_topic_config(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .ok_or_else(|| format!("expected name=value, got {text:?}"))
+}
+
 fn ensure_topic(args: &WorkloadArgs, topic: &str) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(args).create()?;
+    let mut new_topic = NewTopic::new(
+        topic,
+        args.partitions,
+        TopicReplication::Fixed(args.replication_factor),
+    );
+    for (name, value) in &args.topic_configs {
+        new_topic = new_topic.set(name, value);
+    }
     let results = block_on(admin.create_topics(
-        &[NewTopic::new(
-            topic,
-            args.partitions,
-            TopicReplication::Fixed(args.replication_factor),
-        )],
+        &[new_topic],
         &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
     ))?;
     for result in results {
@@ -228,8 +239,9 @@ pub fn run(mode: Mode, args: &WorkloadArgs) -> anyhow::Result<Report> {
         ensure_topic(args, &topic)?;
     }
     let totals = Arc::new(Totals::new());
-    let produce_latency = Arc::new(Mutex::new(histogram()));
-    let e2e_latency = Arc::new(Mutex::new(histogram()));
+    let window = Duration::from_secs_f64(args.window_s);
+    let produce_latency = Arc::new(Mutex::new(Latencies::new(Instant::now(), window)));
+    let e2e_latency = Arc::new(Mutex::new(Latencies::new(Instant::now(), window)));
     let stop = Arc::new(AtomicBool::new(false));
     let duration = Duration::from_secs_f64(args.duration);
 
@@ -248,6 +260,11 @@ pub fn run(mode: Mode, args: &WorkloadArgs) -> anyhow::Result<Report> {
         )?),
     };
     let started = Instant::now();
+    for latency in [&produce_latency, &e2e_latency] {
+        if let Ok(mut latency) = latency.lock() {
+            latency.restart_windows_at(started);
+        }
+    }
     let producers: Vec<_> = if mode == Mode::Consume {
         Vec::new()
     } else {
@@ -312,8 +329,14 @@ pub fn run(mode: Mode, args: &WorkloadArgs) -> anyhow::Result<Report> {
         // A generated topic served this run only: free the broker's disk for the next one.
         delete_topic(args, &topic)?;
     }
-    let percentiles =
-        |h: &Arc<Mutex<Histogram<u64>>>| h.lock().ok().and_then(|h| Percentiles::of(&h));
+    let (produce_latency, e2e_latency) = (
+        produce_latency
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a latency lock was poisoned"))?,
+        e2e_latency
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a latency lock was poisoned"))?,
+    );
     Ok(Report {
         mode: mode.name(),
         bootstrap: args.bootstrap.clone(),
@@ -335,8 +358,10 @@ pub fn run(mode: Mode, args: &WorkloadArgs) -> anyhow::Result<Report> {
         busy_s,
         mb_per_s: bytes as f64 / 1e6 / busy_s.max(f64::EPSILON),
         records_per_s: records as f64 / busy_s.max(f64::EPSILON),
-        produce_latency_us: percentiles(&produce_latency),
-        e2e_latency_us: percentiles(&e2e_latency),
+        produce_latency_us: produce_latency.total(),
+        e2e_latency_us: e2e_latency.total(),
+        produce_windows: produce_latency.windows(),
+        e2e_windows: e2e_latency.windows(),
         broker,
         json_path: args.json.clone(),
     })
@@ -350,7 +375,7 @@ fn spawn_producer(
     index: usize,
     mode: Mode,
     totals: &Arc<Totals>,
-    latency: &Arc<Mutex<Histogram<u64>>>,
+    latency: &Arc<Mutex<Latencies>>,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Worker> {
     let context = DeliveryContext {
@@ -416,7 +441,7 @@ fn spawn_consumer(
     topic: &str,
     mode: Mode,
     totals: &Arc<Totals>,
-    latency: &Arc<Mutex<Histogram<u64>>>,
+    latency: &Arc<Mutex<Latencies>>,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Worker> {
     let consumer: BaseConsumer = client_config(args)
@@ -452,8 +477,8 @@ fn spawn_consumer(
                     if mode == Mode::EndToEnd && payload.len() >= 8 {
                         let sent = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
                         let micros = now_nanos().saturating_sub(sent) / 1000;
-                        if let Ok(mut h) = latency.lock() {
-                            let _ = h.record(micros.max(1));
+                        if let Ok(mut latency) = latency.lock() {
+                            latency.record(micros, Instant::now());
                         }
                     }
                 }

@@ -19,6 +19,7 @@ pub mod segment;
 pub mod segment_files;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
+mod write_behind;
 
 pub use batch::{
     BatchError, BatchHeader, BatchLimits, Compression, ValidatedBatch, needs_decompression,

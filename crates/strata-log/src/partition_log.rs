@@ -246,8 +246,9 @@ impl PartitionLog {
             ..header
         };
         let interval = self.config.index_interval_bytes;
+        let files = self.files.clone();
         self.active_mut()
-            .append(&prefix, bytes, &stored, interval)?;
+            .append(&prefix, bytes, &stored, interval, &files)?;
         self.append_times.record(base_offset, now_ms);
         let log_append_time_ms = if header.is_log_append_time() {
             header.max_timestamp

@@ -30,6 +30,7 @@ use tracing::warn;
 use crate::batch::{BatchHeader, HEADER_LEN, PREFIX_LEN};
 use crate::error::LogError;
 use crate::segment_files::SegmentFiles;
+use crate::write_behind::WRITE_BEHIND_BYTES;
 
 /// Bytes of one index entry.
 pub const INDEX_ENTRY_LEN: usize = 16;
@@ -81,6 +82,8 @@ pub struct Segment {
     next_offset: i64,
     max_timestamp: i64,
     bytes_since_index: u64,
+    /// Where the bytes not yet handed to write-behind start.
+    write_behind_from: u64,
     /// Wall-clock time of the first append, for `segment.ms`.
     created_ms: i64,
 }
@@ -329,6 +332,7 @@ impl Segment {
             next_offset: base_offset,
             max_timestamp: -1,
             bytes_since_index: 0,
+            write_behind_from: 0,
             created_ms: now_ms,
         }
     }
@@ -417,6 +421,7 @@ impl Segment {
             position += len as u64;
         }
         self.size = position;
+        self.write_behind_from = position;
         if let Some((at, what)) = cut {
             warn!(segment = %self.log_path.display(), position = at, dropped_bytes = end - at, "truncating {what} left by a crash");
             log.set_len(at).map_err(|e| io_err(&self.log_path, e))?;
@@ -447,13 +452,15 @@ impl Segment {
     }
 
     /// Appends a batch whose first 16 bytes are replaced by `prefix`. The payload is written
-    /// from the caller's buffer; nothing is copied.
+    /// from the caller's buffer; nothing is copied. Every [`WRITE_BEHIND_BYTES`] the written
+    /// bytes go to `files`' write-behind, so they reach the disk without a pile-up.
     pub fn append(
         &mut self,
         prefix: &[u8; PREFIX_LEN],
         batch: &[u8],
         header: &BatchHeader,
         interval: u32,
+        files: &SegmentFiles,
     ) -> Result<(), LogError> {
         let position = u32::try_from(self.size).map_err(|_| LogError::SegmentFull {
             base_offset: self.base_offset,
@@ -474,6 +481,12 @@ impl Segment {
         self.bytes_since_index += batch.len() as u64;
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
         self.next_offset = header.last_offset() + 1;
+        let pending = self.size - self.write_behind_from;
+        if pending >= WRITE_BEHIND_BYTES
+            && files.write_behind(&log, self.write_behind_from, pending)
+        {
+            self.write_behind_from = self.size;
+        }
         Ok(())
     }
 
@@ -567,6 +580,7 @@ impl Segment {
             .map_err(|e| io_err(&self.log_path, e))?;
         self.index.retain(|e| u64::from(e.position) < position);
         self.size = position;
+        self.write_behind_from = self.write_behind_from.min(position);
         self.next_offset = next_offset;
         self.max_timestamp = max_timestamp;
         Ok(())

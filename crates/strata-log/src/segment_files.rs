@@ -9,13 +9,15 @@
 //! as it reads, so eviction or deletion never cuts a read short.
 //!
 //! Every fsync of a segment goes through here too, so tests (built with `test-util`) can make
-//! the disk fail one.
+//! the disk fail one, and so does every write-behind (see [`crate::write_behind`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::write_behind::WriteBehind;
 
 /// The shared, bounded set of open sealed-segment descriptors.
 #[derive(Debug)]
@@ -24,6 +26,7 @@ pub struct SegmentFiles {
     open: Mutex<Lru>,
     /// fsyncs still to fail (tests only arm it).
     failing_syncs: std::sync::atomic::AtomicU32,
+    write_behind: WriteBehind,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +62,7 @@ impl SegmentFiles {
             capacity: capacity.max(1),
             open: Mutex::new(Lru::default()),
             failing_syncs: std::sync::atomic::AtomicU32::new(0),
+            write_behind: WriteBehind::default(),
         }
     }
 
@@ -76,6 +80,12 @@ impl SegmentFiles {
             return Err(io::Error::other("injected fsync failure"));
         }
         file.sync_data()
+    }
+
+    /// Starts writing `len` bytes of an active segment's `file` from `start` to disk, without
+    /// waiting. False when that could not be queued now: keep the range for later.
+    pub(crate) fn write_behind(&self, file: &Arc<File>, start: u64, len: u64) -> bool {
+        self.write_behind.submit(file, start, len)
     }
 
     /// Makes the next `count` fsyncs of segment files fail, as a failing disk would.
