@@ -136,11 +136,7 @@ fn file_range(start: u64, len: u64) -> std::io::Result<(i64, i64)> {
 /// of the range without waiting for them.
 #[allow(unsafe_code)]
 fn start_writeback(file: &File, start: u64, len: u64) -> std::io::Result<()> {
-    let (Ok(start), Ok(len)) = (i64::try_from(start), i64::try_from(len)) else {
-        return Err(std::io::Error::other(
-            "range beyond what a file offset holds",
-        ));
-    };
+    let (start, len) = file_range(start, len)?;
     // SAFETY: a plain syscall on a descriptor `file` keeps open for the duration of the call;
     // it reads no memory of ours.
     let result =

@@ -8,6 +8,7 @@ mod aws_credentials;
 mod counted;
 mod faults;
 mod layer;
+mod local_files;
 mod retries;
 mod timeouts;
 mod url;

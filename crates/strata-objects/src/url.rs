@@ -18,6 +18,8 @@ use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 
 use crate::aws_credentials::AwsConfigCredentials;
+use crate::layer::Layered;
+use crate::local_files::DropWrittenPages;
 
 /// Why an object store URL could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -81,8 +83,14 @@ pub fn open_backend(url: &str) -> Result<Arc<dyn ObjectStore>, ObjectStoreUrlErr
             ));
         }
         std::fs::create_dir_all(path).map_err(|e| invalid(e.to_string()))?;
-        let store = LocalFileSystem::new_with_prefix(path).map_err(|e| invalid(e.to_string()))?;
-        return Ok(Arc::new(store));
+        let store = LocalFileSystem::new_with_prefix(path)
+            .map_err(|e| invalid(e.to_string()))?
+            .with_fsync(true);
+        let store = Arc::new(store);
+        return Ok(Arc::new(Layered::new(
+            store.clone(),
+            DropWrittenPages(store),
+        )));
     }
     if url == "memory://" || url == "memory:///" {
         return Ok(Arc::new(InMemory::new()));

@@ -85,11 +85,13 @@ pub struct Chunk {
     pub batches: Bytes,
 }
 
-/// Packs `chunks` into one object; answers its bytes and its footer.
-pub fn encode(chunks: &[Chunk]) -> Result<(Bytes, Footer), ObjectFormatError> {
-    let data_len: usize = chunks.iter().map(|c| c.batches.len()).sum();
-    let mut out = BytesMut::with_capacity(data_len + 256 + chunks.len() * 64);
+/// Packs `chunks` into one object; answers its bytes, in order, and its footer. The parts are
+/// each chunk's batches as they are, then the footer and trailer: nothing is copied, and a
+/// PUT sends the parts one after another.
+pub fn encode(chunks: &[Chunk]) -> Result<(Vec<Bytes>, Footer), ObjectFormatError> {
+    let mut parts = Vec::with_capacity(chunks.len() + 1);
     let mut footer = Footer::default();
+    let mut byte_offset = 0u64;
     for chunk in chunks {
         footer.chunks.push(ChunkEntry {
             topic_id: *chunk.topic_id.as_bytes(),
@@ -97,22 +99,25 @@ pub fn encode(chunks: &[Chunk]) -> Result<(Bytes, Footer), ObjectFormatError> {
             base_offset: chunk.base_offset,
             last_offset: chunk.last_offset,
             max_timestamp_ms: chunk.max_timestamp_ms,
-            byte_offset: out.len() as u64,
+            byte_offset,
             byte_len: chunk.batches.len() as u64,
             crc32c: crc32c::crc32c(&chunk.batches),
         });
-        out.extend_from_slice(&chunk.batches);
+        byte_offset += chunk.batches.len() as u64;
+        parts.push(chunk.batches.clone());
     }
     let archive = rkyv::to_bytes::<rancor::Error>(&footer)
         .map_err(|e| ObjectFormatError::InvalidFooter(e.to_string()))?;
     let footer_len = u32::try_from(archive.len())
         .map_err(|_| ObjectFormatError::FooterTooLarge { len: u32::MAX })?;
-    out.extend_from_slice(&archive);
-    out.put_u32_le(footer_len);
-    out.put_u32_le(crc32c::crc32c(&archive));
-    out.put_u32_le(OBJECT_FORMAT_VERSION);
-    out.extend_from_slice(MAGIC);
-    Ok((out.freeze(), footer))
+    let mut tail = BytesMut::with_capacity(archive.len() + TRAILER_LEN);
+    tail.extend_from_slice(&archive);
+    tail.put_u32_le(footer_len);
+    tail.put_u32_le(crc32c::crc32c(&archive));
+    tail.put_u32_le(OBJECT_FORMAT_VERSION);
+    tail.extend_from_slice(MAGIC);
+    parts.push(tail.freeze());
+    Ok((parts, footer))
 }
 
 /// What the trailer says: where the footer is and its checksum.
@@ -218,7 +223,8 @@ mod tests {
     #[test]
     fn an_object_packs_chunks_and_its_footer_finds_them() {
         let chunks = [chunk(0, 0, b"partition zero"), chunk(3, 100, b"three")];
-        let (object, footer) = encode(&chunks).expect("encode");
+        let (parts, footer) = encode(&chunks).expect("encode");
+        let object = parts.concat();
         assert_eq!(decode(&object).expect("decode"), footer);
         for (entry, chunk) in footer.chunks.iter().zip(&chunks) {
             let at = entry.byte_offset as usize;
@@ -238,7 +244,8 @@ mod tests {
 
     #[test]
     fn damage_is_an_error_never_a_panic() {
-        let (object, footer) = encode(&[chunk(0, 0, b"abc")]).expect("encode");
+        let (parts, footer) = encode(&[chunk(0, 0, b"abc")]).expect("encode");
+        let object = parts.concat();
         let mut wrong_magic = object.to_vec();
         let last = wrong_magic.len() - 1;
         wrong_magic[last] ^= 1;
@@ -276,7 +283,8 @@ mod tests {
                     batches: Bytes::from(data),
                 })
                 .collect();
-            let (object, footer) = encode(&chunks).expect("encode");
+            let (parts, footer) = encode(&chunks).expect("encode");
+        let object = parts.concat();
             prop_assert_eq!(decode(&object).expect("decode"), footer.clone());
             for (entry, chunk) in footer.chunks.iter().zip(&chunks) {
                 let at = entry.byte_offset as usize;

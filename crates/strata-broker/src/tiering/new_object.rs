@@ -26,10 +26,13 @@ pub(super) async fn put(
     name: &str,
     chunks: &[Chunk],
 ) -> Result<(Footer, u64), BrokerError> {
-    let (bytes, footer) = encode(chunks).map_err(|e| BrokerError::RemoteStorage(e.to_string()))?;
-    let size = bytes.len() as u64;
+    let (parts, footer) = encode(chunks).map_err(|e| BrokerError::RemoteStorage(e.to_string()))?;
+    let size = parts.iter().map(|part| part.len() as u64).sum();
     tier.store
-        .put(&object_store::path::Path::from(name), bytes.into())
+        .put(
+            &object_store::path::Path::from(name),
+            parts.into_iter().collect(),
+        )
         .instrument(info_span!("put", bytes = size))
         .await
         .map_err(|e| BrokerError::RemoteStorage(format!("storing {name}: {e}")))?;
