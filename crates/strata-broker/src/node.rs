@@ -261,7 +261,7 @@ impl BrokerNode<'_> {
         });
         let manifest: Arc<dyn ManifestStore> = Arc::new(StateManifest(metadata.clone()));
         let tier = TieringContext {
-            settings: config.tiering.clone(),
+            settings: config.tiering.for_store(&config.object_store_url),
             node_id: config.node_id,
             topics: topics.clone(),
             manifest: manifest.clone(),

@@ -19,7 +19,7 @@ use object_store::prefix::PrefixStore;
 
 use crate::aws_credentials::AwsConfigCredentials;
 use crate::layer::Layered;
-use crate::local_files::DropWrittenPages;
+use crate::local_files::LocalDisk;
 
 /// Why an object store URL could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -87,10 +87,7 @@ pub fn open_backend(url: &str) -> Result<Arc<dyn ObjectStore>, ObjectStoreUrlErr
             .map_err(|e| invalid(e.to_string()))?
             .with_fsync(true);
         let store = Arc::new(store);
-        return Ok(Arc::new(Layered::new(
-            store.clone(),
-            DropWrittenPages(store),
-        )));
+        return Ok(Arc::new(Layered::new(store.clone(), LocalDisk::new(store))));
     }
     if url == "memory://" || url == "memory:///" {
         return Ok(Arc::new(InMemory::new()));

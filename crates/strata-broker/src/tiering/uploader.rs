@@ -9,7 +9,7 @@
 //! rolls a segment, so a quiet partition keeps one local segment, not one per lag period
 //! (segments roll by `segment.bytes` and `segment.ms`, and local retention takes them once
 //! uploaded: `PartitionLog::roll_if_retired`). Each object is read (outside every lock, from files the log keeps open),
-//! packed and PUT under a name never used before; up to `upload_max_in_flight` objects are
+//! packed and PUT under a name never used before; up to `upload_max_in_flight()` objects are
 //! stored at once. Commits run one at a time in the order objects were cut: one
 //! `CommitSegments` command per object, each segment fenced by the leader epoch it was read
 //! under; then local retention may delete what is committed. Objects are cut back to back
@@ -123,7 +123,7 @@ impl Pipeline {
 }
 
 /// Runs the uploader until `cancel` fires (an upload in flight is abandoned: its object, if
-/// stored, is an orphan). Keeps up to `upload_max_in_flight` objects being stored at once and
+/// stored, is an orphan). Keeps up to `upload_max_in_flight()` objects being stored at once and
 /// commits them one at a time in the order they were cut, so each partition's segments are
 /// committed in offset order whatever order the PUTs finish in.
 pub async fn run(tier: TieringContext, cancel: CancellationToken) {
@@ -133,7 +133,7 @@ pub async fn run(tier: TieringContext, cancel: CancellationToken) {
     let mut rotation = 0usize;
     let mut pipeline = Pipeline::default();
     loop {
-        while pipeline.in_flight.len() < settings.upload_max_in_flight {
+        while pipeline.in_flight.len() < settings.upload_max_in_flight() {
             let chooser = tier.clone();
             let claimed = pipeline.claimed.clone();
             rotation = rotation.wrapping_add(1);
