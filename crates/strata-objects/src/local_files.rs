@@ -3,9 +3,9 @@
 //!
 //! - One at a time: a PUT to a `file://` store is CPU and disk work on this machine, not a
 //!   wait on a remote server, so the uploader's concurrent PUTs (meant to hide S3's latency)
-//!   would only compete with the request threads for the same cores. Measured with the
-//!   uploader at one object in flight, produce p99 during an upload round fell from
-//!   180–260 ms to 40–80 ms (docs/benchmarks.md, "Sustained load").
+//!   would only compete with the request threads for the same cores. Measured with
+//!   `bench/ab.sh` (tiering on, 130k records/s): produce p99 231 → 127 ms, e2e p99
+//!   471 → 216 ms (docs/benchmarks.md, "Sustained load").
 //! - Out of the page cache: an object is read back only through the broker's block cache
 //!   (or by a restore), so its pages are dropped once written, instead of growing the page
 //!   cache by every byte tiered. The backend fsyncs each object before the PUT answers (the
