@@ -46,10 +46,16 @@ pub(crate) fn run_script(name: &str, program: &str, args: &[&str], env: &[(&str,
     );
 }
 
-/// Runs `program args` with STRATA_BOOTSTRAP pointing at a fresh broker.
-fn run_runner(name: &str, program: &str, args: &[&str], ready: impl Fn() -> bool) {
+/// Runs `program args` with STRATA_BOOTSTRAP pointing at a fresh broker, which it returns
+/// for checks after the run (`None` when the toolchain is missing and that is allowed).
+fn run_runner(
+    name: &str,
+    program: &str,
+    args: &[&str],
+    ready: impl Fn() -> bool,
+) -> Option<InProcessBroker> {
     if !toolchain_ready(name, ready) {
-        return;
+        return None;
     }
     let broker = InProcessBroker::start().expect("broker");
     run_script(
@@ -58,6 +64,7 @@ fn run_runner(name: &str, program: &str, args: &[&str], ready: impl Fn() -> bool
         args,
         &[("STRATA_BOOTSTRAP", &broker.bootstrap)],
     );
+    Some(broker)
 }
 
 /// The test venv's Python (confluent-kafka and kafka-python installed), if it is there.
@@ -137,12 +144,20 @@ fn kafkajs_runner_passes() {
 #[test]
 fn java_kafka_clients_runner_passes() {
     let root = repo_root();
-    run_runner(
+    let Some(broker) = run_runner(
         "kafka-clients",
         "bash",
         &["tests/clients/java/run.sh"],
         || root.join("tests/clients/java/target/classes").exists(),
+    ) else {
+        return;
+    };
+    // The Java consumer opens a fetch session (KIP-227) and then fetches incrementally.
+    let incremental = crate::metric(
+        &broker.admin.to_string(),
+        "strata_fetch_session_incremental_fetches_total",
     );
+    assert!(incremental > 0.0, "the Java client fetched incrementally");
 }
 
 #[test]

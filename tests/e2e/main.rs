@@ -8,6 +8,7 @@ mod cluster;
 mod crash;
 mod differential;
 mod eligible_leaders;
+mod fetch_sessions;
 mod group_state;
 mod group_versions;
 mod groups;

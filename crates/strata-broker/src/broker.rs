@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::BrokerConfig;
 use crate::control_plane::MetadataView;
+use crate::fetch_sessions::FetchSessions;
 use crate::groups::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::node_meta::NodeMeta;
@@ -37,4 +38,6 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     /// The object store, its read cache and the uploader's state.
     pub tier: TieringContext,
+    /// Fetch sessions (KIP-227) of the clients and followers fetching here.
+    pub fetch_sessions: FetchSessions,
 }

@@ -15,6 +15,7 @@ mod control_plane;
 mod coordinator;
 mod data_dir_lock;
 pub mod error;
+mod fetch_sessions;
 mod frame_reader;
 mod groups;
 mod handlers;

@@ -16,6 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{BrokerConfig, Durability};
 use crate::control_plane::{ControlPlane, ProcessStart};
 use crate::error::BrokerError;
+use crate::fetch_sessions::FetchSessions;
 use crate::groups::{GroupCoordinator, GroupDeps};
 use crate::health::Health;
 use crate::last_run::RunRecord;
@@ -335,7 +336,10 @@ impl BrokerNode<'_> {
             metrics: metrics.clone(),
             clock: clock.clone(),
         }));
+        let fetch_sessions =
+            FetchSessions::new(config.fetch_session_slots, metrics.fetch_sessions.clone());
         let broker = Arc::new(Broker {
+            fetch_sessions,
             config,
             node,
             topics,

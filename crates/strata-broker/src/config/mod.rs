@@ -199,6 +199,9 @@ pub struct BrokerConfig {
     pub connections: ConnectionLimits,
     /// Kafka's `fetch.max.bytes`: the most a fetch response carries, whatever it asks for.
     pub fetch_max_bytes: usize,
+    /// Kafka's `max.incremental.fetch.session.cache.slots`: fetch sessions (KIP-227) kept at
+    /// once; 0 turns sessions off.
+    pub fetch_session_slots: usize,
     /// Kafka's `producer.id.expiration.ms`: a producer silent this long loses its
     /// idempotence state on a partition.
     pub producer_id_expiration: Duration,
@@ -245,6 +248,7 @@ impl BrokerConfig {
             socket_request_max_bytes: 100 * 1024 * 1024,
             connections: ConnectionLimits::default(),
             fetch_max_bytes: 55 * 1024 * 1024,
+            fetch_session_slots: 1000,
             producer_id_expiration: Duration::from_secs(24 * 3600),
             max_decompressed_batch_bytes: 256 * 1024 * 1024,
             auto_create_topics: true,
@@ -369,6 +373,12 @@ impl BrokerConfig {
                     return Err(invalid("must be at least 1024"));
                 }
                 self.fetch_max_bytes = usize::try_from(bytes).map_err(|_| invalid("too large"))?;
+            }
+            "max.incremental.fetch.session.cache.slots" => {
+                self.fetch_session_slots = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid("must be a whole number (0 turns sessions off)"))?;
             }
             "producer.id.expiration.ms" => {
                 self.producer_id_expiration = Duration::from_millis(positive(value)?);

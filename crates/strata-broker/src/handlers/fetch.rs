@@ -2,8 +2,9 @@
 //! are available or `max_wait_ms` passes.
 //!
 //! A fetch subscribes to each partition's high watermark before reading, so an append that
-//! lands between the read and the wait still wakes it. Fetch sessions (KIP-227) are not
-//! kept: every response carries session id 0, which tells clients to send full fetches.
+//! lands between the read and the wait still wakes it. With a fetch session (KIP-227; see
+//! [`crate::fetch_sessions`]) the request names only what changed, every partition of the
+//! session is read, and the response carries only the partitions with something new.
 //!
 //! A fetch with a replica id (the top-level field up to v14, `ReplicaState` from v15) is a
 //! follower's: it reads up to the log end rather than the high watermark, waits on the log
@@ -14,9 +15,11 @@
 //! an in-sync replica on that rack as `PreferredReadReplica`, with no records, and that
 //! follower serves the consumer up to its own high watermark.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{
     EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
@@ -28,6 +31,7 @@ use uuid::Uuid;
 
 use super::RequestContext;
 use crate::error::BrokerError;
+use crate::fetch_sessions::{SessionFetch, TopicKey};
 use crate::replica::{FetchAt, FetchRead, LedPartition, ReadResult, TopicRef};
 
 const API: &str = "fetch";
@@ -57,7 +61,6 @@ impl Wanted {
 }
 
 pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchResponse {
-    let by_id = ctx.version() >= 13;
     let replica_id = if ctx.version() >= 15 {
         request.replica_state.replica_id.0
     } else {
@@ -69,42 +72,12 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
         && !request.rack_id.is_empty()
         && ctx.broker.config.replication.rack_aware_reads)
         .then(|| request.rack_id.to_string());
-    let mut topics = Vec::with_capacity(request.topics.len());
-    let mut wanted = Vec::new();
-    for (topic_index, fetch_topic) in request.topics.into_iter().enumerate() {
-        let topic = if by_id {
-            TopicRef::Id(fetch_topic.topic_id)
-        } else {
-            TopicRef::Name(&fetch_topic.topic)
-        };
-        for p in &fetch_topic.partitions {
-            let led = match follower {
-                Some(_) => ctx.broker.replicas.led_partition(topic, p.partition),
-                None => ctx.broker.replicas.readable_partition(
-                    topic,
-                    p.partition,
-                    client_rack.is_some(),
-                ),
-            };
-            let preferred_replica = match (&led, &client_rack) {
-                (Ok(led), Some(rack)) if led.partition.leader_epoch().is_some() => {
-                    preferred_read_replica(ctx, led, rack)
-                }
-                _ => None,
-            };
-            wanted.push(Wanted {
-                topic_index,
-                index: p.partition,
-                partition: led,
-                fetch_offset: p.fetch_offset,
-                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
-                current_leader_epoch: p.current_leader_epoch,
-                last_fetched_epoch: p.last_fetched_epoch,
-                preferred_replica,
-            });
-        }
-        topics.push((fetch_topic.topic, fetch_topic.topic_id));
-    }
+    let sessions = &ctx.broker.fetch_sessions;
+    let fetch = match sessions.begin(&request, ctx.version(), std::time::Instant::now()) {
+        Ok(fetch) => fetch,
+        Err(e) => return session_error(ctx, e),
+    };
+    let (topics, wanted) = resolve(ctx, &fetch, follower, client_rack.as_deref());
 
     // Kafka's broker-side `fetch.max.bytes` caps whatever the client asks for.
     let max_bytes = usize::try_from(request.max_bytes)
@@ -133,6 +106,15 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
             || Instant::now() >= deadline
             || ctx.shutdown.is_cancelled();
         if done {
+            let answered: Vec<&PartitionData> = partitions.iter().map(|(_, data)| data).collect();
+            let now = std::time::Instant::now();
+            let (session_id, carried) =
+                match sessions.finish(&fetch, &answered, follower.is_some(), now) {
+                    Ok(finished) => finished,
+                    Err(e) => return session_error(ctx, e),
+                };
+            let mut carried = carried.into_iter();
+            partitions.retain(|_| carried.next().unwrap_or(true));
             // READ_COMMITTED readers get an explicit empty list: no transactions exist yet.
             if request.isolation_level == READ_COMMITTED {
                 for (_, data) in &mut partitions {
@@ -140,7 +122,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
                 }
             }
             ctx.broker.metrics.fetch_bytes.inc_by(total as u64);
-            return assemble(topics, partitions);
+            return assemble(topics, partitions).with_session_id(session_id);
         }
         for w in &mut watchers {
             w.borrow_and_update();
@@ -152,6 +134,63 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
             () = ctx.shutdown.cancelled() => {}
         }
     }
+}
+
+/// The partitions `fetch` reads, resolved, and the topics of its response in order.
+fn resolve(
+    ctx: &RequestContext<'_>,
+    fetch: &SessionFetch,
+    follower: Option<i32>,
+    client_rack: Option<&str>,
+) -> (Vec<(TopicName, Uuid)>, Vec<Wanted>) {
+    let mut topics = Vec::new();
+    let mut topic_index: HashMap<&TopicKey, usize> = HashMap::new();
+    let mut wanted = Vec::with_capacity(fetch.partitions.len());
+    for spec in &fetch.partitions {
+        let topic_index = *topic_index.entry(&spec.topic).or_insert_with(|| {
+            topics.push(match &spec.topic {
+                TopicKey::Id(id) => (TopicName::default(), *id),
+                TopicKey::Name(name) => (name.clone(), Uuid::nil()),
+            });
+            topics.len() - 1
+        });
+        let topic = match &spec.topic {
+            TopicKey::Id(id) => TopicRef::Id(*id),
+            TopicKey::Name(name) => TopicRef::Name(name),
+        };
+        let led = match follower {
+            Some(_) => ctx.broker.replicas.led_partition(topic, spec.partition),
+            None => {
+                ctx.broker
+                    .replicas
+                    .readable_partition(topic, spec.partition, client_rack.is_some())
+            }
+        };
+        let preferred_replica = match (&led, client_rack) {
+            (Ok(led), Some(rack)) if led.partition.leader_epoch().is_some() => {
+                preferred_read_replica(ctx, led, rack)
+            }
+            _ => None,
+        };
+        wanted.push(Wanted {
+            topic_index,
+            index: spec.partition,
+            partition: led,
+            fetch_offset: spec.fetch_offset,
+            max_bytes: usize::try_from(spec.max_bytes).unwrap_or(0),
+            current_leader_epoch: spec.current_leader_epoch,
+            last_fetched_epoch: spec.last_fetched_epoch,
+            preferred_replica,
+        });
+    }
+    (topics, wanted)
+}
+
+/// A session the request cannot use: the whole response is that error (the client then
+/// starts over with a full fetch).
+fn session_error(ctx: &RequestContext<'_>, error: ResponseError) -> FetchResponse {
+    ctx.broker.metrics.count_error(API, error);
+    FetchResponse::default().with_error_code(error.code())
 }
 
 /// Reads every wanted partition once; returns their data, the bytes read and whether any
@@ -313,5 +352,7 @@ fn assemble(
     for (topic_index, data) in partitions {
         responses[topic_index].partitions.push(data);
     }
+    // An incremental response leaves out the topics with nothing new.
+    responses.retain(|topic| !topic.partitions.is_empty());
     FetchResponse::default().with_responses(responses)
 }

@@ -9,9 +9,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+mod fetch_sessions;
 mod replication;
 mod tiering;
 
+pub use fetch_sessions::FetchSessionMetrics;
 pub use replication::ReplicationMetrics;
 pub use tiering::{TierLabels, TieringMetrics};
 
@@ -104,6 +106,7 @@ pub struct Metrics {
     pub produce_records: Counter,
     pub produce_duplicates: Counter,
     pub fetch_bytes: Counter,
+    pub fetch_sessions: FetchSessionMetrics,
     pub fsyncs: Counter,
     pub fsync_duration: Histogram,
     pub fsync_batch_waiters: Histogram,
@@ -252,6 +255,8 @@ impl Metrics {
             "Record batch bytes returned to fetches",
             fetch_bytes.clone(),
         );
+        let fetch_sessions = FetchSessionMetrics::default();
+        fetch_sessions.register(&mut registry);
         let fsyncs = Counter::default();
         registry.register("log_fsyncs", "Group-commit fsync rounds", fsyncs.clone());
         let fsync_duration = latency_histogram();
@@ -317,6 +322,7 @@ impl Metrics {
             produce_records,
             produce_duplicates,
             fetch_bytes,
+            fetch_sessions,
             fsyncs,
             fsync_duration,
             fsync_batch_waiters,
