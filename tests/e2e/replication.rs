@@ -131,6 +131,19 @@ fn an_rf3_topic_keeps_every_acknowledged_record_through_leader_crashes_and_rejoi
         );
     }
     consume_and_check(&bootstrap_of_any(&nodes), topic, 3, &acknowledged);
+    // Followers fetch in sessions (KIP-227), across the crashes and restarts above; librdkafka
+    // fetches without one, so these are the followers'.
+    let incremental: f64 = nodes
+        .iter()
+        .flatten()
+        .map(|node| {
+            metric(
+                &node.admin,
+                "strata_fetch_session_incremental_fetches_total",
+            )
+        })
+        .sum();
+    assert!(incremental > 0.0, "followers fetched incrementally");
     for node in nodes.iter_mut().flatten() {
         node.terminate()?;
     }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use crate::metrics::FetchSessionMetrics;
@@ -58,6 +59,24 @@ pub struct FetchSpec {
     pub max_bytes: i32,
     pub current_leader_epoch: i32,
     pub last_fetched_epoch: i32,
+}
+
+impl FetchSpec {
+    /// The spec with its topic name copied out of the request, to be kept in a session: a
+    /// name decoded from a request shares the whole buffer the request was read into, which
+    /// a session would otherwise keep alive for as long as it lasts.
+    fn owned(&self) -> Self {
+        let topic = match &self.topic {
+            TopicKey::Id(id) => TopicKey::Id(*id),
+            TopicKey::Name(name) => {
+                TopicKey::Name(TopicName(StrBytes::from_string(name.to_string())))
+            }
+        };
+        Self {
+            topic,
+            ..self.clone()
+        }
+    }
 }
 
 /// How a fetch relates to the session cache.
@@ -287,7 +306,7 @@ impl FetchSessions {
             .iter()
             .zip(answered)
             .map(|(spec, data)| {
-                let mut cached = Cached::new(spec.clone());
+                let mut cached = Cached::new(spec.owned());
                 cached.answer(data);
                 cached
             })
@@ -418,8 +437,14 @@ fn apply_changes(session: &mut Session, asked: Vec<FetchSpec>, forgotten: Vec<(T
         .collect();
     for spec in asked {
         match index.get(&(spec.topic.clone(), spec.partition)) {
-            Some(&i) => session.partitions[i].spec = spec,
-            None => session.partitions.push(Cached::new(spec)),
+            Some(&i) => {
+                let kept = &mut session.partitions[i].spec;
+                kept.fetch_offset = spec.fetch_offset;
+                kept.max_bytes = spec.max_bytes;
+                kept.current_leader_epoch = spec.current_leader_epoch;
+                kept.last_fetched_epoch = spec.last_fetched_epoch;
+            }
+            None => session.partitions.push(Cached::new(spec.owned())),
         }
     }
 }
@@ -443,7 +468,6 @@ fn rotate_answered(partitions: &mut Vec<Cached>, answered: &[&PartitionData]) {
 mod tests {
     use bytes::Bytes;
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
-    use kafka_protocol::protocol::StrBytes;
 
     use super::*;
 

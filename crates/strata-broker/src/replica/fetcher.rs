@@ -2,6 +2,8 @@
 //! Kafka Fetch requests (v13, with this broker's replica id) for every partition this broker
 //! follows from that leader, as Kafka's replica fetcher threads do.
 //!
+//! Each task keeps a fetch session with its leader (KIP-227, [`super::fetch_session`]): after
+//! the first full fetch a request names only the partitions that moved or were dropped.
 //! Per partition, a fetch starts at the follower's log end and names the epoch of its last
 //! batch; the leader answers batches (stored byte for byte, see
 //! [`Partition::append_as_follower`]) or a diverging epoch (the tail is cut, then the fetch
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use strata_wire::client::{decode_response, encode_request, response_length};
@@ -32,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 use uuid::Uuid;
 
+use super::fetch_session::{SessionClient, Wanted};
 use crate::blocking::blocking;
 use crate::clock::Clock;
 use crate::config::ReplicationSettings;
@@ -258,6 +261,7 @@ async fn fetch_from(
     let mut connection: Option<LeaderConnection> = None;
     // Partitions whose last fetch failed rest until then.
     let mut resting: HashMap<(Uuid, i32), Instant> = HashMap::new();
+    let mut session = SessionClient::default();
     info!("following partitions led by broker {leader}");
     while !cancel.is_cancelled() {
         let followed = partitions.borrow_and_update().clone();
@@ -279,7 +283,8 @@ async fn fetch_from(
             }
             continue;
         }
-        let request = fetch_request(&context, &wanted);
+        let partitions_wanted = wanted_partitions(&context, &wanted);
+        let request = session.request(fetch_request(&context), &partitions_wanted);
         if connection.is_none() {
             connection = match context.directory.address(leader) {
                 Some(address) => match LeaderConnection::open(&address).await {
@@ -313,6 +318,7 @@ async fn fetch_from(
                 warn!(error = %e, "a fetch from the leader failed; reconnecting");
                 context.metrics.replication.fetch_errors.inc();
                 connection = None;
+                session.reset();
                 pause(&cancel, backoff).await;
                 continue;
             }
@@ -320,15 +326,24 @@ async fn fetch_from(
                 warn!("a fetch from the leader was not answered in time; reconnecting");
                 context.metrics.replication.fetch_errors.inc();
                 connection = None;
+                session.reset();
                 continue;
             }
         };
         if let Some(error) = ResponseError::try_from_code(response.error_code) {
-            warn!(%error, "the leader refused a fetch");
-            context.metrics.replication.fetch_errors.inc();
-            pause(&cancel, backoff).await;
+            session.reset();
+            // A session the leader evicted or lost (it restarted) is no fault: start over.
+            if !matches!(
+                error,
+                ResponseError::FetchSessionIdNotFound | ResponseError::InvalidFetchSessionEpoch
+            ) {
+                warn!(%error, "the leader refused a fetch");
+                context.metrics.replication.fetch_errors.inc();
+                pause(&cancel, backoff).await;
+            }
             continue;
         }
+        session.answered(response.session_id, &partitions_wanted);
         let by_key: HashMap<(Uuid, i32), &Followed> = wanted
             .iter()
             .map(|(f, _)| ((f.topic_id, f.partition.index), *f))
@@ -356,11 +371,12 @@ async fn pause(cancel: &CancellationToken, backoff: Duration) {
     }
 }
 
-fn fetch_request(
+/// The partitions of one fetch, by topic, as a full fetch names them.
+fn wanted_partitions(
     context: &FetchContext,
     wanted: &[(&Followed, crate::partition::FollowerPosition)],
-) -> FetchRequest {
-    let mut topics: BTreeMap<Uuid, Vec<FetchPartition>> = BTreeMap::new();
+) -> Wanted {
+    let mut topics = Wanted::new();
     for (followed, at) in wanted {
         topics.entry(followed.topic_id).or_default().push(
             FetchPartition::default()
@@ -374,6 +390,11 @@ fn fetch_request(
                 ),
         );
     }
+    topics
+}
+
+/// A fetch request without its partitions (the session adds them).
+fn fetch_request(context: &FetchContext) -> FetchRequest {
     FetchRequest::default()
         .with_replica_id(BrokerId(context.node_id))
         .with_max_wait_ms(
@@ -382,17 +403,6 @@ fn fetch_request(
         .with_min_bytes(1)
         .with_max_bytes(
             i32::try_from(context.settings.fetch_response_max_bytes).unwrap_or(i32::MAX),
-        )
-        .with_session_epoch(-1)
-        .with_topics(
-            topics
-                .into_iter()
-                .map(|(topic_id, partitions)| {
-                    FetchTopic::default()
-                        .with_topic_id(topic_id)
-                        .with_partitions(partitions)
-                })
-                .collect(),
         )
 }
 

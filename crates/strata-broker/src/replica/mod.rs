@@ -15,6 +15,7 @@
 //! client was told was written. A failed fsync takes the partition offline (see
 //! [`crate::partition`]) and fails every append waiting on it.
 
+mod fetch_session;
 pub mod fetcher;
 pub mod group_commit;
 mod isr;
