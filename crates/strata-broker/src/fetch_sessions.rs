@@ -544,11 +544,13 @@ mod tests {
         let cache = sessions(10);
         let now = Instant::now();
         let quiet = |p| answer(p, 5, b"");
-        let (id, carried) = round(&cache, &fetch(0, 0, &[(0, 5), (1, 5)]), quiet, now).unwrap();
+        let (id, carried) = round(&cache, &fetch(0, 0, &[(0, 5), (1, 5)]), quiet, now)
+            .expect("the fetch is answered");
         assert!(id > 0, "a full fetch at epoch 0 opens a session");
         assert_eq!(carried, [0, 1], "the full fetch answers every partition");
 
-        let (same, carried) = round(&cache, &fetch(id, 1, &[]), quiet, now).unwrap();
+        let (same, carried) =
+            round(&cache, &fetch(id, 1, &[]), quiet, now).expect("the fetch is answered");
         assert_eq!(
             (same, carried),
             (id, vec![]),
@@ -562,11 +564,13 @@ mod tests {
                 answer(p, 5, b"")
             }
         };
-        let (_, carried) = round(&cache, &fetch(id, 2, &[]), one_new, now).unwrap();
+        let (_, carried) =
+            round(&cache, &fetch(id, 2, &[]), one_new, now).expect("the fetch is answered");
         assert_eq!(carried, [1], "only the partition with records");
 
         let moved = |p| answer(p, if p == 0 { 9 } else { 6 }, b"");
-        let (_, carried) = round(&cache, &fetch(id, 3, &[]), moved, now).unwrap();
+        let (_, carried) =
+            round(&cache, &fetch(id, 3, &[]), moved, now).expect("the fetch is answered");
         assert_eq!(carried, [0], "a moved high watermark is news too");
 
         assert_eq!(
@@ -583,7 +587,8 @@ mod tests {
             ),
             Err(ResponseError::FetchSessionIdNotFound)
         );
-        let (closed, carried) = round(&cache, &fetch(id, -1, &[(0, 5)]), quiet, now).unwrap();
+        let (closed, carried) =
+            round(&cache, &fetch(id, -1, &[(0, 5)]), quiet, now).expect("the fetch is answered");
         assert_eq!(
             (closed, carried),
             (0, vec![0]),
@@ -600,27 +605,32 @@ mod tests {
         let cache = sessions(10);
         let now = Instant::now();
         let quiet = |p| answer(p, 5, b"");
-        let (id, _) = round(&cache, &fetch(0, 0, &[(0, 5), (1, 5)]), quiet, now).unwrap();
+        let (id, _) = round(&cache, &fetch(0, 0, &[(0, 5), (1, 5)]), quiet, now)
+            .expect("the fetch is answered");
         let mut request = fetch(id, 1, &[(2, 0)]);
         request.forgotten_topics_data = vec![
             ForgottenTopic::default()
                 .with_topic(topic("t"))
                 .with_partitions(vec![0]),
         ];
-        let started = cache.begin(&request, 12, now).unwrap();
+        let started = cache
+            .begin(&request, 12, now)
+            .expect("the fetch is answered");
         let read: Vec<i32> = started.partitions.iter().map(|p| p.partition).collect();
         assert_eq!(read, [1, 2], "partition 0 forgotten, 2 added last");
         let answers = [answer(1, 5, b""), answer(2, 5, b"")];
         let (_, carried) = cache
             .finish(&started, &[&answers[0], &answers[1]], false, now)
-            .unwrap();
+            .expect("the fetch is answered");
         assert_eq!(
             carried,
             [false, true],
             "a new partition is answered the first time"
         );
 
-        let moved = cache.begin(&fetch(id, 2, &[(1, 3)]), 12, now).unwrap();
+        let moved = cache
+            .begin(&fetch(id, 2, &[(1, 3)]), 12, now)
+            .expect("the fetch is answered");
         assert_eq!(
             moved.partitions[0].fetch_offset, 3,
             "the new fetch offset is read"
@@ -638,15 +648,17 @@ mod tests {
             |p| answer(p, 5, b""),
             now,
         )
-        .unwrap();
+        .expect("the fetch is answered");
         round(
             &cache,
             &fetch(id, 1, &[]),
             |p| answer(p, 5, if p == 0 { b"x" } else { b"" }),
             now,
         )
-        .unwrap();
-        let next = cache.begin(&fetch(id, 2, &[]), 12, now).unwrap();
+        .expect("the fetch is answered");
+        let next = cache
+            .begin(&fetch(id, 2, &[]), 12, now)
+            .expect("the fetch is answered");
         let order: Vec<i32> = next.partitions.iter().map(|p| p.partition).collect();
         assert_eq!(order, [1, 2, 0]);
     }
@@ -656,18 +668,24 @@ mod tests {
         let cache = sessions(1);
         let start = Instant::now();
         let quiet = |p| answer(p, 5, b"");
-        let (first, _) = round(&cache, &fetch(0, 0, &[(0, 0)]), quiet, start).unwrap();
+        let (first, _) =
+            round(&cache, &fetch(0, 0, &[(0, 0)]), quiet, start).expect("the fetch is answered");
         assert!(first > 0);
-        let (none, carried) = round(&cache, &fetch(0, 0, &[(0, 0)]), quiet, start).unwrap();
+        let (none, carried) =
+            round(&cache, &fetch(0, 0, &[(0, 0)]), quiet, start).expect("the fetch is answered");
         assert_eq!(
             (none, carried),
             (0, vec![0]),
             "full: answered without a session"
         );
 
-        let follower = cache.begin(&fetch(0, 0, &[(0, 0)]), 12, start).unwrap();
+        let follower = cache
+            .begin(&fetch(0, 0, &[(0, 0)]), 12, start)
+            .expect("the fetch is answered");
         let data = answer(0, 5, b"");
-        let (theirs, _) = cache.finish(&follower, &[&data], true, start).unwrap();
+        let (theirs, _) = cache
+            .finish(&follower, &[&data], true, start)
+            .expect("the fetch is answered");
         assert!(theirs > 0, "a follower's session displaces a consumer's");
         assert_eq!(
             round(&cache, &fetch(first, 1, &[]), quiet, start),
@@ -675,7 +693,8 @@ mod tests {
         );
 
         let later = start + EVICTABLE_AFTER;
-        let (idle_replaced, _) = round(&cache, &fetch(0, 0, &[(0, 0)]), quiet, later).unwrap();
+        let (idle_replaced, _) =
+            round(&cache, &fetch(0, 0, &[(0, 0)]), quiet, later).expect("the fetch is answered");
         assert!(
             idle_replaced > 0,
             "a session idle for the eviction time gives way"
@@ -692,10 +711,12 @@ mod tests {
             |p| answer(p, 5, b""),
             now,
         )
-        .unwrap();
+        .expect("the fetch is answered");
         assert_eq!(id, 0);
         let cache = sessions(10);
-        let old = cache.begin(&fetch(0, 0, &[(0, 0)]), 6, now).unwrap();
+        let old = cache
+            .begin(&fetch(0, 0, &[(0, 0)]), 6, now)
+            .expect("the fetch is answered");
         assert_eq!(old.role, SessionRole::Sessionless);
     }
 
@@ -703,7 +724,8 @@ mod tests {
     fn a_session_keeps_the_way_it_names_topics() {
         let cache = sessions(10);
         let now = Instant::now();
-        let (id, _) = round(&cache, &fetch(0, 0, &[(0, 0)]), |p| answer(p, 5, b""), now).unwrap();
+        let (id, _) = round(&cache, &fetch(0, 0, &[(0, 0)]), |p| answer(p, 5, b""), now)
+            .expect("the fetch is answered");
         assert_eq!(
             cache.begin(&fetch(id, 1, &[]), 13, now).map(|f| f.role),
             Err(ResponseError::FetchSessionTopicIdError)
