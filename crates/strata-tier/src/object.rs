@@ -284,7 +284,7 @@ mod tests {
                 })
                 .collect();
             let (parts, footer) = encode(&chunks).expect("encode");
-        let object = parts.concat();
+            let object = parts.concat();
             prop_assert_eq!(decode(&object).expect("decode"), footer.clone());
             for (entry, chunk) in footer.chunks.iter().zip(&chunks) {
                 let at = entry.byte_offset as usize;
