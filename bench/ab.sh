@@ -6,6 +6,9 @@
 #   bench/ab.sh BIN_A BIN_B RUNS WORKLOAD [strata-bench args...]
 #   e.g. bench/ab.sh /tmp/strata-before target/release/strata 5 produce --duration 5
 # AB_BROKER_ARGS adds flags to both brokers (e.g. AB_BROKER_ARGS="--durability fsync").
+# AB_PREFILL runs a strata-bench workload first, unmeasured, on each fresh broker: data for a
+# replay, e.g. AB_PREFILL="produce --topic replay --rate 100000 --duration 20" with the
+# measured workload "consume --topic replay".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin_a=${1:?binary A}; bin_b=${2:?binary B}; runs=${3:?runs}; workload=${4:?workload}; shift 4
@@ -31,6 +34,10 @@ run_one() { # BIN LABEL RUN
     [ -n "$bootstrap" ] && break
     sleep 0.05
   done
+  if [ -n "${AB_PREFILL:-}" ]; then
+    # shellcheck disable=SC2086 # AB_PREFILL is a workload and its flags
+    "$bench" $AB_PREFILL --bootstrap "$bootstrap" --quiet >/dev/null
+  fi
   "$bench" "$workload" --bootstrap "$bootstrap" --broker-pid "$broker_pid" --quiet \
     --json "$scratch/$2-$3.json" "${bench_args[@]}" >/dev/null
   kill "$broker_pid"; wait "$broker_pid" 2>/dev/null || true; broker_pid=

@@ -79,7 +79,9 @@ broker_command() { # BROKER DIR PORT
 
 # With RETAIN_MIB (long runs), the objects of data retention dropped are deleted within minutes
 # rather than after the default orphan grace of an hour, which at these rates outgrows the disk
-# (docs/benchmarks.md, "Sustained load").
+# (docs/benchmarks.md, "Sustained load"). The sweeper deletes at once the objects it saw
+# referenced, but retention here keeps seconds of data, so most objects are committed and
+# dropped between two sweeps, and only the grace reclaims them.
 strata_sustained_config() {
   [ -n "${RETAIN_MIB:-}" ] || return 0
   cat >"$scratch/strata-sustained.toml" <<'TOML'

@@ -158,6 +158,12 @@ fn java_kafka_clients_runner_passes() {
         "strata_fetch_session_incremental_fetches_total",
     );
     assert!(incremental > 0.0, "the Java client fetched incrementally");
+    // Its records left the broker from their segment files, never copied through it.
+    let sent = crate::metric(
+        &broker.admin.to_string(),
+        "strata_fetch_sendfile_bytes_total",
+    );
+    assert!(sent > 0.0, "fetched records were sent with sendfile");
 }
 
 #[test]

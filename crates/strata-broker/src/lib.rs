@@ -38,6 +38,7 @@ mod producer_state;
 mod quorum_chores;
 mod reconciler;
 mod replica;
+mod response;
 mod retention;
 mod server;
 mod supervisor;

@@ -452,15 +452,16 @@ fn start_background_work(
         },
     );
     let sweeping = Arc::new(tier.clone());
+    let sweeper = Arc::new(crate::tiering::sweeper::Sweeper::default());
     let (metadata, node_id) = (broker.metadata.clone(), broker.config.node_id);
     supervisor.every("sweeper", tier.settings.sweep_interval, move || {
-        let sweeping = sweeping.clone();
+        let (sweeping, sweeper) = (sweeping.clone(), sweeper.clone());
         // The live broker with the lowest id sweeps, so the store is listed once per round.
         let here = metadata.read(|state| state.live_brokers().next().map(|b| b.broker_id))
             == Some(node_id);
         async move {
             if here {
-                crate::tiering::sweeper::round(&sweeping).await;
+                sweeper.round(&sweeping).await;
             }
         }
     });
@@ -500,6 +501,10 @@ fn start_background_work(
             .metrics
             .open_segment_files
             .set(i64::try_from(reported.topics.open_segment_files()).unwrap_or(i64::MAX));
+        reported
+            .metrics
+            .segment_seals_queued
+            .set(i64::try_from(reported.topics.segment_seals_queued()).unwrap_or(i64::MAX));
         std::future::ready(())
     });
 }

@@ -14,6 +14,9 @@
 //! (`connections.max.idle.ms`), a request that starts and never finishes, and a response the
 //! client does not read (each closes that connection).
 //!
+//! Responses go out as their pieces ([`crate::response`]): encoded bytes through a buffered
+//! writer, and fetched records of local segments straight from their files with `sendfile`.
+//!
 //! Shutdown: when `shutdown` fires, the listener stops accepting; each connection finishes
 //! the request it is serving (long-poll fetches return early), writes its response and
 //! closes. [`serve`] returns when every connection has closed or `drain_timeout` passed.
@@ -23,8 +26,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use std::os::fd::AsFd;
+
+use strata_log::FileRange;
+use tokio::io::{AsyncWriteExt, BufWriter, Interest};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +41,8 @@ use crate::broker::Broker;
 use crate::config::ConnectionLimits;
 use crate::frame_reader::{FrameReadError, FrameReader};
 use crate::handlers::{self, RequestError};
+use crate::metrics::Metrics;
+use crate::response::{Piece, Response};
 
 /// Serves Kafka clients on `listener` until `shutdown` fires, then drains connections.
 /// Answers whether every connection closed within `drain_timeout` (none can write since).
@@ -247,7 +255,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, served: Served) {
             Ok(Some(response)) => {
                 let written = tokio::time::timeout(
                     limits.write_timeout,
-                    write_response(&mut writer, &response),
+                    write_response(&mut writer, &response, &broker.metrics),
                 )
                 .await;
                 match written {
@@ -283,10 +291,42 @@ async fn connection(stream: TcpStream, peer: SocketAddr, served: Served) {
     broker.metrics.connections_active.dec();
 }
 
-async fn write_response<W: tokio::io::AsyncWrite + Unpin>(
-    writer: &mut W,
-    response: &Bytes,
+async fn write_response(
+    writer: &mut BufWriter<OwnedWriteHalf>,
+    response: &Response,
+    metrics: &Metrics,
 ) -> std::io::Result<()> {
-    writer.write_all(response).await?;
+    for piece in response.pieces() {
+        match piece {
+            Piece::Bytes(bytes) => writer.write_all(bytes).await?,
+            Piece::File(range) => {
+                // What is buffered goes first: the file's bytes follow it on the wire.
+                writer.flush().await?;
+                send_file(writer.get_ref().as_ref(), range).await?;
+                metrics.fetch_sendfile_bytes.inc_by(range.len() as u64);
+            }
+        }
+    }
     writer.flush().await
+}
+
+/// Sends `range` from its file to `socket` (`sendfile`), waiting while the socket is full.
+async fn send_file(socket: &TcpStream, range: &FileRange) -> std::io::Result<()> {
+    let mut sent = 0;
+    while sent < range.len() {
+        socket.writable().await?;
+        match socket.try_io(Interest::WRITABLE, || range.send_to(socket.as_fd(), sent)) {
+            Ok(0) => {
+                // The frame's length promised these bytes: the connection cannot go on.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "a segment ended before the range a fetch located in it",
+                ));
+            }
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

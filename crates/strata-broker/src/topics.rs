@@ -137,6 +137,11 @@ impl TopicRegistry {
         self.files.len()
     }
 
+    /// Rolled segments waiting to be sealed.
+    pub fn segment_seals_queued(&self) -> usize {
+        self.files.seals_queued()
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
         self.topics
             .read()
@@ -414,6 +419,7 @@ mod tests {
             partition.append(&valid, NOW, false).expect("append");
             partition.roll(NOW).expect("roll");
         }
+        partition.flush().expect("every rolled segment is sealed");
     }
 
     #[test]

@@ -12,9 +12,11 @@ mod append_times;
 pub mod batch;
 pub mod durable_file;
 mod error;
+mod file_range;
 pub mod leader_epochs;
 mod partition_log;
 mod records;
+mod seal;
 pub mod segment;
 pub mod segment_files;
 #[cfg(any(test, feature = "test-util"))]
@@ -26,6 +28,7 @@ pub use batch::{
     validate_produce_batch, validate_replicated_batches,
 };
 pub use error::LogError;
+pub use file_range::FileRange;
 pub use partition_log::{
     AppendInfo, LogConfig, PartitionLog, ReadPlan, RetentionOutcome, SyncHandle, UploadRange,
 };

@@ -5,8 +5,10 @@
 //! every stored offset < `log_end_offset`; a reader never sees bytes past a segment's size at
 //! the time its read was planned, so it never sees half a batch.
 //! Crash: writes go to the OS at once (they survive `kill -9`); `flush`/`sync_handle` make
-//! them survive power loss. On open, the last segment is validated batch by batch and cut at
-//! the first torn or corrupt batch.
+//! them survive power loss. A rolled segment is sealed (fsynced, its index written) in the
+//! background ([`crate::seal`]). On open, the last segment and any segment a crash left
+//! unsealed are validated batch by batch; the first torn or corrupt batch is cut, along with
+//! every segment after it.
 //! Not thread-safe by itself: the broker holds it in a mutex and runs [`ReadPlan::execute`]
 //! outside that mutex.
 
@@ -16,13 +18,15 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tracing::{info, warn};
 
 use crate::append_times::AppendTimes;
 use crate::batch::{self, BatchHeader, HEADER_LEN, PREFIX_LEN, ValidatedBatch};
 use crate::error::LogError;
+use crate::file_range::FileRange;
 use crate::leader_epochs::LeaderEpochs;
+use crate::seal::PendingSeal;
 use crate::segment::{BatchScan, Segment, read_header_at};
 use crate::segment_files::SegmentFiles;
 
@@ -73,6 +77,9 @@ pub struct PartitionLog {
     epochs: LeaderEpochs,
     /// When what this process appended was appended (see [`Self::pending_from`]).
     append_times: AppendTimes,
+    /// Rolled segments by base offset whose seal has not been seen to succeed; a failed one
+    /// stays, so the failure is reported until a restart.
+    sealing: BTreeMap<i64, Arc<PendingSeal>>,
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> LogError {
@@ -112,11 +119,22 @@ impl PartitionLog {
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
-            let segment = Segment::open(dir, base, config.index_interval_bytes, last, now)?;
+            let (segment, cut) = Segment::open(dir, base, config.index_interval_bytes, last, now)?;
             segments.insert(base, segment);
+            if cut && !last {
+                // A segment rolled but never sealed lost bytes to a crash: the segments after
+                // it start at offsets it no longer holds, and the log never has a hole.
+                let dropped = &bases[i + 1..];
+                warn!(dir = %dir.display(), cut_segment = base, dropped_segments = dropped.len(), "recovery cut an unsealed segment; removing the segments after it");
+                for &later in dropped {
+                    Segment::delete_unopened(dir, later)?;
+                }
+                break;
+            }
         }
         if segments.is_empty() {
             segments.insert(0, Segment::create(dir, 0, now)?);
+            crate::durable_file::sync_dir(dir).map_err(|e| io_err(dir, e))?;
         }
         let log_start_offset = *segments.keys().next().expect("at least one segment");
         let loaded = LeaderEpochs::load(dir)?;
@@ -129,6 +147,7 @@ impl PartitionLog {
             files,
             epochs: loaded.unwrap_or_else(|| LeaderEpochs::empty(dir)),
             append_times: AppendTimes::default(),
+            sealing: BTreeMap::new(),
         };
         if rebuild {
             // A log from before the cache existed: its batches say which epoch wrote them.
@@ -229,6 +248,7 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
+        self.check_seals()?;
         let bytes = batch.bytes();
         let header = *batch.header();
         let last_offset = base_offset + i64::from(header.last_offset_delta);
@@ -276,21 +296,44 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Starts a new active segment at the log end offset.
+    /// Starts a new active segment at the log end offset and hands the old one to the
+    /// sealing thread. Only the new file is created here: a roll costs no fsync on the
+    /// caller's thread. A failure leaves the old segment active.
     pub fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
+        self.check_seals()?;
         let base = self.log_end_offset();
-        self.active().sync(&self.files)?;
         let segment = Segment::create(&self.dir, base, now_ms)?;
-        if let Err(e) = self.active_mut().seal() {
-            // The old segment still takes appends; the new one must not outlive the failure.
-            if let Err(cleanup) = segment.delete(&self.files) {
-                warn!(dir = %self.dir.display(), error = %cleanup, "could not remove a segment whose roll failed");
-            }
-            return Err(e);
+        let old_base = self.active().base_offset;
+        if let Some(seal) = self.active_mut().close_for_seal() {
+            let seal = Arc::new(seal);
+            self.sealing.insert(old_base, seal.clone());
+            self.files.seal_later(seal);
         }
         self.segments.insert(base, segment);
         info!(dir = %self.dir.display(), base_offset = base, "segment rolled");
         Ok(())
+    }
+
+    /// Forgets the seals that succeeded; reports one that failed (again at every call: an
+    /// fsync that failed is never taken back).
+    fn check_seals(&mut self) -> Result<(), LogError> {
+        let mut failed = None;
+        self.sealing.retain(|_, seal| match seal.outcome() {
+            Some(Ok(())) => false,
+            Some(Err(e)) => {
+                failed.get_or_insert_with(|| sync_failed(seal.log_path(), &e));
+                true
+            }
+            None => true,
+        });
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Stops the seal of a segment that is deleted or reopened for appends.
+    fn cancel_seal(&mut self, base_offset: i64) {
+        if let Some(seal) = self.sealing.remove(&base_offset) {
+            seal.cancel();
+        }
     }
 
     /// Plans a read of whole batches from `fetch_offset`, at most `max_bytes` unless
@@ -329,6 +372,7 @@ impl PartitionLog {
                 source: Some((s.file(&self.files)?, s.log_path().to_path_buf())),
                 position: s.position_for_offset(fetch_offset),
                 end: s.size(),
+                segment_end_offset: s.next_offset(),
                 fetch_offset,
                 end_offset,
                 max_bytes,
@@ -439,15 +483,22 @@ impl PartitionLog {
         &self.dir
     }
 
-    /// fsyncs the active segment.
+    /// Finishes the seals of rolled segments and fsyncs the active one: everything appended
+    /// is durable and every sealed segment has its index.
     pub fn flush(&self) -> Result<(), LogError> {
+        for seal in self.sealing.values() {
+            seal.finish(&self.files)
+                .map_err(|e| sync_failed(seal.log_path(), &e))?;
+        }
         self.active().sync(&self.files)
     }
 
-    /// A handle to fsync the active segment outside the partition's lock.
+    /// A handle to make every append so far durable outside the partition's lock: it
+    /// finishes the seals still pending, then fsyncs the active segment.
     pub fn sync_handle(&self) -> Result<SyncHandle, LogError> {
         Ok(SyncHandle {
             file: self.active().file(&self.files)?,
+            sealing: self.sealing.values().cloned().collect(),
             log_end_offset: self.log_end_offset(),
             files: self.files.clone(),
         })
@@ -547,6 +598,7 @@ impl PartitionLog {
         let (Some(&oldest), Some(&next_base)) = (bases.next(), bases.next()) else {
             return Ok(());
         };
+        self.cancel_seal(oldest);
         self.segments[&oldest].delete(&self.files)?;
         self.segments.remove(&oldest);
         self.log_start_offset = self.log_start_offset.max(next_base);
@@ -569,9 +621,13 @@ impl PartitionLog {
     /// Removes every batch at or after `offset` (followers will need it to drop a divergent tail).
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
         while self.segments.len() > 1 && self.active().base_offset >= offset {
+            let base = self.active().base_offset;
+            self.cancel_seal(base);
             self.active().delete(&self.files)?;
             self.segments.pop_last();
         }
+        let base = self.active().base_offset;
+        self.cancel_seal(base);
         self.active_mut().truncate_to(offset)?;
         self.append_times.forget_from(offset);
         self.epochs.truncate_from_end(offset)
@@ -590,9 +646,14 @@ impl PartitionLog {
             return Ok(false);
         }
         let fresh = Segment::create(&self.dir, offset, now_ms)?;
-        self.active().sync(&self.files)?;
-        self.active_mut().seal()?;
+        let old = self.active_mut().close_for_seal();
         self.segments.insert(offset, fresh);
+        // Sealed here, not later: the old segments are about to go, and if that fails they
+        // must be whole (and the fresh segment's entry durable) when the log is next opened.
+        if let Some(seal) = old {
+            seal.finish(&self.files)
+                .map_err(|e| sync_failed(seal.log_path(), &e))?;
+        }
         self.log_start_offset = offset;
         self.epochs.truncate_from_start(offset)?;
         info!(dir = %self.dir.display(), log_start_offset = offset, "log skipped ahead to the tiered end");
@@ -622,31 +683,33 @@ impl PartitionLog {
         let io = |e| io_err(&self.dir, e);
         let start = segment.position_for_offset(from_offset);
         let mut scan = BatchScan::new(&file, start, segment.size());
-        let mut range: Option<UploadRange> = None;
+        let mut range: Option<(u64, UploadRange)> = None;
         while let Some(header) = scan.header().map_err(io)? {
             if header.last_offset() >= end_offset {
                 break;
             }
             let len = header.total_len().unwrap_or(HEADER_LEN) as u64;
             if header.last_offset() >= from_offset {
-                let range = range.get_or_insert_with(|| UploadRange {
-                    file: file.clone(),
-                    position: scan.position,
-                    len: 0,
-                    base_offset: header.base_offset,
-                    last_offset: header.last_offset(),
-                    max_timestamp_ms: -1,
+                let (position, range) = range.get_or_insert_with(|| {
+                    let first = UploadRange {
+                        bytes: FileRange::new(file.clone(), scan.position, 0),
+                        base_offset: header.base_offset,
+                        last_offset: header.last_offset(),
+                        max_timestamp_ms: -1,
+                    };
+                    (scan.position, first)
                 });
-                if range.len > 0 && range.len + len > max_bytes {
+                let so_far = (scan.position - *position) as usize;
+                if so_far > 0 && so_far as u64 + len > max_bytes {
                     break;
                 }
-                range.len += len;
+                range.bytes = FileRange::new(file.clone(), *position, so_far + len as usize);
                 range.last_offset = header.last_offset();
                 range.max_timestamp_ms = range.max_timestamp_ms.max(header.max_timestamp);
             }
             scan.position += len;
         }
-        Ok(range)
+        Ok(range.map(|(_, range)| range))
     }
 
     /// The bytes stored at `offset` and after it, and when the first of them was appended
@@ -679,46 +742,37 @@ impl PartitionLog {
 
     /// Deletes the whole log directory (topic deletion).
     pub fn delete_all(self) -> Result<(), LogError> {
+        for seal in self.sealing.values() {
+            seal.cancel();
+        }
         self.files.forget_under(&self.dir);
         std::fs::remove_dir_all(&self.dir).map_err(|e| io_err(&self.dir, e))
     }
 }
 
 /// A run of whole batches below the high watermark, located by [`PartitionLog::upload_range`].
-/// Holding the file keeps it readable even if retention deletes the segment meanwhile; the
-/// bytes never change (appends go after them, and only a divergent tail above the high
-/// watermark is ever truncated).
 #[derive(Debug, Clone)]
 pub struct UploadRange {
-    file: Arc<File>,
-    position: u64,
-    len: u64,
+    pub bytes: FileRange,
     pub base_offset: i64,
     pub last_offset: i64,
     pub max_timestamp_ms: i64,
 }
 
-impl UploadRange {
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Reads the batches' bytes, exactly as stored. Blocking: call off the async runtime.
-    pub fn read(&self) -> std::io::Result<Bytes> {
-        let mut buf = BytesMut::zeroed(self.len as usize);
-        self.file.read_exact_at(&mut buf, self.position)?;
-        Ok(buf.freeze())
+/// The error of a seal whose fsync failed.
+fn sync_failed(path: &Path, source: &Arc<std::io::Error>) -> LogError {
+    LogError::SyncFailed {
+        path: path.to_path_buf(),
+        source: source.clone(),
     }
 }
 
-/// fsyncs a segment file without holding the partition lock.
+/// fsyncs a partition's unsealed segments without holding the partition lock.
 #[derive(Debug, Clone)]
 pub struct SyncHandle {
     file: Arc<File>,
+    /// Rolled segments whose seal had not been seen to succeed when the handle was taken.
+    sealing: Vec<Arc<PendingSeal>>,
     log_end_offset: i64,
     files: Arc<SegmentFiles>,
 }
@@ -727,6 +781,10 @@ impl SyncHandle {
     /// Makes every append made before the handle was taken durable; returns the offset the
     /// log is durable up to (exclusive).
     pub fn sync(&self) -> std::io::Result<i64> {
+        for seal in &self.sealing {
+            seal.finish(&self.files)
+                .map_err(|e| std::io::Error::new(e.kind(), e))?;
+        }
         self.files.sync(&self.file)?;
         Ok(self.log_end_offset)
     }
@@ -738,7 +796,10 @@ impl SyncHandle {
 pub struct ReadPlan {
     source: Option<(Arc<File>, PathBuf)>,
     position: u64,
+    /// The segment's size when the read was planned: whole batches end here.
     end: u64,
+    /// One past the segment's last offset then.
+    segment_end_offset: i64,
     fetch_offset: i64,
     /// No batch reaching this offset is returned.
     end_offset: i64,
@@ -752,6 +813,7 @@ impl ReadPlan {
             source: None,
             position: 0,
             end: 0,
+            segment_end_offset: 0,
             fetch_offset: 0,
             end_offset: 0,
             max_bytes: 0,
@@ -759,37 +821,62 @@ impl ReadPlan {
         }
     }
 
-    /// Reads the planned batches: whole batches only, starting with the one holding the fetch
-    /// offset.
+    /// Reads the planned batches into memory (see [`Self::locate`]).
     pub fn execute(&self) -> Result<Bytes, LogError> {
+        match (self.locate()?, &self.source) {
+            (Some(range), Some((_, path))) => range.read().map_err(|e| io_err(path, e)),
+            _ => Ok(Bytes::new()),
+        }
+    }
+
+    /// Finds the planned batches without reading them: whole batches only, starting with the
+    /// one holding the fetch offset, at most `max_bytes` of them (or the first alone, if
+    /// `at_least_one`), none reaching the end offset. `None` when that is no batch.
+    ///
+    /// Only batch headers are read: none at all past the first when the rest of the segment
+    /// fits and lies below the end offset (a follower, or a consumer at the tail), else one
+    /// per batch up to where the range stops.
+    pub fn locate(&self) -> Result<Option<FileRange>, LogError> {
         let Some((file, path)) = &self.source else {
-            return Ok(Bytes::new());
+            return Ok(None);
         };
         let err = |e| io_err(path, e);
         // Skip the batches before the one holding the fetch offset.
         let mut start = self.position;
         let first = loop {
             match read_header_at(file, start, self.end).map_err(err)? {
-                None => return Ok(Bytes::new()),
+                None => return Ok(None),
                 Some(h) if h.last_offset() < self.fetch_offset => {
                     start += h.total_len().unwrap_or(HEADER_LEN) as u64
                 }
                 Some(h) => break h,
             }
         };
-        let first_len = first.total_len().unwrap_or(HEADER_LEN);
-        let available = (self.end - start) as usize;
-        let mut want = self.max_bytes.min(available);
-        if want < first_len {
+        let first_len = first.total_len().unwrap_or(HEADER_LEN) as u64;
+        let mut limit = self.max_bytes as u64;
+        if first_len > limit {
             if !self.at_least_one {
-                return Ok(Bytes::new());
+                return Ok(None);
             }
-            want = first_len.min(available);
+            limit = first_len;
         }
-        let mut buf = BytesMut::zeroed(want);
-        file.read_exact_at(&mut buf, start).map_err(err)?;
-        buf.truncate(batch::complete_batches(&buf, self.end_offset).0);
-        Ok(buf.freeze())
+        let available = self.end - start;
+        let len = if available <= limit && self.segment_end_offset <= self.end_offset {
+            available
+        } else {
+            let mut position = start;
+            while let Some(header) = read_header_at(file, position, self.end).map_err(err)? {
+                let Some(len) = header.total_len().map(|l| l as u64) else {
+                    break;
+                };
+                if header.last_offset() >= self.end_offset || position + len - start > limit {
+                    break;
+                }
+                position += len;
+            }
+            position - start
+        };
+        Ok((len > 0).then(|| FileRange::new(file.clone(), start, len as usize)))
     }
 }
 
@@ -1232,8 +1319,8 @@ mod tests {
             (2, 3),
             "the batch holding 3"
         );
-        assert_eq!(range.len(), one_batch);
-        let bytes = range.read().expect("read");
+        assert_eq!(range.bytes.len() as u64, one_batch);
+        let bytes = range.bytes.read().expect("read");
         assert_eq!(BatchHeader::parse(&bytes).map(|h| h.base_offset), Some(2));
         let rest = log
             .upload_range(2, i64::MAX, u64::MAX)
@@ -1277,13 +1364,13 @@ mod tests {
             .expect("range")
             .expect("data");
         assert_eq!((all.base_offset, all.last_offset), (0, 1999));
-        assert_eq!(all.len(), log.size_bytes());
+        assert_eq!(all.bytes.len() as u64, log.size_bytes());
         let tail = log
             .upload_range(1500, 1990, u64::MAX)
             .expect("range")
             .expect("data");
         assert_eq!((tail.base_offset, tail.last_offset), (1500, 1989));
-        let bytes = tail.read().expect("read");
+        let bytes = tail.bytes.read().expect("read");
         assert_eq!(
             BatchHeader::parse(&bytes).map(|h| h.base_offset),
             Some(1500)
@@ -1518,17 +1605,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = open_log(dir.path(), config()).expect("open");
         log.append(&validated(2, NOW), 0, NOW).expect("append");
-        // Something in the way of the old segment's index: sealing it fails.
-        let blocker = dir
-            .path()
-            .join(crate::segment::log_file_name(0))
-            .with_extension("index");
+        // Something in the way of the next segment's log: creating it fails.
+        let blocker = dir.path().join(crate::segment::log_file_name(2));
         std::fs::create_dir(&blocker).expect("mkdir");
         assert!(log.roll(NOW).is_err());
-        assert!(
-            !dir.path().join(crate::segment::log_file_name(2)).exists(),
-            "the half-made segment is removed"
-        );
         assert_eq!(log.segment_count(), 1);
         log.append(&validated(2, NOW), 0, NOW)
             .expect("appends go on to the old segment");
@@ -1546,6 +1626,107 @@ mod tests {
     }
 
     #[test]
+    fn a_sealed_segment_whose_index_cannot_be_written_stays_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path(), config()).expect("open");
+        log.append(&validated(2, NOW), 0, NOW).expect("append");
+        // Something in the way of the old segment's index: its seal cannot write it.
+        let blocker = dir
+            .path()
+            .join(crate::segment::log_file_name(0))
+            .with_extension("index");
+        std::fs::create_dir(&blocker).expect("mkdir");
+        log.roll(NOW).expect("a roll writes no index itself");
+        log.flush().expect("the log is durable without the index");
+        log.append(&validated(2, NOW), 0, NOW).expect("append");
+        assert_eq!(read_all(&log, 0).len(), 2);
+        drop(log);
+        std::fs::remove_dir(&blocker).expect("rmdir");
+        let reopened = open_log(dir.path(), config()).expect("reopen");
+        assert_eq!(reopened.log_end_offset(), 4);
+        assert_eq!(read_all(&reopened, 0).len(), 2);
+        assert!(blocker.is_file(), "the index is rebuilt at the start");
+    }
+
+    #[test]
+    fn a_seal_whose_fsync_fails_is_reported_and_never_retried() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = Arc::new(SegmentFiles::new(4));
+        let mut log = PartitionLog::open(dir.path(), config(), files.clone()).expect("open");
+        log.append(&validated(2, NOW), 0, NOW).expect("append");
+        files.fail_next_syncs(1);
+        log.roll(NOW).expect("the roll itself does not fsync");
+        let handle = log.sync_handle().expect("handle");
+        assert!(
+            handle.sync().is_err(),
+            "an fsync'd acknowledgement waits for the seal and learns it failed"
+        );
+        assert!(matches!(
+            log.append(&validated(2, NOW), 0, NOW),
+            Err(LogError::SyncFailed { .. })
+        ));
+        assert!(
+            matches!(log.roll(NOW), Err(LogError::SyncFailed { .. })),
+            "still failed: the disk working again proves nothing"
+        );
+        assert!(log.flush().is_err());
+        drop(log);
+        let reopened = PartitionLog::open(dir.path(), config(), files).expect("reopen");
+        assert_eq!(reopened.log_end_offset(), 2, "a restart recovers the log");
+    }
+
+    /// A crash (power loss) before a rolled segment's seal: its index is missing and its tail
+    /// torn. Recovery checks it like the active segment, cuts it, and drops what follows,
+    /// so no offset is skipped.
+    #[test]
+    fn recovery_cuts_an_unsealed_segment_and_drops_the_segments_after_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path(), config()).expect("open");
+        for _ in 0..3 {
+            log.append(&validated(2, NOW), 0, NOW).expect("append");
+            log.append(&validated(2, NOW), 0, NOW).expect("append");
+            log.roll(NOW).expect("roll");
+        }
+        log.append(&validated(2, NOW), 0, NOW).expect("append");
+        log.flush().expect("flush");
+        drop(log);
+        let middle = dir.path().join(crate::segment::log_file_name(4));
+        std::fs::remove_file(middle.with_extension("index")).expect("unsealed");
+        let len = std::fs::metadata(&middle).expect("meta").len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&middle)
+            .expect("open")
+            .set_len(len - 5)
+            .expect("tear");
+        let mut log = open_log(dir.path(), config()).expect("recover");
+        assert_eq!(
+            log.log_end_offset(),
+            6,
+            "the torn batch and all after it go"
+        );
+        assert_eq!(log.segment_count(), 2);
+        assert!(!dir.path().join(crate::segment::log_file_name(8)).exists());
+        assert!(!dir.path().join(crate::segment::log_file_name(12)).exists());
+        log.append(&validated(2, NOW), 0, NOW)
+            .expect("the cut segment takes appends");
+        assert_eq!(read_all(&log, 0).len(), 4);
+
+        // A segment whose seal never ran but whose bytes survived (kill -9) is kept whole,
+        // and gets its index back.
+        log.roll(NOW).expect("roll");
+        log.append(&validated(2, NOW), 0, NOW).expect("append");
+        log.flush().expect("flush");
+        drop(log);
+        let sealed = dir.path().join(crate::segment::log_file_name(4));
+        std::fs::remove_file(sealed.with_extension("index")).expect("unsealed");
+        let log = open_log(dir.path(), config()).expect("recover");
+        assert_eq!(log.log_end_offset(), 10);
+        assert_eq!(read_all(&log, 0).len(), 5);
+        assert!(sealed.with_extension("index").is_file());
+    }
+
+    #[test]
     fn a_segment_whose_files_cannot_be_deleted_stays_whole_in_the_log() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = open_log(dir.path(), config()).expect("open");
@@ -1553,6 +1734,8 @@ mod tests {
             log.append(&validated(2, NOW), 0, NOW).expect("append");
             log.roll(NOW).expect("roll");
         }
+        log.flush()
+            .expect("the seals are done: every index is written");
         // The oldest segment's index cannot be removed (a directory stands in its place).
         let index = dir
             .path()

@@ -11,8 +11,10 @@
 //! scans it whole anyway (to cut a torn tail), so writing its index as it grows would buy
 //! nothing and cost a descriptor per partition.
 //!
-//! Crash behaviour: the `.log` is the truth. A torn tail is cut when the last segment is
-//! opened; an index file whose size is not a whole number of entries, or that points past the
+//! Crash behaviour: the `.log` is the truth. A sealed segment's index is written only after its
+//! log was fsynced ([`crate::seal`]), so a segment without one may have lost bytes to a crash:
+//! it is checked batch by batch when opened, as the last segment is, and cut at its first torn
+//! batch. An index file whose size is not a whole number of entries, or that points past the
 //! log, is rebuilt from the log.
 //!
 //! Descriptors: only the active segment keeps a file open, its log. A sealed segment is read
@@ -29,6 +31,7 @@ use tracing::warn;
 
 use crate::batch::{BatchHeader, HEADER_LEN, PREFIX_LEN};
 use crate::error::LogError;
+use crate::seal::PendingSeal;
 use crate::segment_files::SegmentFiles;
 use crate::write_behind::WRITE_BEHIND_BYTES;
 
@@ -187,7 +190,7 @@ impl Segment {
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Self, LogError> {
         let log_path = dir.join(log_file_name(base_offset));
         let index_path = log_path.with_extension("index");
-        let open = match Self::create_log(dir, &log_path) {
+        let open = match Self::create_log(&log_path) {
             Ok(open) => open,
             Err(e) => {
                 if let Err(cleanup) = std::fs::remove_file(&log_path)
@@ -201,74 +204,78 @@ impl Segment {
         Ok(Self::empty(base_offset, log_path, index_path, open, now_ms))
     }
 
-    fn create_log(dir: &Path, log_path: &Path) -> Result<OpenFiles, LogError> {
+    /// Creates the log file. Its directory entry is not synced here: the seal of the segment
+    /// it follows does that ([`crate::seal`]), and an fsync'd append waits for that seal.
+    fn create_log(log_path: &Path) -> Result<OpenFiles, LogError> {
         let log = OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
             .open(log_path)
             .map_err(|e| io_err(log_path, e))?;
-        // Without this, an fsync'd append to a segment created after the last directory sync
-        // could vanish with its file on power loss.
-        crate::durable_file::sync_dir(dir).map_err(|e| io_err(dir, e))?;
         Ok(OpenFiles { log: Arc::new(log) })
     }
 
-    /// Opens an existing segment. The last segment (`last`) is the active one: every batch is
-    /// read and its CRC checked, the log is truncated at the first torn or corrupt batch (a
-    /// crash can tear only the last segment), its log stays open for appends and an index
-    /// file it may have is removed (it is written again when the segment is sealed). A
-    /// sealed segment trusts its persisted index when it is well-formed (else rebuilds and
-    /// writes it), walks only the batches after its last entry, and closes its log.
+    /// Opens an existing segment; answers it and whether recovery cut its log short. The last
+    /// segment, and one without a well-formed index (rolled, but a crash came before its seal
+    /// made it durable), is read batch by batch with every CRC checked and truncated at the
+    /// first torn or corrupt batch. A segment that is the last or was cut stays open for
+    /// appends and loses any index file (it is written again when the segment is sealed); the
+    /// caller removes the segments after a cut one. Any other segment trusts its persisted
+    /// index, walks only the batches after its last entry, and closes its log.
     pub fn open(
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: u32,
         last: bool,
         now_ms: i64,
-    ) -> Result<Self, LogError> {
-        let validate_tail = last;
+    ) -> Result<(Self, bool), LogError> {
         let mut segment = Self::create_handles(dir, base_offset, now_ms)?;
         let log_len = segment
             .log()?
             .metadata()
             .map_err(|e| io_err(&segment.log_path, e))?
             .len();
-        let persisted = if validate_tail {
+        let persisted = if last {
             None
         } else {
             segment.load_index(log_len)
         };
-        match persisted {
+        let rebuilt = persisted.is_none();
+        let cut = match persisted {
             Some(index) => {
                 let start = index.last().map_or(0, |e| u64::from(e.position));
                 segment.max_timestamp = index.last().map_or(-1, |e| e.max_timestamp_before);
                 segment.index = index;
-                segment.scan_from(start, log_len, index_interval_bytes, false, false)?;
+                segment.scan_from(start, log_len, index_interval_bytes, false, false)?
             }
-            None => {
-                segment.scan_from(0, log_len, index_interval_bytes, validate_tail, true)?;
-                if !last {
-                    segment.rewrite_index()?;
-                }
-            }
-        }
-        if last {
+            None => segment.scan_from(0, log_len, index_interval_bytes, true, true)?,
+        };
+        if last || cut {
             segment.remove_index_file()?;
         } else {
+            if rebuilt {
+                // The log first, as a seal does: an index file means a durable log.
+                let log = segment.log()?;
+                log.sync_data().map_err(|e| io_err(&segment.log_path, e))?;
+                segment.rewrite_index()?;
+            }
             segment.open = None;
         }
-        Ok(segment)
+        Ok((segment, cut))
     }
 
-    /// Writes the index file durably and closes the log: the segment takes no more appends
-    /// (call after syncing it).
-    pub fn seal(&mut self) -> Result<(), LogError> {
-        let bytes: Vec<u8> = self.index.iter().flat_map(|e| e.encode()).collect();
-        crate::durable_file::write_atomic(&self.index_path, &bytes)
-            .map_err(|e| io_err(&self.index_path, e))?;
-        self.open = None;
-        Ok(())
+    /// Closes the log for appends and answers what is left to seal it: its fsync and its
+    /// index file ([`crate::seal`]). `None` if it was sealed already.
+    pub(crate) fn close_for_seal(&mut self) -> Option<PendingSeal> {
+        let open = self.open.take()?;
+        let index = self.index.iter().flat_map(|e| e.encode()).collect();
+        Some(PendingSeal::new(
+            open.log,
+            &self.log_path,
+            &self.index_path,
+            index,
+        ))
     }
 
     /// Reopens a sealed segment's log for appends: it is the active segment again after the
@@ -357,8 +364,8 @@ impl Segment {
     }
 
     /// Walks batches from `start` to `end`, updating offsets, timestamps and (when
-    /// `rebuild_index`) the in-memory index. With `validate`, checks each batch's CRC and
-    /// truncates the log at the first bad one.
+    /// `rebuild_index`) the in-memory index, and truncates the log at the first batch that is
+    /// torn, out of order or (with `validate`) fails its CRC. Answers whether it truncated.
     fn scan_from(
         &mut self,
         start: u64,
@@ -366,7 +373,7 @@ impl Segment {
         index_interval_bytes: u32,
         validate: bool,
         rebuild_index: bool,
-    ) -> Result<(), LogError> {
+    ) -> Result<bool, LogError> {
         let log = self.log()?.clone();
         let mut scan = BatchScan::new(&log, start, end);
         let mut position = start;
@@ -427,7 +434,7 @@ impl Segment {
             log.set_len(at).map_err(|e| io_err(&self.log_path, e))?;
             log.sync_all().map_err(|e| io_err(&self.log_path, e))?;
         }
-        Ok(())
+        Ok(cut.is_some())
     }
 
     /// Writes a sealed segment's rebuilt index (not durably: a torn one is rebuilt again).
@@ -547,7 +554,7 @@ impl Segment {
         }
     }
 
-    /// fsyncs the log of the active segment (a sealed one was synced when it was sealed).
+    /// fsyncs the log of the active segment (a sealed one is synced by its seal).
     pub fn sync(&self, files: &SegmentFiles) -> Result<(), LogError> {
         let Some(open) = &self.open else {
             return Ok(());
@@ -593,14 +600,26 @@ impl Segment {
     /// deleted, so a retry finishes what a failed delete began.
     pub fn delete(&self, files: &SegmentFiles) -> Result<(), LogError> {
         files.forget(&self.log_path);
-        for path in [&self.index_path, &self.log_path] {
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(path, e)),
-                _ => {}
-            }
-        }
-        Ok(())
+        remove_files(&self.index_path, &self.log_path)
     }
+
+    /// Removes the files of the segment at `base_offset` in `dir` without opening it (one
+    /// past a segment that recovery cut short).
+    pub(crate) fn delete_unopened(dir: &Path, base_offset: i64) -> Result<(), LogError> {
+        let log_path = dir.join(log_file_name(base_offset));
+        remove_files(&log_path.with_extension("index"), &log_path)
+    }
+}
+
+/// Removes a segment's index, then its log (see [`Segment::delete`]).
+fn remove_files(index_path: &Path, log_path: &Path) -> Result<(), LogError> {
+    for path in [index_path, log_path] {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(path, e)),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn write_all_vectored(mut file: &File, slices: &mut [io::IoSlice<'_>]) -> io::Result<()> {

@@ -9,7 +9,8 @@
 //! as it reads, so eviction or deletion never cuts a read short.
 //!
 //! Every fsync of a segment goes through here too, so tests (built with `test-util`) can make
-//! the disk fail one, and so does every write-behind (see [`crate::write_behind`]).
+//! the disk fail one, and so does every write-behind (see [`crate::write_behind`]) and every
+//! seal of a rolled segment (see [`crate::seal`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -17,6 +18,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::seal::{PendingSeal, Sealer};
 use crate::write_behind::WriteBehind;
 
 /// The shared, bounded set of open sealed-segment descriptors.
@@ -27,6 +29,7 @@ pub struct SegmentFiles {
     /// fsyncs still to fail (tests only arm it).
     failing_syncs: std::sync::atomic::AtomicU32,
     write_behind: WriteBehind,
+    sealer: Sealer,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +66,7 @@ impl SegmentFiles {
             open: Mutex::new(Lru::default()),
             failing_syncs: std::sync::atomic::AtomicU32::new(0),
             write_behind: WriteBehind::default(),
+            sealer: Sealer::default(),
         }
     }
 
@@ -86,6 +90,16 @@ impl SegmentFiles {
     /// waiting. False when that could not be queued now: keep the range for later.
     pub(crate) fn write_behind(&self, file: &Arc<File>, start: u64, len: u64) -> bool {
         self.write_behind.submit(file, start, len)
+    }
+
+    /// Seals a rolled segment on the sealing thread (in place if its queue is full).
+    pub(crate) fn seal_later(self: &Arc<Self>, seal: Arc<PendingSeal>) {
+        self.sealer.submit(seal, self.clone());
+    }
+
+    /// Rolled segments waiting for the sealing thread.
+    pub fn seals_queued(&self) -> usize {
+        self.sealer.queued()
     }
 
     /// Makes the next `count` fsyncs of segment files fail, as a failing disk would.

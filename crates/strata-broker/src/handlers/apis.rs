@@ -3,9 +3,10 @@
 //! come from it, so adding an API is one line here plus its handler (and, for a request Kafka
 //! added after the specs `strata-wire` was generated from, regenerating those).
 //!
-//! Handlers come in three shapes: `now` (synchronous, always answers), `later` (async, always
-//! answers) and `full` (async; may answer nothing, as an `acks=0` produce, or fail the
-//! connection).
+//! Handlers come in four shapes: `now` (synchronous, always answers), `later` (async, always
+//! answers), `full` (async; may answer nothing, as an `acks=0` produce, or fail the
+//! connection) and `spliced` (async, always answers, with file ranges sent from their files:
+//! see [`crate::response`]).
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
@@ -27,6 +28,7 @@ use super::{
     list_offsets, membership, metadata, offset_for_leader_epoch, offsets, produce, reassignments,
     run,
 };
+use crate::response::{Response, Splices};
 
 /// One API this broker serves.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +59,7 @@ macro_rules! served_apis {
             ctx: &RequestContext<'_>,
             api: &Api,
             body: Bytes,
-        ) -> Result<Option<Bytes>, RequestError> {
+        ) -> Result<Option<Response>, RequestError> {
             match api.key {
                 $(ApiKey::$key => {
                     run::<$request, _>(ctx, body, |r| served_apis!(@call $shape $handler, ctx, r))
@@ -87,19 +89,22 @@ macro_rules! served_apis {
         }
     };
     (@call now $handler:path, $ctx:ident, $r:ident) => {
-        async move { Ok(Some($handler($ctx, $r))) }
+        async move { Ok(Some(($handler($ctx, $r), Splices::default()))) }
     };
     (@call later $handler:path, $ctx:ident, $r:ident) => {
-        async move { Ok(Some($handler($ctx, $r).await)) }
+        async move { Ok(Some(($handler($ctx, $r).await, Splices::default()))) }
     };
     (@call full $handler:path, $ctx:ident, $r:ident) => {
-        $handler($ctx, $r)
+        async move { Ok($handler($ctx, $r).await?.map(|r| (r, Splices::default()))) }
+    };
+    (@call spliced $handler:path, $ctx:ident, $r:ident) => {
+        async move { Ok(Some($handler($ctx, $r).await)) }
     };
 }
 
 served_apis! {
     Produce "produce" 3..=13, ProduceRequest => full produce::handle;
-    Fetch "fetch" 4..=18, FetchRequest => later fetch::handle;
+    Fetch "fetch" 4..=18, FetchRequest => spliced fetch::handle;
     ListOffsets "list_offsets" 1..=10, ListOffsetsRequest => later list_offsets::handle;
     Metadata "metadata" 0..=13, MetadataRequest => later metadata::handle;
     OffsetCommit "offset_commit" 2..=9, OffsetCommitRequest => later offsets::commit;

@@ -10,6 +10,9 @@
 //! follower's: it reads up to the log end rather than the high watermark, waits on the log
 //! end, and is told where its log diverged (see [`crate::replica::fetcher`]).
 //!
+//! Records of local segments are not read here: the response carries stand-ins for them and
+//! the connection sends them from their files ([`crate::response`]).
+//!
 //! A consumer that names its rack (v11+, `client.rack`) reads from the closest replica
 //! (KIP-392) unless `replica.selector.class` is Kafka's `LeaderSelector`: the leader answers
 //! an in-sync replica on that rack as `PreferredReadReplica`, with no records, and that
@@ -32,7 +35,9 @@ use uuid::Uuid;
 use super::RequestContext;
 use crate::error::BrokerError;
 use crate::fetch_sessions::{SessionFetch, TopicKey};
-use crate::replica::{FetchAt, FetchRead, LedPartition, ReadResult, TopicRef};
+use crate::partition::LogOffsets;
+use crate::replica::{FetchAt, FetchRead, LedPartition, Records, TopicRef};
+use crate::response::Splices;
 
 const API: &str = "fetch";
 const READ_COMMITTED: i8 = 1;
@@ -60,7 +65,7 @@ impl Wanted {
     }
 }
 
-pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchResponse {
+pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> (FetchResponse, Splices) {
     let replica_id = if ctx.version() >= 15 {
         request.replica_state.replica_id.0
     } else {
@@ -75,7 +80,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
     let sessions = &ctx.broker.fetch_sessions;
     let fetch = match sessions.begin(&request, ctx.version(), std::time::Instant::now()) {
         Ok(fetch) => fetch,
-        Err(e) => return session_error(ctx, e),
+        Err(e) => return (session_error(ctx, e), Splices::default()),
     };
     let (topics, wanted) = resolve(ctx, &fetch, follower, client_rack.as_deref());
 
@@ -99,7 +104,12 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
         })
         .collect();
     loop {
-        let (mut partitions, total, any_error) = read_all(ctx, &wanted, follower, max_bytes).await;
+        let Round {
+            mut partitions,
+            splices,
+            total,
+            any_error,
+        } = read_all(ctx, &wanted, follower, max_bytes).await;
         let done = total >= min_bytes
             || any_error
             || watchers.is_empty()
@@ -111,7 +121,7 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
             let (session_id, carried) =
                 match sessions.finish(&fetch, &answered, follower.is_some(), now) {
                     Ok(finished) => finished,
-                    Err(e) => return session_error(ctx, e),
+                    Err(e) => return (session_error(ctx, e), Splices::default()),
                 };
             let mut carried = carried.into_iter();
             partitions.retain(|_| carried.next().unwrap_or(true));
@@ -122,7 +132,10 @@ pub async fn handle(ctx: &RequestContext<'_>, request: FetchRequest) -> FetchRes
                 }
             }
             ctx.broker.metrics.fetch_bytes.inc_by(total as u64);
-            return assemble(topics, partitions).with_session_id(session_id);
+            return (
+                assemble(topics, partitions).with_session_id(session_id),
+                splices,
+            );
         }
         for w in &mut watchers {
             w.borrow_and_update();
@@ -193,23 +206,39 @@ fn session_error(ctx: &RequestContext<'_>, error: ResponseError) -> FetchRespons
     FetchResponse::default().with_error_code(error.code())
 }
 
-/// Reads every wanted partition once; returns their data, the bytes read and whether any
-/// partition answered an error or a diverging epoch (Kafka answers at once then).
+/// One read of every wanted partition.
+struct Round {
+    /// By the index of their topic in the response.
+    partitions: Vec<(usize, PartitionData)>,
+    /// The file ranges the partitions' records stand in for.
+    splices: Splices,
+    /// Bytes of records.
+    total: usize,
+    /// Whether a partition answered an error or a diverging epoch (Kafka answers at once
+    /// then).
+    any_error: bool,
+}
+
+/// Reads every wanted partition once.
 async fn read_all(
     ctx: &RequestContext<'_>,
     wanted: &[Wanted],
     follower: Option<i32>,
     max_bytes: usize,
-) -> (Vec<(usize, PartitionData)>, usize, bool) {
+) -> Round {
     let mut total = 0usize;
     let mut any_error = false;
+    let mut splices = Splices::default();
     let mut out = Vec::with_capacity(wanted.len());
     for w in wanted {
         let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
         let read = match (follower, w.preferred_replica) {
-            (Some(replica), _) => read_for_follower(ctx, w, replica, budget, total == 0),
+            (Some(replica), _) => read_for_follower(ctx, w, replica, budget, total == 0)
+                .and_then(|read| fetched(w.index, read, &mut splices)),
             (None, Some(replica)) => redirect(w, replica),
-            (None, None) => read_partition(ctx, w, budget, total == 0).await,
+            (None, None) => read_partition(ctx, w, budget, total == 0)
+                .await
+                .and_then(|read| fetched(w.index, read, &mut splices)),
         };
         let data = match read {
             Ok(data) => {
@@ -234,7 +263,12 @@ async fn read_all(
         };
         out.push((w.topic_index, data));
     }
-    (out, total, any_error)
+    Round {
+        partitions: out,
+        splices,
+        total,
+        any_error,
+    }
 }
 
 async fn read_partition(
@@ -242,14 +276,12 @@ async fn read_partition(
     w: &Wanted,
     budget: usize,
     at_least_one: bool,
-) -> Result<PartitionData, BrokerError> {
+) -> Result<FetchRead, BrokerError> {
     let led = w.partition.as_ref().map_err(Clone::clone)?;
-    let read = ctx
-        .broker
+    ctx.broker
         .replicas
         .read(led, w.at(), budget, at_least_one)
-        .await?;
-    Ok(fetched(w.index, read))
+        .await
 }
 
 fn read_for_follower(
@@ -258,36 +290,38 @@ fn read_for_follower(
     replica: i32,
     budget: usize,
     at_least_one: bool,
-) -> Result<PartitionData, BrokerError> {
+) -> Result<FetchRead, BrokerError> {
     let led = w.partition.as_ref().map_err(Clone::clone)?;
-    let read = ctx
-        .broker
+    ctx.broker
         .replicas
-        .read_for_follower(led, replica, w.at(), budget, at_least_one)?;
-    Ok(fetched(w.index, read))
+        .read_for_follower(led, replica, w.at(), budget, at_least_one)
 }
 
-/// A read as the Fetch response gives it: records, or where the fetcher's log diverged.
-fn fetched(index: i32, read: FetchRead) -> PartitionData {
-    match read {
-        FetchRead::Records(read) => partition_data(index, read),
+/// A read as the Fetch response gives it: records (a file's behind a stand-in), or where the
+/// fetcher's log diverged.
+fn fetched(
+    index: i32,
+    read: FetchRead,
+    splices: &mut Splices,
+) -> Result<PartitionData, BrokerError> {
+    Ok(match read {
+        FetchRead::Records(read) => {
+            let records = match read.records {
+                Records::Memory(bytes) => bytes,
+                Records::File(range) => splices.stand_in(range)?,
+            };
+            partition_data(index, &read.offsets, records)
+        }
         FetchRead::Diverging {
             epoch,
             end_offset,
             offsets,
-        } => partition_data(
-            index,
-            ReadResult {
-                records: Bytes::new(),
-                offsets,
-            },
-        )
-        .with_diverging_epoch(
+        } => partition_data(index, &offsets, Bytes::new()).with_diverging_epoch(
             EpochEndOffset::default()
                 .with_epoch(epoch)
                 .with_end_offset(end_offset),
         ),
-    }
+    })
 }
 
 /// KIP-392's rack-aware selector: none while the leader shares the consumer's rack; else the
@@ -317,24 +351,19 @@ fn preferred_read_replica(ctx: &RequestContext<'_>, led: &LedPartition, rack: &s
 /// The answer that sends a consumer to `replica`: no records, this leader's offsets.
 fn redirect(w: &Wanted, replica: i32) -> Result<PartitionData, BrokerError> {
     let led = w.partition.as_ref().map_err(Clone::clone)?;
-    let offsets = led.partition.offsets();
-    Ok(partition_data(
-        w.index,
-        ReadResult {
-            records: Bytes::new(),
-            offsets,
-        },
+    Ok(
+        partition_data(w.index, &led.partition.offsets(), Bytes::new())
+            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(replica)),
     )
-    .with_preferred_read_replica(kafka_protocol::messages::BrokerId(replica)))
 }
 
-fn partition_data(index: i32, read: ReadResult) -> PartitionData {
+fn partition_data(index: i32, offsets: &LogOffsets, records: Bytes) -> PartitionData {
     PartitionData::default()
         .with_partition_index(index)
-        .with_high_watermark(read.offsets.high_watermark)
-        .with_last_stable_offset(read.offsets.last_stable_offset)
-        .with_log_start_offset(read.offsets.log_start_offset)
-        .with_records(Some(read.records))
+        .with_high_watermark(offsets.high_watermark)
+        .with_last_stable_offset(offsets.last_stable_offset)
+        .with_log_start_offset(offsets.log_start_offset)
+        .with_records(Some(records))
 }
 
 fn assemble(

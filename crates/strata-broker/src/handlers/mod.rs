@@ -32,14 +32,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 
 use crate::broker::Broker;
 use crate::metrics::ApiLabels;
+use crate::response::{Response, Splices};
 
 /// Why a request could not be answered; each closes the connection.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +87,7 @@ pub async fn dispatch(
     frame: Bytes,
     peer: std::net::SocketAddr,
     shutdown: &CancellationToken,
-) -> Result<Option<Bytes>, RequestError> {
+) -> Result<Option<Response>, RequestError> {
     let started = Instant::now();
     let start = strata_wire::peek_header(&frame)?;
     let api_key = ApiKey::try_from(start.api_key).map_err(|_| RequestError::UnknownApi {
@@ -150,15 +151,16 @@ pub async fn dispatch(
     response
 }
 
-/// Decodes a request of type `R`, runs its handler and encodes the response, if any.
+/// Decodes a request of type `R`, runs its handler and encodes the response, if any, with
+/// the file ranges the handler's splices name sent from their files.
 async fn run<R, F>(
     ctx: &RequestContext<'_>,
     mut body: Bytes,
     handler: impl FnOnce(R) -> F,
-) -> Result<Option<Bytes>, RequestError>
+) -> Result<Option<Response>, RequestError>
 where
     R: Request,
-    F: Future<Output = Result<Option<R::Response>, RequestError>>,
+    F: Future<Output = Result<Option<(R::Response, Splices)>, RequestError>>,
 {
     let version = ctx.version();
     let request = R::decode(&mut body, version).map_err(|e| RequestError::Decode {
@@ -167,28 +169,12 @@ where
         reason: e.to_string(),
     })?;
     match handler(request).await? {
-        Some(response) => encode_response(ctx.header.correlation_id, version, &response).map(Some),
+        Some((response, splices)) => {
+            crate::response::encode(ctx.header.correlation_id, version, &response, &splices)
+                .map(Some)
+        }
         None => Ok(None),
     }
-}
-
-/// Encodes a length-prefixed response frame.
-pub(crate) fn encode_response<T: Encodable + HeaderVersion>(
-    correlation_id: i32,
-    version: i16,
-    response: &T,
-) -> Result<Bytes, RequestError> {
-    let mut buf = BytesMut::with_capacity(64);
-    buf.put_i32(0);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    header
-        .encode(&mut buf, T::header_version(version))
-        .and_then(|()| response.encode(&mut buf, version))
-        .map_err(|e| RequestError::Internal(format!("encoding a response failed: {e}")))?;
-    let len = i32::try_from(buf.len() - 4)
-        .map_err(|_| RequestError::Internal("response over 2 GiB".into()))?;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(buf.freeze())
 }
 
 /// Builds a `StrBytes` from an owned string.

@@ -106,6 +106,8 @@ pub struct Metrics {
     pub produce_records: Counter,
     pub produce_duplicates: Counter,
     pub fetch_bytes: Counter,
+    /// Fetched bytes sent from segment files with `sendfile`, never copied through the broker.
+    pub fetch_sendfile_bytes: Counter,
     pub fetch_sessions: FetchSessionMetrics,
     pub fsyncs: Counter,
     pub fsync_duration: Histogram,
@@ -116,6 +118,8 @@ pub struct Metrics {
     pub max_fds: Gauge,
     /// Sealed segments' descriptors held open for reads (bounded; see `SegmentFiles`).
     pub open_segment_files: Gauge,
+    /// Rolled segments waiting for their fsync and index (the sealing thread's queue).
+    pub segment_seals_queued: Gauge,
     pub quorum: QuorumMetrics,
     pub groups: GroupMetrics,
     pub object_store: strata_objects::ObjectStoreMetrics,
@@ -255,6 +259,12 @@ impl Metrics {
             "Record batch bytes returned to fetches",
             fetch_bytes.clone(),
         );
+        let fetch_sendfile_bytes = Counter::default();
+        registry.register(
+            "fetch_sendfile_bytes",
+            "Record batch bytes sent from segment files with sendfile, not copied by the broker",
+            fetch_sendfile_bytes.clone(),
+        );
         let fetch_sessions = FetchSessionMetrics::default();
         fetch_sessions.register(&mut registry);
         let fsyncs = Counter::default();
@@ -295,6 +305,12 @@ impl Metrics {
             "Sealed segment files held open for reads (least recently used closed first)",
             open_segment_files.clone(),
         );
+        let segment_seals_queued = Gauge::default();
+        registry.register(
+            "log_segment_seals_queued",
+            "Rolled segments waiting for the sealing thread to fsync them and write their index",
+            segment_seals_queued.clone(),
+        );
         let quorum = QuorumMetrics::default();
         quorum.register(&mut registry);
         let groups = GroupMetrics::default();
@@ -322,6 +338,7 @@ impl Metrics {
             produce_records,
             produce_duplicates,
             fetch_bytes,
+            fetch_sendfile_bytes,
             fetch_sessions,
             fsyncs,
             fsync_duration,
@@ -330,6 +347,7 @@ impl Metrics {
             open_fds,
             max_fds,
             open_segment_files,
+            segment_seals_queued,
         }
     }
 

@@ -20,7 +20,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use strata_log::{LogConfig, LogError, PartitionLog, SegmentFiles, ValidatedBatch};
+use strata_log::{
+    FileRange, LogConfig, LogError, PartitionLog, ReadPlan, SegmentFiles, ValidatedBatch,
+};
 use tokio::sync::watch;
 
 use crate::config::TopicConfig;
@@ -518,18 +520,39 @@ impl Partition {
         max_bytes: usize,
         at_least_one: bool,
     ) -> Result<Bytes, BrokerError> {
-        let plan = {
-            let state = self.lock();
-            state.check_online()?;
-            let end = match bound {
-                ReadBound::HighWatermark => state.high_watermark,
-                ReadBound::LogEnd => state.log.log_end_offset(),
-            };
-            state
-                .log
-                .read_plan(fetch_offset, end, max_bytes, at_least_one)?
-        };
+        let plan = self.read_plan(fetch_offset, bound, max_bytes, at_least_one)?;
         Ok(plan.execute()?)
+    }
+
+    /// Finds what [`Self::read`] would read without reading it (only batch headers), for a
+    /// fetch that sends the range from the file. `None`: no batch.
+    pub fn locate(
+        &self,
+        fetch_offset: i64,
+        bound: ReadBound,
+        max_bytes: usize,
+        at_least_one: bool,
+    ) -> Result<Option<FileRange>, BrokerError> {
+        let plan = self.read_plan(fetch_offset, bound, max_bytes, at_least_one)?;
+        Ok(plan.locate()?)
+    }
+
+    fn read_plan(
+        &self,
+        fetch_offset: i64,
+        bound: ReadBound,
+        max_bytes: usize,
+        at_least_one: bool,
+    ) -> Result<ReadPlan, BrokerError> {
+        let state = self.lock();
+        state.check_online()?;
+        let end = match bound {
+            ReadBound::HighWatermark => state.high_watermark,
+            ReadBound::LogEnd => state.log.log_end_offset(),
+        };
+        Ok(state
+            .log
+            .read_plan(fetch_offset, end, max_bytes, at_least_one)?)
     }
 
     /// Takes the role the metadata gives this broker. A new leader epoch starts a new
@@ -1045,13 +1068,19 @@ mod tests {
     }
 
     #[test]
-    fn a_roll_whose_fsync_fails_takes_the_partition_offline() {
+    fn a_seal_whose_fsync_fails_takes_the_partition_offline() {
         let dir = tempfile::tempdir().expect("tempdir");
         let files = test_files();
         let partition = test_partition("t", dir.path(), files.clone());
         partition.append(&one_batch(), 0, false).expect("append");
         files.fail_next_syncs(1);
-        assert!(partition.roll(0).is_err());
+        partition
+            .roll(0)
+            .expect("a roll leaves its fsync to the sealing thread");
+        assert!(
+            partition.sync().is_err(),
+            "a sync waits for the seal and learns that it failed"
+        );
         assert!(matches!(partition.offline(), Some(Offline::SyncFailed(_))));
         assert!(partition.append(&one_batch(), 0, false).is_err());
     }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_log::{BatchLimits, ValidatedBatch, validate_produce_batch};
+use strata_log::{BatchLimits, FileRange, ValidatedBatch, validate_produce_batch};
 use tracing::{Instrument, debug, debug_span, info_span};
 
 use crate::clock::Clock;
@@ -107,8 +107,47 @@ pub struct ProducedBatch {
 /// Whole batches read from a partition, and its offsets when they were read.
 #[derive(Debug)]
 pub struct ReadResult {
-    pub records: Bytes,
+    pub records: Records,
     pub offsets: LogOffsets,
+}
+
+/// The batches a read found: in memory (a tiered read, through the block cache), or in a
+/// local segment, located but not read, for the connection to send from the file.
+#[derive(Debug, Clone)]
+pub enum Records {
+    Memory(Bytes),
+    File(FileRange),
+}
+
+impl Default for Records {
+    fn default() -> Self {
+        Self::Memory(Bytes::new())
+    }
+}
+
+impl Records {
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Memory(bytes) => bytes.len(),
+            Self::File(range) => range.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, read from the file if they are there. Blocking.
+    pub fn to_bytes(&self) -> std::io::Result<Bytes> {
+        match self {
+            Self::Memory(bytes) => Ok(bytes.clone()),
+            Self::File(range) => range.read(),
+        }
+    }
+
+    fn located(range: Option<FileRange>) -> Self {
+        range.map_or_else(Self::default, Self::File)
+    }
 }
 
 /// How a replica answers a fetch of one partition.
@@ -487,19 +526,21 @@ impl ReplicaManager {
             (offsets.log_start_offset..offsets.local_log_start_offset).contains(&fetch_offset);
         let span = debug_span!("read", topic = %partition.topic, partition = partition.index, fetch_offset, tiered);
         let records = if max_bytes == 0 && !at_least_one {
-            Bytes::new()
+            Records::default()
         } else if tiered {
-            self.read_tiered(led, fetch_offset, max_bytes, at_least_one)
-                .instrument(span)
-                .await?
+            Records::Memory(
+                self.read_tiered(led, fetch_offset, max_bytes, at_least_one)
+                    .instrument(span)
+                    .await?,
+            )
         } else {
             let _span = span.entered();
-            partition.read(
+            Records::located(partition.locate(
                 fetch_offset,
                 ReadBound::HighWatermark,
                 max_bytes,
                 at_least_one,
-            )?
+            )?)
         };
         Ok(FetchRead::Records(ReadResult { records, offsets }))
     }
@@ -540,14 +581,14 @@ impl ReplicaManager {
                     self.propose_isr_change(led.topic.id, partition.clone(), change);
                 }
                 let records = if max_bytes == 0 && !at_least_one {
-                    Bytes::new()
+                    Records::default()
                 } else {
-                    partition.read(
+                    Records::located(partition.locate(
                         fetch.fetch_offset,
                         ReadBound::LogEnd,
                         max_bytes,
                         at_least_one,
-                    )?
+                    )?)
                 };
                 Ok(FetchRead::Records(ReadResult { records, offsets }))
             }

@@ -145,7 +145,8 @@ async fn an_acknowledged_append_is_committed_and_readable() {
     let read = read_records(&f, 0).await;
     assert_eq!(read.offsets.high_watermark, 3);
     assert_eq!(read.offsets.log_end_offset, 3);
-    let (_, last) = strata_log::batch::complete_batches(&read.records, i64::MAX);
+    let (_, last) =
+        strata_log::batch::complete_batches(&read.records.to_bytes().expect("read"), i64::MAX);
     assert_eq!(last.map(|h| h.last_offset()), Some(2));
 }
 
@@ -216,7 +217,8 @@ async fn a_read_never_returns_what_is_not_committed() {
         (read.offsets.high_watermark, read.offsets.log_end_offset),
         (1, 2)
     );
-    let (_, last) = strata_log::batch::complete_batches(&read.records, i64::MAX);
+    let (_, last) =
+        strata_log::batch::complete_batches(&read.records.to_bytes().expect("read"), i64::MAX);
     assert_eq!(last.map(|h| h.last_offset()), Some(0));
     let at_the_bound = read_records(&f, 1).await;
     assert!(at_the_bound.records.is_empty());

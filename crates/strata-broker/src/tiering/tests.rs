@@ -274,6 +274,18 @@ async fn small_entries_are_merged_into_one_holding_the_same_bytes_and_the_rest_i
     assert_eq!(f.tier.manifest.totals().segments, 20, "an object per batch");
     let before = read_tiered(&f, 20).await;
 
+    // A stray object no commit referenced (an upload that never committed), young.
+    let stray = object_store::path::Path::from(format!("{}/stray", sweeper::SEGMENTS_PREFIX));
+    object_store::ObjectStoreExt::put(&*f.tier.store, &stray, Bytes::from_static(b"x").into())
+        .await
+        .expect("put");
+    let sweeper = sweeper::Sweeper::default();
+    assert_eq!(
+        sweeper.sweep(&f.tier).await.expect("swept"),
+        0,
+        "young objects stay: the referenced ones and the stray one"
+    );
+
     f.tier.settings.object_target_bytes = 1 << 20;
     assert!(
         !merger::round(&f.tier).await.expect("merged"),
@@ -284,10 +296,20 @@ async fn small_entries_are_merged_into_one_holding_the_same_bytes_and_the_rest_i
     assert_eq!(f.tier.metrics.tiering.merge_runs_replaced.get(), 1);
     assert_eq!(read_tiered(&f, 20).await, before, "the same batches");
 
-    // Every object is past the grace period: the sweeper keeps only the merged one.
+    // Still within the grace period, the merged-away objects go: the sweeper saw them
+    // referenced, so they were committed and no commit references them again. The stray
+    // one waits out the grace (it may be an upload about to commit).
+    assert_eq!(sweeper.sweep(&f.tier).await.expect("swept"), 20);
+    assert!(
+        object_store::ObjectStoreExt::head(&*f.tier.store, &stray)
+            .await
+            .is_ok(),
+        "the stray object stays"
+    );
+    // Past the grace period it goes too; the merged one is referenced and stays.
     f.tier.settings.orphan_grace = Duration::from_millis(1);
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(sweeper::sweep(&f.tier).await.expect("swept"), 20);
+    assert_eq!(sweeper.sweep(&f.tier).await.expect("swept"), 1);
     assert_eq!(
         read_tiered(&f, 20).await,
         before,

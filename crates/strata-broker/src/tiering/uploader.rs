@@ -336,7 +336,7 @@ pub(super) fn choose(
             let Some(range) = partition.upload_range(from, budget)? else {
                 break;
             };
-            budget = budget.saturating_sub(range.len());
+            budget = budget.saturating_sub(range.bytes.len() as u64);
             from = range.last_offset + 1;
             candidates.push(Candidate {
                 partition: partition.clone(),
@@ -366,7 +366,7 @@ fn read_chunks(ranges: Vec<(UploadRange, Uuid, i32)>) -> Result<Vec<Chunk>, Brok
                 base_offset: range.base_offset,
                 last_offset: range.last_offset,
                 max_timestamp_ms: range.max_timestamp_ms,
-                batches: range.read()?,
+                batches: range.bytes.read()?,
             })
         })
         .collect()

@@ -1,0 +1,341 @@
+//! A response frame as the connection sends it: encoded bytes, and ranges of segment files
+//! the connection sends straight from the file (`sendfile`), so a fetch's records never pass
+//! through user space.
+//!
+//! How: `kafka-protocol` encodes records from a `Bytes` with one `put_slice`. A fetch puts a
+//! *stand-in* there for each file range ([`Splices::stand_in`]): a `Bytes` of the range's
+//! length that points into [`STAND_IN`], a static, zero-filled region never read. The frame is
+//! encoded into [`SplicingBuf`], which recognises a stand-in by its address, and instead of
+//! copying it ends the current run of bytes and puts the file range in its place. Every field
+//! around the records, their length prefixes included, is the codec's own encoding.
+
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::ResponseHeader;
+use kafka_protocol::protocol::buf::ByteBufMut;
+use kafka_protocol::protocol::{Encodable, HeaderVersion};
+use strata_log::FileRange;
+
+use crate::handlers::RequestError;
+
+/// The largest records of one response sent from their files (a stand-in's index plus its
+/// length stays within it); larger ones are read into memory. Fetch responses are bounded by
+/// `fetch.max.bytes` (50 MiB by default) and, past it, by one batch.
+const STAND_IN_LEN: usize = 128 << 20;
+
+/// Ranges shorter than this are read into the frame instead: each file piece costs the
+/// connection a flush and a `sendfile` call (two system calls and, with `TCP_NODELAY`, a
+/// packet of its own), which outweighs copying a few kilobytes twice.
+const MIN_SPLICED: usize = 16 << 10;
+
+/// Stand-ins point into this; its bytes are never read or written, so its pages are never
+/// touched and it costs address space only. It is `mut` only so that it lives in `.bss`: an
+/// immutable static goes to `.rodata`, and the binary would carry 128 MiB of zeros.
+static mut STAND_IN: [u8; STAND_IN_LEN] = [0; STAND_IN_LEN];
+
+/// [`STAND_IN`] as a slice.
+#[allow(unsafe_code)]
+fn stand_in_region() -> &'static [u8] {
+    // SAFETY: nothing ever writes the region, so a shared slice of it never aliases a write;
+    // the pointer is to a static of exactly `STAND_IN_LEN` bytes.
+    unsafe { std::slice::from_raw_parts((&raw const STAND_IN).cast::<u8>(), STAND_IN_LEN) }
+}
+
+/// One part of a frame.
+#[derive(Debug, Clone)]
+pub enum Piece {
+    Bytes(Bytes),
+    File(FileRange),
+}
+
+impl Piece {
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Bytes(bytes) => bytes.len(),
+            Self::File(range) => range.len(),
+        }
+    }
+}
+
+/// A whole response frame, length prefix included.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pieces: Vec<Piece>,
+}
+
+impl Response {
+    pub fn pieces(&self) -> &[Piece] {
+        &self.pieces
+    }
+
+    /// The frame's bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.pieces.iter().map(Piece::len).sum()
+    }
+
+    /// The frame in memory, its file ranges read. Blocking.
+    #[cfg(test)]
+    pub fn to_bytes(&self) -> std::io::Result<Bytes> {
+        let mut out = BytesMut::with_capacity(self.len());
+        for piece in &self.pieces {
+            match piece {
+                Piece::Bytes(bytes) => out.extend_from_slice(bytes),
+                Piece::File(range) => out.extend_from_slice(&range.read()?),
+            }
+        }
+        Ok(out.freeze())
+    }
+}
+
+impl From<Bytes> for Response {
+    fn from(bytes: Bytes) -> Self {
+        Self {
+            pieces: vec![Piece::Bytes(bytes)],
+        }
+    }
+}
+
+/// The file ranges a response sends from their files, each behind its stand-in.
+#[derive(Debug, Default)]
+pub struct Splices {
+    ranges: Vec<FileRange>,
+}
+
+impl Splices {
+    /// The `Bytes` to put in a response where `range`'s bytes go: a stand-in, or (for a
+    /// short range, or when the stand-ins' region is used up) the bytes themselves, read now.
+    pub fn stand_in(&mut self, range: FileRange) -> std::io::Result<Bytes> {
+        let index = self.ranges.len();
+        let span = index..index + range.len();
+        if range.len() < MIN_SPLICED || span.end > STAND_IN_LEN {
+            return range.read();
+        }
+        self.ranges.push(range);
+        Ok(Bytes::from_static(&stand_in_region()[span]))
+    }
+
+    /// The range `slice` stands in for, if it is a stand-in of these splices.
+    fn range_for(&self, slice: &[u8]) -> Option<&FileRange> {
+        let index = (slice.as_ptr() as usize).checked_sub(stand_in_region().as_ptr() as usize)?;
+        self.ranges
+            .get(index)
+            .filter(|range| range.len() == slice.len())
+    }
+}
+
+/// Encodes a length-prefixed response frame; stand-ins of `splices` become file pieces.
+pub fn encode<T: Encodable + HeaderVersion>(
+    correlation_id: i32,
+    version: i16,
+    response: &T,
+    splices: &Splices,
+) -> Result<Response, RequestError> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = T::header_version(version);
+    let size = header
+        .compute_size(header_version)
+        .and_then(|h| Ok(h + response.compute_size(version)?))
+        .map_err(encode_failed)?;
+    let size =
+        i32::try_from(size).map_err(|_| RequestError::Internal("response over 2 GiB".into()))?;
+    let mut buf = SplicingBuf::new(splices);
+    buf.put_i32(size);
+    header
+        .encode(&mut buf, header_version)
+        .and_then(|()| response.encode(&mut buf, version))
+        .map_err(encode_failed)?;
+    let response = buf.finish();
+    if response.len() != size as usize + 4 {
+        return Err(RequestError::Internal(format!(
+            "a response encoded to {} bytes, not the {size} its size said",
+            response.len() - 4
+        )));
+    }
+    Ok(response)
+}
+
+fn encode_failed(e: impl std::fmt::Display) -> RequestError {
+    RequestError::Internal(format!("encoding a response failed: {e}"))
+}
+
+/// The encoder's buffer: bytes gathered in runs, broken by the file ranges that stand-ins
+/// name.
+struct SplicingBuf<'a> {
+    run: BytesMut,
+    pieces: Vec<Piece>,
+    /// Bytes of the frame already in `pieces`.
+    done: usize,
+    splices: &'a Splices,
+}
+
+impl<'a> SplicingBuf<'a> {
+    fn new(splices: &'a Splices) -> Self {
+        Self {
+            run: BytesMut::with_capacity(1024),
+            pieces: Vec::new(),
+            done: 0,
+            splices,
+        }
+    }
+
+    fn end_run(&mut self) {
+        if !self.run.is_empty() {
+            self.done += self.run.len();
+            self.pieces.push(Piece::Bytes(self.run.split().freeze()));
+        }
+    }
+
+    fn finish(mut self) -> Response {
+        self.end_run();
+        Response {
+            pieces: self.pieces,
+        }
+    }
+
+    /// `r`, a range of the frame, as a range of the current run.
+    fn in_run(&self, r: Range<usize>) -> Range<usize> {
+        r.start - self.done..r.end - self.done
+    }
+}
+
+// SAFETY: every method delegates to `BytesMut`'s implementation, which upholds the trait's
+// contract; `put_slice` either delegates too or writes nothing into the run.
+#[allow(unsafe_code)]
+unsafe impl BufMut for SplicingBuf<'_> {
+    fn remaining_mut(&self) -> usize {
+        self.run.remaining_mut()
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: the caller's promise (`cnt` bytes of the chunk were initialised) is passed
+        // on unchanged to the buffer that handed out that chunk.
+        unsafe { self.run.advance_mut(cnt) }
+    }
+
+    fn chunk_mut(&mut self) -> &mut bytes::buf::UninitSlice {
+        self.run.chunk_mut()
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        match self.splices.range_for(src) {
+            Some(range) => {
+                let range = range.clone();
+                self.end_run();
+                self.done += range.len();
+                self.pieces.push(Piece::File(range));
+            }
+            None => self.run.put_slice(src),
+        }
+    }
+}
+
+impl ByteBufMut for SplicingBuf<'_> {
+    fn offset(&self) -> usize {
+        self.done + self.run.len()
+    }
+
+    /// Only within the current run: the codec seeks to fill gaps it left for lengths, never
+    /// across records.
+    fn seek(&mut self, offset: usize) {
+        self.run.resize(offset - self.done, 0);
+    }
+
+    fn range(&mut self, r: Range<usize>) -> &mut [u8] {
+        let r = self.in_run(r);
+        &mut self.run[r]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::FetchResponse;
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+
+    /// A segment-like file holding `parts`, and a located range for each.
+    fn ranges(dir: &std::path::Path, parts: &[&[u8]]) -> Vec<FileRange> {
+        let path = dir.join("segment");
+        std::fs::write(&path, parts.concat()).expect("write");
+        let file = std::sync::Arc::new(std::fs::File::open(&path).expect("open"));
+        let mut position = 0;
+        parts
+            .iter()
+            .map(|part| {
+                let range = FileRange::at(file.clone(), position, part.len());
+                position += part.len() as u64;
+                range
+            })
+            .collect()
+    }
+
+    fn response(records: &[Bytes]) -> FetchResponse {
+        let partitions = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                PartitionData::default()
+                    .with_partition_index(i as i32)
+                    .with_high_watermark(1000 + i as i64)
+                    .with_records(Some(r.clone()))
+            })
+            .collect();
+        FetchResponse::default().with_responses(vec![
+            FetchableTopicResponse::default().with_partitions(partitions),
+        ])
+    }
+
+    #[test]
+    fn a_spliced_frame_is_byte_for_byte_the_frame_with_the_records_in_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let parts: [&[u8]; 4] = [&[1; 17_000], &[2; 5], &[3; 70_000], &[4; 16_384]];
+        for version in [4, 11, 12, 16, 18] {
+            let mut splices = Splices::default();
+            let stand_ins: Vec<Bytes> = ranges(dir.path(), &parts)
+                .into_iter()
+                .map(|range| splices.stand_in(range).expect("stand-in"))
+                .collect();
+            let spliced = encode(7, version, &response(&stand_ins), &splices).expect("spliced");
+            let files = spliced
+                .pieces()
+                .iter()
+                .filter(|p| matches!(p, Piece::File(_)))
+                .count();
+            assert_eq!(
+                files, 3,
+                "v{version}: every record set but the short one from its file"
+            );
+            let real: Vec<Bytes> = parts.iter().map(|p| Bytes::copy_from_slice(p)).collect();
+            let plain = encode(7, version, &response(&real), &Splices::default()).expect("plain");
+            assert_eq!(plain.pieces().len(), 1);
+            assert_eq!(
+                spliced.to_bytes().expect("read"),
+                plain.to_bytes().expect("bytes"),
+                "v{version}"
+            );
+            assert_eq!(spliced.len(), plain.len());
+        }
+    }
+
+    #[test]
+    fn only_a_stand_in_of_these_splices_at_its_length_is_spliced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut splices = Splices::default();
+        let stand_in = splices
+            .stand_in(ranges(dir.path(), &[&[9; MIN_SPLICED]]).remove(0))
+            .expect("stand-in");
+        assert!(splices.range_for(&stand_in).is_some());
+        assert!(
+            splices.range_for(&stand_in[..MIN_SPLICED - 1]).is_none(),
+            "a shorter slice"
+        );
+        assert!(
+            Splices::default().range_for(&stand_in).is_none(),
+            "other splices"
+        );
+        assert!(
+            splices.range_for(&[0u8; MIN_SPLICED]).is_none(),
+            "other memory"
+        );
+    }
+}
