@@ -1,14 +1,17 @@
-//! A response frame as the connection sends it: encoded bytes, and ranges of segment files
-//! the connection sends straight from the file (`sendfile`), so a fetch's records never pass
-//! through user space.
+//! A response frame as the connection sends it: encoded bytes, ranges of segment files the
+//! connection sends straight from the file (`sendfile`), so a fetch's local records never
+//! pass through user space, and records already in memory (a tiered read's slice of a cached
+//! block), written from where they are instead of copied into the frame.
 //!
 //! How: `kafka-protocol` encodes records from a `Bytes` with one `put_slice`. A fetch puts a
 //! *stand-in* there for each file range ([`Splices::stand_in`]): a `Bytes` of the range's
-//! length that points into [`STAND_IN`], a static, zero-filled region never read. The frame is
-//! encoded into [`SplicingBuf`], which recognises a stand-in by its address, and instead of
-//! copying it ends the current run of bytes and puts the file range in its place. Every field
-//! around the records, their length prefixes included, is the codec's own encoding.
+//! length that points into [`STAND_IN`], a static, zero-filled region never read; records in
+//! memory go in as they are, and are noted by their address ([`Splices::keep`]). The frame is
+//! encoded into [`SplicingBuf`], which recognises a noted address, and instead of copying it
+//! ends the current run of bytes and puts the file range or the records in its place. Every
+//! field around the records, their length prefixes included, is the codec's own encoding.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -24,9 +27,9 @@ use crate::handlers::RequestError;
 /// `fetch.max.bytes` (50 MiB by default) and, past it, by one batch.
 const STAND_IN_LEN: usize = 128 << 20;
 
-/// Ranges shorter than this are read into the frame instead: each file piece costs the
-/// connection a flush and a `sendfile` call (two system calls and, with `TCP_NODELAY`, a
-/// packet of its own), which outweighs copying a few kilobytes twice.
+/// Records shorter than this are copied into the frame instead (a file range read first):
+/// each piece costs the connection a flush and a call of its own (two system calls and, with
+/// `TCP_NODELAY`, a packet of its own), which outweighs copying a few kilobytes.
 const MIN_SPLICED: usize = 16 << 10;
 
 /// Stand-ins point into this; its bytes are never read or written, so its pages are never
@@ -96,31 +99,47 @@ impl From<Bytes> for Response {
     }
 }
 
-/// The file ranges a response sends from their files, each behind its stand-in.
+/// The records a response sends as pieces of their own, by the address the encoder will see
+/// them at.
 #[derive(Debug, Default)]
 pub struct Splices {
-    ranges: Vec<FileRange>,
+    by_address: HashMap<usize, Piece>,
+    /// Stand-ins handed out: the next one starts this far into the region, so that each has
+    /// an address of its own.
+    stand_ins: usize,
 }
 
 impl Splices {
     /// The `Bytes` to put in a response where `range`'s bytes go: a stand-in, or (for a
     /// short range, or when the stand-ins' region is used up) the bytes themselves, read now.
     pub fn stand_in(&mut self, range: FileRange) -> std::io::Result<Bytes> {
-        let index = self.ranges.len();
-        let span = index..index + range.len();
+        let span = self.stand_ins..self.stand_ins + range.len();
         if range.len() < MIN_SPLICED || span.end > STAND_IN_LEN {
             return range.read();
         }
-        self.ranges.push(range);
-        Ok(Bytes::from_static(&stand_in_region()[span]))
+        self.stand_ins += 1;
+        let stand_in = Bytes::from_static(&stand_in_region()[span]);
+        self.by_address
+            .insert(stand_in.as_ptr() as usize, Piece::File(range));
+        Ok(stand_in)
     }
 
-    /// The range `slice` stands in for, if it is a stand-in of these splices.
-    fn range_for(&self, slice: &[u8]) -> Option<&FileRange> {
-        let index = (slice.as_ptr() as usize).checked_sub(stand_in_region().as_ptr() as usize)?;
-        self.ranges
-            .get(index)
-            .filter(|range| range.len() == slice.len())
+    /// Records already in memory, to put in a response as they are: large ones are noted, so
+    /// that the frame refers to them instead of copying them.
+    pub fn keep(&mut self, records: Bytes) -> Bytes {
+        if records.len() >= MIN_SPLICED {
+            self.by_address
+                .insert(records.as_ptr() as usize, Piece::Bytes(records.clone()));
+        }
+        records
+    }
+
+    /// The piece `slice` is, if these splices noted it. Two noted slices at one address and
+    /// of one length hold the same bytes (a stand-in's address is its own), so either does.
+    fn piece_for(&self, slice: &[u8]) -> Option<&Piece> {
+        self.by_address
+            .get(&(slice.as_ptr() as usize))
+            .filter(|piece| piece.len() == slice.len())
     }
 }
 
@@ -159,8 +178,7 @@ fn encode_failed(e: impl std::fmt::Display) -> RequestError {
     RequestError::Internal(format!("encoding a response failed: {e}"))
 }
 
-/// The encoder's buffer: bytes gathered in runs, broken by the file ranges that stand-ins
-/// name.
+/// The encoder's buffer: bytes gathered in runs, broken by the pieces the splices noted.
 struct SplicingBuf<'a> {
     run: BytesMut,
     pieces: Vec<Piece>,
@@ -218,12 +236,12 @@ unsafe impl BufMut for SplicingBuf<'_> {
     }
 
     fn put_slice(&mut self, src: &[u8]) {
-        match self.splices.range_for(src) {
-            Some(range) => {
-                let range = range.clone();
+        match self.splices.piece_for(src) {
+            Some(piece) => {
+                let piece = piece.clone();
                 self.end_run();
-                self.done += range.len();
-                self.pieces.push(Piece::File(range));
+                self.done += piece.len();
+                self.pieces.push(piece);
             }
             None => self.run.put_slice(src),
         }
@@ -291,21 +309,34 @@ mod tests {
         let parts: [&[u8]; 4] = [&[1; 17_000], &[2; 5], &[3; 70_000], &[4; 16_384]];
         for version in [4, 11, 12, 16, 18] {
             let mut splices = Splices::default();
-            let stand_ins: Vec<Bytes> = ranges(dir.path(), &parts)
+            let mut records: Vec<Bytes> = ranges(dir.path(), &parts)
                 .into_iter()
                 .map(|range| splices.stand_in(range).expect("stand-in"))
                 .collect();
-            let spliced = encode(7, version, &response(&stand_ins), &splices).expect("spliced");
-            let files = spliced
-                .pieces()
-                .iter()
-                .filter(|p| matches!(p, Piece::File(_)))
-                .count();
+            // Records in memory too (a tiered read), one large and one short.
+            records.push(splices.keep(Bytes::from(vec![5; 20_000])));
+            records.push(splices.keep(Bytes::from_static(&[6; 100])));
+            let spliced = encode(7, version, &response(&records), &splices).expect("spliced");
+            let count = |file: bool| {
+                spliced
+                    .pieces()
+                    .iter()
+                    .filter(|p| matches!(p, Piece::File(_)) == file && p.len() >= MIN_SPLICED)
+                    .count()
+            };
             assert_eq!(
-                files, 3,
-                "v{version}: every record set but the short one from its file"
+                count(true),
+                3,
+                "v{version}: every file range but the short one from its file"
             );
-            let real: Vec<Bytes> = parts.iter().map(|p| Bytes::copy_from_slice(p)).collect();
+            assert_eq!(
+                count(false),
+                1,
+                "v{version}: the large records in memory as they are"
+            );
+            let mut real: Vec<Bytes> = parts.iter().map(|p| Bytes::copy_from_slice(p)).collect();
+            real.push(Bytes::from(vec![5; 20_000]));
+            real.push(Bytes::from_static(&[6; 100]));
             let plain = encode(7, version, &response(&real), &Splices::default()).expect("plain");
             assert_eq!(plain.pieces().len(), 1);
             assert_eq!(
@@ -318,23 +349,23 @@ mod tests {
     }
 
     #[test]
-    fn only_a_stand_in_of_these_splices_at_its_length_is_spliced() {
+    fn only_a_noted_address_at_its_length_is_spliced() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut splices = Splices::default();
         let stand_in = splices
             .stand_in(ranges(dir.path(), &[&[9; MIN_SPLICED]]).remove(0))
             .expect("stand-in");
-        assert!(splices.range_for(&stand_in).is_some());
+        assert!(splices.piece_for(&stand_in).is_some());
         assert!(
-            splices.range_for(&stand_in[..MIN_SPLICED - 1]).is_none(),
+            splices.piece_for(&stand_in[..MIN_SPLICED - 1]).is_none(),
             "a shorter slice"
         );
         assert!(
-            Splices::default().range_for(&stand_in).is_none(),
+            Splices::default().piece_for(&stand_in).is_none(),
             "other splices"
         );
         assert!(
-            splices.range_for(&[0u8; MIN_SPLICED]).is_none(),
+            splices.piece_for(&[0u8; MIN_SPLICED]).is_none(),
             "other memory"
         );
     }

@@ -297,8 +297,8 @@ fn read_for_follower(
         .read_for_follower(led, replica, w.at(), budget, at_least_one)
 }
 
-/// A read as the Fetch response gives it: records (a file's behind a stand-in), or where the
-/// fetcher's log diverged.
+/// A read as the Fetch response gives it: records (noted in `splices`, a file's behind a
+/// stand-in), or where the fetcher's log diverged.
 fn fetched(
     index: i32,
     read: FetchRead,
@@ -307,7 +307,7 @@ fn fetched(
     Ok(match read {
         FetchRead::Records(read) => {
             let records = match read.records {
-                Records::Memory(bytes) => bytes,
+                Records::Memory(bytes) => splices.keep(bytes),
                 Records::File(range) => splices.stand_in(range)?,
             };
             partition_data(index, &read.offsets, records)
