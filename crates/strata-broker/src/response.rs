@@ -151,47 +151,36 @@ pub fn encode<T: Encodable + HeaderVersion>(
     splices: &Splices,
 ) -> Result<Response, RequestError> {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let header_version = T::header_version(version);
-    let size = header
-        .compute_size(header_version)
-        .and_then(|h| Ok(h + response.compute_size(version)?))
-        .map_err(encode_failed)?;
-    let size =
-        i32::try_from(size).map_err(|_| RequestError::Internal("response over 2 GiB".into()))?;
     let mut buf = SplicingBuf::new(splices);
-    buf.put_i32(size);
+    // The frame's size, filled in once the whole frame is encoded.
+    buf.put_i32(0);
     header
-        .encode(&mut buf, header_version)
+        .encode(&mut buf, T::header_version(version))
         .and_then(|()| response.encode(&mut buf, version))
-        .map_err(encode_failed)?;
-    let response = buf.finish();
-    if response.len() != size as usize + 4 {
-        return Err(RequestError::Internal(format!(
-            "a response encoded to {} bytes, not the {size} its size said",
-            response.len() - 4
-        )));
-    }
-    Ok(response)
-}
-
-fn encode_failed(e: impl std::fmt::Display) -> RequestError {
-    RequestError::Internal(format!("encoding a response failed: {e}"))
+        .map_err(|e| RequestError::Internal(format!("encoding a response failed: {e}")))?;
+    buf.finish()
 }
 
 /// The encoder's buffer: bytes gathered in runs, broken by the pieces the splices noted.
 struct SplicingBuf<'a> {
     run: BytesMut,
-    pieces: Vec<Piece>,
-    /// Bytes of the frame already in `pieces`.
+    /// Runs stay mutable until the frame's size is written into the first.
+    parts: Vec<Part>,
+    /// Bytes of the frame already in `parts`.
     done: usize,
     splices: &'a Splices,
+}
+
+enum Part {
+    Run(BytesMut),
+    Noted(Piece),
 }
 
 impl<'a> SplicingBuf<'a> {
     fn new(splices: &'a Splices) -> Self {
         Self {
             run: BytesMut::with_capacity(1024),
-            pieces: Vec::new(),
+            parts: Vec::new(),
             done: 0,
             splices,
         }
@@ -200,15 +189,34 @@ impl<'a> SplicingBuf<'a> {
     fn end_run(&mut self) {
         if !self.run.is_empty() {
             self.done += self.run.len();
-            self.pieces.push(Piece::Bytes(self.run.split().freeze()));
+            self.parts.push(Part::Run(self.run.split()));
         }
     }
 
-    fn finish(mut self) -> Response {
+    /// The frame, its size (everything after the 4 bytes of the size) written first.
+    fn finish(mut self) -> Result<Response, RequestError> {
         self.end_run();
-        Response {
-            pieces: self.pieces,
+        let size = i32::try_from(self.done - 4)
+            .map_err(|_| RequestError::Internal("response over 2 GiB".into()))?;
+        match self.parts.first_mut() {
+            Some(Part::Run(first)) if first.len() >= 4 => {
+                first[..4].copy_from_slice(&size.to_be_bytes());
+            }
+            _ => {
+                return Err(RequestError::Internal(
+                    "a response frame began with something other than its size".into(),
+                ));
+            }
         }
+        let pieces = self
+            .parts
+            .into_iter()
+            .map(|part| match part {
+                Part::Run(run) => Piece::Bytes(run.freeze()),
+                Part::Noted(piece) => piece,
+            })
+            .collect();
+        Ok(Response { pieces })
     }
 
     /// `r`, a range of the frame, as a range of the current run.
@@ -241,7 +249,7 @@ unsafe impl BufMut for SplicingBuf<'_> {
                 let piece = piece.clone();
                 self.end_run();
                 self.done += piece.len();
-                self.pieces.push(piece);
+                self.parts.push(Part::Noted(piece));
             }
             None => self.run.put_slice(src),
         }
@@ -285,6 +293,21 @@ mod tests {
                 range
             })
             .collect()
+    }
+
+    /// The frame as `BytesMut` takes it from the codec, sized afterwards.
+    fn reference_frame(correlation_id: i32, version: i16, response: &FetchResponse) -> Bytes {
+        use kafka_protocol::protocol::HeaderVersion as _;
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(&mut buf, FetchResponse::header_version(version))
+            .expect("header");
+        response.encode(&mut buf, version).expect("body");
+        let size = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&size.to_be_bytes());
+        buf.freeze()
     }
 
     fn response(records: &[Bytes]) -> FetchResponse {
@@ -339,6 +362,11 @@ mod tests {
             real.push(Bytes::from_static(&[6; 100]));
             let plain = encode(7, version, &response(&real), &Splices::default()).expect("plain");
             assert_eq!(plain.pieces().len(), 1);
+            assert_eq!(
+                plain.to_bytes().expect("bytes"),
+                reference_frame(7, version, &response(&real)),
+                "v{version}: the codec's own frame"
+            );
             assert_eq!(
                 spliced.to_bytes().expect("read"),
                 plain.to_bytes().expect("bytes"),

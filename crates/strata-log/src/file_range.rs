@@ -4,8 +4,11 @@
 //! encoded response; a plaintext connection can instead hand the range to the kernel with
 //! `sendfile(2)`, which sends page-cache pages to the socket without copying them through
 //! user space (Kafka's `FileRecords.transferTo`). Holding the file keeps the range readable
-//! even if retention deletes the segment meanwhile; the bytes never change (appends go after
-//! them, and only a divergent tail above the high watermark is ever truncated).
+//! even if retention deletes the segment meanwhile. Below the high watermark the bytes never
+//! change (appends go after them, and only a divergent tail above it is ever truncated); a
+//! follower's range of a leader's uncommitted tail can be cut if that leader is deposed
+//! before the range is sent, and the follower's checks then refuse what it gets, as they
+//! would refuse any deposed leader's tail.
 
 use std::fs::File;
 use std::io;
@@ -30,6 +33,11 @@ impl FileRange {
             position,
             len,
         }
+    }
+
+    /// The same range, `by` bytes longer.
+    pub(crate) fn extended(&self, by: usize) -> Self {
+        Self::new(self.file.clone(), self.position, self.len + by)
     }
 
     /// A range of any file (tests build responses from plain files).

@@ -683,33 +683,30 @@ impl PartitionLog {
         let io = |e| io_err(&self.dir, e);
         let start = segment.position_for_offset(from_offset);
         let mut scan = BatchScan::new(&file, start, segment.size());
-        let mut range: Option<(u64, UploadRange)> = None;
+        let mut range: Option<UploadRange> = None;
         while let Some(header) = scan.header().map_err(io)? {
             if header.last_offset() >= end_offset {
                 break;
             }
             let len = header.total_len().unwrap_or(HEADER_LEN) as u64;
             if header.last_offset() >= from_offset {
-                let (position, range) = range.get_or_insert_with(|| {
-                    let first = UploadRange {
-                        bytes: FileRange::new(file.clone(), scan.position, 0),
-                        base_offset: header.base_offset,
-                        last_offset: header.last_offset(),
-                        max_timestamp_ms: -1,
-                    };
-                    (scan.position, first)
+                let range = range.get_or_insert_with(|| UploadRange {
+                    bytes: FileRange::new(file.clone(), scan.position, 0),
+                    base_offset: header.base_offset,
+                    last_offset: header.last_offset(),
+                    max_timestamp_ms: -1,
                 });
-                let so_far = (scan.position - *position) as usize;
-                if so_far > 0 && so_far as u64 + len > max_bytes {
+                let so_far = range.bytes.len() as u64;
+                if so_far > 0 && so_far + len > max_bytes {
                     break;
                 }
-                range.bytes = FileRange::new(file.clone(), *position, so_far + len as usize);
+                range.bytes = range.bytes.extended(len as usize);
                 range.last_offset = header.last_offset();
                 range.max_timestamp_ms = range.max_timestamp_ms.max(header.max_timestamp);
             }
             scan.position += len;
         }
-        Ok(range.map(|(_, range)| range))
+        Ok(range)
     }
 
     /// The bytes stored at `offset` and after it, and when the first of them was appended

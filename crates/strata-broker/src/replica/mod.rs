@@ -138,6 +138,7 @@ impl Records {
     }
 
     /// The bytes, read from the file if they are there. Blocking.
+    #[cfg(test)]
     pub fn to_bytes(&self) -> std::io::Result<Bytes> {
         match self {
             Self::Memory(bytes) => Ok(bytes.clone()),
