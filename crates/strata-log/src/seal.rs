@@ -43,19 +43,12 @@ pub(crate) struct PendingSeal {
     log: Arc<File>,
     log_path: PathBuf,
     index_path: PathBuf,
-    /// Held for the whole seal, so [`Self::cancel`] returns only once no seal is running.
-    state: Mutex<State>,
-}
-
-#[derive(Debug)]
-enum State {
-    /// Not begun; the index to write.
-    Waiting(Vec<u8>),
-    Sealed,
-    /// The log's (or its directory's) fsync failed: the segment is not known to be durable.
-    Failed(Arc<io::Error>),
-    /// Deleted, or reopened for appends, before its seal: nothing left to do.
-    Cancelled,
+    /// The index to write while the seal has not happened. Held for the whole seal, so
+    /// [`Self::cancel`] returns only once no seal is running.
+    work: Mutex<Option<Vec<u8>>>,
+    /// How it ended (sealed or cancelled: `Ok`), set once; read without the lock, so a
+    /// check never mistakes someone holding it for a seal in progress.
+    outcome: OnceLock<Result<(), Arc<io::Error>>>,
 }
 
 impl PendingSeal {
@@ -64,13 +57,14 @@ impl PendingSeal {
             log,
             log_path: log_path.to_path_buf(),
             index_path: index_path.to_path_buf(),
-            state: Mutex::new(State::Waiting(index)),
+            work: Mutex::new(Some(index)),
+            outcome: OnceLock::new(),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic mid-seal leaves the state as it was: still waiting, so it is sealed again.
-        self.state
+    fn lock(&self) -> MutexGuard<'_, Option<Vec<u8>>> {
+        // A panic mid-seal leaves the work in place, so it is sealed again.
+        self.work
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -82,42 +76,30 @@ impl PendingSeal {
     /// Seals the segment now unless that happened already, waiting for a seal in progress;
     /// answers how it went.
     pub(crate) fn finish(&self, files: &SegmentFiles) -> Result<(), Arc<io::Error>> {
-        let mut state = self.lock();
-        if let State::Waiting(index) = &*state {
-            *state = match self.seal(files, index) {
-                Ok(()) => State::Sealed,
-                Err(e) => {
-                    error!(segment = %self.log_path.display(), error = %e, "sealing a segment failed: its fsync is not retried");
-                    State::Failed(Arc::new(e))
-                }
-            };
+        let mut work = self.lock();
+        if let Some(index) = work.as_deref() {
+            let sealed = self.seal(files, index).map_err(|e| {
+                error!(segment = %self.log_path.display(), error = %e, "sealing a segment failed: its fsync is not retried");
+                Arc::new(e)
+            });
+            // Set only here and in `cancel`, both under the lock with the work still there.
+            let _ = self.outcome.set(sealed);
+            *work = None;
         }
-        match &*state {
-            State::Failed(e) => Err(e.clone()),
-            _ => Ok(()),
-        }
+        self.outcome.get().cloned().unwrap_or(Ok(()))
     }
 
     /// How the seal went, if it is over; `None` while it waits or runs.
     pub(crate) fn outcome(&self) -> Option<Result<(), Arc<io::Error>>> {
-        let state = match self.state.try_lock() {
-            Ok(state) => state,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
-        match &*state {
-            State::Waiting(_) => None,
-            State::Sealed | State::Cancelled => Some(Ok(())),
-            State::Failed(e) => Some(Err(e.clone())),
-        }
+        self.outcome.get().cloned()
     }
 
     /// Drops a seal not yet begun (waiting for one that runs): the segment is being deleted
     /// or reopened for appends, and an index written now would describe a log that changed.
     pub(crate) fn cancel(&self) {
-        let mut state = self.lock();
-        if matches!(*state, State::Waiting(_)) {
-            *state = State::Cancelled;
+        let mut work = self.lock();
+        if work.take().is_some() {
+            let _ = self.outcome.set(Ok(()));
         }
     }
 
